@@ -1,0 +1,128 @@
+import NIOCore
+import XMPPCore
+
+/// A client's `<body/>` (XEP-0124 §6), with its attributes read and its payloads kept as raw bytes.
+public struct BOSHRequest: Sendable {
+    /// Largest rid a client may use (XEP-0124 §14.1: 2^53 − 1).
+    public static let maxRID: UInt64 = (1 << 53) - 1
+
+    public var rid: UInt64
+    public var sid: String?
+    public var attributes: [XMLAttribute]
+    /// Child elements, byte for byte as the client sent them.
+    public var payloads: [ByteBuffer]
+
+    public init(rid: UInt64, sid: String? = nil, attributes: [XMLAttribute] = [], payloads: [ByteBuffer] = []) {
+        self.rid = rid
+        self.sid = sid
+        self.attributes = attributes
+        self.payloads = payloads
+    }
+
+    public func attribute(_ name: String) -> String? { self.attributes.value(of: name) }
+    /// An attribute in the `urn:xmpp:xbosh` namespace (XEP-0206: `xmpp:version`, `xmpp:restart`).
+    public func xboshAttribute(_ name: String) -> String? { self.attributes.value(of: name, namespace: XMLNamespaces.xbosh) }
+
+    public var to: String? { self.attribute("to") }
+    public var from: String? { self.attribute("from") }
+    public var route: String? { self.attribute("route") }
+    public var language: String? { self.attributes.value(of: "lang", namespace: XMLNamespaces.xml) }
+    public var content: String? { self.attribute("content") }
+    public var type: String? { self.attribute("type") }
+    public var key: String? { self.attribute("key") }
+    public var newKey: String? { self.attribute("newkey") }
+    public var isTerminate: Bool { self.type == "terminate" }
+    public var isRestart: Bool { self.xboshAttribute("restart") == "true" || self.xboshAttribute("restart") == "1" }
+    public var xmppVersion: String? { self.xboshAttribute("version") }
+    public var version: BOSHVersion? { self.attribute("ver").flatMap(BOSHVersion.init) }
+    public var wait: Int? { self.attribute("wait").flatMap { Int($0) } }
+    public var hold: Int? { self.attribute("hold").flatMap { Int($0) } }
+    public var pause: Int? { self.attribute("pause").flatMap { Int($0) } }
+    public var ack: UInt64? { self.attribute("ack").flatMap { UInt64($0) } }
+    /// No payloads and no control meaning: a plain poll.
+    public var isEmpty: Bool { self.payloads.isEmpty && !self.isTerminate && !self.isRestart && self.pause == nil }
+}
+
+/// Why a request body was refused before it reached a session.
+public enum BOSHRequestError: Error, Hashable, Sendable, CustomStringConvertible {
+    case malformed(XMLFramerError)
+    case notABody
+    case missingRID
+    case invalidAttribute(String)
+
+    public var description: String {
+        switch self {
+        case .malformed(let error): return "malformed body: \(error)"
+        case .notABody: return "the root element is not <body xmlns='http://jabber.org/protocol/httpbind'/>"
+        case .missingRID: return "the body has no rid"
+        case .invalidAttribute(let name): return "invalid value for attribute '\(name)'"
+        }
+    }
+
+    /// `policy-violation` for size and depth limits, `bad-request` for everything else (XEP-0124 §17.2).
+    public var condition: TerminateCondition {
+        if case .malformed(let error) = self, error.isPolicyViolation { return .policyViolation }
+        return .badRequest
+    }
+}
+
+extension BOSHRequest {
+    /// Parses a request body with libexpat, refusing DTDs, comments, PIs and text in `<body/>` (§6).
+    public static func parse(_ bytes: ByteBuffer, limits: XMLStreamFramer.Limits = .init()) throws(BOSHRequestError) -> BOSHRequest {
+        let framer = XMLStreamFramer(limits: limits, rejectsRootText: true)
+        var events: [XMLStreamFramer.Event]
+        do {
+            events = try framer.feed(bytes)
+            events += try framer.finish()
+        } catch {
+            throw .malformed(error)
+        }
+        var root: XMLRootElement?
+        var payloads: [ByteBuffer] = []
+        for event in events {
+            switch event {
+            case .rootOpened(let element): root = element
+            case .element(let element): payloads.append(element.bytes)
+            case .rootClosed: break
+            }
+        }
+        guard let root, root.name.localName == "body", root.name.namespace == XMLNamespaces.httpBind else {
+            throw .notABody
+        }
+        guard let ridText = root.attributes.value(of: "rid") else { throw .missingRID }
+        guard let rid = UInt64(ridText), rid <= BOSHRequest.maxRID else { throw .invalidAttribute("rid") }
+        let request = BOSHRequest(rid: rid, sid: root.attributes.value(of: "sid"), attributes: root.attributes, payloads: payloads)
+        for name in ["wait", "hold", "pause", "ack"] where request.attribute(name) != nil {
+            guard let value = request.attribute(name).flatMap({ UInt64($0) }), value <= BOSHRequest.maxRID else {
+                throw .invalidAttribute(name)
+            }
+        }
+        if request.attribute("ver") != nil && request.version == nil { throw .invalidAttribute("ver") }
+        return request
+    }
+}
+
+/// A BOSH protocol version, `major.minor` (XEP-0124 §7.1 `ver`).
+public struct BOSHVersion: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public static let supported = BOSHVersion(major: 1, minor: 11)
+
+    public var major: Int
+    public var minor: Int
+
+    public init(major: Int, minor: Int) {
+        self.major = major
+        self.minor = minor
+    }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let major = Int(parts[0]), let minor = Int(parts[1]), major >= 0, minor >= 0 else { return nil }
+        self.init(major: major, minor: minor)
+    }
+
+    public static func < (lhs: BOSHVersion, rhs: BOSHVersion) -> Bool {
+        (lhs.major, lhs.minor) < (rhs.major, rhs.minor)
+    }
+
+    public var description: String { "\(self.major).\(self.minor)" }
+}

@@ -1,0 +1,482 @@
+import Crypto
+import DequeModule
+import NIOCore
+import XMPPCore
+
+/// Identifies one HTTP request while the machine holds it; chosen by the caller.
+public typealias BOSHRequestID = UInt64
+
+/// The rules of one BOSH session (XEP-0124 + XEP-0206), with no I/O.
+///
+/// Every input (a request, upstream data, a timer) is a `mutating func` returning the actions the
+/// owner must perform, in order: answer a request, forward payloads upstream, start a timer, end
+/// the session. Time enters as an argument, so every rule is testable with plain values.
+public struct BOSHSessionStateMachine {
+    public enum Action: Equatable, Sendable {
+        /// Answer this HTTP request.
+        case respond(BOSHRequestID, BOSHHTTPResponse)
+        /// Close the HTTP connection that carried this request, without an answer (§19.1).
+        case closeConnection(BOSHRequestID)
+        /// Write these payloads to the upstream stream, in order.
+        case forwardUpstream([ByteBuffer])
+        /// Send a new stream header upstream on the same connection (XEP-0206 §5).
+        case restartUpstream
+        /// Answer the request when this many seconds pass (its `wait`); stale firings are ignored.
+        case startWaitTimer(BOSHRequestID, seconds: Int)
+        /// Call `inactivityTimerFired(generation:)` after this many seconds, replacing any earlier timer.
+        case startInactivityTimer(generation: UInt64, seconds: Int)
+        /// Close the upstream stream: with `</stream:stream>` when graceful.
+        case closeUpstream(graceful: Bool)
+        /// Forget the session: later requests for its sid get `item-not-found`.
+        case endSession(TerminateCondition?)
+    }
+
+    private enum Phase: Equatable {
+        case active
+        /// Ended; kept until the client has collected `body` or the inactivity timer fires.
+        case terminated(body: BOSHHTTPResponse)
+        case ended
+    }
+
+    private struct HeldRequest {
+        var rid: UInt64
+        var id: BOSHRequestID
+    }
+
+    private struct PendingRequest {
+        var request: BOSHRequest
+        var id: BOSHRequestID
+        var isSecure: Bool
+    }
+
+    private struct CachedResponse {
+        var rid: UInt64
+        var response: BOSHHTTPResponse
+        var sentAt: NIODeadline
+    }
+
+    public let sid: String
+    public let parameters: BOSHSessionParameters
+    public let limits: BOSHLimits
+    /// The XMPP domain the client asked for (`to`), echoed as `from` at creation.
+    public let domain: String
+    /// Whether the upstream connection is encrypted or local; advertised as `secure`.
+    public var upstreamSecure = false
+
+    private var phase: Phase = .active
+    private let creationRID: UInt64
+    private var creationAnswered = false
+    private let sessionIsSecure: Bool
+    /// The last rid processed in order.
+    private var lastRID: UInt64
+    private var highestAnsweredRID: UInt64 = 0
+    private var clientAck: UInt64 = 0
+    private var outOfOrder: [UInt64: PendingRequest] = [:]
+    private var held: Deque<HeldRequest> = []
+    private var cache: Deque<CachedResponse> = []
+    private var outbound: [ByteBuffer] = []
+    private var outboundBytes = 0
+    private var outboundHasStreamElements = false
+    private var streamInfo: StreamInfo?
+    /// hex(SHA-1) the next `key` must hash to (§15), when the client uses keys.
+    private var expectedKeyHash: String?
+    private var inactivityGeneration: UInt64 = 0
+    private var pausedFor: Int?
+    private var lastRequestAt: NIODeadline?
+    private var lastResponseHadPayload = true
+    private var pendingReport: (rid: UInt64, milliseconds: Int64)?
+
+    /// Starts a session from its creation request (§7.1), which is held until stream features arrive.
+    public init(
+        sid: String,
+        creation request: BOSHRequest,
+        id: BOSHRequestID,
+        domain: String,
+        limits: BOSHLimits,
+        isSecure: Bool,
+        now: NIODeadline
+    ) {
+        self.sid = sid
+        self.parameters = BOSHSessionParameters(creation: request, limits: limits)
+        self.limits = limits
+        self.domain = domain
+        self.creationRID = request.rid
+        self.lastRID = request.rid
+        self.sessionIsSecure = isSecure
+        self.expectedKeyHash = request.newKey?.lowercased()
+        self.lastRequestAt = now
+        self.held.append(HeldRequest(rid: request.rid, id: id))
+    }
+
+    /// The actions that follow creation: hold the request for at most `wait`.
+    public func creationActions() -> [Action] {
+        [.startWaitTimer(self.held[0].id, seconds: self.parameters.wait)]
+    }
+
+    public var isActive: Bool { self.phase == .active }
+    public var heldRequestCount: Int { self.held.count }
+    public var queuedBytes: Int { self.outboundBytes }
+
+    // MARK: Requests
+
+    /// A request for this session arrived (§14.2 rid window, §14.3 retransmission, §19.1 security).
+    public mutating func receive(_ request: BOSHRequest, id: BOSHRequestID, isSecure: Bool, now: NIODeadline) -> [Action] {
+        switch self.phase {
+        case .terminated(let body):
+            return [.respond(id, body)]
+        case .ended:
+            return [.respond(id, self.terminalResponse(.terminate(.itemNotFound), condition: .itemNotFound))]
+        case .active:
+            break
+        }
+        if self.sessionIsSecure && !isSecure {
+            return [.closeConnection(id)]
+        }
+        let rid = request.rid
+        if rid <= self.lastRID {
+            return self.retransmission(of: rid, id: id, now: now)
+        }
+        if rid > self.lastRID + UInt64(self.parameters.requests) {
+            return self.terminate(.itemNotFound)
+        }
+        var actions: [Action] = []
+        if let existing = self.outOfOrder[rid] {
+            actions.append(.respond(existing.id, self.plainResponse(.recoverableError)))
+        }
+        let outstanding = self.held.count + self.outOfOrder.count + (self.outOfOrder[rid] == nil ? 1 : 0)
+        if outstanding > self.parameters.requests + 1
+            || (outstanding > self.parameters.requests && !request.isTerminate && request.pause == nil)
+        {
+            return actions + self.terminate(.policyViolation)
+        }
+        self.outOfOrder[rid] = PendingRequest(request: request, id: id, isSecure: isSecure)
+        while self.phase == .active, let next = self.outOfOrder.removeValue(forKey: self.lastRID + 1) {
+            actions += self.process(next.request, id: next.id, now: now)
+        }
+        if self.phase == .active {
+            actions += self.drain(now: now)
+        }
+        return actions
+    }
+
+    private mutating func retransmission(of rid: UInt64, id: BOSHRequestID, now: NIODeadline) -> [Action] {
+        if let cached = self.cache.first(where: { $0.rid == rid }) {
+            return [.respond(id, cached.response)]
+        }
+        if let index = self.held.firstIndex(where: { $0.rid == rid }) {
+            // §14.3: the older HTTP request gets a recoverable error, the newest one waits for the answer.
+            let older = self.held[index].id
+            self.held[index].id = id
+            return [.respond(older, self.plainResponse(.recoverableError)), .startWaitTimer(id, seconds: self.parameters.wait)]
+        }
+        return self.terminate(.itemNotFound)
+    }
+
+    private mutating func process(_ request: BOSHRequest, id: BOSHRequestID, now: NIODeadline) -> [Action] {
+        if let expected = self.expectedKeyHash {
+            guard let key = request.key, Self.sha1Hex(key) == expected else {
+                return self.terminate(.itemNotFound)
+            }
+            self.expectedKeyHash = request.newKey?.lowercased() ?? key.lowercased()
+        } else if let newKey = request.newKey {
+            self.expectedKeyHash = newKey.lowercased()
+        }
+        self.lastRID = request.rid
+        self.inactivityGeneration &+= 1
+        self.pausedFor = nil
+        let previousRequestAt = self.lastRequestAt
+        self.lastRequestAt = now
+
+        var actions: [Action] = []
+        if let ack = request.ack, self.parameters.acknowledgements {
+            self.acknowledge(ack, now: now)
+        }
+        if request.isTerminate {
+            // §13: deliver the client's last stanzas, then close; whatever was queued goes back with the answer.
+            if !request.payloads.isEmpty { actions.append(.forwardUpstream(request.payloads)) }
+            actions.append(.closeUpstream(graceful: true))
+            let payloads = self.takeOutbound()
+            for older in self.held {
+                actions.append(.respond(older.id, self.plainResponse(BOSHResponse())))
+            }
+            self.held.removeAll()
+            let answer = BOSHResponse(attributes: [("type", "terminate")], payloads: payloads.payloads, declaresStreamNamespace: payloads.streamElements)
+            actions.append(.respond(id, self.plainResponse(answer)))
+            self.phase = .ended
+            actions.append(.endSession(nil))
+            return actions
+        }
+        if let pause = request.pause {
+            guard pause <= self.parameters.maxPause else {
+                return self.terminate(.policyViolation)
+            }
+            // §10: answer everything at once, without payloads; keep queued stanzas for the return.
+            if !request.payloads.isEmpty { actions.append(.forwardUpstream(request.payloads)) }
+            let older = self.held
+            self.held.removeAll()
+            for request in older {
+                actions.append(self.answer(request, with: BOSHResponse(), now: now))
+            }
+            actions.append(self.answer(HeldRequest(rid: request.rid, id: id), with: BOSHResponse(), now: now))
+            self.pausedFor = pause
+            return actions
+        }
+        if request.isEmpty, let previousRequestAt {
+            let tooSoon = now - previousRequestAt < .seconds(Int64(self.parameters.polling))
+            if self.parameters.isPolling {
+                // §12: two empty polls within `polling` seconds, the first answered with nothing.
+                if tooSoon && !self.lastResponseHadPayload && self.held.isEmpty {
+                    return self.terminate(.policyViolation)
+                }
+            } else if tooSoon && self.parameters.hold > 0 && self.held.count >= self.parameters.hold {
+                // §11: with this one all `requests` are outstanding, it is empty, and it came too soon.
+                return self.terminate(.policyViolation)
+            }
+        }
+        if request.isRestart {
+            // XEP-0206 §5: payloads of a restart request are ignored.
+            actions.append(.restartUpstream)
+        } else if !request.payloads.isEmpty {
+            actions.append(.forwardUpstream(request.payloads))
+        }
+        self.held.append(HeldRequest(rid: request.rid, id: id))
+        actions.append(.startWaitTimer(id, seconds: self.parameters.wait))
+        return actions
+    }
+
+    private mutating func acknowledge(_ ack: UInt64, now: NIODeadline) {
+        self.clientAck = max(self.clientAck, ack)
+        while let first = self.cache.first, first.rid <= self.clientAck, self.cache.count > 0 {
+            self.cache.removeFirst()
+        }
+        // §9.2: the client missed a response we sent a while ago: tell it which.
+        if ack < self.highestAnsweredRID, let missed = self.cache.first(where: { $0.rid == ack + 1 }) {
+            let elapsed = (now - missed.sentAt).nanoseconds / 1_000_000
+            if elapsed >= Int64(BOSHSessionStateMachine.reportThresholdMilliseconds) {
+                self.pendingReport = (ack + 1, elapsed)
+            }
+        }
+    }
+
+    /// How long a response must have been out before a lower `ack` is treated as a loss (§9.2).
+    public static let reportThresholdMilliseconds = 2_000
+
+    // MARK: Upstream
+
+    /// The server opened (or reopened) its stream.
+    public mutating func upstreamOpened(_ info: StreamInfo) {
+        self.streamInfo = info
+    }
+
+    /// Stanzas from the server, self-contained; `streamElements` when one is a `stream:` element.
+    public mutating func upstreamReceived(_ payloads: [ByteBuffer], streamElements: Bool, now: NIODeadline) -> [Action] {
+        guard self.phase == .active else { return [] }
+        self.outbound += payloads
+        self.outboundBytes += payloads.reduce(0) { $0 + $1.readableBytes }
+        self.outboundHasStreamElements = self.outboundHasStreamElements || streamElements
+        if self.outboundBytes > self.limits.maxQueuedBytes && self.held.isEmpty {
+            return self.terminate(.policyViolation)
+        }
+        return self.drain(now: now)
+    }
+
+    /// The server sent `<stream:error/>`: it goes to the client inside `remote-stream-error` (XEP-0206 §6).
+    public mutating func upstreamStreamError(_ error: ByteBuffer) -> [Action] {
+        guard self.phase == .active else { return [] }
+        self.outbound.append(error)
+        self.outboundHasStreamElements = true
+        return self.terminate(.remoteStreamError, upstreamAlreadyClosed: true)
+    }
+
+    /// The upstream stream ended: `clean` when the server closed it with `</stream:stream>`.
+    public mutating func upstreamClosed(clean: Bool) -> [Action] {
+        guard self.phase == .active else { return [] }
+        return self.terminate(clean ? nil : .remoteConnectionFailed, upstreamAlreadyClosed: true)
+    }
+
+    /// Upstream could not be reached or secured.
+    public mutating func upstreamFailed(_ condition: TerminateCondition) -> [Action] {
+        guard self.phase == .active else { return [] }
+        return self.terminate(condition, upstreamAlreadyClosed: true)
+    }
+
+    /// The process is shutting down (or draining): `see-other-uri` when a redirect is known, else `system-shutdown`.
+    public mutating func shutdown(redirect uri: String? = nil) -> [Action] {
+        guard self.phase == .active else { return [] }
+        if let uri {
+            return self.terminate(.seeOtherURI, extraPayload: ByteBuffer(string: "<uri>\(XMLEscaping.escapeText(uri))</uri>"))
+        }
+        return self.terminate(.systemShutdown)
+    }
+
+    /// Ends the session for a reason found outside the machine (e.g. an oversized stanza upstream).
+    public mutating func fail(_ condition: TerminateCondition) -> [Action] {
+        guard self.phase == .active else { return [] }
+        return self.terminate(condition)
+    }
+
+    // MARK: Timers
+
+    public mutating func waitTimerFired(_ id: BOSHRequestID, now: NIODeadline) -> [Action] {
+        guard self.phase == .active, let index = self.held.firstIndex(where: { $0.id == id }) else { return [] }
+        // Answer in rid order: everything held before it goes first.
+        var actions: [Action] = []
+        for _ in 0...index {
+            let request = self.held.removeFirst()
+            let payloads = self.takeOutbound()
+            actions.append(self.answer(request, with: BOSHResponse(payloads: payloads.payloads, declaresStreamNamespace: payloads.streamElements), now: now))
+        }
+        if self.held.isEmpty { actions.append(self.inactivityTimer()) }
+        return actions
+    }
+
+    public mutating func inactivityTimerFired(generation: UInt64) -> [Action] {
+        guard generation == self.inactivityGeneration else { return [] }
+        switch self.phase {
+        case .active:
+            guard self.held.isEmpty else { return [] }
+            // §10: silent end; the server gets `</stream:stream>` so it stores messages offline itself.
+            self.phase = .ended
+            return [.closeUpstream(graceful: true), .endSession(nil)]
+        case .terminated(let body):
+            self.phase = .ended
+            return [.endSession(Self.condition(of: body))]
+        case .ended:
+            return []
+        }
+    }
+
+    // MARK: Internals
+
+    private mutating func drain(now: NIODeadline) -> [Action] {
+        var actions: [Action] = []
+        while let oldest = self.held.first {
+            let mustAnswer = self.held.count > self.parameters.hold
+                || !self.outbound.isEmpty
+                || (self.pendingReport != nil && self.held.count >= 1)
+            guard mustAnswer else { break }
+            self.held.removeFirst()
+            let payloads = self.takeOutbound()
+            var body = BOSHResponse(payloads: payloads.payloads, declaresStreamNamespace: payloads.streamElements)
+            if let report = self.pendingReport {
+                body.attributes += [("report", String(report.rid)), ("time", String(report.milliseconds))]
+                self.pendingReport = nil
+            }
+            actions.append(self.answer(oldest, with: body, now: now))
+        }
+        if self.held.isEmpty {
+            actions.append(self.inactivityTimer())
+        }
+        return actions
+    }
+
+    private mutating func inactivityTimer() -> Action {
+        self.inactivityGeneration &+= 1
+        return .startInactivityTimer(generation: self.inactivityGeneration, seconds: self.pausedFor ?? self.parameters.inactivity)
+    }
+
+    private mutating func takeOutbound() -> (payloads: [ByteBuffer], streamElements: Bool) {
+        defer {
+            self.outbound.removeAll()
+            self.outboundBytes = 0
+            self.outboundHasStreamElements = false
+        }
+        return (self.outbound, self.outboundHasStreamElements)
+    }
+
+    private mutating func answer(_ request: HeldRequest, with body: BOSHResponse, now: NIODeadline) -> Action {
+        var body = body
+        if request.rid == self.creationRID && !self.creationAnswered {
+            self.creationAnswered = true
+            body.attributes = self.creationAttributes(rid: request.rid) + body.attributes
+        } else if self.parameters.acknowledgements && request.rid != self.lastRID {
+            body.attributes.append(("ack", String(self.lastRID)))
+        }
+        let response = self.plainResponse(body)
+        self.lastResponseHadPayload = !body.payloads.isEmpty
+        self.highestAnsweredRID = max(self.highestAnsweredRID, request.rid)
+        self.cache.append(CachedResponse(rid: request.rid, response: response, sentAt: now))
+        let keep = self.parameters.acknowledgements ? self.limits.maxUnackedResponses : self.parameters.requests
+        while self.cache.count > keep { self.cache.removeFirst() }
+        return .respond(request.id, response)
+    }
+
+    private func creationAttributes(rid: UInt64) -> [(name: String, value: String)] {
+        var attributes: [(name: String, value: String)] = [
+            ("sid", self.sid),
+            ("wait", String(self.parameters.wait)),
+            ("requests", String(self.parameters.requests)),
+            ("hold", String(self.parameters.hold)),
+            ("polling", String(self.parameters.polling)),
+            ("inactivity", String(self.parameters.inactivity)),
+            ("maxpause", String(self.parameters.maxPause)),
+            ("ver", self.parameters.negotiatedVersion.description),
+            ("from", self.streamInfo?.from ?? self.domain),
+            ("secure", self.upstreamSecure ? "true" : "false"),
+            ("xmpp:restartlogic", "true"),
+        ]
+        if self.parameters.acknowledgements { attributes.append(("ack", String(rid))) }
+        if let info = self.streamInfo {
+            if let id = info.id { attributes.append(("authid", id)) }
+            attributes.append(("xmpp:version", info.version ?? "1.0"))
+        }
+        return attributes
+    }
+
+    private func plainResponse(_ body: BOSHResponse) -> BOSHHTTPResponse {
+        BOSHHTTPResponse(status: 200, body: body.encoded(), contentType: self.parameters.contentType)
+    }
+
+    /// Legacy clients (no `ver`) get HTTP status codes for the three conditions that have one (§17.2).
+    private func terminalResponse(_ body: BOSHResponse, condition: TerminateCondition?) -> BOSHHTTPResponse {
+        if self.parameters.clientVersion == nil, let condition, condition.legacyHTTPStatus != 200 {
+            return BOSHHTTPResponse(status: condition.legacyHTTPStatus, body: ByteBuffer(), contentType: self.parameters.contentType)
+        }
+        return BOSHHTTPResponse(status: 200, body: body.encoded(), contentType: self.parameters.contentType)
+    }
+
+    private static func condition(of response: BOSHHTTPResponse) -> TerminateCondition? {
+        let text = String(buffer: response.body)
+        return TerminateCondition.allCases.first { text.contains("condition='\($0.rawValue)'") }
+    }
+
+    private mutating func terminate(_ condition: TerminateCondition?, extraPayload: ByteBuffer? = nil, upstreamAlreadyClosed: Bool = false) -> [Action] {
+        var actions: [Action] = []
+        var payloads = self.takeOutbound()
+        if let extraPayload { payloads.payloads.append(extraPayload) }
+        let first = self.terminalResponse(
+            .terminate(condition, payloads: payloads.payloads, declaresStreamNamespace: payloads.streamElements),
+            condition: condition
+        )
+        if !upstreamAlreadyClosed {
+            // A terminated client is gone: close gracefully so the server keeps its stanzas offline.
+            actions.append(.closeUpstream(graceful: true))
+        }
+        if self.held.isEmpty {
+            // Nobody to tell now: keep the verdict for the next request, until inactivity.
+            self.phase = .terminated(body: first)
+            self.inactivityGeneration &+= 1
+            actions.append(.startInactivityTimer(generation: self.inactivityGeneration, seconds: self.parameters.inactivity))
+            return actions
+        }
+        let rest = self.terminalResponse(.terminate(condition), condition: condition)
+        for (index, request) in self.held.enumerated() {
+            actions.append(.respond(request.id, index == 0 ? first : rest))
+        }
+        for pending in self.outOfOrder.values.sorted(by: { $0.request.rid < $1.request.rid }) {
+            actions.append(.respond(pending.id, rest))
+        }
+        self.held.removeAll()
+        self.outOfOrder.removeAll()
+        self.phase = .ended
+        actions.append(.endSession(condition))
+        return actions
+    }
+
+    static func sha1Hex(_ key: String) -> String {
+        Insecure.SHA1.hash(data: Array(key.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}

@@ -1,0 +1,131 @@
+import BOSHCore
+import Logging
+import NIOCore
+import Synchronization
+import XMPPCore
+import XMPPUpstream
+
+/// Creates BOSH sessions, finds them by sid, and ends them all at shutdown.
+final class BOSHService: Sendable {
+    private let sessions = Mutex<[String: BOSHSession]>([:])
+    private let configuration: TetherConfiguration
+    private let connector: UpstreamConnector
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let shuttingDown = Mutex(false)
+
+    init(configuration: TetherConfiguration, group: any EventLoopGroup, logger: Logger) {
+        self.configuration = configuration
+        self.connector = UpstreamConnector(configuration: configuration.upstream)
+        self.group = group
+        self.logger = logger
+    }
+
+    var sessionCount: Int { self.sessions.withLock { $0.count } }
+
+    /// Handles a parsed request body: a new session when it has no sid, otherwise the session's next request.
+    func handle(_ request: BOSHRequest, isSecure: Bool, clientAddress: String, responder: BOSHResponder) {
+        guard let sid = request.sid else {
+            self.create(request, isSecure: isSecure, clientAddress: clientAddress, responder: responder)
+            return
+        }
+        guard let session = self.sessions.withLock({ $0[sid] }) else {
+            responder.respond(Self.refusal(.itemNotFound, for: request))
+            return
+        }
+        session.eventLoop.execute {
+            session.receive(request, responder: responder, isSecure: isSecure)
+        }
+    }
+
+    private func create(_ request: BOSHRequest, isSecure: Bool, clientAddress: String, responder: BOSHResponder) {
+        if self.shuttingDown.withLock({ $0 }) {
+            responder.respond(Self.refusal(self.configuration.redirectURI == nil ? .systemShutdown : .seeOtherURI, for: request, uri: self.configuration.redirectURI))
+            return
+        }
+        guard let domain = request.to?.lowercased(), !domain.isEmpty else {
+            responder.respond(Self.refusal(.improperAddressing, for: request))
+            return
+        }
+        guard self.configuration.serves(domain: domain) else {
+            self.logger.notice("refused session for unserved domain", metadata: ["to": "\(domain)", "client": "\(clientAddress)"])
+            responder.respond(Self.refusal(.hostUnknown, for: request))
+            return
+        }
+        var connector = self.connector
+        if let route = request.route {
+            guard self.configuration.allowedRouteAttributes.contains(route), let target = Self.parseRouteAttribute(route) else {
+                self.logger.notice("refused route attribute", metadata: ["route": "\(route)", "client": "\(clientAddress)"])
+                responder.respond(Self.refusal(.hostUnknown, for: request))
+                return
+            }
+            connector.configuration.routes[domain] = target
+        }
+        let sid = Self.makeSID()
+        var logger = self.logger
+        logger[metadataKey: "client"] = "\(clientAddress)"
+        logger[metadataKey: "transport"] = "bosh"
+        let eventLoop = self.group.next()
+        let session = BOSHSession(
+            sid: sid,
+            creation: request,
+            domain: domain,
+            limits: self.configuration.bosh,
+            isSecure: isSecure,
+            eventLoop: eventLoop,
+            logger: logger,
+            onEnd: { [weak self] sid in
+                _ = self?.sessions.withLock { $0.removeValue(forKey: sid) }
+            }
+        )
+        self.sessions.withLock { $0[sid] = session }
+        let header = StreamHeader(to: domain, from: request.from, language: request.language, version: request.xmppVersion ?? "1.0")
+        eventLoop.execute {
+            session.start(creation: request, responder: responder, connector: connector, header: header)
+        }
+    }
+
+    /// Tells every session the server is going away; returns when all have been told.
+    func shutdown() async {
+        self.shuttingDown.withLock { $0 = true }
+        let sessions = self.sessions.withLock { Array($0.values) }
+        let redirect = self.configuration.redirectURI
+        await withTaskGroup(of: Void.self) { group in
+            for session in sessions {
+                group.addTask {
+                    try? await session.eventLoop.submit { session.shutdown(redirect: redirect) }.get()
+                }
+            }
+        }
+    }
+
+    /// An answer for a request that has no session to answer it (§17.2; legacy clients get HTTP codes).
+    static func refusal(_ condition: TerminateCondition, for request: BOSHRequest, uri: String? = nil) -> BOSHHTTPResponse {
+        if request.version == nil, condition.legacyHTTPStatus != 200 {
+            return BOSHHTTPResponse(status: condition.legacyHTTPStatus, body: ByteBuffer(), contentType: request.content)
+        }
+        if condition == .seeOtherURI, let uri {
+            return BOSHHTTPResponse(body: BOSHResponse.seeOtherURI(uri).encoded(), contentType: request.content)
+        }
+        return BOSHHTTPResponse(body: BOSHResponse.terminate(condition).encoded(), contentType: request.content)
+    }
+
+    /// A session id: 128 bits from the system CSPRNG (XEP-0124 §19.3), hex-encoded.
+    static func makeSID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        return Self.hex(high) + Self.hex(low)
+    }
+
+    private static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// `xmpp:host:port` (XEP-0124 §7.1: not a URI, so not parsed as one).
+    static func parseRouteAttribute(_ route: String) -> UpstreamRoute? {
+        guard route.hasPrefix("xmpp:") else { return nil }
+        return UpstreamRoute(String(route.dropFirst("xmpp:".count)))
+    }
+}

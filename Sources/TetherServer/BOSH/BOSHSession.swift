@@ -1,0 +1,175 @@
+import BOSHCore
+import Logging
+import NIOCore
+import XMPPCore
+import XMPPUpstream
+
+/// One BOSH session: its state machine, its upstream stream and the HTTP requests it holds.
+///
+/// Confined to `eventLoop`, which is also the upstream connection's loop, so nothing inside needs
+/// a lock; HTTP requests hop here once each (hence the unchecked Sendable).
+final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
+    let sid: String
+    let eventLoop: any EventLoop
+    private var logger: Logger
+    private var machine: BOSHSessionStateMachine
+    private var upstream: UpstreamConnection?
+    private var pendingUpstream: [ByteBuffer] = []
+    private var upstreamRestartPending = false
+    private var responders: [BOSHRequestID: (responder: BOSHResponder, timer: Scheduled<Void>?)] = [:]
+    private var nextRequestID: BOSHRequestID = 1
+    private var inactivityTimer: Scheduled<Void>?
+    private var ended = false
+    private let onEnd: @Sendable (String) -> Void
+
+    init(
+        sid: String,
+        creation: BOSHRequest,
+        domain: String,
+        limits: BOSHLimits,
+        isSecure: Bool,
+        eventLoop: any EventLoop,
+        logger: Logger,
+        onEnd: @escaping @Sendable (String) -> Void
+    ) {
+        self.sid = sid
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.logger[metadataKey: "sid"] = "\(sid)"
+        self.machine = BOSHSessionStateMachine(
+            sid: sid,
+            creation: creation,
+            id: 0,
+            domain: domain,
+            limits: limits,
+            isSecure: isSecure,
+            now: .now()
+        )
+        self.onEnd = onEnd
+    }
+
+    /// Holds the creation request and opens the upstream stream.
+    func start(creation: BOSHRequest, responder: BOSHResponder, connector: UpstreamConnector, header: StreamHeader) {
+        self.eventLoop.preconditionInEventLoop()
+        self.responders[0] = (responder, nil)
+        self.run(self.machine.creationActions())
+        self.logger.info("session created", metadata: ["to": "\(header.to)", "wait": "\(self.machine.parameters.wait)", "hold": "\(self.machine.parameters.hold)"])
+        connector.connect(header: header, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let connection):
+                if self.ended {
+                    connection.close(graceful: true)
+                    return
+                }
+                self.logger.debug("upstream connected", metadata: ["address": "\(connection.remoteAddress)"])
+                self.upstream = connection
+                if !self.pendingUpstream.isEmpty {
+                    connection.send(self.pendingUpstream)
+                    self.pendingUpstream = []
+                }
+            case .failure(let error):
+                self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
+                let condition: TerminateCondition = (error as? UpstreamError)?.isResolutionFailure == true ? .hostUnknown : .remoteConnectionFailed
+                self.run(self.machine.upstreamFailed(condition))
+            }
+        }
+    }
+
+    /// A later request for this session (already parsed by the edge).
+    func receive(_ request: BOSHRequest, responder: BOSHResponder, isSecure: Bool) {
+        self.eventLoop.preconditionInEventLoop()
+        let id = self.nextRequestID
+        self.nextRequestID += 1
+        self.responders[id] = (responder, nil)
+        self.run(self.machine.receive(request, id: id, isSecure: isSecure, now: .now()))
+    }
+
+    /// Ends the session for shutdown or draining.
+    func shutdown(redirect: String?) {
+        self.eventLoop.preconditionInEventLoop()
+        self.run(self.machine.shutdown(redirect: redirect))
+    }
+
+    // MARK: UpstreamStreamDelegate
+
+    func upstreamOpened(_ info: StreamInfo, secure: Bool) {
+        self.machine.upstreamSecure = secure
+        self.machine.upstreamOpened(info)
+    }
+
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
+        self.run(self.machine.upstreamReceived(elements, streamElements: streamElements, now: .now()))
+    }
+
+    func upstreamStreamError(_ error: ByteBuffer) {
+        self.logger.info("upstream stream error", metadata: ["error": "\(String(buffer: error))"])
+        self.upstream = nil
+        self.run(self.machine.upstreamStreamError(error))
+    }
+
+    func upstreamClosed(_ error: UpstreamError?) {
+        if let error {
+            self.logger.info("upstream closed", metadata: ["error": "\(error)"])
+        }
+        self.upstream = nil
+        if case .some(let error) = error, error.isResolutionFailure {
+            self.run(self.machine.upstreamFailed(.hostUnknown))
+        } else if case .some(let error) = error, error != .closedByPeer {
+            self.run(self.machine.upstreamFailed(.remoteConnectionFailed))
+        } else {
+            self.run(self.machine.upstreamClosed(clean: error == nil))
+        }
+    }
+
+    // MARK: Actions
+
+    private func run(_ actions: [BOSHSessionStateMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .respond(let id, let response):
+                guard let entry = self.responders.removeValue(forKey: id) else { continue }
+                entry.timer?.cancel()
+                entry.responder.respond(response)
+            case .closeConnection(let id):
+                guard let entry = self.responders.removeValue(forKey: id) else { continue }
+                entry.timer?.cancel()
+                entry.responder.close()
+            case .forwardUpstream(let payloads):
+                if let upstream = self.upstream {
+                    upstream.send(payloads)
+                } else {
+                    self.pendingUpstream += payloads
+                }
+            case .restartUpstream:
+                self.upstream?.restart()
+            case .startWaitTimer(let id, let seconds):
+                guard self.responders[id] != nil else { continue }
+                self.responders[id]?.timer?.cancel()
+                self.responders[id]?.timer = self.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(seconds))) { [weak self] in
+                    guard let self else { return }
+                    self.run(self.machine.waitTimerFired(id, now: .now()))
+                }
+            case .startInactivityTimer(let generation, let seconds):
+                self.inactivityTimer?.cancel()
+                self.inactivityTimer = self.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(seconds))) { [weak self] in
+                    guard let self else { return }
+                    self.run(self.machine.inactivityTimerFired(generation: generation))
+                }
+            case .closeUpstream(let graceful):
+                self.upstream?.close(graceful: graceful)
+                self.upstream = nil
+            case .endSession(let condition):
+                guard !self.ended else { continue }
+                self.ended = true
+                self.inactivityTimer?.cancel()
+                self.upstream?.close(graceful: true)
+                self.upstream = nil
+                for (_, entry) in self.responders {
+                    entry.timer?.cancel()
+                }
+                self.logger.info("session ended", metadata: ["condition": "\(condition?.rawValue ?? "normal")"])
+                self.onEnd(self.sid)
+            }
+        }
+    }
+}

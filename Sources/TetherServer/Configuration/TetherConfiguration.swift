@@ -1,0 +1,34 @@
+import BOSHCore
+import NIOCore
+import XMPPCore
+import XMPPUpstream
+
+/// Everything `tether serve` runs with, validated.
+public struct TetherConfiguration: Sendable {
+    /// Addresses to listen on (`--listen HOST:PORT`, repeatable).
+    public var listen: [UpstreamRoute] = [UpstreamRoute(host: "127.0.0.1", port: 5280)]
+    /// Domains served; routes' domains are always served.
+    public var domains: Set<String> = []
+    /// Serve any domain a client names (subject to `AddressPolicy`). Off by default: never an open proxy.
+    public var openDomains = false
+    /// `route` attribute values clients may use (`xmpp:host:port`, XEP-0124 §7.1); others get `host-unknown`.
+    public var allowedRouteAttributes: Set<String> = []
+    public var upstream = UpstreamConfiguration()
+    public var cors = CORSPolicy.anyOrigin
+    public var bosh = BOSHLimits()
+    /// Largest HTTP request body accepted (413 beyond).
+    public var maxRequestBodyBytes = 512 * 1024
+    /// Stanza size and depth limits in both directions.
+    public var xmlLimits = XMLStreamFramer.Limits()
+    /// Where clients are sent when this node shuts down (`see-other-uri`); `nil` means `system-shutdown`.
+    public var redirectURI: String?
+    /// How long shutdown waits for held requests to be answered.
+    public var shutdownGracePeriod: TimeAmount = .seconds(5)
+
+    public init() {}
+
+    /// Whether a client may open a session to this domain.
+    public func serves(domain: String) -> Bool {
+        self.openDomains || self.domains.contains(domain) || self.upstream.routes[domain] != nil
+    }
+}

@@ -1,0 +1,168 @@
+import BOSHCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import XMPPCore
+
+/// Serves one HTTP/1.1 connection: routes requests, enforces the body limit, applies CORS,
+/// and writes BOSH answers when their session produces them (possibly from another event loop).
+final class HTTPEdgeHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        case receiving(HTTPRequestHead, ByteBuffer)
+        case discarding(HTTPRequestHead)
+        case responding(keepAlive: Bool)
+    }
+
+    private let configuration: TetherConfiguration
+    private let bosh: BOSHService
+    private let logger: Logger
+    private var state = State.idle
+
+    init(configuration: TetherConfiguration, bosh: BOSHService, logger: Logger) {
+        self.configuration = configuration
+        self.bosh = bosh
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch (self.unwrapInboundIn(data), self.state) {
+        case (.head(let head), .idle):
+            self.state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
+        case (.body(var chunk), .receiving(let head, var body)):
+            if body.readableBytes + chunk.readableBytes > self.configuration.maxRequestBodyBytes {
+                self.state = .discarding(head)
+            } else {
+                body.writeBuffer(&chunk)
+                self.state = .receiving(head, body)
+            }
+        case (.end, .receiving(let head, let body)):
+            self.state = .responding(keepAlive: head.isKeepAlive)
+            self.route(head: head, body: body, context: context)
+        case (.end, .discarding(let head)):
+            self.state = .responding(keepAlive: false)
+            self.writeSimple(status: .payloadTooLarge, text: "Request body larger than \(self.configuration.maxRequestBodyBytes) bytes\n", origin: head.headers.first(name: "origin"), context: context)
+        case (.body, .discarding):
+            break
+        case (.head, _), (.body, _), (.end, _):
+            // Pipelined requests are serialized by HTTPServerPipelineHandler; anything else is a bug in the peer.
+            context.close(promise: nil)
+        }
+    }
+
+    private func route(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let origin = head.headers.first(name: "origin")
+        switch path {
+        case "/http-bind", "/http-bind/":
+            switch head.method {
+            case .POST:
+                self.handleBOSH(head: head, body: body, origin: origin, context: context)
+            case .OPTIONS:
+                self.preflight(head: head, origin: origin, context: context)
+            case .GET:
+                self.writeSimple(status: .ok, text: "Tether XMPP connection manager: POST XEP-0124/XEP-0206 <body/> elements here.\n", origin: origin, context: context)
+            default:
+                self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: origin, extraHeaders: [("Allow", "POST, GET, OPTIONS")], context: context)
+            }
+        case "/xmpp-websocket":
+            self.writeSimple(status: .upgradeRequired, text: "WebSocket upgrade with the 'xmpp' subprotocol required.\n", origin: origin, extraHeaders: [("Upgrade", "websocket")], context: context)
+        default:
+            self.writeSimple(status: .notFound, text: "Not found.\n", origin: origin, context: context)
+        }
+    }
+
+    private func handleBOSH(head: HTTPRequestHead, body: ByteBuffer, origin: String?, context: ChannelHandlerContext) {
+        guard self.configuration.cors.allows(origin: origin) else {
+            self.writeSimple(status: .forbidden, text: "Origin not allowed.\n", origin: origin, context: context)
+            return
+        }
+        let request: BOSHRequest
+        do {
+            request = try BOSHRequest.parse(body, limits: self.configuration.xmlLimits)
+        } catch {
+            self.logger.info("refused BOSH body", metadata: ["error": "\(error)", "client": "\(Self.clientAddress(context))"])
+            // No parsable `ver` to tell legacy clients apart: answer the spec's terminal body.
+            self.writeBOSH(BOSHHTTPResponse(body: BOSHResponse.terminate(error.condition).encoded()), origin: origin, context: context)
+            return
+        }
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let responder = BOSHResponder(
+            respond: { response in
+                eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.writeBOSH(response, origin: origin, context: context)
+                }
+            },
+            close: {
+                eventLoop.execute {
+                    loopBound.value.1.close(promise: nil)
+                }
+            }
+        )
+        self.bosh.handle(request, isSecure: false, clientAddress: Self.clientAddress(context), responder: responder)
+    }
+
+    private func preflight(head: HTTPRequestHead, origin: String?, context: ChannelHandlerContext) {
+        guard let headers = self.configuration.cors.preflightHeaders(origin: origin, requestedHeaders: head.headers.first(name: "access-control-request-headers")) else {
+            self.writeSimple(status: .forbidden, text: "Origin not allowed.\n", origin: nil, context: context)
+            return
+        }
+        self.write(status: .noContent, contentType: nil, body: ByteBuffer(), headers: headers, context: context)
+    }
+
+    private func writeBOSH(_ response: BOSHHTTPResponse, origin: String?, context: ChannelHandlerContext) {
+        guard case .responding = self.state else { return }
+        self.write(
+            status: HTTPResponseStatus(statusCode: response.status),
+            contentType: response.contentType,
+            body: response.body,
+            headers: self.configuration.cors.responseHeaders(origin: origin) + [("Cache-Control", "no-store")],
+            context: context
+        )
+    }
+
+    private func writeSimple(status: HTTPResponseStatus, text: String, origin: String?, extraHeaders: [(String, String)] = [], context: ChannelHandlerContext) {
+        self.write(
+            status: status,
+            contentType: "text/plain; charset=utf-8",
+            body: ByteBuffer(string: text),
+            headers: self.configuration.cors.responseHeaders(origin: origin) + extraHeaders,
+            context: context
+        )
+    }
+
+    private func write(status: HTTPResponseStatus, contentType: String?, body: ByteBuffer, headers extra: [(String, String)], context: ChannelHandlerContext) {
+        guard case .responding(let keepAlive) = self.state else { return }
+        self.state = .idle
+        var headers = HTTPHeaders()
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        headers.add(contentsOf: extra)
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        if body.readableBytes > 0 {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        let done = context.writeAndFlushPromise()
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: done)
+        if !keepAlive {
+            done.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        }
+    }
+
+    static func clientAddress(_ context: ChannelHandlerContext) -> String {
+        context.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+}
+
+extension ChannelHandlerContext {
+    fileprivate func writeAndFlushPromise() -> EventLoopPromise<Void> {
+        self.eventLoop.makePromise()
+    }
+}

@@ -1,0 +1,380 @@
+import CExpat
+import NIOCore
+
+/// Finds the complete top-level children of a root element in a byte stream, incrementally.
+///
+/// An XMPP stream (`<stream:stream>` … `</stream:stream>`) and a BOSH `<body/>` have the same
+/// shape: one root element whose children are the units Tether relays. The framer feeds bytes to
+/// expat as they arrive and hands out each child as a slice of the original bytes, so a stanza is
+/// forwarded byte for byte, never re-serialised.
+///
+/// Hostile input is refused rather than tolerated: DTDs, entity declarations, comments and
+/// processing instructions (RFC 6120 §11.1), elements deeper than `Limits.maxDepth`, and any
+/// element (or unparsed tail) larger than `Limits.maxElementBytes`.
+///
+/// Not thread-safe: one framer belongs to one connection.
+public final class XMLStreamFramer {
+    public struct Limits: Hashable, Sendable {
+        /// Largest top-level child, in bytes (Prosody's default stanza limit is 256 KiB).
+        public var maxElementBytes: Int
+        /// Deepest element, counting the root as depth 1.
+        public var maxDepth: Int
+
+        public init(maxElementBytes: Int = 256 * 1024, maxDepth: Int = 32) {
+            self.maxElementBytes = maxElementBytes
+            self.maxDepth = maxDepth
+        }
+    }
+
+    public enum Event: Sendable {
+        case rootOpened(XMLRootElement)
+        case element(XMLElementSlice)
+        case rootClosed
+    }
+
+    public let limits: Limits
+    /// Non-whitespace text directly inside the root is an error when set (BOSH §6); otherwise it is dropped.
+    public let rejectsRootText: Bool
+
+    private var parser: XML_Parser
+    /// Bytes not yet handed out: from the start of the unfinished child, or from the end of the last event.
+    private var pending = ByteBuffer()
+    /// Absolute expat byte index of `pending.readerIndex`.
+    private var pendingBase = 0
+    private var depth = 0
+    private var elementStart = 0
+    private var lastEventEnd = 0
+    private var currentElement: ElementInProgress?
+    private var declarationsForNextElement: [XMLNamespaceDeclaration] = []
+    private var events: [Event] = []
+    private var failure: XMLFramerError?
+    private var rootClosed = false
+
+    private struct ElementInProgress {
+        var name: XMLName
+        var declaresDefaultNamespace: Bool
+        var declaredPrefixes: [String]
+        var children: [XMLChildRange]
+        var childStart: Int
+    }
+
+    public init(limits: Limits = Limits(), rejectsRootText: Bool = false) {
+        self.limits = limits
+        self.rejectsRootText = rejectsRootText
+        self.parser = XML_ParserCreateNS(nil, 0x20)!
+        self.configureParser()
+    }
+
+    deinit {
+        XML_ParserFree(self.parser)
+    }
+
+    /// The number of bytes held for an unfinished child (what a slow or hostile peer costs us).
+    public var bufferedBytes: Int { self.pending.readableBytes }
+
+    /// Whether the root element has been closed.
+    public var isRootClosed: Bool { self.rootClosed }
+
+    /// Feeds the next bytes of the stream and returns what they completed.
+    public func feed(_ bytes: ByteBuffer) throws(XMLFramerError) -> [Event] {
+        if let failure = self.failure { throw failure }
+        if self.pending.readableBytes == 0 {
+            self.pending = bytes
+        } else {
+            var bytes = bytes
+            self.pending.writeBuffer(&bytes)
+        }
+        let status = bytes.withUnsafeReadableBytes { raw -> XML_Status in
+            let base = raw.baseAddress?.assumingMemoryBound(to: CChar.self)
+            return XML_Parse(self.parser, base, Int32(raw.count), 0)
+        }
+        return try self.collect(status: status)
+    }
+
+    /// Signals the end of input: a document that is not complete is an error. Used for BOSH bodies.
+    public func finish() throws(XMLFramerError) -> [Event] {
+        if let failure = self.failure { throw failure }
+        let status = XML_Parse(self.parser, nil, 0, 1)
+        return try self.collect(status: status)
+    }
+
+    /// Starts a fresh document on the same framer: after STARTTLS and SASL the peer opens a new stream.
+    public func reset() {
+        XML_ParserReset(self.parser, nil)
+        self.configureParser()
+        self.pending = ByteBuffer()
+        self.pendingBase = 0
+        self.depth = 0
+        self.elementStart = 0
+        self.lastEventEnd = 0
+        self.currentElement = nil
+        self.declarationsForNextElement = []
+        self.events = []
+        self.failure = nil
+        self.rootClosed = false
+    }
+
+    private func collect(status: XML_Status) throws(XMLFramerError) -> [Event] {
+        if let failure = self.failure {
+            self.events.removeAll()
+            throw failure
+        }
+        if status == XML_STATUS_ERROR {
+            let code = XML_GetErrorCode(self.parser)
+            let message = XML_ErrorString(code).map { String(cString: $0) } ?? "unknown error"
+            let failure = XMLFramerError.notWellFormed(message)
+            self.failure = failure
+            self.events.removeAll()
+            throw failure
+        }
+        // Release what has been handed out; keep the unfinished child or the unparsed tail.
+        let keepFrom = self.depth >= 2 ? self.elementStart : self.lastEventEnd
+        let discard = keepFrom - self.pendingBase
+        if discard > 0 {
+            self.pending.moveReaderIndex(forwardBy: min(discard, self.pending.readableBytes))
+            self.pendingBase = keepFrom
+        }
+        if self.pending.readableBytes == 0 {
+            self.pending = ByteBuffer()
+        } else if self.pending.readableBytes > self.limits.maxElementBytes {
+            let failure = XMLFramerError.elementTooLarge(limit: self.limits.maxElementBytes)
+            self.failure = failure
+            self.events.removeAll()
+            throw failure
+        }
+        let events = self.events
+        self.events.removeAll(keepingCapacity: true)
+        return events
+    }
+
+    private func fail(_ error: XMLFramerError) {
+        if self.failure == nil { self.failure = error }
+        XML_StopParser(self.parser, 0)
+    }
+
+    private var currentByteIndex: Int { Int(XML_GetCurrentByteIndex(self.parser)) }
+    private var currentEventEnd: Int { self.currentByteIndex + Int(XML_GetCurrentByteCount(self.parser)) }
+
+    // MARK: expat callbacks
+
+    fileprivate func startNamespaceDeclaration(prefix: UnsafePointer<CChar>?, uri: UnsafePointer<CChar>?) {
+        self.declarationsForNextElement.append(
+            XMLNamespaceDeclaration(
+                prefix: prefix.map { String(cString: $0) },
+                uri: uri.map { String(cString: $0) } ?? ""
+            )
+        )
+    }
+
+    fileprivate func startElement(name: UnsafePointer<CChar>, attributes: UnsafeMutablePointer<UnsafePointer<CChar>?>) {
+        self.depth += 1
+        let declarations = self.declarationsForNextElement
+        self.declarationsForNextElement.removeAll(keepingCapacity: true)
+        if self.depth > self.limits.maxDepth {
+            self.fail(.tooDeep(limit: self.limits.maxDepth))
+            return
+        }
+        switch self.depth {
+        case 1:
+            let root = XMLRootElement(
+                name: XMLName(expatTriplet: name),
+                attributes: Self.readAttributes(attributes),
+                namespaceDeclarations: declarations
+            )
+            self.lastEventEnd = self.currentEventEnd
+            self.events.append(.rootOpened(root))
+        case 2:
+            self.elementStart = self.currentByteIndex
+            self.currentElement = ElementInProgress(
+                name: XMLName(expatTriplet: name),
+                declaresDefaultNamespace: declarations.contains { $0.prefix == nil },
+                declaredPrefixes: declarations.compactMap(\.prefix),
+                children: [],
+                childStart: 0
+            )
+        case 3:
+            self.currentElement?.childStart = self.currentByteIndex
+        default:
+            break
+        }
+    }
+
+    fileprivate func endElement(name: UnsafePointer<CChar>) {
+        defer { self.depth -= 1 }
+        switch self.depth {
+        case 1:
+            self.rootClosed = true
+            self.lastEventEnd = self.currentEventEnd
+            self.events.append(.rootClosed)
+        case 2:
+            let end = self.currentEventEnd
+            let length = end - self.elementStart
+            guard length <= self.limits.maxElementBytes else {
+                self.fail(.elementTooLarge(limit: self.limits.maxElementBytes))
+                return
+            }
+            guard let element = self.currentElement,
+                let bytes = self.pending.getSlice(
+                    at: self.pending.readerIndex + (self.elementStart - self.pendingBase),
+                    length: length
+                )
+            else {
+                self.fail(.notWellFormed("element bytes unavailable"))
+                return
+            }
+            self.currentElement = nil
+            self.lastEventEnd = end
+            self.events.append(
+                .element(
+                    XMLElementSlice(
+                        name: element.name,
+                        bytes: bytes,
+                        declaresDefaultNamespace: element.declaresDefaultNamespace,
+                        declaredPrefixes: element.declaredPrefixes,
+                        children: element.children
+                    )
+                )
+            )
+        case 3:
+            guard var element = self.currentElement else { return }
+            let start = element.childStart - self.elementStart
+            let end = self.currentEventEnd - self.elementStart
+            element.children.append(XMLChildRange(name: XMLName(expatTriplet: name), range: start..<end))
+            self.currentElement = element
+        default:
+            break
+        }
+    }
+
+    fileprivate func characterData(_ data: UnsafePointer<CChar>, length: Int32) {
+        guard self.depth <= 1 else { return }
+        if self.rejectsRootText {
+            let raw = UnsafeRawBufferPointer(start: data, count: Int(length))
+            if raw.contains(where: { !Self.isXMLWhitespace($0) }) {
+                self.fail(.textInRoot)
+                return
+            }
+        }
+        // Whitespace keepalives between stanzas: consumed, never forwarded.
+        self.lastEventEnd = self.currentEventEnd
+    }
+
+    fileprivate func forbidden(_ construct: String) {
+        self.fail(.forbiddenConstruct(construct))
+    }
+
+    private static func isXMLWhitespace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
+    }
+
+    private static func readAttributes(_ attributes: UnsafeMutablePointer<UnsafePointer<CChar>?>) -> [XMLAttribute] {
+        var result: [XMLAttribute] = []
+        var index = 0
+        while let name = attributes[index], let value = attributes[index + 1] {
+            result.append(XMLAttribute(name: XMLName(expatTriplet: name), value: String(cString: value)))
+            index += 2
+        }
+        return result
+    }
+
+    private func configureParser() {
+        let parser = self.parser
+        XML_SetReturnNSTriplet(parser, 1)
+        XML_SetUserData(parser, Unmanaged.passUnretained(self).toOpaque())
+        XML_SetParamEntityParsing(parser, XML_PARAM_ENTITY_PARSING_NEVER)
+        XML_SetBillionLaughsAttackProtectionMaximumAmplification(parser, 10.0)
+        XML_SetBillionLaughsAttackProtectionActivationThreshold(parser, 64 * 1024)
+        tether_disable_reparse_deferral(parser)
+        XML_SetStartNamespaceDeclHandler(parser) { userData, prefix, uri in
+            XMLStreamFramer.from(userData).startNamespaceDeclaration(prefix: prefix, uri: uri)
+        }
+        XML_SetElementHandler(
+            parser,
+            { userData, name, attributes in
+                guard let name, let attributes else { return }
+                XMLStreamFramer.from(userData).startElement(name: name, attributes: attributes)
+            },
+            { userData, name in
+                guard let name else { return }
+                XMLStreamFramer.from(userData).endElement(name: name)
+            }
+        )
+        XML_SetCharacterDataHandler(parser) { userData, data, length in
+            guard let data else { return }
+            XMLStreamFramer.from(userData).characterData(data, length: length)
+        }
+        XML_SetStartDoctypeDeclHandler(parser) { userData, _, _, _, _ in
+            XMLStreamFramer.from(userData).forbidden("DTD")
+        }
+        XML_SetEntityDeclHandler(parser) { userData, _, _, _, _, _, _, _, _ in
+            XMLStreamFramer.from(userData).forbidden("entity declaration")
+        }
+        XML_SetCommentHandler(parser) { userData, _ in
+            XMLStreamFramer.from(userData).forbidden("comment")
+        }
+        XML_SetProcessingInstructionHandler(parser) { userData, _, _ in
+            XMLStreamFramer.from(userData).forbidden("processing instruction")
+        }
+    }
+
+    private static func from(_ userData: UnsafeMutableRawPointer?) -> XMLStreamFramer {
+        Unmanaged<XMLStreamFramer>.fromOpaque(userData!).takeUnretainedValue()
+    }
+}
+
+/// A namespace declaration (`xmlns='…'` or `xmlns:p='…'`) written on an element.
+public struct XMLNamespaceDeclaration: Hashable, Sendable {
+    public var prefix: String?
+    public var uri: String
+}
+
+/// The root element's start tag: `<stream:stream …>` or `<body …>`.
+public struct XMLRootElement: Sendable {
+    public var name: XMLName
+    public var attributes: [XMLAttribute]
+    public var namespaceDeclarations: [XMLNamespaceDeclaration]
+}
+
+/// A direct child of a top-level element, located inside that element's bytes.
+public struct XMLChildRange: Hashable, Sendable {
+    public var name: XMLName
+    public var range: Range<Int>
+}
+
+/// A complete top-level child of the root: a stanza or nonza, as the peer's original bytes.
+public struct XMLElementSlice: Sendable {
+    public var name: XMLName
+    public var bytes: ByteBuffer
+    /// The element carries its own `xmlns='…'`.
+    public var declaresDefaultNamespace: Bool
+    /// Prefixes the element declares itself (`xmlns:stream='…'` → `stream`).
+    public var declaredPrefixes: [String]
+    /// The element's own children with their byte ranges inside `bytes`.
+    public var children: [XMLChildRange]
+}
+
+public enum XMLFramerError: Error, Hashable, Sendable, CustomStringConvertible {
+    case notWellFormed(String)
+    case forbiddenConstruct(String)
+    case elementTooLarge(limit: Int)
+    case tooDeep(limit: Int)
+    case textInRoot
+
+    public var description: String {
+        switch self {
+        case .notWellFormed(let reason): return "XML not well-formed: \(reason)"
+        case .forbiddenConstruct(let construct): return "XML \(construct) not allowed"
+        case .elementTooLarge(let limit): return "element larger than \(limit) bytes"
+        case .tooDeep(let limit): return "XML nested deeper than \(limit) elements"
+        case .textInRoot: return "character data directly inside the root element"
+        }
+    }
+
+    /// Whether the violation is a size/depth policy rather than malformed XML.
+    public var isPolicyViolation: Bool {
+        switch self {
+        case .elementTooLarge, .tooDeep: return true
+        case .notWellFormed, .forbiddenConstruct, .textInRoot: return false
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import NIOCore
+import XMPPCore
+
+/// One live client-to-server stream. All methods must be called on `eventLoop` (hence the unchecked Sendable).
+public final class UpstreamConnection: @unchecked Sendable {
+    public let channel: any Channel
+    public var eventLoop: any EventLoop { self.channel.eventLoop }
+    /// The address connected to, for logs.
+    public let remoteAddress: SocketAddress
+    private let handler: UpstreamChannelHandler
+    private var closed = false
+
+    init(channel: any Channel, remoteAddress: SocketAddress, handler: UpstreamChannelHandler) {
+        self.channel = channel
+        self.remoteAddress = remoteAddress
+        self.handler = handler
+    }
+
+    /// Writes client payloads in order, with one flush.
+    public func send(_ payloads: [ByteBuffer]) {
+        guard !self.closed else { return }
+        for payload in payloads {
+            self.channel.write(payload, promise: nil)
+        }
+        self.channel.flush()
+    }
+
+    /// Opens a new stream on the same connection (after SASL success).
+    public func restart() {
+        guard !self.closed else { return }
+        self.handler.restart()
+    }
+
+    /// Ends the stream. Graceful sends `</stream:stream>` first so the server ends the session
+    /// normally; otherwise the TCP connection just drops, which keeps an XEP-0198 session resumable.
+    public func close(graceful: Bool) {
+        guard !self.closed else { return }
+        self.closed = true
+        self.handler.detach()
+        if graceful && self.channel.isActive {
+            self.channel.writeAndFlush(ByteBuffer(string: StreamHeader.closing)).whenComplete { [channel = self.channel] _ in
+                channel.close(promise: nil)
+            }
+        } else {
+            self.channel.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import XMPPCore
+
+/// An operator-configured upstream for one domain (`--route DOMAIN=HOST:PORT`).
+public struct UpstreamRoute: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT`, `[IPv6]:PORT`, or `HOST` (port 5222).
+    public init?(_ text: String) {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if rest.isEmpty {
+                self.init(host: host, port: 5222)
+            } else {
+                guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (1...65535).contains(port) else { return nil }
+                self.init(host: host, port: port)
+            }
+            return
+        }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        switch parts.count {
+        case 1 where !text.isEmpty:
+            self.init(host: text, port: 5222)
+        case 2:
+            guard !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else { return nil }
+            self.init(host: String(parts[0]), port: port)
+        default:
+            return nil
+        }
+    }
+
+    public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+}
+
+/// How Tether reaches XMPP servers.
+public struct UpstreamConfiguration: Sendable {
+    public var routes: [String: UpstreamRoute] = [:]
+    /// `nil`: `off` for routes to loopback addresses, `required` for everything else.
+    public var tlsPolicy: UpstreamTLSPolicy?
+    /// Verifies server certificates (system CAs, or the configured CA file).
+    public var tlsContext: NIOSSLContext?
+    public var addressPolicy = AddressPolicy()
+    /// Look up `_xmpp-client._tcp` SRV records for domains without a route.
+    public var srvResolver: (any SRVResolving)? = SystemSRVResolver()
+    public var connectTimeout: TimeAmount = .seconds(10)
+    public var streamOpenTimeout: TimeAmount = .seconds(15)
+    public var framerLimits = XMLStreamFramer.Limits()
+
+    public init() {}
+}
+
+/// Resolves a domain to candidate addresses and opens a negotiated stream to the first that answers.
+public struct UpstreamConnector: Sendable {
+    public var configuration: UpstreamConfiguration
+
+    public init(configuration: UpstreamConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Opens a stream for `header.to`. Must be called on `eventLoop`; the delegate is called there.
+    public func connect(
+        header: StreamHeader,
+        on eventLoop: any EventLoop,
+        delegate: any UpstreamStreamDelegate,
+        logger: Logger
+    ) -> EventLoopFuture<UpstreamConnection> {
+        let delegateBox = NIOLoopBound(delegate, eventLoop: eventLoop)
+        return self.candidates(for: header.to, on: eventLoop).flatMap { candidates -> EventLoopFuture<UpstreamConnection> in
+            self.connectFirst(candidates[...], header: header, on: eventLoop, delegate: delegateBox, logger: logger, lastError: nil)
+        }
+    }
+
+    struct Candidate: Sendable {
+        var address: SocketAddress
+        var tlsPolicy: UpstreamTLSPolicy
+    }
+
+    func candidates(for domain: String, on eventLoop: any EventLoop) -> EventLoopFuture<[Candidate]> {
+        let configuration = self.configuration
+        if let route = configuration.routes[domain] {
+            return HostResolver.resolve(host: route.host, port: route.port, on: eventLoop).flatMapThrowing { addresses in
+                guard !addresses.isEmpty else { throw UpstreamError.noAddresses(route.host) }
+                return addresses.map {
+                    Candidate(address: $0, tlsPolicy: configuration.tlsPolicy ?? (AddressPolicy.isLoopback($0) ? .off : .required))
+                }
+            }
+        }
+        let policy = configuration.tlsPolicy ?? .required
+        let targets: EventLoopFuture<[(host: String, port: Int)]>
+        if let srv = configuration.srvResolver {
+            targets = eventLoop.makeFutureWithTask {
+                try await srv.lookup("_xmpp-client._tcp.\(domain)")
+            }.flatMapThrowing { result in
+                switch result {
+                case .records(let records):
+                    var random = SystemRandomNumberGenerator()
+                    return SRVOrdering.order(records, random: &random).map { ($0.target, Int($0.port)) }
+                case .noRecords:
+                    return [(domain, 5222)]
+                case .serviceNotAvailable:
+                    throw UpstreamError.noAddresses("\(domain) (SRV says the service is not available)")
+                }
+            }
+        } else {
+            targets = eventLoop.makeSucceededFuture([(domain, 5222)])
+        }
+        return targets.flatMap { targets in
+            let resolutions = targets.map { HostResolver.resolve(host: $0.host, port: $0.port, on: eventLoop) }
+            return EventLoopFuture.whenAllComplete(resolutions, on: eventLoop).flatMapThrowing { results in
+                var resolved: [SocketAddress] = []
+                for case .success(let addresses) in results { resolved += addresses }
+                guard !resolved.isEmpty else { throw UpstreamError.noAddresses(domain) }
+                let allowed = resolved.filter { configuration.addressPolicy.allows($0) }
+                guard !allowed.isEmpty else { throw UpstreamError.addressNotAllowed(resolved.map(\.description).joined(separator: ", ")) }
+                return allowed.map { Candidate(address: $0, tlsPolicy: policy) }
+            }
+        }
+    }
+
+    private func connectFirst(
+        _ candidates: ArraySlice<Candidate>,
+        header: StreamHeader,
+        on eventLoop: any EventLoop,
+        delegate: NIOLoopBound<any UpstreamStreamDelegate>,
+        logger: Logger,
+        lastError: (any Error)?
+    ) -> EventLoopFuture<UpstreamConnection> {
+        guard let candidate = candidates.first else {
+            return eventLoop.makeFailedFuture(
+                UpstreamError.connectFailed(lastError.map { String(describing: $0) } ?? "no candidates")
+            )
+        }
+        let configuration = self.configuration
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(configuration.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(to: candidate.address)
+            .flatMapThrowing { channel -> UpstreamConnection in
+                let handler = UpstreamChannelHandler(
+                    machine: UpstreamStreamStateMachine(header: header, tlsPolicy: candidate.tlsPolicy),
+                    framerLimits: configuration.framerLimits,
+                    tlsContext: configuration.tlsContext,
+                    serverHostname: header.to,
+                    addressIsLoopback: AddressPolicy.isLoopback(candidate.address),
+                    streamOpenTimeout: configuration.streamOpenTimeout,
+                    delegate: delegate.value
+                )
+                try channel.pipeline.syncOperations.addHandler(handler)
+                return UpstreamConnection(channel: channel, remoteAddress: candidate.address, handler: handler)
+            }
+            .flatMapError { error in
+                logger.debug("upstream connect failed", metadata: ["address": "\(candidate.address)", "error": "\(error)"])
+                return self.connectFirst(candidates.dropFirst(), header: header, on: eventLoop, delegate: delegate, logger: logger, lastError: error)
+            }
+    }
+}

@@ -1,0 +1,208 @@
+import Logging
+import NIOCore
+import NIOSSL
+import NIOTLS
+import XMPPCore
+
+/// What an upstream stream tells its session. Called on the upstream channel's event loop.
+public protocol UpstreamStreamDelegate: AnyObject {
+    /// The server's stream is open and negotiated (after STARTTLS when used).
+    func upstreamOpened(_ info: StreamInfo, secure: Bool)
+    /// Self-contained elements from the server, batched per read burst; `streamElements` when
+    /// one of them is a `stream:` element (features).
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool)
+    /// The server sent `<stream:error/>`; the connection is closing.
+    func upstreamStreamError(_ error: ByteBuffer)
+    /// The connection ended: `nil` after a clean `</stream:stream>`.
+    func upstreamClosed(_ error: UpstreamError?)
+}
+
+/// Runs `UpstreamStreamStateMachine` on a connection: frames bytes with expat, negotiates
+/// STARTTLS and restarts, and relays elements to the delegate.
+final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var machine: UpstreamStreamStateMachine
+    private let framer: XMLStreamFramer
+    private let tlsContext: NIOSSLContext?
+    private let serverHostname: String
+    private let addressIsLoopback: Bool
+    private let streamOpenTimeout: TimeAmount
+    private var delegate: (any UpstreamStreamDelegate)?
+    private var batch: [ByteBuffer] = []
+    private var batchHasStreamElements = false
+    private var finished = false
+    private var openTimeout: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(
+        machine: UpstreamStreamStateMachine,
+        framerLimits: XMLStreamFramer.Limits,
+        tlsContext: NIOSSLContext?,
+        serverHostname: String,
+        addressIsLoopback: Bool,
+        streamOpenTimeout: TimeAmount,
+        delegate: any UpstreamStreamDelegate
+    ) {
+        self.machine = machine
+        self.framer = XMLStreamFramer(limits: framerLimits)
+        self.tlsContext = tlsContext
+        self.serverHostname = serverHostname
+        self.addressIsLoopback = addressIsLoopback
+        self.streamOpenTimeout = streamOpenTimeout
+        self.delegate = delegate
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive {
+            self.start(context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        let timeout = self.streamOpenTimeout
+        self.openTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            guard let self, let context = self.context, !self.machine.isOpen else { return }
+            self.run(self.machine.fail(.timedOut("waiting for the server's stream")), context: context)
+        }
+        self.run(self.machine.connected(), context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.finished else { return }
+        let bytes = self.unwrapInboundIn(data)
+        let events: [XMLStreamFramer.Event]
+        do {
+            events = try self.framer.feed(bytes)
+        } catch {
+            self.run(self.machine.fail(.malformedXML(error)), context: context)
+            return
+        }
+        for event in events where !self.finished {
+            self.run(self.machine.receive(event), context: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.flushBatch()
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            self.run(self.machine.tlsHandshakeCompleted(), context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let upstreamError: UpstreamError
+        if let error = error as? NIOSSLError {
+            upstreamError = .tlsHandshakeFailed(String(describing: error))
+        } else if let error = error as? BoringSSLError {
+            upstreamError = .tlsHandshakeFailed(String(describing: error))
+        } else {
+            upstreamError = .connectFailed(String(describing: error))
+        }
+        self.run(self.machine.fail(upstreamError), context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.flushBatch()
+        self.finish(error: .closedByPeer)
+        context.fireChannelInactive()
+    }
+
+    // MARK: Commands from the session (on the event loop)
+
+    func restart() {
+        guard let context = self.context else { return }
+        self.run(self.machine.restart(), context: context)
+    }
+
+    private func run(_ actions: [UpstreamStreamStateMachine.Action], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .send(let text):
+                context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: text)), promise: nil)
+            case .resetFramer:
+                self.framer.reset()
+            case .startTLS:
+                guard let tlsContext = self.tlsContext else {
+                    self.run(self.machine.fail(.tlsHandshakeFailed("no TLS configuration")), context: context)
+                    return
+                }
+                guard self.framer.bufferedBytes == 0 else {
+                    // Bytes after <proceed/> would be plaintext injected before TLS.
+                    self.run(self.machine.fail(.protocolViolation("data after <proceed/>")), context: context)
+                    return
+                }
+                do {
+                    let handler = try NIOSSLClientHandler(context: tlsContext, serverHostname: self.serverHostname)
+                    try context.pipeline.syncOperations.addHandler(handler, position: .first)
+                } catch {
+                    self.run(self.machine.fail(.tlsHandshakeFailed(String(describing: error))), context: context)
+                }
+            case .opened(let info):
+                self.openTimeout?.cancel()
+                self.delegate?.upstreamOpened(info, secure: self.machine.tlsEstablished || self.addressIsLoopback)
+            case .deliver(let element):
+                let isStreamElement = element.name.namespace == XMLNamespaces.streams
+                self.batchHasStreamElements = self.batchHasStreamElements || isStreamElement
+                self.batch.append(
+                    element.standaloneBytes { $0.name.namespace == XMLNamespaces.tls && $0.name.localName == "starttls" }
+                )
+            case .streamError(let error):
+                self.flushBatch()
+                self.delegate?.upstreamStreamError(error)
+                self.delegate = nil
+                self.finished = true
+                context.close(promise: nil)
+            case .fail(let error):
+                self.flushBatch()
+                self.finish(error: error)
+                context.close(promise: nil)
+            case .closed:
+                self.flushBatch()
+                self.finish(error: nil)
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func flushBatch() {
+        guard !self.batch.isEmpty else { return }
+        let batch = self.batch
+        let streamElements = self.batchHasStreamElements
+        self.batch = []
+        self.batchHasStreamElements = false
+        self.delegate?.upstreamReceived(batch, streamElements: streamElements)
+    }
+
+    private func finish(error: UpstreamError?) {
+        guard !self.finished else { return }
+        self.finished = true
+        self.openTimeout?.cancel()
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.upstreamClosed(error)
+    }
+
+    /// Stop reporting: the session is going away on its own terms.
+    func detach() {
+        self.finished = true
+        self.delegate = nil
+        self.openTimeout?.cancel()
+    }
+}

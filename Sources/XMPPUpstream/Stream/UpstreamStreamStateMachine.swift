@@ -1,0 +1,183 @@
+import NIOCore
+import XMPPCore
+
+/// Whether Tether negotiates STARTTLS with the server (RFC 6120 §5).
+public enum UpstreamTLSPolicy: String, Hashable, Sendable, CaseIterable {
+    /// Refuse servers that do not offer STARTTLS.
+    case required
+    /// Use STARTTLS when offered; a certificate that fails verification is still an error.
+    case optional
+    /// Never negotiate TLS (loopback or trusted networks only).
+    case off
+}
+
+/// Why an upstream stream could not be used.
+public enum UpstreamError: Error, Hashable, Sendable, CustomStringConvertible {
+    case dnsFailure(String)
+    case noAddresses(String)
+    case addressNotAllowed(String)
+    case connectFailed(String)
+    case timedOut(String)
+    case tlsNotOffered
+    case tlsRefused
+    case tlsHandshakeFailed(String)
+    case protocolViolation(String)
+    case malformedXML(XMLFramerError)
+    case closedByPeer
+
+    public var description: String {
+        switch self {
+        case .dnsFailure(let reason): return "DNS lookup failed: \(reason)"
+        case .noAddresses(let host): return "no usable address for \(host)"
+        case .addressNotAllowed(let address): return "address \(address) is not allowed as an upstream"
+        case .connectFailed(let reason): return "connect failed: \(reason)"
+        case .timedOut(let phase): return "timed out \(phase)"
+        case .tlsNotOffered: return "the server does not offer STARTTLS and the TLS policy requires it"
+        case .tlsRefused: return "the server refused STARTTLS"
+        case .tlsHandshakeFailed(let reason): return "TLS handshake failed: \(reason)"
+        case .protocolViolation(let reason): return "XMPP protocol violation: \(reason)"
+        case .malformedXML(let error): return "upstream sent \(error)"
+        case .closedByPeer: return "the server closed the connection"
+        }
+    }
+
+    /// Whether the name could not be resolved at all (`host-unknown`) rather than reached.
+    public var isResolutionFailure: Bool {
+        switch self {
+        case .dnsFailure, .noAddresses, .addressNotAllowed: return true
+        default: return false
+        }
+    }
+}
+
+/// The client side of RFC 6120 stream negotiation that Tether handles itself: the stream header,
+/// STARTTLS, and restarts. Everything after (SASL, bind, stanzas) is relayed untouched.
+public struct UpstreamStreamStateMachine {
+    public enum Action {
+        /// Write these bytes (a stream header or `<starttls/>`).
+        case send(String)
+        /// Reset the XML framer: a new stream starts on the same connection.
+        case resetFramer
+        /// Put TLS at the front of the pipeline now, then call `tlsEstablished()`.
+        case startTLS
+        /// The usable stream (re)opened.
+        case opened(StreamInfo)
+        /// Relay this element to the client; for features, without `<starttls/>`.
+        case deliver(XMLElementSlice)
+        /// Relay the server's `<stream:error/>` and end.
+        case streamError(ByteBuffer)
+        /// End with this error.
+        case fail(UpstreamError)
+        /// The server closed its stream.
+        case closed
+    }
+
+    private enum State: Equatable {
+        case idle
+        case awaitingHeader(tlsDone: Bool)
+        case awaitingFeatures(tlsDone: Bool, info: StreamInfo)
+        case awaitingProceed
+        case handshaking
+        case open(tlsDone: Bool)
+        case closed
+    }
+
+    public let header: StreamHeader
+    public let tlsPolicy: UpstreamTLSPolicy
+    private var state: State = .idle
+
+    public init(header: StreamHeader, tlsPolicy: UpstreamTLSPolicy) {
+        self.header = header
+        self.tlsPolicy = tlsPolicy
+    }
+
+    public var isOpen: Bool {
+        if case .open = self.state { return true }
+        return false
+    }
+
+    public var tlsEstablished: Bool {
+        switch self.state {
+        case .awaitingHeader(let done), .awaitingFeatures(let done, _), .open(let done): return done
+        case .handshaking, .awaitingProceed, .idle, .closed: return false
+        }
+    }
+
+    public mutating func connected() -> [Action] {
+        self.state = .awaitingHeader(tlsDone: false)
+        return [.send(self.header.serialized)]
+    }
+
+    /// The client restarts the stream (after SASL): new header, same TCP connection (XEP-0206 §5, RFC 7395 §3.7).
+    public mutating func restart() -> [Action] {
+        switch self.state {
+        case .open(let tlsDone), .awaitingFeatures(let tlsDone, _), .awaitingHeader(let tlsDone):
+            self.state = .awaitingHeader(tlsDone: tlsDone)
+            return [.resetFramer, .send(self.header.serialized)]
+        case .idle, .awaitingProceed, .handshaking, .closed:
+            return []
+        }
+    }
+
+    public mutating func tlsHandshakeCompleted() -> [Action] {
+        guard self.state == .handshaking else { return [] }
+        self.state = .awaitingHeader(tlsDone: true)
+        return [.resetFramer, .send(self.header.serialized)]
+    }
+
+    public mutating func receive(_ event: XMLStreamFramer.Event) -> [Action] {
+        switch (self.state, event) {
+        case (.awaitingHeader(let tlsDone), .rootOpened(let root)):
+            guard root.name.localName == "stream", root.name.namespace == XMLNamespaces.streams else {
+                return self.fail(.protocolViolation("expected <stream:stream>, got <\(root.name)>"))
+            }
+            self.state = .awaitingFeatures(tlsDone: tlsDone, info: StreamInfo(root: root))
+            return []
+        case (_, .rootOpened(let root)):
+            return self.fail(.protocolViolation("unexpected stream header <\(root.name)>"))
+        case (.closed, _):
+            return []
+        case (_, .rootClosed):
+            self.state = .closed
+            return [.closed]
+        case (_, .element(let element)) where element.name.localName == "error" && element.name.namespace == XMLNamespaces.streams:
+            self.state = .closed
+            return [.streamError(element.standaloneBytes())]
+        case (.awaitingFeatures(let tlsDone, let info), .element(let element)):
+            guard element.name.localName == "features", element.name.namespace == XMLNamespaces.streams else {
+                return self.fail(.protocolViolation("expected <stream:features>, got <\(element.name)>"))
+            }
+            let offersTLS = element.children.contains { $0.name.namespace == XMLNamespaces.tls && $0.name.localName == "starttls" }
+            if !tlsDone && self.tlsPolicy != .off {
+                if offersTLS {
+                    self.state = .awaitingProceed
+                    return [.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")]
+                }
+                if self.tlsPolicy == .required {
+                    return self.fail(.tlsNotOffered)
+                }
+            }
+            self.state = .open(tlsDone: tlsDone)
+            return [.opened(info), .deliver(element)]
+        case (.awaitingProceed, .element(let element)):
+            guard element.name.namespace == XMLNamespaces.tls else {
+                return self.fail(.protocolViolation("expected STARTTLS answer, got <\(element.name)>"))
+            }
+            if element.name.localName == "proceed" {
+                self.state = .handshaking
+                return [.startTLS]
+            }
+            return self.fail(.tlsRefused)
+        case (.open, .element(let element)):
+            return [.deliver(element)]
+        case (.idle, .element), (.awaitingHeader, .element), (.handshaking, .element):
+            return self.fail(.protocolViolation("element before the stream opened"))
+        }
+    }
+
+    public mutating func fail(_ error: UpstreamError) -> [Action] {
+        guard self.state != .closed else { return [] }
+        self.state = .closed
+        return [.fail(error)]
+    }
+}

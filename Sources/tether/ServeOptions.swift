@@ -1,0 +1,210 @@
+import ArgumentParser
+import BOSHCore
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import TetherServer
+import XMPPCore
+import XMPPUpstream
+
+/// Every option of `tether serve`; the configuration file uses the same names.
+struct ServeOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Address to listen on (repeatable; IPv6 as [::1]:5280). Default 127.0.0.1:5280.", valueName: "host:port"))
+    var listen: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("XMPP domain to serve (repeatable). Domains of --route are always served.", valueName: "domain"))
+    var domain: [String] = []
+
+    @Flag(name: .long, help: "Serve any domain a client names (resolved addresses are still checked). Off: Tether is never an open proxy.")
+    var openDomains = false
+
+    @Option(name: .long, help: ArgumentHelp("Upstream for a domain, bypassing DNS (repeatable).", valueName: "domain=host:port"))
+    var route: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A BOSH 'route' attribute value clients may use (repeatable); others get host-unknown.", valueName: "xmpp:host:port"))
+    var allowRouteAttribute: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Private/loopback network that DNS-resolved upstreams may use (repeatable).", valueName: "cidr"))
+    var allowUpstreamNetwork: [String] = []
+
+    @Flag(name: .long, help: "Do not look up _xmpp-client._tcp SRV records; connect to DOMAIN:5222.")
+    var noSrv = false
+
+    @Option(name: .long, help: ArgumentHelp("Browser origin allowed by CORS and the WebSocket Origin check (repeatable; * for any). Default *.", valueName: "origin"))
+    var corsOrigin: [String] = []
+
+    @Flag(name: .long, help: "Emit no CORS headers (when the proxy in front owns CORS).")
+    var noCors = false
+
+    @Option(name: .long, help: ArgumentHelp("STARTTLS towards the server: required, optional or off. Default: off for routes to loopback, required otherwise.", valueName: "policy"))
+    var upstreamTls: String?
+
+    @Option(name: .long, help: ArgumentHelp("PEM file of CA certificates to verify upstream servers with, instead of the system's.", valueName: "path"))
+    var caFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds to connect to an upstream address.", valueName: "seconds"))
+    var connectTimeout: Int = 10
+
+    @Option(name: .long, help: ArgumentHelp("Longest BOSH 'wait' granted, seconds (keep it under the proxy's read timeout).", valueName: "seconds"))
+    var boshMaxWait: Int = 50
+
+    @Option(name: .long, help: ArgumentHelp("Most BOSH requests held at once ('hold').", valueName: "count"))
+    var boshMaxHold: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("BOSH 'inactivity': seconds without a request before a session ends.", valueName: "seconds"))
+    var boshMaxInactivity: Int = 60
+
+    @Option(name: .long, help: ArgumentHelp("BOSH 'maxpause': longest pause a client may ask for, seconds.", valueName: "seconds"))
+    var boshMaxPause: Int = 120
+
+    @Option(name: .long, help: ArgumentHelp("BOSH 'polling': shortest interval between empty polls, seconds.", valueName: "seconds"))
+    var boshPolling: Int = 2
+
+    @Option(name: .long, help: ArgumentHelp("Largest HTTP request body, bytes (413 beyond).", valueName: "bytes"))
+    var maxBodyBytes: Int = 512 * 1024
+
+    @Option(name: .long, help: ArgumentHelp("Largest stanza in either direction, bytes (policy-violation beyond).", valueName: "bytes"))
+    var maxStanzaBytes: Int = 256 * 1024
+
+    @Option(name: .long, help: ArgumentHelp("Deepest XML nesting accepted.", valueName: "depth"))
+    var maxXmlDepth: Int = 32
+
+    @Option(name: .long, help: ArgumentHelp("Where to send clients when this node shuts down (see-other-uri); without it they get system-shutdown.", valueName: "uri"))
+    var redirectUri: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds shutdown waits for answers to reach clients.", valueName: "seconds"))
+    var shutdownGrace: Int = 5
+
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: Logger.Level = .info
+
+    /// Re-parses with the file's settings placed before the command line's.
+    static func merged(file path: String, commandLine: [String]) throws -> ServeOptions {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot read configuration file \(path): \(error.localizedDescription)")
+        }
+        let fileArguments: [String]
+        do {
+            fileArguments = try ConfigurationFile.arguments(from: text)
+        } catch {
+            throw ValidationError("\(path): \(error)")
+        }
+        var cli = Array(commandLine.dropFirst())
+        if cli.first == "serve" { cli.removeFirst() }
+        var cleaned: [String] = []
+        var skipNext = false
+        for argument in cli {
+            if skipNext { skipNext = false; continue }
+            if argument == "--config" { skipNext = true; continue }
+            if argument.hasPrefix("--config=") { continue }
+            cleaned.append(argument)
+        }
+        do {
+            return try ServeOptions.parse(fileArguments + cleaned)
+        } catch {
+            throw ValidationError("\(path): \(ServeOptions.message(for: error))")
+        }
+    }
+
+    func makeConfiguration() throws -> TetherConfiguration {
+        var configuration = TetherConfiguration()
+        if !self.listen.isEmpty {
+            configuration.listen = try self.listen.map { text in
+                guard let address = UpstreamRoute(text), text.contains(":") || text.hasPrefix("[") else {
+                    throw ValidationError("--listen '\(text)' is not host:port")
+                }
+                return address
+            }
+        }
+        configuration.domains = Set(self.domain.map { $0.lowercased() })
+        configuration.openDomains = self.openDomains
+        for entry in self.route {
+            let parts = entry.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty, let target = UpstreamRoute(String(parts[1])) else {
+                throw ValidationError("--route '\(entry)' is not domain=host:port")
+            }
+            configuration.upstream.routes[parts[0].lowercased()] = target
+        }
+        for route in self.allowRouteAttribute {
+            guard route.hasPrefix("xmpp:"), UpstreamRoute(String(route.dropFirst(5))) != nil else {
+                throw ValidationError("--allow-route-attribute '\(route)' is not xmpp:host:port")
+            }
+        }
+        configuration.allowedRouteAttributes = Set(self.allowRouteAttribute)
+        configuration.upstream.addressPolicy = AddressPolicy(
+            allowedNetworks: try self.allowUpstreamNetwork.map { text in
+                guard let network = IPNetwork(text) else { throw ValidationError("--allow-upstream-network '\(text)' is not a CIDR network") }
+                return network
+            }
+        )
+        if self.noSrv { configuration.upstream.srvResolver = nil }
+        configuration.cors = CORSPolicy(origins: self.corsOrigin.isEmpty ? ["*"] : self.corsOrigin, disabled: self.noCors)
+        for origin in self.corsOrigin where origin != "*" {
+            guard let url = URL(string: origin), url.scheme != nil, url.host != nil, url.path.isEmpty else {
+                throw ValidationError("--cors-origin '\(origin)' is not an origin like https://example.com")
+            }
+        }
+        if let policy = self.upstreamTls {
+            guard let parsed = UpstreamTLSPolicy(rawValue: policy) else {
+                throw ValidationError("--upstream-tls must be required, optional or off, not '\(policy)'")
+            }
+            configuration.upstream.tlsPolicy = parsed
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let caFile = self.caFile {
+            guard FileManager.default.isReadableFile(atPath: caFile) else {
+                throw ValidationError("--ca-file '\(caFile)' cannot be read")
+            }
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } catch {
+                throw ValidationError("--ca-file '\(caFile)' holds no PEM certificates: \(error)")
+            }
+        }
+        do {
+            configuration.upstream.tlsContext = try NIOSSLContext(configuration: tls)
+        } catch {
+            throw ValidationError("cannot set up TLS: \(error)")
+        }
+        try Self.positive("--connect-timeout", self.connectTimeout)
+        configuration.upstream.connectTimeout = .seconds(Int64(self.connectTimeout))
+        try Self.nonNegative("--bosh-max-wait", self.boshMaxWait)
+        try Self.nonNegative("--bosh-max-hold", self.boshMaxHold)
+        try Self.positive("--bosh-max-inactivity", self.boshMaxInactivity)
+        try Self.nonNegative("--bosh-max-pause", self.boshMaxPause)
+        try Self.nonNegative("--bosh-polling", self.boshPolling)
+        configuration.bosh.maxWait = self.boshMaxWait
+        configuration.bosh.maxHold = self.boshMaxHold
+        configuration.bosh.inactivity = self.boshMaxInactivity
+        configuration.bosh.maxPause = self.boshMaxPause
+        configuration.bosh.polling = self.boshPolling
+        try Self.positive("--max-body-bytes", self.maxBodyBytes)
+        try Self.positive("--max-stanza-bytes", self.maxStanzaBytes)
+        try Self.positive("--max-xml-depth", self.maxXmlDepth)
+        configuration.maxRequestBodyBytes = self.maxBodyBytes
+        configuration.xmlLimits = .init(maxElementBytes: self.maxStanzaBytes, maxDepth: self.maxXmlDepth)
+        configuration.upstream.framerLimits = configuration.xmlLimits
+        configuration.redirectURI = self.redirectUri
+        try Self.nonNegative("--shutdown-grace", self.shutdownGrace)
+        configuration.shutdownGracePeriod = .seconds(Int64(self.shutdownGrace))
+        if configuration.domains.isEmpty && configuration.upstream.routes.isEmpty && !configuration.openDomains {
+            throw ValidationError("no domain to serve: give --route, --domain or --open-domains")
+        }
+        return configuration
+    }
+
+    private static func positive(_ name: String, _ value: Int) throws {
+        guard value > 0 else { throw ValidationError("\(name) must be greater than 0") }
+    }
+
+    private static func nonNegative(_ name: String, _ value: Int) throws {
+        guard value >= 0 else { throw ValidationError("\(name) must not be negative") }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

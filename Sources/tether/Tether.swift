@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import TetherServer
+import UnixSignals
+
+@main
+struct Tether: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tether",
+        abstract: "An XMPP connection manager: BOSH (XEP-0124/0206) in front of any XMPP server.",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the connection manager.",
+        discussion: """
+            Every option can also be set in a configuration file (--config) with the same name: \
+            one 'name = value' per line, '#' for comments, a repeatable option once per value, \
+            a flag as 'name = true'. Command-line values come after the file's.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Configuration file with the same names as these options.", valueName: "path"))
+    var config: String?
+
+    @OptionGroup var options: ServeOptions
+
+    func run() async throws {
+        var options = self.options
+        if let path = self.config {
+            options = try ServeOptions.merged(file: path, commandLine: CommandLine.arguments)
+        }
+        let configuration: TetherConfiguration
+        do {
+            configuration = try options.makeConfiguration()
+        } catch {
+            throw ValidationError(String(describing: error))
+        }
+        let level = options.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "tether")
+        let server = TetherServer(configuration: configuration, logger: logger)
+        let service = TetherService(server: server)
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await group.run()
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT, then drains it.
+struct TetherService: Service {
+    let server: TetherServer
+
+    func run() async throws {
+        let addresses = try await self.server.start()
+        for address in addresses {
+            // Scripts and tests read the bound port from this line.
+            let line = "tether listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n"
+            FileHandle.standardOutput.write(Data(line.utf8))
+        }
+        try? await gracefulShutdown()
+        await self.server.shutdown()
+    }
+}
