@@ -81,6 +81,8 @@ public struct BOSHSessionStateMachine {
     /// hex(SHA-1) the next `key` must hash to (§15), when the client uses keys.
     private var expectedKeyHash: String?
     private var inactivityGeneration: UInt64 = 0
+    /// An inactivity timer is counting: nothing is outstanding since it started.
+    private var inactivityRunning = false
     private var pausedFor: Int?
     private var lastRequestAt: NIODeadline?
     private var lastResponseHadPayload = true
@@ -137,7 +139,7 @@ public struct BOSHSessionStateMachine {
             return self.retransmission(of: rid, id: id, now: now)
         }
         if rid > self.lastRID + UInt64(self.parameters.requests) {
-            return self.terminate(.itemNotFound)
+            return self.terminate(.itemNotFound, triggering: id)
         }
         var actions: [Action] = []
         if let existing = self.outOfOrder[rid] {
@@ -147,7 +149,7 @@ public struct BOSHSessionStateMachine {
         if outstanding > self.parameters.requests + 1
             || (outstanding > self.parameters.requests && !request.isTerminate && request.pause == nil)
         {
-            return actions + self.terminate(.policyViolation)
+            return actions + self.terminate(.policyViolation, triggering: id)
         }
         self.outOfOrder[rid] = PendingRequest(request: request, id: id, isSecure: isSecure)
         while self.phase == .active, let next = self.outOfOrder.removeValue(forKey: self.lastRID + 1) {
@@ -169,13 +171,13 @@ public struct BOSHSessionStateMachine {
             self.held[index].id = id
             return [.respond(older, self.plainResponse(.recoverableError)), .startWaitTimer(id, seconds: self.parameters.wait)]
         }
-        return self.terminate(.itemNotFound)
+        return self.terminate(.itemNotFound, triggering: id)
     }
 
     private mutating func process(_ request: BOSHRequest, id: BOSHRequestID, now: NIODeadline) -> [Action] {
         if let expected = self.expectedKeyHash {
             guard let key = request.key, Self.sha1Hex(key) == expected else {
-                return self.terminate(.itemNotFound)
+                return self.terminate(.itemNotFound, triggering: id)
             }
             self.expectedKeyHash = request.newKey?.lowercased() ?? key.lowercased()
         } else if let newKey = request.newKey {
@@ -183,6 +185,7 @@ public struct BOSHSessionStateMachine {
         }
         self.lastRID = request.rid
         self.inactivityGeneration &+= 1
+        self.inactivityRunning = false
         self.pausedFor = nil
         let previousRequestAt = self.lastRequestAt
         self.lastRequestAt = now
@@ -208,7 +211,7 @@ public struct BOSHSessionStateMachine {
         }
         if let pause = request.pause {
             guard pause <= self.parameters.maxPause else {
-                return self.terminate(.policyViolation)
+                return self.terminate(.policyViolation, triggering: id)
             }
             // §10: answer everything at once, without payloads; keep queued stanzas for the return.
             if !request.payloads.isEmpty { actions.append(.forwardUpstream(request.payloads)) }
@@ -226,11 +229,11 @@ public struct BOSHSessionStateMachine {
             if self.parameters.isPolling {
                 // §12: two empty polls within `polling` seconds, the first answered with nothing.
                 if tooSoon && !self.lastResponseHadPayload && self.held.isEmpty {
-                    return self.terminate(.policyViolation)
+                    return self.terminate(.policyViolation, triggering: id)
                 }
             } else if tooSoon && self.parameters.hold > 0 && self.held.count >= self.parameters.hold {
                 // §11: with this one all `requests` are outstanding, it is empty, and it came too soon.
-                return self.terminate(.policyViolation)
+                return self.terminate(.policyViolation, triggering: id)
             }
         }
         if request.isRestart {
@@ -326,7 +329,7 @@ public struct BOSHSessionStateMachine {
             let payloads = self.takeOutbound()
             actions.append(self.answer(request, with: BOSHResponse(payloads: payloads.payloads, declaresStreamNamespace: payloads.streamElements), now: now))
         }
-        if self.held.isEmpty { actions.append(self.inactivityTimer()) }
+        if let timer = self.inactivityTimerIfIdle() { actions.append(timer) }
         return actions
     }
 
@@ -364,14 +367,15 @@ public struct BOSHSessionStateMachine {
             }
             actions.append(self.answer(oldest, with: body, now: now))
         }
-        if self.held.isEmpty {
-            actions.append(self.inactivityTimer())
-        }
+        if let timer = self.inactivityTimerIfIdle() { actions.append(timer) }
         return actions
     }
 
-    private mutating func inactivityTimer() -> Action {
+    /// Starts the inactivity count when the last open request has been answered (§10).
+    private mutating func inactivityTimerIfIdle() -> Action? {
+        guard self.held.isEmpty, self.outOfOrder.isEmpty, !self.inactivityRunning else { return nil }
         self.inactivityGeneration &+= 1
+        self.inactivityRunning = true
         return .startInactivityTimer(generation: self.inactivityGeneration, seconds: self.pausedFor ?? self.parameters.inactivity)
     }
 
@@ -440,7 +444,15 @@ public struct BOSHSessionStateMachine {
         return TerminateCondition.allCases.first { text.contains("condition='\($0.rawValue)'") }
     }
 
-    private mutating func terminate(_ condition: TerminateCondition?, extraPayload: ByteBuffer? = nil, upstreamAlreadyClosed: Bool = false) -> [Action] {
+    /// Ends the session: the oldest open request gets the verdict and the queued stanzas, the others
+    /// (and `triggering`, the request that caused it, if not held) get the verdict alone. With no
+    /// request to answer, the verdict waits for the next one until inactivity (a tombstone).
+    private mutating func terminate(
+        _ condition: TerminateCondition?,
+        triggering: BOSHRequestID? = nil,
+        extraPayload: ByteBuffer? = nil,
+        upstreamAlreadyClosed: Bool = false
+    ) -> [Action] {
         var actions: [Action] = []
         var payloads = self.takeOutbound()
         if let extraPayload { payloads.payloads.append(extraPayload) }
@@ -452,7 +464,7 @@ public struct BOSHSessionStateMachine {
             // A terminated client is gone: close gracefully so the server keeps its stanzas offline.
             actions.append(.closeUpstream(graceful: true))
         }
-        if self.held.isEmpty {
+        if self.held.isEmpty && triggering == nil {
             // Nobody to tell now: keep the verdict for the next request, until inactivity.
             self.phase = .terminated(body: first)
             self.inactivityGeneration &+= 1
@@ -460,11 +472,17 @@ public struct BOSHSessionStateMachine {
             return actions
         }
         let rest = self.terminalResponse(.terminate(condition), condition: condition)
-        for (index, request) in self.held.enumerated() {
-            actions.append(.respond(request.id, index == 0 ? first : rest))
+        var answered = 0
+        for request in self.held {
+            actions.append(.respond(request.id, answered == 0 ? first : rest))
+            answered += 1
         }
         for pending in self.outOfOrder.values.sorted(by: { $0.request.rid < $1.request.rid }) {
-            actions.append(.respond(pending.id, rest))
+            actions.append(.respond(pending.id, answered == 0 ? first : rest))
+            answered += 1
+        }
+        if let triggering {
+            actions.append(.respond(triggering, answered == 0 ? first : rest))
         }
         self.held.removeAll()
         self.outOfOrder.removeAll()

@@ -1,0 +1,313 @@
+import NIOCore
+import Testing
+import XMPPCore
+
+@testable import BOSHCore
+
+/// Event → action tables for the BOSH rules, with no I/O (XEP-0124 section numbers in test names).
+@Suite("BOSH session state machine")
+struct BOSHSessionStateMachineTests {
+    static let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+    static let features = ByteBuffer(string: "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")
+
+    static func request(_ rid: UInt64, _ attributes: String = "", payloads: [String] = []) -> BOSHRequest {
+        let text = "<body rid='\(rid)' sid='s1' \(attributes) xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'>\(payloads.joined())</body>"
+        return try! BOSHRequest.parse(ByteBuffer(string: text))
+    }
+
+    static func creation(_ attributes: String = "wait='60' hold='1' ver='1.6'") -> BOSHRequest {
+        try! BOSHRequest.parse(ByteBuffer(string: "<body rid='100' to='localhost' \(attributes) xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>"))
+    }
+
+    /// A session whose creation request (id 0) was already answered with features.
+    static func established(_ attributes: String = "wait='60' hold='1' ver='1.6'", limits: BOSHLimits = BOSHLimits()) -> BOSHSessionStateMachine {
+        var machine = BOSHSessionStateMachine(sid: "s1", creation: Self.creation(attributes), id: 0, domain: "localhost", limits: limits, isSecure: false, now: t0)
+        machine.upstreamOpened(StreamInfo(id: "stream-1", from: "localhost", version: "1.0"))
+        _ = machine.upstreamReceived([features], streamElements: true, now: t0)
+        return machine
+    }
+
+    /// Actions as readable lines, bodies as text.
+    static func describe(_ actions: [BOSHSessionStateMachine.Action]) -> [String] {
+        actions.map { action in
+            switch action {
+            case .respond(let id, let response): return "respond \(id) \(response.status) \(String(buffer: response.body))"
+            case .closeConnection(let id): return "close-http \(id)"
+            case .forwardUpstream(let payloads): return "forward " + payloads.map { String(buffer: $0) }.joined()
+            case .restartUpstream: return "restart"
+            case .startWaitTimer(let id, let seconds): return "wait \(id) \(seconds)s"
+            case .startInactivityTimer(_, let seconds): return "inactivity \(seconds)s"
+            case .closeUpstream(let graceful): return graceful ? "close-upstream graceful" : "close-upstream abrupt"
+            case .endSession(let condition): return "end \(condition?.rawValue ?? "normal")"
+            }
+        }
+    }
+
+    static let empty = "<body xmlns='http://jabber.org/protocol/httpbind'/>"
+
+    @Test("§7.2 creation response: clamped attributes, restartlogic, authid and features")
+    func creationResponse() {
+        var limits = BOSHLimits()
+        limits.maxWait = 50
+        var machine = BOSHSessionStateMachine(
+            sid: "s1", creation: Self.creation("wait='120' hold='5' ver='1.11' ack='1'"), id: 0, domain: "localhost", limits: limits, isSecure: false, now: Self.t0
+        )
+        #expect(Self.describe(machine.creationActions()) == ["wait 0 50s"])
+        machine.upstreamOpened(StreamInfo(id: "stream-1", from: "localhost", version: "1.0"))
+        let actions = Self.describe(machine.upstreamReceived([Self.features], streamElements: true, now: Self.t0))
+        #expect(
+            actions == [
+                "respond 0 200 <body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmlns:stream='http://etherx.jabber.org/streams' sid='s1' wait='50' requests='2' hold='1' polling='2' inactivity='60' maxpause='120' ver='1.11' from='localhost' secure='false' xmpp:restartlogic='true' ack='100' authid='stream-1' xmpp:version='1.0'>\(String(buffer: Self.features))</body>",
+                "inactivity 60s",
+            ]
+        )
+    }
+
+    @Test("§7.2 ver is the lower of the client's and ours")
+    func versionNegotiation() {
+        let machine = BOSHSessionStateMachine(sid: "s", creation: Self.creation("ver='1.6'"), id: 0, domain: "d", limits: .init(), isSecure: false, now: Self.t0)
+        #expect(machine.parameters.negotiatedVersion == BOSHVersion(major: 1, minor: 6))
+        let newer = BOSHSessionStateMachine(sid: "s", creation: Self.creation("ver='2.0'"), id: 0, domain: "d", limits: .init(), isSecure: false, now: Self.t0)
+        #expect(newer.parameters.negotiatedVersion == BOSHVersion.supported)
+    }
+
+    @Test("§8 a new request answers the held one (hold=1); payloads go upstream at once")
+    func holdOne() {
+        var machine = Self.established()
+        #expect(Self.describe(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0 + .seconds(5))) == ["wait 1 50s"])
+        let actions = machine.receive(Self.request(102, payloads: ["<message to='b@localhost'/>"]), id: 2, isSecure: false, now: Self.t0 + .seconds(6))
+        #expect(Self.describe(actions) == ["forward <message to='b@localhost'/>", "wait 2 50s", "respond 1 200 \(Self.empty)"])
+    }
+
+    @Test("§8 upstream stanzas are batched into the held request's response")
+    func batching() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        let actions = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'/>"), ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, now: Self.t0)
+        #expect(Self.describe(actions) == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'/><presence xmlns='jabber:client'/></body>", "inactivity 60s"])
+        // Data that arrives with nobody waiting is queued for the next request.
+        _ = machine.upstreamReceived([ByteBuffer(string: "<iq xmlns='jabber:client'/>")], streamElements: false, now: Self.t0)
+        let next = machine.receive(Self.request(102), id: 2, isSecure: false, now: Self.t0 + .seconds(3))
+        #expect(Self.describe(next) == ["wait 2 50s", "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind'><iq xmlns='jabber:client'/></body>", "inactivity 60s"])
+    }
+
+    @Test("§14.2 out-of-order requests inside the window are processed in rid order")
+    func outOfOrder() {
+        var machine = Self.established()
+        let early = machine.receive(Self.request(102, payloads: ["<b/>"]), id: 2, isSecure: false, now: Self.t0)
+        #expect(Self.describe(early) == [])  // nothing until the gap is filled; no inactivity while it waits
+        let actions = machine.receive(Self.request(101, payloads: ["<a/>"]), id: 1, isSecure: false, now: Self.t0)
+        #expect(Self.describe(actions) == ["forward <a/>", "wait 1 50s", "forward <b/>", "wait 2 50s", "respond 1 200 \(Self.empty)"])
+    }
+
+    @Test("§14.2 a rid above the window ends the session with item-not-found")
+    func aboveWindow() {
+        var machine = Self.established()
+        let actions = machine.receive(Self.request(103), id: 3, isSecure: false, now: Self.t0)
+        #expect(Self.describe(actions) == ["close-upstream graceful", "respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>", "end item-not-found"])
+        #expect(!machine.isActive)
+    }
+
+    @Test("§14.3 a retransmitted rid gets the buffered response verbatim")
+    func retransmitAnswered() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        let answered = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>x</message>")], streamElements: false, now: Self.t0)
+        guard case .respond(_, let original) = answered.first else {
+            Issue.record("no answer")
+            return
+        }
+        let again = machine.receive(Self.request(101), id: 7, isSecure: false, now: Self.t0)
+        #expect(again == [.respond(7, original)])
+        // And the creation response too (within `requests` = 2 responses).
+        let creation = machine.receive(Self.request(100), id: 8, isSecure: false, now: Self.t0)
+        #expect(Self.describe(creation).first?.contains("sid='s1'") == true)
+    }
+
+    @Test("§14.3 a repeated rid still held: the older HTTP request gets a recoverable error")
+    func retransmitHeld() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        let actions = machine.receive(Self.request(101), id: 2, isSecure: false, now: Self.t0)
+        #expect(Self.describe(actions) == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='error'/>", "wait 2 50s"])
+        let data = machine.upstreamReceived([ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, now: Self.t0)
+        #expect(Self.describe(data).first == "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind'><presence xmlns='jabber:client'/></body>")
+    }
+
+    @Test("§14.3 a repeated rid no longer buffered ends the session with item-not-found")
+    func retransmitTooOld() {
+        var machine = Self.established()
+        for rid in UInt64(101)...104 {
+            _ = machine.receive(Self.request(rid, payloads: ["<a/>"]), id: rid, isSecure: false, now: Self.t0 + .seconds(Int64(rid)))
+        }
+        let actions = Self.describe(machine.receive(Self.request(101), id: 50, isSecure: false, now: Self.t0 + .seconds(200)))
+        #expect(
+            actions == [
+                "close-upstream graceful",
+                "respond 104 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+                "respond 50 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+                "end item-not-found",
+            ]
+        )
+    }
+
+    @Test("§8 wait expiry answers with an empty body and starts inactivity")
+    func waitExpiry() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        #expect(Self.describe(machine.waitTimerFired(1, now: Self.t0 + .seconds(60))) == ["respond 1 200 \(Self.empty)", "inactivity 60s"])
+        #expect(machine.waitTimerFired(1, now: Self.t0 + .seconds(61)).isEmpty)
+    }
+
+    @Test("§10 inactivity ends the session silently and closes upstream gracefully; stale timers are ignored")
+    func inactivity() {
+        var machine = BOSHSessionStateMachine(sid: "s1", creation: Self.creation(), id: 0, domain: "localhost", limits: .init(), isSecure: false, now: Self.t0)
+        let actions = machine.upstreamReceived([Self.features], streamElements: true, now: Self.t0)
+        guard case .startInactivityTimer(let generation, 60) = actions.last else {
+            Issue.record("no inactivity timer: \(actions)")
+            return
+        }
+        #expect(machine.inactivityTimerFired(generation: generation &- 1).isEmpty)
+        #expect(Self.describe(machine.inactivityTimerFired(generation: generation)) == ["close-upstream graceful", "end normal"])
+        // A request for the ended session: item-not-found.
+        #expect(Self.describe(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)) == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>"])
+    }
+
+    @Test("§10 pause answers everything without payloads and sets inactivity to the pause")
+    func pause() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        let actions = Self.describe(machine.receive(Self.request(102, "pause='90'"), id: 2, isSecure: false, now: Self.t0))
+        #expect(actions == ["respond 1 200 \(Self.empty)", "respond 2 200 \(Self.empty)", "inactivity 90s"])
+        // Stanzas arriving during the pause wait for the return.
+        _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>while away</message>")], streamElements: false, now: Self.t0 + .seconds(10))
+        let back = Self.describe(machine.receive(Self.request(103), id: 3, isSecure: false, now: Self.t0 + .seconds(30)))
+        #expect(back.contains("respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'>while away</message></body>"))
+    }
+
+    @Test("§10 a pause longer than maxpause is a policy violation")
+    func pauseTooLong() {
+        var machine = Self.established()
+        let actions = Self.describe(machine.receive(Self.request(101, "pause='121'"), id: 1, isSecure: false, now: Self.t0))
+        #expect(actions == ["close-upstream graceful", "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>", "end policy-violation"])
+    }
+
+    @Test("§13 terminate forwards the last stanzas, closes upstream and returns what was queued")
+    func terminate() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        let actions = Self.describe(machine.receive(Self.request(102, "type='terminate'", payloads: ["<presence type='unavailable'/>"]), id: 2, isSecure: false, now: Self.t0))
+        #expect(
+            actions == [
+                "forward <presence type='unavailable'/>", "close-upstream graceful", "respond 1 200 \(Self.empty)",
+                "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate'/>", "end normal",
+            ]
+        )
+    }
+
+    @Test("XEP-0206 §5 restart: upstream restarts, payloads are ignored")
+    func restart() {
+        var machine = Self.established()
+        let actions = Self.describe(machine.receive(Self.request(101, "xmpp:restart='true'", payloads: ["<ignored/>"]), id: 1, isSecure: false, now: Self.t0))
+        #expect(actions == ["restart", "wait 1 50s"])
+    }
+
+    @Test("XEP-0206 §6 an upstream stream error becomes remote-stream-error with the error inside")
+    func streamError() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        let error = ByteBuffer(string: "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+        let actions = Self.describe(machine.upstreamStreamError(error))
+        #expect(
+            actions == [
+                "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams' type='terminate' condition='remote-stream-error'>\(String(buffer: error))</body>",
+                "end remote-stream-error",
+            ]
+        )
+    }
+
+    @Test("§17.2 upstream lost while no request is held: the next request learns remote-connection-failed")
+    func upstreamLostBetweenRequests() {
+        var machine = Self.established()
+        _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>last</message>")], streamElements: false, now: Self.t0)
+        let lost = Self.describe(machine.upstreamClosed(clean: false))
+        #expect(lost == ["inactivity 60s"])
+        let next = Self.describe(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0))
+        #expect(next == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='remote-connection-failed'><message xmlns='jabber:client'>last</message></body>"])
+    }
+
+    @Test("§15 key sequences: the right key continues, a wrong or missing key is item-not-found")
+    func keys() {
+        // K2 = "c", newkey on creation = hex(sha1(K2)); next key = K2.
+        let k2 = "c"
+        let creationKey = BOSHSessionStateMachine.sha1Hex(k2)
+        var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(creationKey)'")
+        #expect(Self.describe(machine.receive(Self.request(101, "key='\(k2)'"), id: 1, isSecure: false, now: Self.t0)) == ["wait 1 50s"])
+        let wrong = Self.describe(machine.receive(Self.request(102, "key='zzz'"), id: 2, isSecure: false, now: Self.t0))
+        #expect(
+            wrong == [
+                "close-upstream graceful",
+                "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+                "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+                "end item-not-found",
+            ]
+        )
+    }
+
+    @Test("§9 acknowledgements: responses carry ack when it differs from the answered rid")
+    func acks() {
+        var machine = Self.established("wait='60' hold='1' ver='1.6' ack='1'")
+        _ = machine.receive(Self.request(101, "ack='100'"), id: 1, isSecure: false, now: Self.t0)
+        let actions = Self.describe(machine.receive(Self.request(102, "ack='100'", payloads: ["<presence/>"]), id: 2, isSecure: false, now: Self.t0))
+        #expect(actions == ["forward <presence/>", "wait 2 50s", "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' ack='102'/>"])
+    }
+
+    @Test("§17.2 legacy clients (no ver) get HTTP 404 for item-not-found")
+    func legacy() {
+        var machine = Self.established("wait='60' hold='1'")
+        let actions = machine.receive(Self.request(200), id: 1, isSecure: false, now: Self.t0)
+        #expect(actions == [.closeUpstream(graceful: true), .respond(1, BOSHHTTPResponse(status: 404, body: ByteBuffer())), .endSession(.itemNotFound)])
+    }
+
+    @Test("§19.1 a plain request for a secure session closes that connection only")
+    func secureSession() {
+        var machine = BOSHSessionStateMachine(sid: "s1", creation: Self.creation(), id: 0, domain: "localhost", limits: .init(), isSecure: true, now: Self.t0)
+        #expect(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0) == [.closeConnection(1)])
+        #expect(machine.isActive)
+    }
+
+    @Test("§12 a polling session polling too fast is a policy violation")
+    func pollingTooFast() {
+        var machine = Self.established("wait='0' hold='0' ver='1.6'")
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0 + .seconds(10))
+        let second = Self.describe(machine.receive(Self.request(102), id: 2, isSecure: false, now: Self.t0 + .milliseconds(10_500)))
+        #expect(second == ["close-upstream graceful", "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>", "end policy-violation"])
+    }
+
+    @Test("§11 more than `requests` outstanding requests is a policy violation")
+    func overactivity() {
+        var machine = Self.established("wait='60' hold='1' ver='1.6'")
+        _ = machine.receive(Self.request(101, payloads: ["<a/>"]), id: 1, isSecure: false, now: Self.t0)
+        #expect(machine.receive(Self.request(103, payloads: ["<c/>"]), id: 3, isSecure: false, now: Self.t0).isEmpty)
+        let actions = Self.describe(machine.receive(Self.request(102, payloads: ["<b/>"]), id: 2, isSecure: false, now: Self.t0))
+        #expect(
+            actions == [
+                "close-upstream graceful",
+                "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>",
+                "respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>",
+                "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>",
+                "end policy-violation",
+            ]
+        )
+    }
+
+    @Test("shutdown: system-shutdown, or see-other-uri with the redirect")
+    func shutdown() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        #expect(Self.describe(machine.shutdown()).contains("respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='system-shutdown'/>"))
+        var other = Self.established()
+        _ = other.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        #expect(Self.describe(other.shutdown(redirect: "https://b.example/http-bind")).contains("respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='see-other-uri'><uri>https://b.example/http-bind</uri></body>"))
+    }
+}
