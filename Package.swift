@@ -115,7 +115,11 @@ let package = Package(
             dependencies: [
                 "TetherServer",
                 "XMPPCore",
+                "BOSHCore",
+                "XMPPUpstream",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

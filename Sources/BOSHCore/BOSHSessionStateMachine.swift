@@ -306,10 +306,15 @@ public struct BOSHSessionStateMachine {
     /// The process is shutting down (or draining): `see-other-uri` when a redirect is known, else `system-shutdown`.
     public mutating func shutdown(redirect uri: String? = nil) -> [Action] {
         guard self.phase == .active else { return [] }
-        if let uri {
-            return self.terminate(.seeOtherURI, extraPayload: ByteBuffer(string: "<uri>\(XMLEscaping.escapeText(uri))</uri>"))
+        let condition: TerminateCondition = uri == nil ? .systemShutdown : .seeOtherURI
+        var actions = self.terminate(condition, extraPayload: uri.map { ByteBuffer(string: "<uri>\(XMLEscaping.escapeText($0))</uri>") })
+        if case .terminated = self.phase {
+            // Nobody is waiting and the process is going: no tombstone to keep.
+            self.phase = .ended
+            actions = actions.filter { if case .startInactivityTimer = $0 { return false } else { return true } }
+            actions.append(.endSession(condition))
         }
-        return self.terminate(.systemShutdown)
+        return actions
     }
 
     /// Ends the session for a reason found outside the machine (e.g. an oversized stanza upstream).

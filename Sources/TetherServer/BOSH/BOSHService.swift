@@ -99,9 +99,10 @@ final class BOSHService: Sendable {
         }
     }
 
-    /// An answer for a request that has no session to answer it (§17.2; legacy clients get HTTP codes).
+    /// An answer for a request that has no session to answer it (§17.2). Only a creation request
+    /// tells whether the client is legacy (no `ver`); an unknown sid gets the modern terminal body.
     static func refusal(_ condition: TerminateCondition, for request: BOSHRequest, uri: String? = nil) -> BOSHHTTPResponse {
-        if request.version == nil, condition.legacyHTTPStatus != 200 {
+        if request.sid == nil, request.version == nil, condition.legacyHTTPStatus != 200 {
             return BOSHHTTPResponse(status: condition.legacyHTTPStatus, body: ByteBuffer(), contentType: request.content)
         }
         if condition == .seeOtherURI, let uri {

@@ -35,6 +35,8 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     private var finished = false
     private var openTimeout: Scheduled<Void>?
     private var context: ChannelHandlerContext?
+    /// The handler may be added around the time the channel becomes active: start exactly once.
+    private var started = false
 
     init(
         machine: UpstreamStreamStateMachine,
@@ -71,6 +73,8 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     private func start(context: ChannelHandlerContext) {
+        guard !self.started else { return }
+        self.started = true
         let timeout = self.streamOpenTimeout
         self.openTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
             guard let self, let context = self.context, !self.machine.isOpen else { return }

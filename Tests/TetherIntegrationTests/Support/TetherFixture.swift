@@ -1,0 +1,54 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import TetherServer
+import XMPPUpstream
+
+/// A Tether running in this process on a free loopback port, in front of a real upstream.
+struct TetherFixture {
+    let server: TetherServer
+    let port: Int
+    var boshURL: String { "http://127.0.0.1:\(self.port)/http-bind" }
+
+    /// A configuration that routes `localhost` to the given c2s port, TLS off (loopback).
+    static func configuration(c2sPort: Int, domain: String = "localhost") -> TetherConfiguration {
+        var configuration = TetherConfiguration()
+        configuration.listen = [UpstreamRoute(host: "127.0.0.1", port: 0)]
+        configuration.upstream.routes = [domain: UpstreamRoute(host: "127.0.0.1", port: c2sPort)]
+        configuration.upstream.srvResolver = nil
+        configuration.upstream.tlsContext = try! NIOSSLContext(configuration: .makeClientConfiguration())
+        configuration.shutdownGracePeriod = .seconds(2)
+        return configuration
+    }
+
+    static func start(_ configuration: TetherConfiguration) async throws -> TetherFixture {
+        var logger = Logger(label: "tether-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["TETHER_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+        let server = TetherServer(configuration: configuration, logger: logger)
+        let addresses = try await server.start()
+        guard let port = addresses.first?.port else { throw TestFailure("no bound port") }
+        return TetherFixture(server: server, port: port)
+    }
+}
+
+/// Runs `body` with a Tether and an HTTP client, and always shuts both down.
+func withTether<T>(
+    _ configuration: TetherConfiguration,
+    _ body: (TetherFixture, HTTPClient) async throws -> T
+) async throws -> T {
+    let tether = try await TetherFixture.start(configuration)
+    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(5))))
+    do {
+        let result = try await body(tether, http)
+        try await http.shutdown()
+        await tether.server.shutdown()
+        return result
+    } catch {
+        try? await http.shutdown()
+        await tether.server.shutdown()
+        throw error
+    }
+}
