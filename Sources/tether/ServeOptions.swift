@@ -114,7 +114,7 @@ struct ServeOptions: ParsableArguments {
         var configuration = TetherConfiguration()
         if !self.listen.isEmpty {
             configuration.listen = try self.listen.map { text in
-                guard let address = UpstreamRoute(text), text.contains(":") || text.hasPrefix("[") else {
+                guard let address = UpstreamRoute(text, allowingPortZero: true), text.contains(":") || text.hasPrefix("[") else {
                     throw ValidationError("--listen '\(text)' is not host:port")
                 }
                 return address

@@ -14,8 +14,9 @@ public struct UpstreamRoute: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses `HOST:PORT`, `[IPv6]:PORT`, or `HOST` (port 5222).
-    public init?(_ text: String) {
+    /// Parses `HOST:PORT`, `[IPv6]:PORT`, or `HOST` (port 5222). Port 0 ("any free port") only for listeners.
+    public init?(_ text: String, allowingPortZero: Bool = false) {
+        let ports = allowingPortZero ? 0...65535 : 1...65535
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else { return nil }
             let host = String(text[text.index(after: text.startIndex)..<close])
@@ -23,7 +24,7 @@ public struct UpstreamRoute: Hashable, Sendable, CustomStringConvertible {
             if rest.isEmpty {
                 self.init(host: host, port: 5222)
             } else {
-                guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (1...65535).contains(port) else { return nil }
+                guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), ports.contains(port) else { return nil }
                 self.init(host: host, port: port)
             }
             return
@@ -33,7 +34,7 @@ public struct UpstreamRoute: Hashable, Sendable, CustomStringConvertible {
         case 1 where !text.isEmpty:
             self.init(host: text, port: 5222)
         case 2:
-            guard !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) else { return nil }
+            guard !parts[0].isEmpty, let port = Int(parts[1]), ports.contains(port) else { return nil }
             self.init(host: String(parts[0]), port: port)
         default:
             return nil

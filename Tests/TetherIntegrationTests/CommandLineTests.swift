@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+/// The `tether` executable as operators run it.
+@Suite("tether command line", .serialized)
+struct CommandLineTests {
+    static let binary: String = {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/tether").path
+    }()
+
+    /// Runs tether with arguments; returns exit status and stderr. Kills it after `timeout`.
+    static func run(_ arguments: [String], timeout: Duration = .seconds(10), until line: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let deadline = ContinuousClock.now + timeout
+        var stdout = Data()
+        if let line {
+            // Wait for the line, then stop the server with SIGTERM like an operator would.
+            while ContinuousClock.now < deadline {
+                let chunk = out.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                stdout.append(chunk)
+                if String(decoding: stdout, as: UTF8.self).contains(line) { break }
+            }
+            kill(process.processIdentifier, SIGTERM)
+        }
+        while process.isRunning && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        stdout.append(out.fileHandleForReading.readDataToEndOfFile())
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
+
+    @Test("--help documents every option")
+    func help() async throws {
+        let result = try await Self.run(["serve", "--help"])
+        #expect(result.status == 0)
+        for option in ["--listen", "--route", "--cors-origin", "--no-cors", "--upstream-tls", "--ca-file", "--bosh-max-wait", "--bosh-max-inactivity", "--bosh-max-pause", "--bosh-max-hold", "--bosh-polling", "--config"] {
+            #expect(result.stdout.contains(option), "missing \(option)")
+        }
+    }
+
+    @Test("bad flags and values exit non-zero with a message naming them", arguments: [
+        (["serve", "--bogus"], "--bogus"),
+        (["serve", "--route", "localhost"], "--route 'localhost' is not domain=host:port"),
+        (["serve", "--route", "localhost=127.0.0.1:5222", "--upstream-tls", "maybe"], "--upstream-tls must be required, optional or off"),
+        (["serve", "--route", "localhost=127.0.0.1:5222", "--ca-file", "/nonexistent.pem"], "--ca-file '/nonexistent.pem' cannot be read"),
+        (["serve", "--route", "localhost=127.0.0.1:5222", "--bosh-max-inactivity", "0"], "--bosh-max-inactivity must be greater than 0"),
+        (["serve"], "no domain to serve"),
+    ])
+    func badFlags(arguments: [String], message: String) async throws {
+        let result = try await Self.run(arguments)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
+    }
+
+    @Test("a configuration file uses the option names; the command line adds to it; a bad file names the line")
+    func configurationFile() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let good = directory.appendingPathComponent("good.conf")
+        try """
+            # Tether test configuration
+            listen = 127.0.0.1:0
+            route = localhost=127.0.0.1:5222
+            cors-origin = https://app.example
+            bosh-max-wait = 20
+            """.write(to: good, atomically: true, encoding: .utf8)
+        let started = try await Self.run(["serve", "--config", good.path, "--log-level", "warning"], until: "tether listening on 127.0.0.1:")
+        #expect(started.stdout.contains("tether listening on 127.0.0.1:"))
+        #expect(started.status == 0)
+
+        let bad = directory.appendingPathComponent("bad.conf")
+        try "route = localhost=127.0.0.1:5222\nbosh-max-wait = soon\n".write(to: bad, atomically: true, encoding: .utf8)
+        let refused = try await Self.run(["serve", "--config", bad.path])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("bad.conf"))
+        #expect(refused.stderr.contains("bosh-max-wait"))
+    }
+}

@@ -1,0 +1,147 @@
+import NIOCore
+import Testing
+import XMPPCore
+
+@testable import XMPPUpstream
+
+@Suite("Upstream stream negotiation")
+struct UpstreamStreamStateMachineTests {
+    static let header = StreamHeader(to: "example.org", language: "en")
+    static let streamOpen = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.org' version='1.0'>"
+    static let featuresWithTLS = "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    static let featuresPlain = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+
+    /// Feeds server bytes through a real framer into the machine and names the resulting actions.
+    static func feed(_ text: String, _ machine: inout UpstreamStreamStateMachine, framer: XMLStreamFramer) throws -> [String] {
+        var names: [String] = []
+        for event in try framer.feed(ByteBuffer(string: text)) {
+            names += machine.receive(event).map(Self.name)
+        }
+        return names
+    }
+
+    static func name(_ action: UpstreamStreamStateMachine.Action) -> String {
+        switch action {
+        case .send(let text): return text.hasPrefix("<?xml") ? "send header" : "send \(text)"
+        case .resetFramer: return "reset"
+        case .startTLS: return "start-tls"
+        case .opened(let info): return "opened \(info.id ?? "-")"
+        case .deliver(let element): return "deliver \(String(buffer: element.standaloneBytes { $0.name.namespace == XMLNamespaces.tls }))"
+        case .streamError(let bytes): return "stream-error \(String(buffer: bytes))"
+        case .fail(let error): return "fail \(error)"
+        case .closed: return "closed"
+        }
+    }
+
+    @Test("the header names the domain, language and version; it is escaped")
+    func header() {
+        #expect(
+            StreamHeader(to: "a'b", language: "en").serialized
+                == "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='a&apos;b' xml:lang='en' version='1.0'>"
+        )
+    }
+
+    @Test("STARTTLS is negotiated when offered, then the stream restarts and features are relayed without it")
+    func startTLS() throws {
+        var machine = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .required)
+        let framer = XMLStreamFramer()
+        #expect(machine.connected().map(Self.name) == ["send header"])
+        #expect(try Self.feed(Self.streamOpen + Self.featuresWithTLS, &machine, framer: framer) == ["send <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"])
+        #expect(try Self.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", &machine, framer: framer) == ["start-tls"])
+        #expect(machine.tlsHandshakeCompleted().map(Self.name) == ["reset", "send header"])
+        framer.reset()
+        let relayed = try Self.feed(Self.streamOpen + Self.featuresPlain, &machine, framer: framer)
+        #expect(relayed == ["opened s1", "deliver <stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"])
+        #expect(machine.tlsEstablished)
+    }
+
+    @Test("policy required without STARTTLS on offer fails; optional and off relay the features without starttls")
+    func policies() throws {
+        var required = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .required)
+        _ = required.connected()
+        #expect(try Self.feed(Self.streamOpen + Self.featuresPlain, &required, framer: XMLStreamFramer()) == ["fail the server does not offer STARTTLS and the TLS policy requires it"])
+
+        var optional = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .optional)
+        _ = optional.connected()
+        #expect(try Self.feed(Self.streamOpen + Self.featuresPlain, &optional, framer: XMLStreamFramer()).first == "opened s1")
+
+        var off = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .off)
+        _ = off.connected()
+        let relayed = try Self.feed(Self.streamOpen + Self.featuresWithTLS, &off, framer: XMLStreamFramer())
+        #expect(relayed.count == 2)
+        #expect(relayed.last?.contains("starttls") == false)
+    }
+
+    @Test("a refused STARTTLS fails; a stream error is relayed; </stream:stream> closes")
+    func endings() throws {
+        var machine = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .required)
+        let framer = XMLStreamFramer()
+        _ = machine.connected()
+        _ = try Self.feed(Self.streamOpen + Self.featuresWithTLS, &machine, framer: framer)
+        #expect(try Self.feed("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", &machine, framer: framer) == ["fail the server refused STARTTLS"])
+
+        var open = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .off)
+        let framer2 = XMLStreamFramer()
+        _ = open.connected()
+        _ = try Self.feed(Self.streamOpen + Self.featuresPlain, &open, framer: framer2)
+        #expect(try Self.feed("<message from='a@example.org'><body>x</body></message>", &open, framer: framer2) == ["deliver <message xmlns='jabber:client' from='a@example.org'><body>x</body></message>"])
+        #expect(
+            try Self.feed("<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>", &open, framer: framer2)
+                == ["stream-error <stream:error xmlns:stream='http://etherx.jabber.org/streams'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"]
+        )
+
+        var closing = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .off)
+        let framer3 = XMLStreamFramer()
+        _ = closing.connected()
+        _ = try Self.feed(Self.streamOpen + Self.featuresPlain, &closing, framer: framer3)
+        #expect(try Self.feed("</stream:stream>", &closing, framer: framer3) == ["closed"])
+    }
+
+    @Test("a restart after SASL sends a new header on the same connection and relays the new features")
+    func restart() throws {
+        var machine = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .off)
+        let framer = XMLStreamFramer()
+        _ = machine.connected()
+        _ = try Self.feed(Self.streamOpen + Self.featuresPlain + "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>", &machine, framer: framer)
+        #expect(machine.restart().map(Self.name) == ["reset", "send header"])
+        framer.reset()
+        let relayed = try Self.feed(Self.streamOpen.split(separator: "s1").joined(separator: "s2") + "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>", &machine, framer: framer)
+        #expect(relayed == ["opened s2", "deliver <stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"])
+    }
+
+    @Test("a server that does not open an XMPP stream is a protocol violation")
+    func wrongRoot() throws {
+        var machine = UpstreamStreamStateMachine(header: Self.header, tlsPolicy: .off)
+        _ = machine.connected()
+        #expect(try Self.feed("<html>", &machine, framer: XMLStreamFramer()) == ["fail XMPP protocol violation: expected <stream:stream>, got <html>"])
+    }
+}
+
+@Suite("Upstream address policy and routes")
+struct AddressPolicyTests {
+    @Test("loopback, private, link-local and unique-local addresses are refused unless allowlisted", arguments: [
+        ("127.0.0.1", false), ("10.1.2.3", false), ("172.16.0.1", false), ("192.168.1.1", false), ("169.254.1.1", false),
+        ("::1", false), ("fe80::1", false), ("fd00::1", false), ("0.0.0.0", false),
+        ("93.184.216.34", true), ("2001:db8::1", true), ("8.8.8.8", true),
+    ])
+    func ranges(address: String, allowed: Bool) throws {
+        #expect(AddressPolicy().allows(try SocketAddress(ipAddress: address, port: 5222)) == allowed)
+    }
+
+    @Test("an allowlisted network is allowed")
+    func allowlist() throws {
+        let policy = AddressPolicy(allowedNetworks: [IPNetwork("10.0.0.0/8")!])
+        #expect(policy.allows(try SocketAddress(ipAddress: "10.9.9.9", port: 1)))
+        #expect(!policy.allows(try SocketAddress(ipAddress: "192.168.0.1", port: 1)))
+    }
+
+    @Test("routes parse host:port, [v6]:port and bare hosts; junk is refused")
+    func routes() {
+        #expect(UpstreamRoute("xmpp.example.org:5223") == UpstreamRoute(host: "xmpp.example.org", port: 5223))
+        #expect(UpstreamRoute("[::1]:5222") == UpstreamRoute(host: "::1", port: 5222))
+        #expect(UpstreamRoute("example.org") == UpstreamRoute(host: "example.org", port: 5222))
+        #expect(UpstreamRoute("example.org:0") == nil)
+        #expect(UpstreamRoute("a:b:c") == nil)
+        #expect(UpstreamRoute("") == nil)
+    }
+}
