@@ -9,16 +9,23 @@ func withProsodyAndTether<T>(
     _ body: (ProsodyServer, TetherFixture, HTTPClient) async throws -> T,
     configure: (inout TetherConfiguration, ProsodyServer) -> Void = { _, _ in }
 ) async throws -> T {
-    let prosody = try await ProsodyServer.start(options)
-    do {
+    try await withProsody(options) { prosody in
         for user in users {
             try await prosody.register(user: user, password: "secret")
         }
         var configuration = TetherFixture.configuration(c2sPort: prosody.c2sPort)
         configure(&configuration, prosody)
-        let result = try await withTether(configuration) { tether, http in
+        return try await withTether(configuration) { tether, http in
             try await body(prosody, tether, http)
         }
+    }
+}
+
+/// A real Prosody for `body`, stopped afterwards whatever happens.
+func withProsody<T>(_ options: ProsodyServer.Options = .init(), _ body: (ProsodyServer) async throws -> T) async throws -> T {
+    let prosody = try await ProsodyServer.start(options)
+    do {
+        let result = try await body(prosody)
         await prosody.stop()
         return result
     } catch {
