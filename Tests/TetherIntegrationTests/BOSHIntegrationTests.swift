@@ -33,6 +33,42 @@ struct BOSHIntegrationTests {
         }
     }
 
+    @Test("stanzas waiting for a client go out together in one response")
+    func batching() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let alice = BOSHTestClient(http: http, url: tether.boshURL)
+            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+            try await alice.login(user: "alice", password: "secret")
+            try await bob.login(user: "bob", password: "secret")
+            // Bob has no request open while three messages arrive.
+            let three = (1...3).map { "<message xmlns='jabber:client' to='bob@localhost/test' id='b\($0)'><body>\($0)</body></message>" }.joined()
+            _ = try await alice.send(three)
+            let response = try await bob.send()
+            #expect(response.children.filter { $0.hasPrefix("<message") }.count == 3)
+            #expect(response.children.filter { $0.hasPrefix("<message") }.map { BOSHTestClient.text(of: "body", in: $0) } == ["1", "2", "3"])
+        }
+    }
+
+    @Test("requests that arrive out of order on separate connections are relayed in rid order (§14.2)")
+    func outOfOrder() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let alice = BOSHTestClient(http: http, url: tether.boshURL)
+            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+            try await alice.login(user: "alice", password: "secret")
+            try await bob.login(user: "bob", password: "secret")
+            let first = alice.nextBody("<message xmlns='jabber:client' to='bob@localhost/test' id='o1'><body>first</body></message>")
+            let second = alice.nextBody("<message xmlns='jabber:client' to='bob@localhost/test' id='o2'><body>second</body></message>")
+            async let late = alice.post(second)
+            try await Task.sleep(for: .milliseconds(300))
+            async let early = alice.post(first)
+            let answers = try await [early, late]
+            #expect(answers.allSatisfy { $0.status == 200 && $0.type == nil })
+            let received = try await bob.receive(until: { $0.contains("id='o2'") })
+            let order = received.filter { $0.hasPrefix("<message") }.compactMap { BOSHTestClient.text(of: "body", in: $0) }
+            #expect(order == ["first", "second"])
+        }
+    }
+
     @Test("a 60 KB message arrives whole")
     func largeMessage() async throws {
         try await withProsodyAndTether { _, tether, http in
@@ -295,6 +331,21 @@ struct BOSHIntegrationTests {
         } configure: { configuration, _ in
             configuration.xmlLimits = .init(maxElementBytes: 10_000, maxDepth: 32)
             configuration.maxRequestBodyBytes = 64_000
+        }
+    }
+
+    @Test("Tether listens on IPv6 too")
+    func ipv6() async throws {
+        try await withProsodyAndTether { _, _, http in
+            var configuration = TetherFixture.configuration(c2sPort: 1)
+            configuration.listen = [UpstreamRoute(host: "::1", port: 0)]
+            let server = TetherServer(configuration: configuration)
+            let addresses = try await server.start()
+            let port = try required(addresses.first?.port)
+            let client = BOSHTestClient(http: http, url: "http://[::1]:\(port)/http-bind")
+            let response = try await client.create()
+            #expect(response.condition == "remote-connection-failed")  // upstream port 1: refused, but the HTTP side answered over IPv6
+            await server.shutdown()
         }
     }
 
