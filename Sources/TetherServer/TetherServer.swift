@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOWebSocket
+import XMPPCore
 import Synchronization
 import XMPPUpstream
 
@@ -11,6 +13,7 @@ public final class TetherServer: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let bosh: BOSHService
+    private let webSockets = WebSocketRegistry()
     private let listeners = Mutex<[any Channel]>([])
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
@@ -22,6 +25,8 @@ public final class TetherServer: Sendable {
 
     /// Live BOSH sessions.
     public var sessionCount: Int { self.bosh.sessionCount }
+    /// Live WebSocket sessions.
+    public var webSocketSessionCount: Int { self.webSockets.count }
 
     /// Binds every `listen` address; returns the bound addresses (port 0 becomes the real port).
     @discardableResult
@@ -48,9 +53,10 @@ public final class TetherServer: Sendable {
             try? await listener.close()
         }
         await self.bosh.shutdown()
+        await self.webSockets.shutdown(redirect: self.configuration.redirectURI)
         // Give the answers a moment to reach the clients before the process goes.
         let deadline = NIODeadline.now() + self.configuration.shutdownGracePeriod
-        while self.bosh.sessionCount > 0 && NIODeadline.now() < deadline {
+        while self.bosh.sessionCount + self.webSockets.count > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
         self.logger.info("stopped")
@@ -59,7 +65,9 @@ public final class TetherServer: Sendable {
     private func bootstrap() -> ServerBootstrap {
         let configuration = self.configuration
         let bosh = self.bosh
+        let webSockets = self.webSockets
         let logger = self.logger
+        let connector = UpstreamConnector(configuration: configuration.upstream)
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -67,9 +75,36 @@ public final class TetherServer: Sendable {
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let upgrader = NIOWebSocketServerUpgrader(
+                        maxFrameSize: configuration.xmlLimits.maxElementBytes,
+                        automaticErrorHandling: true,
+                        shouldUpgrade: { channel, head in
+                            channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, configuration: configuration))
+                        },
+                        upgradePipelineHandler: { channel, _ in
+                            channel.eventLoop.makeCompletedFuture {
+                                let sync = channel.pipeline.syncOperations
+                                try sync.addHandler(
+                                    NIOWebSocketFrameAggregator(
+                                        minNonFinalFragmentSize: 0,
+                                        maxAccumulatedFrameCount: 1024,
+                                        maxAccumulatedFrameSize: configuration.xmlLimits.maxElementBytes
+                                    )
+                                )
+                                try sync.addHandler(WebSocketXMPPHandler(configuration: configuration, connector: connector, registry: webSockets, logger: logger))
+                            }
+                        }
+                    )
                     let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try sync.addHandler(HTTPEdgeHandler(configuration: configuration, bosh: bosh, logger: logger))
+                    try sync.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true,
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                            // The HTTP edge has no business on an upgraded connection.
+                            context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
+                        }),
+                        withErrorHandling: true
+                    )
+                    try sync.addHandler(HTTPEdgeHandler(configuration: configuration, bosh: bosh, logger: logger), name: HTTPEdgeHandler.name)
                 }
             }
     }

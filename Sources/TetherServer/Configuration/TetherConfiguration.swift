@@ -16,6 +16,7 @@ public struct TetherConfiguration: Sendable {
     public var upstream = UpstreamConfiguration()
     public var cors = CORSPolicy.anyOrigin
     public var bosh = BOSHLimits()
+    public var webSocket = WebSocketSettings()
     /// Largest HTTP request body accepted (413 beyond).
     public var maxRequestBodyBytes = 512 * 1024
     /// Stanza size and depth limits in both directions.

@@ -6,7 +6,8 @@ import XMPPCore
 
 /// Serves one HTTP/1.1 connection: routes requests, enforces the body limit, applies CORS,
 /// and writes BOSH answers when their session produces them (possibly from another event loop).
-final class HTTPEdgeHandler: ChannelInboundHandler {
+final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    static let name = "tether-http-edge"
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -69,7 +70,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler {
                 self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: origin, extraHeaders: [("Allow", "POST, GET, OPTIONS")], context: context)
             }
         case "/xmpp-websocket":
-            self.writeSimple(status: .upgradeRequired, text: "WebSocket upgrade with the 'xmpp' subprotocol required.\n", origin: origin, extraHeaders: [("Upgrade", "websocket")], context: context)
+            // Only upgrades the upgrader refused get here: say why.
+            let refusal = WebSocketUpgradePolicy.refusal(head, configuration: self.configuration)
+            self.writeSimple(status: refusal.status, text: refusal.reason + "\n", origin: origin, extraHeaders: refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [], context: context)
         default:
             self.writeSimple(status: .notFound, text: "Not found.\n", origin: origin, context: context)
         }

@@ -1,0 +1,14 @@
+import NIOCore
+
+/// XMPP-over-WebSocket endpoint settings.
+public struct WebSocketSettings: Sendable {
+    /// Seconds between WebSocket pings; a peer that has not answered the previous ping is closed.
+    /// Well below nginx's 60 s `proxy_read_timeout`.
+    public var pingInterval: TimeAmount = .seconds(25)
+    /// How long the closing handshake (RFC 7395 §3.6) may take before the connection is dropped.
+    public var closeTimeout: TimeAmount = .seconds(5)
+    /// Accept upgrades that carry no `Origin` (non-browser clients).
+    public var allowMissingOrigin = true
+
+    public init() {}
+}

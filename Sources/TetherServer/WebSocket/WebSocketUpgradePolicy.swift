@@ -1,0 +1,46 @@
+import NIOHTTP1
+
+/// Who may open `GET /xmpp-websocket` (RFC 7395 §3.1, RFC 6455 §10.2).
+enum WebSocketUpgradePolicy {
+    static let path = "/xmpp-websocket"
+
+    /// Headers for an accepted upgrade (exactly `Sec-WebSocket-Protocol: xmpp`), or `nil` to refuse.
+    static func accept(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> HTTPHeaders? {
+        guard Self.problem(head, configuration: configuration) == nil else { return nil }
+        return HTTPHeaders([("Sec-WebSocket-Protocol", "xmpp")])
+    }
+
+    /// Why an upgrade was refused, as the HTTP answer.
+    static func refusal(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> (status: HTTPResponseStatus, reason: String) {
+        Self.problem(head, configuration: configuration) ?? (.badRequest, "Invalid WebSocket upgrade request.")
+    }
+
+    private static func problem(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> (status: HTTPResponseStatus, reason: String)? {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        guard path == Self.path else { return (.notFound, "Not found.") }
+        guard head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
+            return (.upgradeRequired, "WebSocket upgrade with the 'xmpp' subprotocol required.")
+        }
+        let origin = head.headers.first(name: "origin")
+        if origin == nil && !configuration.webSocket.allowMissingOrigin {
+            return (.forbidden, "An Origin header is required.")
+        }
+        if case .origins = configuration.cors, !configuration.cors.allows(origin: origin) {
+            return (.forbidden, "Origin not allowed.")
+        }
+        let protocols = head.headers[canonicalForm: "sec-websocket-protocol"].map { $0.trimmingWhitespace().lowercased() }
+        guard protocols.contains("xmpp") else {
+            return (.badRequest, "The 'xmpp' WebSocket subprotocol (RFC 7395) is required.")
+        }
+        return nil
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingWhitespace() -> Substring {
+        var text = self
+        while text.first?.isWhitespace == true { text = text.dropFirst() }
+        while text.last?.isWhitespace == true { text = text.dropLast() }
+        return text
+    }
+}

@@ -1,0 +1,233 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import WebSocketCore
+import XMPPCore
+import Synchronization
+import XMPPUpstream
+
+/// One XMPP-over-WebSocket session on an upgraded connection. The upstream stream runs on the
+/// same event loop, so nothing here needs a lock or a hop.
+final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private var machine: WebSocketSessionStateMachine
+    private let parser: WebSocketMessageParser
+    private let connector: UpstreamConnector
+    private let settings: WebSocketSettings
+    private var logger: Logger
+    private let registry: WebSocketRegistry
+    private var upstream: UpstreamConnection?
+    private var context: ChannelHandlerContext?
+    private var closeTimer: Scheduled<Void>?
+    private var pingTimer: Scheduled<Void>?
+    private var awaitingPong = false
+    private var closeFrameSent = false
+    private var peerSentClose = false
+    private var registryID: ObjectIdentifier { ObjectIdentifier(self) }
+
+    init(configuration: TetherConfiguration, connector: UpstreamConnector, registry: WebSocketRegistry, logger: Logger) {
+        self.machine = WebSocketSessionStateMachine(serves: configuration.serves(domain:))
+        self.parser = WebSocketMessageParser(limits: configuration.xmlLimits)
+        self.connector = connector
+        self.settings = configuration.webSocket
+        self.registry = registry
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.logger[metadataKey: "transport"] = "websocket"
+        self.logger[metadataKey: "client"] = "\(context.channel.remoteAddress?.ipAddress ?? "unknown")"
+        self.registry.add(self, id: self.registryID, eventLoop: context.eventLoop)
+        self.schedulePing(context: context)
+        self.logger.info("websocket session opened")
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            do {
+                let message = try self.parser.parse(frame.unmaskedData)
+                self.run(self.machine.received(message))
+            } catch {
+                self.logger.info("client broke the framing rules", metadata: ["condition": "\(error.rawValue)"])
+                self.run(self.machine.violation(error))
+            }
+        case .binary:
+            self.run(self.machine.binaryReceived())
+        case .connectionClose:
+            self.peerSentClose = true
+            self.run(self.machine.webSocketCloseReceived())
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(self.wrapOutboundOut(pong), promise: nil)
+        case .pong:
+            self.awaitingPong = false
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.run(self.machine.connectionLost())
+        self.finish()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Oversized or malformed frames (the aggregator and decoder report them here).
+        self.logger.info("websocket error", metadata: ["error": "\(error)"])
+        self.run(self.machine.violation(.policyViolation))
+    }
+
+    /// Shutdown or draining.
+    func shutdown(redirect: String?) {
+        self.run(self.machine.shutdown(redirect: redirect))
+    }
+
+    private func schedulePing(context: ChannelHandlerContext) {
+        self.pingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.settings.pingInterval) { [weak self] in
+            self?.ping()
+        }
+    }
+
+    private func ping() {
+        guard let context = self.context else { return }
+        self.schedulePing(context: context)
+        if self.awaitingPong {
+            self.logger.info("peer stopped answering pings")
+            self.run(self.machine.connectionLost())
+            context.close(promise: nil)
+            return
+        }
+        self.awaitingPong = true
+        context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
+    }
+
+    private func finish() {
+        self.pingTimer?.cancel()
+        self.closeTimer?.cancel()
+        self.registry.remove(self.registryID)
+    }
+
+    // MARK: UpstreamStreamDelegate
+
+    func upstreamOpened(_ info: StreamInfo, secure: Bool) {
+        self.run(self.machine.upstreamOpened(info))
+    }
+
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
+        self.run(self.machine.upstreamReceived(elements))
+    }
+
+    func upstreamStreamError(_ error: ByteBuffer) {
+        self.upstream = nil
+        self.run(self.machine.upstreamStreamError(error))
+    }
+
+    func upstreamClosed(_ error: UpstreamError?) {
+        self.upstream = nil
+        if let error {
+            self.logger.info("upstream closed", metadata: ["error": "\(error)"])
+            self.run(self.machine.upstreamEnded(.failed(unreachable: error.isResolutionFailure)))
+        } else {
+            self.run(self.machine.upstreamEnded(.closed))
+        }
+    }
+
+    // MARK: Actions
+
+    private func run(_ actions: [WebSocketSessionStateMachine.Action]) {
+        guard let context = self.context else { return }
+        var wrote = false
+        for action in actions {
+            switch action {
+            case .connectUpstream(let header):
+                self.connect(header, context: context)
+            case .restartUpstream:
+                self.upstream?.restart()
+            case .forwardUpstream(let bytes):
+                self.upstream?.send([bytes])
+            case .send(let bytes):
+                context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: bytes)), promise: nil)
+                wrote = true
+            case .closeUpstream(let graceful):
+                self.upstream?.close(graceful: graceful)
+                self.upstream = nil
+            case .closeWebSocket(let code):
+                guard !self.closeFrameSent else { continue }
+                self.closeFrameSent = true
+                var data = context.channel.allocator.buffer(capacity: 2)
+                data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code)))
+                let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+                let written = context.writeAndFlush(self.wrapOutboundOut(frame))
+                wrote = false
+                if self.peerSentClose {
+                    written.whenComplete { _ in context.close(promise: nil) }
+                } else {
+                    self.startCloseTimer(context: context)
+                }
+            case .startCloseTimer:
+                self.startCloseTimer(context: context)
+            case .dropConnection:
+                context.close(promise: nil)
+            }
+        }
+        if wrote { context.flush() }
+    }
+
+    private func startCloseTimer(context: ChannelHandlerContext) {
+        self.closeTimer?.cancel()
+        self.closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.settings.closeTimeout) { [weak self] in
+            guard let self else { return }
+            self.run(self.machine.closeTimeoutFired())
+        }
+    }
+
+    private func connect(_ header: StreamHeader, context: ChannelHandlerContext) {
+        self.logger[metadataKey: "to"] = "\(header.to)"
+        self.connector.connect(header: header, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let connection):
+                if self.machine.isClosed {
+                    connection.close(graceful: true)
+                } else {
+                    self.upstream = connection
+                }
+            case .failure(let error):
+                self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
+                self.run(self.machine.upstreamEnded(.failed(unreachable: (error as? UpstreamError)?.isResolutionFailure == true)))
+            }
+        }
+    }
+}
+
+/// Live WebSocket sessions, for shutdown and counting.
+final class WebSocketRegistry: Sendable {
+    private let sessions = Mutex<[ObjectIdentifier: NIOLoopBound<WebSocketXMPPHandler>]>([:])
+
+    var count: Int { self.sessions.withLock { $0.count } }
+
+    func add(_ handler: WebSocketXMPPHandler, id: ObjectIdentifier, eventLoop: any EventLoop) {
+        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
+        self.sessions.withLock { $0[id] = bound }
+    }
+
+    func remove(_ id: ObjectIdentifier) {
+        _ = self.sessions.withLock { $0.removeValue(forKey: id) }
+    }
+
+    func shutdown(redirect: String?) async {
+        let sessions = self.sessions.withLock { Array($0.values) }
+        for session in sessions {
+            try? await session.eventLoop.submit { session.value.shutdown(redirect: redirect) }.get()
+        }
+    }
+}

@@ -1,0 +1,235 @@
+import NIOCore
+import XMPPCore
+
+/// The rules of one XMPP-over-WebSocket session (RFC 7395), with no I/O.
+///
+/// It translates `<open/>`/`<close/>` to and from the upstream stream, relays elements, and
+/// runs the closing handshake of §3.6. A WebSocket that drops without `<close/>` drops the
+/// upstream TCP connection without `</stream:stream>`, so the server keeps an XEP-0198 session
+/// for resumption.
+public struct WebSocketSessionStateMachine {
+    public enum Action: Sendable {
+        /// Open the upstream stream with this header.
+        case connectUpstream(StreamHeader)
+        /// New stream header on the same upstream connection (after SASL).
+        case restartUpstream
+        case forwardUpstream(ByteBuffer)
+        /// One WebSocket text message to the client.
+        case send(ByteBuffer)
+        /// Close upstream: graceful sends `</stream:stream>`.
+        case closeUpstream(graceful: Bool)
+        /// Start the WebSocket closing handshake with this status code (RFC 6455 §7.4).
+        case closeWebSocket(code: UInt16)
+        /// Call `closeTimeoutFired()` after the configured close timeout.
+        case startCloseTimer
+        /// Drop the TCP connection now (the peer is gone or did not finish closing).
+        case dropConnection
+    }
+
+    /// Why the upstream stream went away.
+    public enum UpstreamEnd: Sendable {
+        /// `</stream:stream>` from the server.
+        case closed
+        /// TCP lost, refused, TLS failure, timeout.
+        case failed(unreachable: Bool)
+    }
+
+    private enum State {
+        /// Waiting for the client's first `<open/>`.
+        case awaitingOpen
+        /// `<open/>` relayed; waiting for the server's stream header.
+        case opening(domain: String)
+        case open(domain: String)
+        /// `<close/>` exchanged or an error sent; waiting for the WebSocket to end.
+        case closing
+        case closed
+    }
+
+    private var state: State = .awaitingOpen
+    /// An `<open/>` has been sent to the client on the current stream.
+    private var openSent = false
+    private let serves: (String) -> Bool
+
+    /// - Parameter serves: whether a domain named in `<open to=…/>` is served.
+    public init(serves: @escaping (String) -> Bool) {
+        self.serves = serves
+    }
+
+    public var isClosed: Bool {
+        if case .closed = self.state { return true }
+        return false
+    }
+
+    // MARK: From the client
+
+    public mutating func received(_ message: WebSocketMessage) -> [Action] {
+        switch (self.state, message) {
+        case (.awaitingOpen, .open(let to, let from, let version, let language)):
+            guard let to, !to.isEmpty else {
+                return self.streamError(.improperAddressing, domain: nil)
+            }
+            let domain = to.lowercased()
+            guard self.serves(domain) else {
+                return self.streamError(.hostUnknown, domain: domain)
+            }
+            self.state = .opening(domain: domain)
+            return [.connectUpstream(StreamHeader(to: domain, from: from, language: language, version: version ?? "1.0"))]
+        case (.open(let domain), .open):
+            // §3.7: a restart after SASL; both sides' streams start afresh on the same connection.
+            self.state = .opening(domain: domain)
+            self.openSent = false
+            return [.restartUpstream]
+        case (.open, .element(let bytes)):
+            return [.forwardUpstream(bytes)]
+        case (.open, .close), (.opening, .close):
+            // §3.6: answer <close/>, end the upstream stream, let the client close the WebSocket.
+            self.state = .closing
+            return [.closeUpstream(graceful: true), .send(WebSocketFraming.close()), .startCloseTimer]
+        case (.closing, .close):
+            // Our <close/> was answered: we initiated, so we close the WebSocket.
+            self.state = .closed
+            return [.closeWebSocket(code: 1000)]
+        case (.closing, _), (.closed, _):
+            return []
+        case (.awaitingOpen, _), (.opening, .element), (.opening, .open):
+            return self.streamError(.notWellFormed, domain: nil)
+        }
+    }
+
+    /// The client broke the framing rules: report it as a stream error and close.
+    public mutating func violation(_ condition: StreamErrorCondition) -> [Action] {
+        switch self.state {
+        case .closing, .closed: return []
+        case .awaitingOpen, .opening, .open: return self.streamError(condition, domain: nil)
+        }
+    }
+
+    /// A binary message: RFC 7395 §3.2 allows text only; close with 1003 (unsupported data).
+    public mutating func binaryReceived() -> [Action] {
+        switch self.state {
+        case .closed: return []
+        case .closing:
+            self.state = .closed
+            return [.closeWebSocket(code: 1003)]
+        case .awaitingOpen:
+            self.state = .closed
+            return [.closeWebSocket(code: 1003)]
+        case .opening, .open:
+            self.state = .closed
+            return [.closeUpstream(graceful: true), .closeWebSocket(code: 1003)]
+        }
+    }
+
+    /// The client's WebSocket closing handshake arrived (a close frame).
+    public mutating func webSocketCloseReceived() -> [Action] {
+        switch self.state {
+        case .closed:
+            return [.dropConnection]
+        case .closing:
+            self.state = .closed
+            return [.closeWebSocket(code: 1000)]
+        case .awaitingOpen, .opening, .open:
+            // Closed without <close/>: keep the server's XEP-0198 session resumable.
+            self.state = .closed
+            return [.closeUpstream(graceful: false), .closeWebSocket(code: 1000)]
+        }
+    }
+
+    /// The TCP connection under the WebSocket is gone.
+    public mutating func connectionLost() -> [Action] {
+        switch self.state {
+        case .closed, .closing:
+            self.state = .closed
+            return [.closeUpstream(graceful: false)]
+        case .awaitingOpen, .opening, .open:
+            self.state = .closed
+            return [.closeUpstream(graceful: false)]
+        }
+    }
+
+    public mutating func closeTimeoutFired() -> [Action] {
+        switch self.state {
+        case .closing, .closed:
+            self.state = .closed
+            return [.dropConnection]
+        case .awaitingOpen, .opening, .open:
+            return []
+        }
+    }
+
+    // MARK: From upstream
+
+    public mutating func upstreamOpened(_ info: StreamInfo) -> [Action] {
+        guard case .opening(let domain) = self.state else { return [] }
+        self.state = .open(domain: domain)
+        self.openSent = true
+        return [.send(WebSocketFraming.open(info, fallbackFrom: domain))]
+    }
+
+    /// Server elements, each already self-contained: one message each.
+    public mutating func upstreamReceived(_ elements: [ByteBuffer]) -> [Action] {
+        guard case .open = self.state else { return [] }
+        return elements.map { .send($0) }
+    }
+
+    /// The server's `<stream:error/>`, relayed as its own message, then `<close/>` (§3.5).
+    public mutating func upstreamStreamError(_ error: ByteBuffer) -> [Action] {
+        switch self.state {
+        case .closing, .closed:
+            return []
+        case .awaitingOpen, .opening(_), .open:
+            var actions: [Action] = []
+            if !self.openSent, case .opening(let domain) = self.state {
+                actions.append(.send(WebSocketFraming.open(StreamInfo(), fallbackFrom: domain)))
+            }
+            self.state = .closing
+            return actions + [.send(error), .send(WebSocketFraming.close()), .startCloseTimer]
+        }
+    }
+
+    public mutating func upstreamEnded(_ end: UpstreamEnd) -> [Action] {
+        switch self.state {
+        case .closing, .closed, .awaitingOpen:
+            return []
+        case .opening(let domain), .open(let domain):
+            switch end {
+            case .closed:
+                self.state = .closing
+                return [.send(WebSocketFraming.close()), .startCloseTimer]
+            case .failed(let unreachable):
+                return self.streamError(unreachable ? .hostUnknown : .remoteConnectionFailed, domain: domain, upstreamGone: true)
+            }
+        }
+    }
+
+    /// Tether is shutting down: send clients elsewhere, or tell them why.
+    /// Upstream is dropped without `</stream:stream>` so XEP-0198 sessions can resume elsewhere.
+    public mutating func shutdown(redirect uri: String?) -> [Action] {
+        switch self.state {
+        case .closing, .closed:
+            return []
+        case .awaitingOpen, .opening, .open:
+            self.state = .closing
+            if let uri {
+                return [.closeUpstream(graceful: false), .send(WebSocketFraming.close(seeOtherURI: uri)), .startCloseTimer]
+            }
+            return [.closeUpstream(graceful: false), .send(StreamErrorCondition.systemShutdown.element), .send(WebSocketFraming.close()), .startCloseTimer]
+        }
+    }
+
+    private mutating func streamError(_ condition: StreamErrorCondition, domain: String?, upstreamGone: Bool = false) -> [Action] {
+        var actions: [Action] = []
+        if !self.openSent {
+            // §3.5: an error during stream opening follows an <open/>.
+            actions.append(.send(WebSocketFraming.open(StreamInfo(), fallbackFrom: domain)))
+            self.openSent = true
+        }
+        if !upstreamGone, case .opening = self.state {
+            actions.append(.closeUpstream(graceful: true))
+        } else if !upstreamGone, case .open = self.state {
+            actions.append(.closeUpstream(graceful: true))
+        }
+        self.state = .closing
+        return actions + [.send(condition.element), .send(WebSocketFraming.close()), .startCloseTimer]
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+
+/// A WebSocket client built on NIOWebSocket's client upgrader, with full control over frames:
+/// what a browser does, plus what a broken or hostile one does (binary frames, abrupt drops).
+final class WebSocketTestClient: Sendable {
+    enum Event: Equatable, Sendable {
+        case text(String)
+        case binary
+        case close(code: Int?)
+        case disconnected
+    }
+
+    let channel: any Channel
+    let subprotocol: String?
+    private let inbox: Inbox
+
+    /// Events as they arrive; tests take them in order.
+    final class Inbox: Sendable {
+        private let events = Mutex<[Event]>([])
+        func append(_ event: Event) { self.events.withLock { $0.append(event) } }
+        func take() -> Event? {
+            self.events.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+        }
+    }
+
+    private init(channel: any Channel, subprotocol: String?, inbox: Inbox) {
+        self.channel = channel
+        self.subprotocol = subprotocol
+        self.inbox = inbox
+    }
+
+    static func connect(port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp") async throws -> WebSocketTestClient {
+        let inbox = Inbox()
+        let negotiated = NIOLockedValueBox<String?>(nil)
+        let upgraded = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                let upgrader = NIOWebSocketClientUpgrader(
+                    requestKey: Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString(),
+                    maxFrameSize: 1 << 22,
+                    automaticErrorHandling: false,
+                    upgradePipelineHandler: { channel, response in
+                        negotiated.withLockedValue { $0 = response.headers.first(name: "sec-websocket-protocol") }
+                        return channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: 1 << 22))
+                            try channel.pipeline.syncOperations.addHandler(Collector(inbox: inbox))
+                            upgraded.succeed()
+                        }
+                    }
+                )
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
+                    )
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        var headers = HTTPHeaders([("Host", "127.0.0.1:\(port)"), ("Content-Length", "0")])
+        if let origin { headers.add(name: "Origin", value: origin) }
+        if let protocols { headers.add(name: "Sec-WebSocket-Protocol", value: protocols) }
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(5)) { upgraded.fail(TestFailure("WebSocket upgrade refused or timed out")) }
+        channel.closeFuture.whenComplete { _ in upgraded.fail(TestFailure("connection closed during the upgrade")) }
+        try await upgraded.futureResult.get()
+        timeout.cancel()
+        return WebSocketTestClient(channel: channel, subprotocol: negotiated.withLockedValue { $0 }, inbox: inbox)
+    }
+
+    /// Sends one text message (masked, as clients must).
+    func send(_ text: String) async throws {
+        try await self.sendFrame(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)))
+    }
+
+    /// Sends a frame; NIO's encoder masks it with `maskKey` (clients must mask, RFC 6455 §5.3).
+    func sendFrame(_ frame: WebSocketFrame) async throws {
+        var frame = frame
+        if frame.maskKey == nil { frame.maskKey = .random() }
+        try await self.channel.writeAndFlush(frame)
+    }
+
+    /// The next event, or a failure after `timeout`.
+    func next(timeout: Duration = .seconds(10)) async throws -> Event {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let event = self.inbox.take() { return event }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw TestFailure("no WebSocket event within \(timeout)")
+    }
+
+    /// Reads text messages until one satisfies `predicate`; returns all of them.
+    func receive(until predicate: (String) -> Bool, timeout: Duration = .seconds(10)) async throws -> [String] {
+        var texts: [String] = []
+        while true {
+            switch try await self.next(timeout: timeout) {
+            case .text(let text):
+                texts.append(text)
+                if predicate(text) { return texts }
+            case let other:
+                throw TestFailure("expected a message, got \(other) after \(texts)")
+            }
+        }
+    }
+
+    /// Drops the TCP connection without any closing handshake (a crashed tab, a lost network).
+    func drop() async {
+        try? await self.channel.close()
+    }
+
+    /// Sends a close frame (the WebSocket closing handshake).
+    func sendClose(code: WebSocketErrorCode = .normalClosure) async throws {
+        var data = ByteBuffer()
+        data.write(webSocketErrorCode: code)
+        try await self.sendFrame(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+    }
+
+    private final class Collector: ChannelInboundHandler {
+        typealias InboundIn = WebSocketFrame
+        let inbox: Inbox
+
+        init(inbox: Inbox) {
+            self.inbox = inbox
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = self.unwrapInboundIn(data)
+            switch frame.opcode {
+            case .text:
+                self.inbox.append(.text(String(buffer: frame.unmaskedData)))
+            case .binary:
+                self.inbox.append(.binary)
+            case .connectionClose:
+                var data = frame.unmaskedData
+                self.inbox.append(.close(code: data.readWebSocketErrorCode().map { Self.code($0) }))
+            case .ping:
+                let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+                context.writeAndFlush(NIOAny(pong), promise: nil)
+            default:
+                break
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            self.inbox.append(.disconnected)
+        }
+
+        static func code(_ code: WebSocketErrorCode) -> Int {
+            var buffer = ByteBuffer()
+            buffer.write(webSocketErrorCode: code)
+            return Int(buffer.readInteger(as: UInt16.self) ?? 0)
+        }
+    }
+}
