@@ -33,12 +33,16 @@ public enum StreamErrorCondition: String, Error, Sendable, Hashable {
 /// Parses client messages with one reusable framer (reset per message).
 public final class WebSocketMessageParser {
     private let framer: XMLStreamFramer
+    private let limits: XMLStreamFramer.Limits
 
     public init(limits: XMLStreamFramer.Limits) {
         self.framer = XMLStreamFramer(limits: limits)
+        self.limits = limits
     }
 
     public func parse(_ bytes: ByteBuffer) throws(StreamErrorCondition) -> WebSocketMessage {
+        // The message is the element: the framer's per-child limit does not see it whole.
+        guard bytes.readableBytes <= self.limits.maxElementBytes else { throw .policyViolation }
         guard bytes.readableBytes > 0, bytes.getInteger(at: bytes.readerIndex, as: UInt8.self) == UInt8(ascii: "<") else {
             throw .notWellFormed
         }

@@ -61,6 +61,15 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("BOSH 'polling': shortest interval between empty polls, seconds.", valueName: "seconds"))
     var boshPolling: Int = 2
 
+    @Option(name: .long, help: ArgumentHelp("Seconds between WebSocket pings; a peer that misses one is closed. Keep it under the proxy's read timeout.", valueName: "seconds"))
+    var websocketPingInterval: Int = 25
+
+    @Option(name: .long, help: ArgumentHelp("Seconds the WebSocket closing handshake may take before the connection is dropped.", valueName: "seconds"))
+    var websocketCloseTimeout: Int = 5
+
+    @Flag(name: .long, help: "Refuse WebSocket upgrades without an Origin header (by default non-browser clients may omit it).")
+    var websocketRequireOrigin = false
+
     @Option(name: .long, help: ArgumentHelp("Largest HTTP request body, bytes (413 beyond).", valueName: "bytes"))
     var maxBodyBytes: Int = 512 * 1024
 
@@ -183,6 +192,11 @@ struct ServeOptions: ParsableArguments {
         configuration.bosh.inactivity = self.boshMaxInactivity
         configuration.bosh.maxPause = self.boshMaxPause
         configuration.bosh.polling = self.boshPolling
+        try Self.positive("--websocket-ping-interval", self.websocketPingInterval)
+        try Self.positive("--websocket-close-timeout", self.websocketCloseTimeout)
+        configuration.webSocket.pingInterval = .seconds(Int64(self.websocketPingInterval))
+        configuration.webSocket.closeTimeout = .seconds(Int64(self.websocketCloseTimeout))
+        configuration.webSocket.allowMissingOrigin = !self.websocketRequireOrigin
         try Self.positive("--max-body-bytes", self.maxBodyBytes)
         try Self.positive("--max-stanza-bytes", self.maxStanzaBytes)
         try Self.positive("--max-xml-depth", self.maxXmlDepth)

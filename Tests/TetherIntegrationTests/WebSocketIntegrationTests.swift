@@ -211,6 +211,27 @@ struct WebSocketIntegrationTests {
         }
     }
 
+    @Test("pings keep a responsive client; a client that stops answering is closed")
+    func pings() async throws {
+        try await withProsodyAndTether { _, tether, _ in
+            let responsive = try await WebSocketTestClient.connect(port: tether.port)
+            try await responsive.login(user: "alice", password: "secret")
+            let silent = try await WebSocketTestClient.connect(port: tether.port, answersPings: false)
+            try await silent.login(user: "bob", password: "secret")
+            try await Task.sleep(for: .milliseconds(3_500))
+            var silentEvents: [WebSocketTestClient.Event] = []
+            while let event = try? await silent.next(timeout: .milliseconds(100)) { silentEvents.append(event) }
+            #expect(silentEvents.contains(.ping))
+            #expect(silentEvents.last == .disconnected)
+            try await responsive.send("<message xmlns='jabber:client' to='alice@localhost/ws' id='alive'><body>alive</body></message>")
+            let received = try await responsive.receive(until: { $0.contains("id='alive'") })
+            #expect(received.last?.contains("alive") == true)
+            #expect(tether.server.webSocketSessionCount == 1)
+        } configure: { configuration, _ in
+            configuration.webSocket.pingInterval = .seconds(1)
+        }
+    }
+
     @Test("shutdown tells WebSocket clients system-shutdown, then <close/>")
     func shutdown() async throws {
         try await withProsodyAndTether { _, tether, _ in

@@ -13,6 +13,7 @@ final class WebSocketTestClient: Sendable {
         case text(String)
         case binary
         case close(code: Int?)
+        case ping
         case disconnected
     }
 
@@ -35,7 +36,8 @@ final class WebSocketTestClient: Sendable {
         self.inbox = inbox
     }
 
-    static func connect(port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp") async throws -> WebSocketTestClient {
+    /// - Parameter answersPings: `false` simulates a peer that stopped responding (half-open connection).
+    static func connect(port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp", answersPings: Bool = true) async throws -> WebSocketTestClient {
         let inbox = Inbox()
         let negotiated = NIOLockedValueBox<String?>(nil)
         let upgraded = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
@@ -49,7 +51,7 @@ final class WebSocketTestClient: Sendable {
                         negotiated.withLockedValue { $0 = response.headers.first(name: "sec-websocket-protocol") }
                         return channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: 1 << 22))
-                            try channel.pipeline.syncOperations.addHandler(Collector(inbox: inbox))
+                            try channel.pipeline.syncOperations.addHandler(Collector(inbox: inbox, answersPings: answersPings))
                             upgraded.succeed()
                         }
                     }
@@ -105,6 +107,8 @@ final class WebSocketTestClient: Sendable {
             case .text(let text):
                 texts.append(text)
                 if predicate(text) { return texts }
+            case .ping:
+                continue
             case let other:
                 throw TestFailure("expected a message, got \(other) after \(texts)")
             }
@@ -126,9 +130,11 @@ final class WebSocketTestClient: Sendable {
     private final class Collector: ChannelInboundHandler {
         typealias InboundIn = WebSocketFrame
         let inbox: Inbox
+        let answersPings: Bool
 
-        init(inbox: Inbox) {
+        init(inbox: Inbox, answersPings: Bool) {
             self.inbox = inbox
+            self.answersPings = answersPings
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -142,6 +148,8 @@ final class WebSocketTestClient: Sendable {
                 var data = frame.unmaskedData
                 self.inbox.append(.close(code: data.readWebSocketErrorCode().map { Self.code($0) }))
             case .ping:
+                self.inbox.append(.ping)
+                guard self.answersPings else { return }
                 let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
                 context.writeAndFlush(NIOAny(pong), promise: nil)
             default:

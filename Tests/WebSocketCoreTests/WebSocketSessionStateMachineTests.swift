@@ -1,0 +1,166 @@
+import NIOCore
+import Testing
+import XMPPCore
+
+@testable import WebSocketCore
+
+@Suite("RFC 7395 messages")
+struct WebSocketMessageTests {
+    let parser = WebSocketMessageParser(limits: .init(maxElementBytes: 1000, maxDepth: 8))
+
+    @Test("open and close are recognised; stanzas pass byte for byte")
+    func recognised() throws {
+        guard case .open(let to, _, let version, let language) = try parser.parse(ByteBuffer(string: "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0' xml:lang='de'/>")) else {
+            Issue.record("not an open")
+            return
+        }
+        #expect(to == "example.org")
+        #expect(version == "1.0")
+        #expect(language == "de")
+        guard case .close = try parser.parse(ByteBuffer(string: "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")) else {
+            Issue.record("not a close")
+            return
+        }
+        let stanza = "<message xmlns='jabber:client' to='a@b'><body>🦊</body></message>"
+        guard case .element(let bytes) = try parser.parse(ByteBuffer(string: stanza)) else {
+            Issue.record("not an element")
+            return
+        }
+        #expect(String(buffer: bytes) == stanza)
+    }
+
+    @Test("RFC 7395 §3.3.3 violations", arguments: [
+        ("", StreamErrorCondition.notWellFormed),
+        (" <presence/>", .notWellFormed),
+        ("<presence/><presence/>", .notWellFormed),
+        ("<message><body>", .notWellFormed),
+        ("<!-- x --><presence/>", .notWellFormed),
+        ("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'>", .notWellFormed),
+        ("<frame xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>", .unsupportedStanzaType),
+        ("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>", .unsupportedStanzaType),
+        ("<m>" + String(repeating: "x", count: 2000) + "</m>", .policyViolation),
+        (String(repeating: "<a>", count: 10) + String(repeating: "</a>", count: 10), .policyViolation),
+    ])
+    func violations(message: String, condition: StreamErrorCondition) {
+        #expect(throws: condition) { try parser.parse(ByteBuffer(string: message)) }
+    }
+}
+
+@Suite("WebSocket session state machine")
+struct WebSocketSessionStateMachineTests {
+    static func describe(_ actions: [WebSocketSessionStateMachine.Action]) -> [String] {
+        actions.map { action in
+            switch action {
+            case .connectUpstream(let header): return "connect \(header.to)"
+            case .restartUpstream: return "restart"
+            case .forwardUpstream(let bytes): return "forward \(String(buffer: bytes))"
+            case .send(let bytes): return "send \(String(buffer: bytes))"
+            case .closeUpstream(let graceful): return graceful ? "close-upstream graceful" : "close-upstream abrupt"
+            case .closeWebSocket(let code): return "close-ws \(code)"
+            case .startCloseTimer: return "close-timer"
+            case .dropConnection: return "drop"
+            }
+        }
+    }
+
+    static let close = "send <close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"
+
+    static func opened() -> WebSocketSessionStateMachine {
+        var machine = WebSocketSessionStateMachine(serves: { $0 == "example.org" })
+        _ = machine.received(.open(to: "example.org", from: nil, version: "1.0", language: "en"))
+        _ = machine.upstreamOpened(StreamInfo(id: "s1", from: "example.org", version: "1.0", language: "en"))
+        return machine
+    }
+
+    @Test("§3.4 open: upstream connects, the server's header becomes <open/>; §3.7 a second open restarts")
+    func opening() {
+        var machine = WebSocketSessionStateMachine(serves: { $0 == "example.org" })
+        #expect(Self.describe(machine.received(.open(to: "Example.org", from: nil, version: "1.0", language: nil))) == ["connect example.org"])
+        #expect(Self.describe(machine.upstreamOpened(StreamInfo(id: "s1", from: "example.org", version: "1.0"))) == ["send <open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='example.org' id='s1' version='1.0'/>"])
+        #expect(Self.describe(machine.upstreamReceived([ByteBuffer(string: "<a/>"), ByteBuffer(string: "<b/>")])) == ["send <a/>", "send <b/>"])
+        #expect(Self.describe(machine.received(.element(ByteBuffer(string: "<presence/>")))) == ["forward <presence/>"])
+        #expect(Self.describe(machine.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))) == ["restart"])
+    }
+
+    @Test("§3.5 an error while opening follows an <open/>; unknown hosts and missing to")
+    func openingErrors() {
+        var machine = WebSocketSessionStateMachine(serves: { _ in false })
+        #expect(
+            Self.describe(machine.received(.open(to: "other.org", from: nil, version: nil, language: nil))) == [
+                "send <open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='other.org' version='1.0'/>",
+                "send <stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+                Self.close, "close-timer",
+            ]
+        )
+        var noTo = WebSocketSessionStateMachine(serves: { _ in true })
+        #expect(Self.describe(noTo.received(.open(to: nil, from: nil, version: nil, language: nil))).contains("send <stream:error xmlns:stream='http://etherx.jabber.org/streams'><improper-addressing xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
+        var stanzaFirst = WebSocketSessionStateMachine(serves: { _ in true })
+        #expect(Self.describe(stanzaFirst.received(.element(ByteBuffer(string: "<presence/>")))).contains("send <stream:error xmlns:stream='http://etherx.jabber.org/streams'><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
+    }
+
+    @Test("§3.6 client-initiated close: <close/> answered, upstream closed gracefully, the client closes the WebSocket")
+    func clientClose() {
+        var machine = Self.opened()
+        #expect(Self.describe(machine.received(.close)) == ["close-upstream graceful", Self.close, "close-timer"])
+        #expect(Self.describe(machine.webSocketCloseReceived()) == ["close-ws 1000"])
+        #expect(machine.isClosed)
+    }
+
+    @Test("§3.6 server-initiated close: <close/> to the client, its <close/> answered by closing the WebSocket")
+    func serverClose() {
+        var machine = Self.opened()
+        #expect(Self.describe(machine.upstreamEnded(.closed)) == [Self.close, "close-timer"])
+        #expect(Self.describe(machine.received(.close)) == ["close-ws 1000"])
+        #expect(Self.describe(machine.closeTimeoutFired()) == ["drop"])
+    }
+
+    @Test("§3.6 a WebSocket that drops without <close/> drops upstream without </stream:stream> (XEP-0198 resumption)")
+    func abruptDrop() {
+        var machine = Self.opened()
+        #expect(Self.describe(machine.connectionLost()) == ["close-upstream abrupt"])
+        var framed = Self.opened()
+        #expect(Self.describe(framed.webSocketCloseReceived()) == ["close-upstream abrupt", "close-ws 1000"])
+    }
+
+    @Test("§3.5 upstream stream errors and lost connections")
+    func upstreamFailures() {
+        var machine = Self.opened()
+        let error = ByteBuffer(string: "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+        #expect(Self.describe(machine.upstreamStreamError(error)) == ["send \(String(buffer: error))", Self.close, "close-timer"])
+        var lost = Self.opened()
+        #expect(
+            Self.describe(lost.upstreamEnded(.failed(unreachable: false))) == [
+                "send <stream:error xmlns:stream='http://etherx.jabber.org/streams'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+                Self.close, "close-timer",
+            ]
+        )
+    }
+
+    @Test("violations and binary frames")
+    func violations() {
+        var machine = Self.opened()
+        #expect(
+            Self.describe(machine.violation(.policyViolation)) == [
+                "close-upstream graceful",
+                "send <stream:error xmlns:stream='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+                Self.close, "close-timer",
+            ]
+        )
+        var binary = Self.opened()
+        #expect(Self.describe(binary.binaryReceived()) == ["close-upstream graceful", "close-ws 1003"])
+    }
+
+    @Test("§3.6.1 shutdown: see-other-uri when redirecting, else system-shutdown; upstream dropped so sessions can resume")
+    func shutdown() {
+        var redirected = Self.opened()
+        #expect(Self.describe(redirected.shutdown(redirect: "wss://b.example/xmpp-websocket")) == ["close-upstream abrupt", "send <close xmlns='urn:ietf:params:xml:ns:xmpp-framing' see-other-uri='wss://b.example/xmpp-websocket'/>", "close-timer"])
+        var plain = Self.opened()
+        #expect(
+            Self.describe(plain.shutdown(redirect: nil)) == [
+                "close-upstream abrupt",
+                "send <stream:error xmlns:stream='http://etherx.jabber.org/streams'><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+                Self.close, "close-timer",
+            ]
+        )
+    }
+}
