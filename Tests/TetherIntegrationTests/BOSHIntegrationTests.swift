@@ -334,6 +334,20 @@ struct BOSHIntegrationTests {
         }
     }
 
+    @Test("§11 an empty request while all are outstanding, too soon after the last: policy-violation")
+    func overactivity() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let client = BOSHTestClient(http: http, url: tether.boshURL)
+            try await client.login(user: "alice", password: "secret")
+            _ = try? await client.send()
+            async let first = client.post(client.nextBody())
+            try await Task.sleep(for: .milliseconds(200))
+            let second = try await client.post(client.nextBody())
+            #expect(second.condition == "policy-violation")
+            #expect(try await first.condition == "policy-violation")
+        }
+    }
+
     @Test("Tether listens on IPv6 too")
     func ipv6() async throws {
         try await withProsodyAndTether { _, _, http in
