@@ -81,17 +81,12 @@ public final class TetherServer: Sendable {
                         shouldUpgrade: { channel, head in
                             channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, configuration: configuration))
                         },
-                        upgradePipelineHandler: { channel, _ in
+                        upgradePipelineHandler: { channel, head in
                             channel.eventLoop.makeCompletedFuture {
-                                let sync = channel.pipeline.syncOperations
-                                try sync.addHandler(
-                                    NIOWebSocketFrameAggregator(
-                                        minNonFinalFragmentSize: 0,
-                                        maxAccumulatedFrameCount: 1024,
-                                        maxAccumulatedFrameSize: configuration.xmlLimits.maxElementBytes
-                                    )
+                                let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
+                                try channel.pipeline.syncOperations.addHandler(
+                                    WebSocketXMPPHandler(configuration: configuration, compressed: compressed, connector: connector, registry: webSockets, logger: logger)
                                 )
-                                try sync.addHandler(WebSocketXMPPHandler(configuration: configuration, connector: connector, registry: webSockets, logger: logger))
                             }
                         }
                     )

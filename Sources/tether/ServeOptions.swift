@@ -70,6 +70,9 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Refuse WebSocket upgrades without an Origin header (by default non-browser clients may omit it).")
     var websocketRequireOrigin = false
 
+    @Flag(name: .long, help: "Do not offer permessage-deflate (RFC 7692) to WebSocket clients.")
+    var noWebsocketCompression = false
+
     @Option(name: .long, help: ArgumentHelp("Largest HTTP request body, bytes (413 beyond).", valueName: "bytes"))
     var maxBodyBytes: Int = 512 * 1024
 
@@ -197,6 +200,7 @@ struct ServeOptions: ParsableArguments {
         configuration.webSocket.pingInterval = .seconds(Int64(self.websocketPingInterval))
         configuration.webSocket.closeTimeout = .seconds(Int64(self.websocketCloseTimeout))
         configuration.webSocket.allowMissingOrigin = !self.websocketRequireOrigin
+        configuration.webSocket.perMessageDeflate = !self.noWebsocketCompression
         try Self.positive("--max-body-bytes", self.maxBodyBytes)
         try Self.positive("--max-stanza-bytes", self.maxStanzaBytes)
         try Self.positive("--max-xml-depth", self.maxXmlDepth)

@@ -211,6 +211,40 @@ struct WebSocketIntegrationTests {
         }
     }
 
+    @Test("permessage-deflate: negotiated when offered, compressed both ways, declined when disabled")
+    func compression() async throws {
+        try await withProsodyAndTether { _, tether, _ in
+            let client = try await WebSocketTestClient.connect(port: tether.port, offerCompression: true)
+            #expect(client.extensions == "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+            try await client.send(WebSocketTestClient.openTag, compressed: true)
+            var events: [WebSocketTestClient.Event] = []
+            while events.count < 2 { events.append(try await client.next()) }
+            guard case .compressedText(let open) = events[0], case .compressedText(let features) = events[1] else {
+                Issue.record("expected compressed <open/> and features, got \(events)")
+                return
+            }
+            #expect(open.hasPrefix("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='localhost'"))
+            #expect(features.contains("<mechanism>PLAIN</mechanism>"))
+            let plain = try await WebSocketTestClient.connect(port: tether.port)
+            #expect(plain.extensions == nil)
+            await plain.drop()
+            await client.drop()
+        }
+        try await withProsodyAndTether(users: []) { _, tether, _ in
+            let client = try await WebSocketTestClient.connect(port: tether.port, offerCompression: true)
+            #expect(client.extensions == nil)
+            try await client.send(WebSocketTestClient.openTag)
+            guard case .text(let open) = try await client.next() else {
+                Issue.record("expected an uncompressed <open/>")
+                return
+            }
+            #expect(open.hasPrefix("<open"))
+            await client.drop()
+        } configure: { configuration, _ in
+            configuration.webSocket.perMessageDeflate = false
+        }
+    }
+
     @Test("pings keep a responsive client; a client that stops answering is closed")
     func pings() async throws {
         try await withProsodyAndTether { _, tether, _ in

@@ -9,6 +9,10 @@ public struct WebSocketSettings: Sendable {
     public var closeTimeout: TimeAmount = .seconds(5)
     /// Accept upgrades that carry no `Origin` (non-browser clients).
     public var allowMissingOrigin = true
+    /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
+    public var perMessageDeflate = true
+    /// Messages shorter than this are sent uncompressed even when compression is on.
+    public var compressionThreshold = 64
 
     public init() {}
 }

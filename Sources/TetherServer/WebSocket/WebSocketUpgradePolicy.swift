@@ -1,4 +1,5 @@
 import NIOHTTP1
+import WebSocketCore
 
 /// Who may open `GET /xmpp-websocket` (RFC 7395 §3.1, RFC 6455 §10.2).
 enum WebSocketUpgradePolicy {
@@ -7,7 +8,17 @@ enum WebSocketUpgradePolicy {
     /// Headers for an accepted upgrade (exactly `Sec-WebSocket-Protocol: xmpp`), or `nil` to refuse.
     static func accept(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> HTTPHeaders? {
         guard Self.problem(head, configuration: configuration) == nil else { return nil }
-        return HTTPHeaders([("Sec-WebSocket-Protocol", "xmpp")])
+        var headers = HTTPHeaders([("Sec-WebSocket-Protocol", "xmpp")])
+        if let extensions = Self.compression(head, configuration: configuration) {
+            headers.add(name: "Sec-WebSocket-Extensions", value: extensions)
+        }
+        return headers
+    }
+
+    /// The permessage-deflate answer, when the client offers it and it is enabled.
+    static func compression(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> String? {
+        guard configuration.webSocket.perMessageDeflate else { return nil }
+        return PerMessageDeflate.negotiate(offers: head.headers[canonicalForm: "sec-websocket-extensions"].map(String.init))
     }
 
     /// Why an upgrade was refused, as the HTTP answer.

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOPosix
 import NIOWebSocket
 import WebSocketCore
 import XMPPCore
@@ -25,9 +26,16 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var awaitingPong = false
     private var closeFrameSent = false
     private var peerSentClose = false
+    /// permessage-deflate was negotiated for this connection.
+    private let compressed: Bool
+    /// A fragmented message being reassembled: its opcode, whether it is compressed, its bytes so far.
+    private var fragments: (opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer)?
+    private let maxMessageBytes: Int
     private var registryID: ObjectIdentifier { ObjectIdentifier(self) }
 
-    init(configuration: TetherConfiguration, connector: UpstreamConnector, registry: WebSocketRegistry, logger: Logger) {
+    init(configuration: TetherConfiguration, compressed: Bool, connector: UpstreamConnector, registry: WebSocketRegistry, logger: Logger) {
+        self.compressed = compressed
+        self.maxMessageBytes = configuration.xmlLimits.maxElementBytes
         self.machine = WebSocketSessionStateMachine(serves: configuration.serves(domain:))
         self.parser = WebSocketMessageParser(limits: configuration.xmlLimits)
         self.connector = connector
@@ -52,16 +60,35 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         switch frame.opcode {
-        case .text:
-            do {
-                let message = try self.parser.parse(frame.unmaskedData)
-                self.run(self.machine.received(message))
-            } catch {
-                self.logger.info("client broke the framing rules", metadata: ["condition": "\(error.rawValue)"])
-                self.run(self.machine.violation(error))
+        case .text, .binary:
+            guard self.fragments == nil else {
+                // A new data frame inside a fragmented message (RFC 6455 §5.4).
+                self.run(self.machine.violation(.notWellFormed))
+                return
             }
-        case .binary:
-            self.run(self.machine.binaryReceived())
+            if frame.fin {
+                self.message(opcode: frame.opcode, compressed: frame.rsv1, data: frame.unmaskedData)
+            } else {
+                self.fragments = (frame.opcode, frame.rsv1, frame.unmaskedData)
+            }
+        case .continuation:
+            guard var fragments = self.fragments else {
+                self.run(self.machine.violation(.notWellFormed))
+                return
+            }
+            var data = frame.unmaskedData
+            guard fragments.data.readableBytes + data.readableBytes <= self.maxMessageBytes else {
+                self.fragments = nil
+                self.run(self.machine.violation(.policyViolation))
+                return
+            }
+            fragments.data.writeBuffer(&data)
+            if frame.fin {
+                self.fragments = nil
+                self.message(opcode: fragments.opcode, compressed: fragments.compressed, data: fragments.data)
+            } else {
+                self.fragments = fragments
+            }
         case .connectionClose:
             self.peerSentClose = true
             self.run(self.machine.webSocketCloseReceived())
@@ -73,6 +100,35 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         default:
             break
         }
+    }
+
+    /// One complete client message (RFC 7395 §3.3.3: one element per message).
+    private func message(opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer) {
+        guard opcode == .text else {
+            self.run(self.machine.binaryReceived())
+            return
+        }
+        do {
+            var data = data
+            if compressed {
+                guard self.compressed else { throw StreamErrorCondition.notWellFormed }
+                data = try Self.codec.decompress(data, maxSize: self.maxMessageBytes)
+            }
+            let message = try self.parser.parse(data)
+            self.run(self.machine.received(message))
+        } catch {
+            self.logger.info("client broke the framing rules", metadata: ["condition": "\(error)"])
+            self.run(self.machine.violation(error as? StreamErrorCondition ?? .notWellFormed))
+        }
+    }
+
+    /// One zlib state per event-loop thread: with no context takeover, messages do not share history.
+    private static let codecs = ThreadSpecificVariable<PerMessageDeflateCodec>()
+    private static var codec: PerMessageDeflateCodec {
+        if let codec = Self.codecs.currentValue { return codec }
+        let codec = try! PerMessageDeflateCodec()
+        Self.codecs.currentValue = codec
+        return codec
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -156,7 +212,11 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             case .forwardUpstream(let bytes):
                 self.upstream?.send([bytes])
             case .send(let bytes):
-                context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: bytes)), promise: nil)
+                if self.compressed, bytes.readableBytes >= self.settings.compressionThreshold, let deflated = try? Self.codec.compress(bytes) {
+                    context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: deflated)), promise: nil)
+                } else {
+                    context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: bytes)), promise: nil)
+                }
                 wrote = true
             case .closeUpstream(let graceful):
                 self.upstream?.close(graceful: graceful)

@@ -5,12 +5,15 @@ import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
 import Synchronization
+import WebSocketCore
 
 /// A WebSocket client built on NIOWebSocket's client upgrader, with full control over frames:
 /// what a browser does, plus what a broken or hostile one does (binary frames, abrupt drops).
 final class WebSocketTestClient: Sendable {
     enum Event: Equatable, Sendable {
         case text(String)
+        /// A text message that arrived compressed (permessage-deflate), already inflated.
+        case compressedText(String)
         case binary
         case close(code: Int?)
         case ping
@@ -19,6 +22,8 @@ final class WebSocketTestClient: Sendable {
 
     let channel: any Channel
     let subprotocol: String?
+    /// The server's `Sec-WebSocket-Extensions` answer.
+    let extensions: String?
     private let inbox: Inbox
 
     /// Events as they arrive; tests take them in order.
@@ -30,16 +35,20 @@ final class WebSocketTestClient: Sendable {
         }
     }
 
-    private init(channel: any Channel, subprotocol: String?, inbox: Inbox) {
+    private init(channel: any Channel, subprotocol: String?, extensions: String?, inbox: Inbox) {
         self.channel = channel
         self.subprotocol = subprotocol
+        self.extensions = extensions
         self.inbox = inbox
     }
 
     /// - Parameter answersPings: `false` simulates a peer that stopped responding (half-open connection).
-    static func connect(port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp", answersPings: Bool = true) async throws -> WebSocketTestClient {
+    static func connect(
+        port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp", answersPings: Bool = true, offerCompression: Bool = false
+    ) async throws -> WebSocketTestClient {
         let inbox = Inbox()
         let negotiated = NIOLockedValueBox<String?>(nil)
+        let negotiatedExtensions = NIOLockedValueBox<String?>(nil)
         let upgraded = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
@@ -49,6 +58,7 @@ final class WebSocketTestClient: Sendable {
                     automaticErrorHandling: false,
                     upgradePipelineHandler: { channel, response in
                         negotiated.withLockedValue { $0 = response.headers.first(name: "sec-websocket-protocol") }
+                        negotiatedExtensions.withLockedValue { $0 = response.headers.first(name: "sec-websocket-extensions") }
                         return channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: 1 << 22))
                             try channel.pipeline.syncOperations.addHandler(Collector(inbox: inbox, answersPings: answersPings))
@@ -67,6 +77,7 @@ final class WebSocketTestClient: Sendable {
         var headers = HTTPHeaders([("Host", "127.0.0.1:\(port)"), ("Content-Length", "0")])
         if let origin { headers.add(name: "Origin", value: origin) }
         if let protocols { headers.add(name: "Sec-WebSocket-Protocol", value: protocols) }
+        if offerCompression { headers.add(name: "Sec-WebSocket-Extensions", value: "permessage-deflate; client_max_window_bits") }
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
@@ -74,12 +85,22 @@ final class WebSocketTestClient: Sendable {
         channel.closeFuture.whenComplete { _ in upgraded.fail(TestFailure("connection closed during the upgrade")) }
         try await upgraded.futureResult.get()
         timeout.cancel()
-        return WebSocketTestClient(channel: channel, subprotocol: negotiated.withLockedValue { $0 }, inbox: inbox)
+        return WebSocketTestClient(
+            channel: channel,
+            subprotocol: negotiated.withLockedValue { $0 },
+            extensions: negotiatedExtensions.withLockedValue { $0 },
+            inbox: inbox
+        )
     }
 
-    /// Sends one text message (masked, as clients must).
-    func send(_ text: String) async throws {
-        try await self.sendFrame(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)))
+    /// Sends one text message (masked, as clients must), deflated when `compressed` (RFC 7692).
+    func send(_ text: String, compressed: Bool = false) async throws {
+        if compressed {
+            let payload = try PerMessageDeflateCodec().compress(ByteBuffer(string: text))
+            try await self.sendFrame(WebSocketFrame(fin: true, rsv1: true, opcode: .text, maskKey: .random(), data: payload))
+        } else {
+            try await self.sendFrame(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text)))
+        }
     }
 
     /// Sends a frame; NIO's encoder masks it with `maskKey` (clients must mask, RFC 6455 §5.3).
@@ -104,7 +125,7 @@ final class WebSocketTestClient: Sendable {
         var texts: [String] = []
         while true {
             switch try await self.next(timeout: timeout) {
-            case .text(let text):
+            case .text(let text), .compressedText(let text):
                 texts.append(text)
                 if predicate(text) { return texts }
             case .ping:
@@ -140,6 +161,9 @@ final class WebSocketTestClient: Sendable {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let frame = self.unwrapInboundIn(data)
             switch frame.opcode {
+            case .text where frame.rsv1:
+                let inflated = try? PerMessageDeflateCodec().decompress(frame.unmaskedData, maxSize: 1 << 22)
+                self.inbox.append(.compressedText(inflated.map { String(buffer: $0) } ?? "<undecodable>"))
             case .text:
                 self.inbox.append(.text(String(buffer: frame.unmaskedData)))
             case .binary:
