@@ -76,7 +76,9 @@ public final class TetherServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let upgrader = NIOWebSocketServerUpgrader(
-                        maxFrameSize: configuration.xmlLimits.maxElementBytes,
+                        // Slack above the stanza limit, so a message just over it gets the XMPP
+                        // `policy-violation` stream error rather than a bare close 1009.
+                        maxFrameSize: configuration.xmlLimits.maxElementBytes + 64 * 1024,
                         automaticErrorHandling: true,
                         shouldUpgrade: { channel, head in
                             channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, configuration: configuration))

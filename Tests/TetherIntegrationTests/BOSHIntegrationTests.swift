@@ -348,18 +348,15 @@ struct BOSHIntegrationTests {
         }
     }
 
-    @Test("Tether listens on IPv6 too")
+    @Test("IPv6 end to end: Tether listens on ::1 and reaches the server over ::1")
     func ipv6() async throws {
-        try await withProsodyAndTether { _, _, http in
-            var configuration = TetherFixture.configuration(c2sPort: 1)
+        try await withProsodyAndTether(prosody: .init(ipv6: true)) { _, tether, http in
+            let client = BOSHTestClient(http: http, url: "http://[::1]:\(tether.port)/http-bind")
+            try await client.login(user: "alice", password: "secret")
+            #expect(client.jid == "alice@localhost/test")
+        } configure: { configuration, prosody in
             configuration.listen = [UpstreamRoute(host: "::1", port: 0)]
-            let server = TetherServer(configuration: configuration)
-            let addresses = try await server.start()
-            let port = try required(addresses.first?.port)
-            let client = BOSHTestClient(http: http, url: "http://[::1]:\(port)/http-bind")
-            let response = try await client.create()
-            #expect(response.condition == "remote-connection-failed")  // upstream port 1: refused, but the HTTP side answered over IPv6
-            await server.shutdown()
+            configuration.upstream.routes = ["localhost": UpstreamRoute(host: "::1", port: prosody.c2sPort)]
         }
     }
 

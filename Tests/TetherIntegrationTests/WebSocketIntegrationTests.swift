@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOWebSocket
 import Testing
 import TetherServer
+import XMPPCore
 
 /// XMPP over WebSocket (RFC 7395) through Tether to a real Prosody.
 @Suite("WebSocket against Prosody", .serialized, .timeLimit(.minutes(3)))
@@ -245,6 +246,19 @@ struct WebSocketIntegrationTests {
         }
     }
 
+    @Test("a message larger than the stanza limit is a policy violation for that session only")
+    func oversized() async throws {
+        try await withProsodyAndTether { _, tether, _ in
+            let big = try await WebSocketTestClient.connect(port: tether.port)
+            try await big.login(user: "alice", password: "secret")
+            try await big.send("<message xmlns='jabber:client' to='bob@localhost'><body>\(String(repeating: "x", count: 20_000))</body></message>")
+            let texts = try await big.receive(until: { $0.hasPrefix("<close") })
+            #expect(texts.suffix(2).first == "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+        } configure: { configuration, _ in
+            configuration.xmlLimits = .init(maxElementBytes: 10_000, maxDepth: 32)
+        }
+    }
+
     @Test("pings keep a responsive client; a client that stops answering is closed")
     func pings() async throws {
         try await withProsodyAndTether { _, tether, _ in
@@ -263,6 +277,21 @@ struct WebSocketIntegrationTests {
             #expect(tether.server.webSocketSessionCount == 1)
         } configure: { configuration, _ in
             configuration.webSocket.pingInterval = .seconds(1)
+        }
+    }
+
+    @Test("shutdown with a redirect sends <close see-other-uri='…'/> (§3.6.1)")
+    func shutdownRedirect() async throws {
+        try await withProsodyAndTether { _, tether, _ in
+            let client = try await WebSocketTestClient.connect(port: tether.port)
+            try await client.login(user: "alice", password: "secret")
+            async let stopping: Void = tether.server.shutdown()
+            let texts = try await client.receive(until: { $0.hasPrefix("<close") })
+            #expect(texts.last == "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing' see-other-uri='wss://other.example/xmpp-websocket'/>")
+            #expect(!texts.contains { $0.hasPrefix("<stream:error") })
+            await stopping
+        } configure: { configuration, _ in
+            configuration.redirectURI = "wss://other.example/xmpp-websocket"
         }
     }
 

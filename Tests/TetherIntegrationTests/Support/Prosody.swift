@@ -14,6 +14,8 @@ final class ProsodyServer: @unchecked Sendable {
         var httpEndpoints = false
         /// How long mod_smacks keeps a dropped session for resumption.
         var smacksHibernationSeconds = 60
+        /// Listen on ::1 as well as 127.0.0.1.
+        var ipv6 = false
     }
 
     let directory: URL
@@ -85,7 +87,7 @@ final class ProsodyServer: @unchecked Sendable {
             pidfile = "\(directory.path)/prosody.pid"
             data_path = "\(directory.path)/data"
             log = { { levels = { min = "info" }, to = "file", filename = "\(directory.path)/prosody.log" } }
-            interfaces = { "127.0.0.1" }
+            interfaces = { "127.0.0.1"\(options.ipv6 ? ", \"::1\"" : "") }
             local_interfaces = { "127.0.0.1" }
             c2s_ports = { \(c2sPort) }
             c2s_direct_tls_ports = { }
