@@ -86,8 +86,17 @@ public final class TetherServer: Sendable {
                         upgradePipelineHandler: { channel, head in
                             channel.eventLoop.makeCompletedFuture {
                                 let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
+                                let client = ForwardedHeaders(trustedProxies: configuration.trustedProxies)
+                                    .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers)
                                 try channel.pipeline.syncOperations.addHandler(
-                                    WebSocketXMPPHandler(configuration: configuration, compressed: compressed, connector: connector, registry: webSockets, logger: logger)
+                                    WebSocketXMPPHandler(
+                                        configuration: configuration,
+                                        client: client,
+                                        compressed: compressed,
+                                        connector: connector,
+                                        registry: webSockets,
+                                        logger: logger
+                                    )
                                 )
                             }
                         }

@@ -37,6 +37,12 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Emit no CORS headers (when the proxy in front owns CORS).")
     var noCors = false
 
+    @Option(name: .long, help: ArgumentHelp("A proxy (CIDR) whose Forwarded/X-Forwarded-For/X-Forwarded-Proto headers are believed (repeatable; replaces the default 127.0.0.0/8 and ::1; 'none' trusts nobody).", valueName: "cidr"))
+    var trustedProxy: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Send a PROXY protocol header (v1 or v2) first on upstream connections, carrying the client's address.", valueName: "version"))
+    var upstreamProxyProtocol: String?
+
     @Option(name: .long, help: ArgumentHelp("STARTTLS towards the server: required, optional or off. Default: off for routes to loopback, required otherwise.", valueName: "policy"))
     var upstreamTls: String?
 
@@ -154,6 +160,18 @@ struct ServeOptions: ParsableArguments {
             }
         )
         if self.noSrv { configuration.upstream.srvResolver = nil }
+        if !self.trustedProxy.isEmpty {
+            configuration.trustedProxies = try self.trustedProxy.filter { $0 != "none" }.map { text in
+                guard let network = IPNetwork(text) else { throw ValidationError("--trusted-proxy '\(text)' is not a CIDR network") }
+                return network
+            }
+        }
+        if let version = self.upstreamProxyProtocol {
+            guard let parsed = ProxyProtocolVersion(rawValue: version) else {
+                throw ValidationError("--upstream-proxy-protocol must be v1 or v2, not '\(version)'")
+            }
+            configuration.upstream.proxyProtocol = parsed
+        }
         configuration.cors = CORSPolicy(origins: self.corsOrigin.isEmpty ? ["*"] : self.corsOrigin, disabled: self.noCors)
         for origin in self.corsOrigin where origin != "*" {
             guard let url = URL(string: origin), url.scheme != nil, url.host != nil, url.path.isEmpty else {

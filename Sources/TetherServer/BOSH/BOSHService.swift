@@ -24,9 +24,9 @@ final class BOSHService: Sendable {
     var sessionCount: Int { self.sessions.withLock { $0.count } }
 
     /// Handles a parsed request body: a new session when it has no sid, otherwise the session's next request.
-    func handle(_ request: BOSHRequest, isSecure: Bool, clientAddress: String, responder: BOSHResponder) {
+    func handle(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder) {
         guard let sid = request.sid else {
-            self.create(request, isSecure: isSecure, clientAddress: clientAddress, responder: responder)
+            self.create(request, client: client, responder: responder)
             return
         }
         guard let session = self.sessions.withLock({ $0[sid] }) else {
@@ -34,11 +34,12 @@ final class BOSHService: Sendable {
             return
         }
         session.eventLoop.execute {
-            session.receive(request, responder: responder, isSecure: isSecure)
+            session.receive(request, responder: responder, isSecure: client.isSecure)
         }
     }
 
-    private func create(_ request: BOSHRequest, isSecure: Bool, clientAddress: String, responder: BOSHResponder) {
+    private func create(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder) {
+        let clientAddress = client.description
         if self.shuttingDown.withLock({ $0 }) {
             responder.respond(Self.refusal(self.configuration.redirectURI == nil ? .systemShutdown : .seeOtherURI, for: request, uri: self.configuration.redirectURI))
             return
@@ -71,7 +72,7 @@ final class BOSHService: Sendable {
             creation: request,
             domain: domain,
             limits: self.configuration.bosh,
-            isSecure: isSecure,
+            isSecure: client.isSecure,
             eventLoop: eventLoop,
             logger: logger,
             onEnd: { [weak self] sid in
@@ -80,8 +81,9 @@ final class BOSHService: Sendable {
         )
         self.sessions.withLock { $0[sid] = session }
         let header = StreamHeader(to: domain, from: request.from, language: request.language, version: request.xmppVersion ?? "1.0")
+        let proxyHeader = client.destination.map { ProxyProtocolHeader(source: client.address, destination: $0) }
         eventLoop.execute {
-            session.start(creation: request, responder: responder, connector: connector, header: header)
+            session.start(creation: request, responder: responder, connector: connector, header: header, client: proxyHeader)
         }
     }
 

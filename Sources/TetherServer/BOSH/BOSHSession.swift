@@ -49,12 +49,12 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     }
 
     /// Holds the creation request and opens the upstream stream.
-    func start(creation: BOSHRequest, responder: BOSHResponder, connector: UpstreamConnector, header: StreamHeader) {
+    func start(creation: BOSHRequest, responder: BOSHResponder, connector: UpstreamConnector, header: StreamHeader, client: ProxyProtocolHeader?) {
         self.eventLoop.preconditionInEventLoop()
         self.responders[0] = (responder, nil)
         self.run(self.machine.creationActions())
         self.logger.info("session created", metadata: ["to": "\(header.to)", "wait": "\(self.machine.parameters.wait)", "hold": "\(self.machine.parameters.hold)"])
-        connector.connect(header: header, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+        connector.connect(header: header, client: client, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let connection):
                 if self.ended {

@@ -15,6 +15,8 @@ public struct TetherConfiguration: Sendable {
     public var allowedRouteAttributes: Set<String> = []
     public var upstream = UpstreamConfiguration()
     public var cors = CORSPolicy.anyOrigin
+    /// Peers whose `Forwarded`/`X-Forwarded-*` headers are believed (default: loopback, where nginx runs).
+    public var trustedProxies: [IPNetwork] = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
     public var bosh = BOSHLimits()
     public var webSocket = WebSocketSettings()
     /// Largest HTTP request body accepted (413 beyond).

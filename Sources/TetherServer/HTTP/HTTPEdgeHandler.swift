@@ -83,11 +83,13 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.writeSimple(status: .forbidden, text: "Origin not allowed.\n", origin: origin, context: context)
             return
         }
+        let client = ForwardedHeaders(trustedProxies: self.configuration.trustedProxies)
+            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
         let request: BOSHRequest
         do {
             request = try BOSHRequest.parse(body, limits: self.configuration.xmlLimits)
         } catch {
-            self.logger.info("refused BOSH body", metadata: ["error": "\(error)", "client": "\(Self.clientAddress(context))"])
+            self.logger.info("refused BOSH body", metadata: ["error": "\(error)", "client": "\(client.description)"])
             // No parsable `ver` to tell legacy clients apart: answer the spec's terminal body.
             self.writeBOSH(BOSHHTTPResponse(body: BOSHResponse.terminate(error.condition).encoded()), origin: origin, context: context)
             return
@@ -107,7 +109,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
         )
-        self.bosh.handle(request, isSecure: false, clientAddress: Self.clientAddress(context), responder: responder)
+        self.bosh.handle(request, client: client, responder: responder)
     }
 
     private func preflight(head: HTTPRequestHead, origin: String?, context: ChannelHandlerContext) {
@@ -157,10 +159,6 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !keepAlive {
             done.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
         }
-    }
-
-    static func clientAddress(_ context: ChannelHandlerContext) -> String {
-        context.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 }
 

@@ -33,7 +33,10 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private let maxMessageBytes: Int
     private var registryID: ObjectIdentifier { ObjectIdentifier(self) }
 
-    init(configuration: TetherConfiguration, compressed: Bool, connector: UpstreamConnector, registry: WebSocketRegistry, logger: Logger) {
+    private let client: ClientOrigin
+
+    init(configuration: TetherConfiguration, client: ClientOrigin, compressed: Bool, connector: UpstreamConnector, registry: WebSocketRegistry, logger: Logger) {
+        self.client = client
         self.compressed = compressed
         self.maxMessageBytes = configuration.xmlLimits.maxElementBytes
         self.machine = WebSocketSessionStateMachine(serves: configuration.serves(domain:))
@@ -47,7 +50,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.logger[metadataKey: "transport"] = "websocket"
-        self.logger[metadataKey: "client"] = "\(context.channel.remoteAddress?.ipAddress ?? "unknown")"
+        self.logger[metadataKey: "client"] = "\(self.client.description)"
         self.registry.add(self, id: self.registryID, eventLoop: context.eventLoop)
         self.schedulePing(context: context)
         self.logger.info("websocket session opened")
@@ -253,7 +256,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     private func connect(_ header: StreamHeader, context: ChannelHandlerContext) {
         self.logger[metadataKey: "to"] = "\(header.to)"
-        self.connector.connect(header: header, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+        let proxyHeader = self.client.destination.map { ProxyProtocolHeader(source: self.client.address, destination: $0) }
+        self.connector.connect(header: header, client: proxyHeader, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let connection):
                 if self.machine.isClosed {

@@ -64,7 +64,8 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
         return true
     }
 
-    static func bytes(of address: SocketAddress) -> [UInt8]? {
+    /// The raw address bytes (4 or 16), or `nil` for a Unix socket.
+    public static func bytes(of address: SocketAddress) -> [UInt8]? {
         guard let text = address.ipAddress else { return nil }
         var v4 = [UInt8](repeating: 0, count: 4)
         if inet_pton(AF_INET, text, &v4) == 1 { return v4 }

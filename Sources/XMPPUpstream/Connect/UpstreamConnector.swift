@@ -57,6 +57,8 @@ public struct UpstreamConfiguration: Sendable {
     public var connectTimeout: TimeAmount = .seconds(10)
     public var streamOpenTimeout: TimeAmount = .seconds(15)
     public var framerLimits = XMLStreamFramer.Limits()
+    /// Send a PROXY protocol header first on every upstream connection.
+    public var proxyProtocol: ProxyProtocolVersion?
 
     public init() {}
 }
@@ -70,15 +72,18 @@ public struct UpstreamConnector: Sendable {
     }
 
     /// Opens a stream for `header.to`. Must be called on `eventLoop`; the delegate is called there.
+    /// - Parameter client: who the stream is for; sent as a PROXY protocol header when configured.
     public func connect(
         header: StreamHeader,
+        client: ProxyProtocolHeader? = nil,
         on eventLoop: any EventLoop,
         delegate: any UpstreamStreamDelegate,
         logger: Logger
     ) -> EventLoopFuture<UpstreamConnection> {
         let delegateBox = NIOLoopBound(delegate, eventLoop: eventLoop)
+        let prelude = self.configuration.proxyProtocol.flatMap { version in client.map { $0.encoded(version) } }
         return self.candidates(for: header.to, on: eventLoop).flatMap { candidates -> EventLoopFuture<UpstreamConnection> in
-            self.connectFirst(candidates[...], header: header, on: eventLoop, delegate: delegateBox, logger: logger, lastError: nil)
+            self.connectFirst(candidates[...], header: header, prelude: prelude, on: eventLoop, delegate: delegateBox, logger: logger, lastError: nil)
         }
     }
 
@@ -132,6 +137,7 @@ public struct UpstreamConnector: Sendable {
     private func connectFirst(
         _ candidates: ArraySlice<Candidate>,
         header: StreamHeader,
+        prelude: ByteBuffer?,
         on eventLoop: any EventLoop,
         delegate: NIOLoopBound<any UpstreamStreamDelegate>,
         logger: Logger,
@@ -150,6 +156,7 @@ public struct UpstreamConnector: Sendable {
             .flatMapThrowing { channel -> UpstreamConnection in
                 let handler = UpstreamChannelHandler(
                     machine: UpstreamStreamStateMachine(header: header, tlsPolicy: candidate.tlsPolicy),
+                    prelude: prelude,
                     framerLimits: configuration.framerLimits,
                     tlsContext: configuration.tlsContext,
                     serverHostname: header.to,
@@ -162,7 +169,7 @@ public struct UpstreamConnector: Sendable {
             }
             .flatMapError { error in
                 logger.debug("upstream connect failed", metadata: ["address": "\(candidate.address)", "error": "\(error)"])
-                return self.connectFirst(candidates.dropFirst(), header: header, on: eventLoop, delegate: delegate, logger: logger, lastError: error)
+                return self.connectFirst(candidates.dropFirst(), header: header, prelude: prelude, on: eventLoop, delegate: delegate, logger: logger, lastError: error)
             }
     }
 }

@@ -38,8 +38,12 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     /// The handler may be added around the time the channel becomes active: start exactly once.
     private var started = false
 
+    /// Bytes written before the stream header (a PROXY protocol header).
+    private let prelude: ByteBuffer?
+
     init(
         machine: UpstreamStreamStateMachine,
+        prelude: ByteBuffer? = nil,
         framerLimits: XMLStreamFramer.Limits,
         tlsContext: NIOSSLContext?,
         serverHostname: String,
@@ -48,6 +52,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         delegate: any UpstreamStreamDelegate
     ) {
         self.machine = machine
+        self.prelude = prelude
         self.framer = XMLStreamFramer(limits: framerLimits)
         self.tlsContext = tlsContext
         self.serverHostname = serverHostname
@@ -79,6 +84,9 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         self.openTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
             guard let self, let context = self.context, !self.machine.isOpen else { return }
             self.run(self.machine.fail(.timedOut("waiting for the server's stream")), context: context)
+        }
+        if let prelude = self.prelude {
+            context.write(self.wrapOutboundOut(prelude), promise: nil)
         }
         self.run(self.machine.connected(), context: context)
     }

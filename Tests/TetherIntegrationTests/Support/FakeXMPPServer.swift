@@ -12,7 +12,7 @@ final class FakeXMPPServer: Sendable {
     private let state: State
 
     final class State: Sendable {
-        let received = Mutex("")
+        let received = Mutex<[UInt8]>([])
         let clients = Mutex<[any Channel]>([])
     }
 
@@ -27,8 +27,9 @@ final class FakeXMPPServer: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let text = String(buffer: self.unwrapInboundIn(data))
-            self.state.received.withLock { $0 += text }
+            let bytes = self.unwrapInboundIn(data)
+            let text = String(buffer: bytes)
+            self.state.received.withLock { $0 += bytes.readableBytesView }
             if text.contains("<stream:stream") {
                 let reply = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='fake' from='localhost' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
                 context.writeAndFlush(NIOAny(ByteBuffer(string: reply)), promise: nil)
@@ -50,8 +51,10 @@ final class FakeXMPPServer: Sendable {
         return FakeXMPPServer(port: server.localAddress!.port!, server: server, state: state)
     }
 
-    /// Everything Tether has sent so far.
-    var received: String { self.state.received.withLock { $0 } }
+    /// Everything Tether has sent so far, as text.
+    var received: String { String(decoding: self.receivedBytes, as: UTF8.self) }
+    /// Everything Tether has sent so far, byte for byte.
+    var receivedBytes: [UInt8] { self.state.received.withLock { $0 } }
 
     /// Sends raw bytes to every connected client.
     func send(_ text: String) async throws {

@@ -5,12 +5,14 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import TetherServer
+import Synchronization
 import XMPPUpstream
 
 /// A Tether running in this process on a free loopback port, in front of a real upstream.
 struct TetherFixture {
     let server: TetherServer
     let port: Int
+    let logs: LogCapture
     var boshURL: String { "http://127.0.0.1:\(self.port)/http-bind" }
 
     /// A configuration that routes `localhost` to the given c2s port, TLS off (loopback).
@@ -25,12 +27,21 @@ struct TetherFixture {
     }
 
     static func start(_ configuration: TetherConfiguration) async throws -> TetherFixture {
-        var logger = Logger(label: "tether-test")
-        logger.logLevel = ProcessInfo.processInfo.environment["TETHER_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+        let capture = LogCapture()
+        let printed = ProcessInfo.processInfo.environment["TETHER_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) }
+        let logger = Logger(label: "tether-test") { label in
+            var handlers: [any LogHandler] = [capture]
+            if let printed {
+                var stream = StreamLogHandler.standardError(label: label)
+                stream.logLevel = printed
+                handlers.append(stream)
+            }
+            return MultiplexLogHandler(handlers)
+        }
         let server = TetherServer(configuration: configuration, logger: logger)
         let addresses = try await server.start()
         guard let port = addresses.first?.port else { throw TestFailure("no bound port") }
-        return TetherFixture(server: server, port: port)
+        return TetherFixture(server: server, port: port, logs: capture)
     }
 }
 
@@ -51,4 +62,29 @@ func withTether<T>(
         await tether.server.shutdown()
         throw error
     }
+}
+
+/// Keeps Tether's log lines (info and above) so tests can assert what operators would see.
+/// A value type like every log handler; the lines live in shared storage.
+struct LogCapture: LogHandler {
+    final class Storage: Sendable {
+        let lines = Mutex<[String]>([])
+    }
+
+    let storage = Storage()
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = self.metadata.merging(event.metadata ?? [:]) { $1 }
+        let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        self.storage.lines.withLock { $0.append("\(event.level) \(event.message) \(fields)") }
+    }
+
+    var all: [String] { self.storage.lines.withLock { $0 } }
 }

@@ -44,7 +44,8 @@ final class WebSocketTestClient: Sendable {
 
     /// - Parameter answersPings: `false` simulates a peer that stopped responding (half-open connection).
     static func connect(
-        port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp", answersPings: Bool = true, offerCompression: Bool = false
+        port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp", answersPings: Bool = true, offerCompression: Bool = false,
+        forwardedFor: String? = nil
     ) async throws -> WebSocketTestClient {
         let inbox = Inbox()
         let negotiated = NIOLockedValueBox<String?>(nil)
@@ -77,6 +78,7 @@ final class WebSocketTestClient: Sendable {
         var headers = HTTPHeaders([("Host", "127.0.0.1:\(port)"), ("Content-Length", "0")])
         if let origin { headers.add(name: "Origin", value: origin) }
         if let protocols { headers.add(name: "Sec-WebSocket-Protocol", value: protocols) }
+        if let forwardedFor { headers.add(name: "X-Forwarded-For", value: forwardedFor) }
         if offerCompression { headers.add(name: "Sec-WebSocket-Extensions", value: "permessage-deflate; client_max_window_bits") }
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
