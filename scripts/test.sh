@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+scripts/install-deps.sh --with-nginx
 
 echo "==> building (debug, with tests)"
 swift build --build-tests

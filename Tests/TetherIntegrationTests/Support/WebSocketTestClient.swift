@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 import WebSocketCore
@@ -45,7 +46,7 @@ final class WebSocketTestClient: Sendable {
     /// - Parameter answersPings: `false` simulates a peer that stopped responding (half-open connection).
     static func connect(
         port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp", answersPings: Bool = true, offerCompression: Bool = false,
-        forwardedFor: String? = nil
+        forwardedFor: String? = nil, tls: NIOSSLContext? = nil
     ) async throws -> WebSocketTestClient {
         let inbox = Inbox()
         let negotiated = NIOLockedValueBox<String?>(nil)
@@ -68,6 +69,9 @@ final class WebSocketTestClient: Sendable {
                     }
                 )
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
                         withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
                     )

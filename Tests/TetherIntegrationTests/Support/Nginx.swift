@@ -1,0 +1,138 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// A private nginx (Debian's package) running the repository's `nginx/tether.conf` with a
+/// throwaway certificate, in front of one or more Tethers. Stopped by PID.
+final class NginxServer: @unchecked Sendable {
+    let directory: URL
+    let port: Int
+    let caFile: String
+    private let process: Process
+
+    static var shippedConfig: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("nginx/tether.conf")
+    }
+
+    private init(directory: URL, port: Int, caFile: String, process: Process) {
+        self.directory = directory
+        self.port = port
+        self.caFile = caFile
+        self.process = process
+    }
+
+    /// The shipped server block, pointed at this directory's certificate and the given addresses.
+    static func adapt(_ shipped: String, directory: URL, listenPort: Int, tetherPort: Int) -> String {
+        shipped
+            .replacingOccurrences(of: "server 127.0.0.1:5280;", with: "server 127.0.0.1:\(tetherPort);")
+            .replacingOccurrences(of: "listen 443 ssl;", with: "listen 127.0.0.1:\(listenPort) ssl;")
+            .replacingOccurrences(of: "listen [::]:443 ssl;", with: "")
+            .replacingOccurrences(of: "/etc/ssl/certs/chat.example.org.pem", with: directory.appendingPathComponent("localhost.crt").path)
+            .replacingOccurrences(of: "/etc/ssl/private/chat.example.org.key", with: directory.appendingPathComponent("localhost.key").path)
+            .replacingOccurrences(of: "server_name chat.example.org;", with: "server_name localhost;")
+    }
+
+    /// Writes the main configuration around `tether.conf` (already in `directory`).
+    static func writeMainConfig(in directory: URL) throws -> String {
+        let path = directory.appendingPathComponent("nginx.conf").path
+        let temp = directory.appendingPathComponent("tmp").path
+        try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: true)
+        try """
+            user root;
+            worker_processes 1;
+            daemon off;
+            pid \(directory.path)/nginx.pid;
+            error_log \(directory.path)/error.log info;
+            events { worker_connections 1024; }
+            http {
+                access_log \(directory.path)/access.log;
+                client_body_temp_path \(temp)/body;
+                proxy_temp_path \(temp)/proxy;
+                fastcgi_temp_path \(temp)/fastcgi;
+                uwsgi_temp_path \(temp)/uwsgi;
+                scgi_temp_path \(temp)/scgi;
+                include \(directory.path)/tether.conf;
+            }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func makeDirectory() throws -> (URL, String) {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else {
+            throw TestFailure("nginx is not installed: run scripts/install-deps.sh --with-nginx")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-nginx-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let caFile = try makeCertificates(in: directory, hosts: ["localhost"])
+        return (directory, caFile)
+    }
+
+    static func start(tetherPort: Int) async throws -> NginxServer {
+        let (directory, caFile) = try Self.makeDirectory()
+        let port = try freePort()
+        let shipped = try String(contentsOf: Self.shippedConfig, encoding: .utf8)
+        try Self.adapt(shipped, directory: directory, listenPort: port, tetherPort: tetherPort)
+            .write(to: directory.appendingPathComponent("tether.conf"), atomically: true, encoding: .utf8)
+        let main = try Self.writeMainConfig(in: directory)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+        process.arguments = ["-p", directory.path, "-c", main]
+        let null = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardOutput = null
+        process.standardError = null
+        try process.run()
+        let server = NginxServer(directory: directory, port: port, caFile: caFile, process: process)
+        for _ in 0..<100 {
+            if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get() {
+                try? await channel.close()
+                return server
+            }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let log = (try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? ""
+        await server.stop()
+        throw TestFailure("nginx did not start: \(log)")
+    }
+
+    /// Runs `nginx -t` on a configuration directory; returns exit status and output.
+    static func check(mainConfig: String, directory: URL) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+        process.arguments = ["-t", "-p", directory.path, "-c", mainConfig]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    var errorLog: String { (try? String(contentsOf: self.directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? "" }
+
+    /// Fast shutdown (SIGTERM); the master takes its workers with it. SIGKILL for stragglers.
+    func stop() async {
+        let master = self.process.processIdentifier
+        let workers = Self.children(of: master)
+        if self.process.isRunning { kill(master, SIGTERM) }
+        for _ in 0..<40 where self.process.isRunning {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if self.process.isRunning { kill(master, SIGKILL) }
+        for worker in workers { kill(worker, SIGKILL) }
+        self.process.waitUntilExit()
+        try? FileManager.default.removeItem(at: self.directory)
+    }
+
+    private static func children(of parent: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == parent
+        }
+    }
+}
