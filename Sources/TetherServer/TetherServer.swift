@@ -14,6 +14,7 @@ public final class TetherServer: Sendable {
     private let logger: Logger
     private let bosh: BOSHService
     private let webSockets = WebSocketRegistry()
+    private let relay: PeerRelay
     private let listeners = Mutex<[any Channel]>([])
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
@@ -21,6 +22,7 @@ public final class TetherServer: Sendable {
         self.group = group
         self.logger = logger
         self.bosh = BOSHService(configuration: configuration, group: group, logger: logger)
+        self.relay = PeerRelay(peers: configuration.peers, logger: logger)
     }
 
     /// Live BOSH sessions.
@@ -54,6 +56,7 @@ public final class TetherServer: Sendable {
         }
         await self.bosh.shutdown()
         await self.webSockets.shutdown(redirect: self.configuration.redirectURI)
+        await self.relay.shutdown()
         // Give the answers a moment to reach the clients before the process goes.
         let deadline = NIODeadline.now() + self.configuration.shutdownGracePeriod
         while self.bosh.sessionCount + self.webSockets.count > 0 && NIODeadline.now() < deadline {
@@ -66,6 +69,7 @@ public final class TetherServer: Sendable {
         let configuration = self.configuration
         let bosh = self.bosh
         let webSockets = self.webSockets
+        let relay = self.relay
         let logger = self.logger
         let connector = UpstreamConnector(configuration: configuration.upstream)
         return ServerBootstrap(group: self.group)
@@ -110,7 +114,7 @@ public final class TetherServer: Sendable {
                         }),
                         withErrorHandling: true
                     )
-                    try sync.addHandler(HTTPEdgeHandler(configuration: configuration, bosh: bosh, logger: logger), name: HTTPEdgeHandler.name)
+                    try sync.addHandler(HTTPEdgeHandler(configuration: configuration, bosh: bosh, relay: relay, logger: logger), name: HTTPEdgeHandler.name)
                 }
             }
     }

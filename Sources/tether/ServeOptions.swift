@@ -88,6 +88,12 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Deepest XML nesting accepted.", valueName: "depth"))
     var maxXmlDepth: Int = 32
 
+    @Option(name: .long, help: ArgumentHelp("This node's name when several Tethers serve the same domain; it prefixes every BOSH sid and enables /http-bind/NAME.", valueName: "name"))
+    var nodeId: String?
+
+    @Option(name: .long, help: ArgumentHelp("Another node and its BOSH base URL (repeatable); requests for its sessions are relayed there.", valueName: "name=url"))
+    var peer: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Where to send clients when this node shuts down (see-other-uri); without it they get system-shutdown.", valueName: "uri"))
     var redirectUri: String?
 
@@ -226,6 +232,19 @@ struct ServeOptions: ParsableArguments {
         configuration.xmlLimits = .init(maxElementBytes: self.maxStanzaBytes, maxDepth: self.maxXmlDepth)
         configuration.upstream.framerLimits = configuration.xmlLimits
         configuration.redirectURI = self.redirectUri
+        if let node = self.nodeId {
+            guard !node.isEmpty, node.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+                throw ValidationError("--node-id '\(node)' may use only letters, digits, '-' and '_'")
+            }
+            configuration.nodeID = node
+        }
+        for entry in self.peer {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, let url = URL(string: parts[1]), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+                throw ValidationError("--peer '\(entry)' is not name=http://host:port")
+            }
+            configuration.peers[parts[0]] = parts[1]
+        }
         try Self.nonNegative("--shutdown-grace", self.shutdownGrace)
         configuration.shutdownGracePeriod = .seconds(Int64(self.shutdownGrace))
         if configuration.domains.isEmpty && configuration.upstream.routes.isEmpty && !configuration.openDomains {

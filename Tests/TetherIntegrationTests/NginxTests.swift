@@ -6,40 +6,54 @@ import NIOCore
 import NIOSSL
 import Testing
 import TetherServer
+import XMPPUpstream
 
 /// The shipped `nginx/tether.conf` in front of Tether, over HTTPS and WSS, with a real Prosody behind.
 @Suite("Behind nginx", .serialized, .timeLimit(.minutes(3)))
 struct NginxTests {
-    /// Prosody, Tether and nginx (the shipped config), plus an HTTPS client trusting the throwaway CA.
+    /// nginx with a shipped configuration in front of the given Tether ports, and an HTTPS client
+    /// trusting its throwaway CA; both stopped afterwards whatever happens.
+    static func withNginx(
+        tetherPorts: [Int],
+        config: String = "tether.conf",
+        _ body: (NginxServer, HTTPClient, NIOSSLContext) async throws -> Void
+    ) async throws {
+        let nginx = try await NginxServer.start(tetherPorts: tetherPorts, config: config)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(nginx.caFile))
+        let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        do {
+            try await body(nginx, https, try NIOSSLContext(configuration: tls))
+            try await https.shutdown()
+            await nginx.stop()
+        } catch {
+            print("nginx error log:\n\(nginx.errorLog)")
+            try? await https.shutdown()
+            await nginx.stop()
+            throw error
+        }
+    }
+
+    /// Prosody, Tether and nginx (the shipped config).
     static func withStack(
         configure: (inout TetherConfiguration) -> Void = { _ in },
         _ body: (ProsodyServer, TetherFixture, NginxServer, HTTPClient, NIOSSLContext) async throws -> Void
     ) async throws {
         try await withProsodyAndTether { prosody, tether, _ in
-            let nginx = try await NginxServer.start(tetherPort: tether.port)
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(nginx.caFile))
-            let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
-            do {
-                try await body(prosody, tether, nginx, https, try NIOSSLContext(configuration: tls))
-                try await https.shutdown()
-                await nginx.stop()
-            } catch {
-                print("nginx error log:\n\(nginx.errorLog)")
-                try? await https.shutdown()
-                await nginx.stop()
-                throw error
+            try await Self.withNginx(tetherPorts: [tether.port]) { nginx, https, tls in
+                try await body(prosody, tether, nginx, https, tls)
             }
         } configure: { configuration, _ in
             configure(&configuration)
         }
     }
 
-    @Test("nginx -t accepts the shipped configuration")
-    func syntax() throws {
+    @Test("nginx -t accepts the shipped configurations", arguments: ["tether.conf", "tether-cluster.conf"])
+    func syntax(config: String) throws {
         let (directory, _) = try NginxServer.makeDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let shipped = try String(contentsOf: NginxServer.shippedConfig, encoding: .utf8)
+        try FileManager.default.copyItem(at: NginxServer.kit.appendingPathComponent("tether-bosh-proxy.conf"), to: directory.appendingPathComponent("tether-bosh-proxy.conf"))
+        let shipped = try String(contentsOf: NginxServer.kit.appendingPathComponent(config), encoding: .utf8)
             .replacingOccurrences(of: "/etc/ssl/certs/chat.example.org.pem", with: directory.appendingPathComponent("localhost.crt").path)
             .replacingOccurrences(of: "/etc/ssl/private/chat.example.org.key", with: directory.appendingPathComponent("localhost.key").path)
         try shipped.write(to: directory.appendingPathComponent("tether.conf"), atomically: true, encoding: .utf8)
@@ -107,6 +121,54 @@ struct NginxTests {
             #expect(response.status == 200)
             #expect(response.headers.first(name: "content-type") == "text/xml; charset=utf-8")
             #expect(response.raw == "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='remote-connection-failed'/>")
+        }
+    }
+
+    @Test("scale-out: sessions on two nodes exchange messages; a request that reaches the wrong node is relayed to the owner")
+    func twoNodes() async throws {
+        try await withProsody { prosody in
+            for user in ["alice", "bob", "carol"] { try await prosody.register(user: user, password: "secret") }
+            let ports = [try freePort(), try freePort()]
+            func node(_ index: Int) -> TetherConfiguration {
+                var configuration = TetherFixture.configuration(c2sPort: prosody.c2sPort)
+                configuration.listen = [UpstreamRoute(host: "127.0.0.1", port: ports[index])]
+                configuration.nodeID = "node\(index + 1)"
+                let other = 1 - index
+                configuration.peers = ["node\(other + 1)": "http://127.0.0.1:\(ports[other])"]
+                return configuration
+            }
+            try await withTether(node(0)) { node1, _ in
+                try await withTether(node(1)) { node2, _ in
+                    try await Self.withNginx(tetherPorts: ports, config: "tether-cluster.conf") { nginx, https, _ in
+                        let base = "https://localhost:\(nginx.port)/http-bind"
+
+                        let alice = BOSHTestClient(http: https, url: base + "/node1")
+                        try await alice.login(user: "alice", password: "secret")
+                        let bob = BOSHTestClient(http: https, url: base + "/node2")
+                        try await bob.login(user: "bob", password: "secret")
+                        #expect(alice.sid?.hasPrefix("node1.") == true)
+                        #expect(bob.sid?.hasPrefix("node2.") == true)
+                        #expect(node1.server.sessionCount == 1)
+                        #expect(node2.server.sessionCount == 1)
+
+                        _ = try await alice.send("<message xmlns='jabber:client' to='bob@localhost/test' id='n1'><body>from node1</body></message>")
+                        #expect(try await bob.receive(until: { $0.contains("id='n1'") }).contains { $0.contains("from node1") })
+
+                        // Alice's requests now reach node2 (a balancer change, a new client address): relayed to node1.
+                        alice.url = base + "/node2"
+                        _ = try await alice.send("<message xmlns='jabber:client' to='bob@localhost/test' id='n2'><body>relayed</body></message>")
+                        #expect(try await bob.receive(until: { $0.contains("id='n2'") }).contains { $0.contains("relayed") })
+                        #expect(node1.server.sessionCount == 1)
+                        #expect(node2.server.sessionCount == 1)
+
+                        // The generic path reaches a node of the pool.
+                        let carol = BOSHTestClient(http: https, url: base)
+                        try await carol.login(user: "carol", password: "secret")
+                        #expect(carol.sid?.hasPrefix("node") == true)
+                        #expect(node1.server.sessionCount + node2.server.sessionCount == 3)
+                    }
+                }
+            }
         }
     }
 }

@@ -62,7 +62,7 @@ final class BOSHService: Sendable {
             }
             connector.configuration.routes[domain] = target
         }
-        let sid = Self.makeSID()
+        let sid = Self.makeSID(node: self.configuration.nodeID)
         var logger = self.logger
         logger[metadataKey: "client"] = "\(clientAddress)"
         logger[metadataKey: "transport"] = "bosh"
@@ -113,12 +113,19 @@ final class BOSHService: Sendable {
         return BOSHHTTPResponse(body: BOSHResponse.terminate(condition).encoded(), contentType: request.content)
     }
 
-    /// A session id: 128 bits from the system CSPRNG (XEP-0124 §19.3), hex-encoded.
-    static func makeSID() -> String {
+    /// A session id: 128 bits from the system CSPRNG (XEP-0124 §19.3), hex-encoded, after the
+    /// node's name when one is configured (`node1.3f…`).
+    static func makeSID(node: String? = nil) -> String {
         var generator = SystemRandomNumberGenerator()
         let high = generator.next() as UInt64
         let low = generator.next() as UInt64
-        return Self.hex(high) + Self.hex(low)
+        return (node.map { "\($0)." } ?? "") + Self.hex(high) + Self.hex(low)
+    }
+
+    /// The node a sid belongs to, when it names one.
+    static func node(of sid: String) -> String? {
+        guard let dot = sid.firstIndex(of: ".") else { return nil }
+        return String(sid[..<dot])
     }
 
     private static func hex(_ value: UInt64) -> String {

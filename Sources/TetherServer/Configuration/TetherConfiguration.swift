@@ -25,6 +25,12 @@ public struct TetherConfiguration: Sendable {
     public var xmlLimits = XMLStreamFramer.Limits()
     /// Where clients are sent when this node shuts down (`see-other-uri`); `nil` means `system-shutdown`.
     public var redirectURI: String?
+    /// This node's name when several Tethers share a domain: it prefixes every BOSH sid, so any
+    /// node can tell which one holds a session (see README, "Scale-out").
+    public var nodeID: String?
+    /// Other nodes by name, with the base URL their BOSH endpoint answers on (`http://10.0.0.2:5280`).
+    /// A request for a session another node holds is relayed there once.
+    public var peers: [String: String] = [:]
     /// How long shutdown waits for held requests to be answered.
     public var shutdownGracePeriod: TimeAmount = .seconds(5)
 

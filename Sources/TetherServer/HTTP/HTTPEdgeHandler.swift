@@ -20,12 +20,14 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let configuration: TetherConfiguration
     private let bosh: BOSHService
+    private let relay: PeerRelay
     private let logger: Logger
     private var state = State.idle
 
-    init(configuration: TetherConfiguration, bosh: BOSHService, logger: Logger) {
+    init(configuration: TetherConfiguration, bosh: BOSHService, relay: PeerRelay, logger: Logger) {
         self.configuration = configuration
         self.bosh = bosh
+        self.relay = relay
         self.logger = logger
     }
 
@@ -58,7 +60,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
         let origin = head.headers.first(name: "origin")
         switch path {
-        case "/http-bind", "/http-bind/":
+        case "/http-bind", "/http-bind/", self.nodePath:
             switch head.method {
             case .POST:
                 self.handleBOSH(head: head, body: body, origin: origin, context: context)
@@ -109,7 +111,20 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
         )
+        if let peer = self.relay.target(sid: request.sid, ownNode: self.configuration.nodeID, headers: head.headers) {
+            let relay = self.relay
+            let wait = self.configuration.bosh.maxWait
+            Task {
+                responder.respond(await relay.relay(body: body, to: peer, client: client, wait: wait))
+            }
+            return
+        }
         self.bosh.handle(request, client: client, responder: responder)
+    }
+
+    /// `/http-bind/NODE`: the path a balancer routes to this node only.
+    private var nodePath: String {
+        self.configuration.nodeID.map { "/http-bind/\($0)" } ?? "/http-bind"
     }
 
     private func preflight(head: HTTPRequestHead, origin: String?, context: ChannelHandlerContext) {

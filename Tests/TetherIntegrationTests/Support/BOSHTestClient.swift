@@ -44,7 +44,7 @@ struct ParsedBody: CustomStringConvertible {
 /// A BOSH client that behaves like Strophe.js: one request at a time unless told otherwise, the next rid each time.
 final class BOSHTestClient: @unchecked Sendable {
     let http: HTTPClient
-    let url: String
+    var url: String
     var rid: UInt64
     var sid: String?
     var jid: String?

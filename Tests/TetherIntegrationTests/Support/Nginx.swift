@@ -10,10 +10,12 @@ final class NginxServer: @unchecked Sendable {
     let caFile: String
     private let process: Process
 
-    static var shippedConfig: URL {
+    static var kit: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("nginx/tether.conf")
+            .deletingLastPathComponent().appendingPathComponent("nginx")
     }
+
+    static var shippedConfig: URL { Self.kit.appendingPathComponent("tether.conf") }
 
     private init(directory: URL, port: Int, caFile: String, process: Process) {
         self.directory = directory
@@ -23,9 +25,14 @@ final class NginxServer: @unchecked Sendable {
     }
 
     /// The shipped server block, pointed at this directory's certificate and the given addresses.
-    static func adapt(_ shipped: String, directory: URL, listenPort: Int, tetherPort: Int) -> String {
-        shipped
-            .replacingOccurrences(of: "server 127.0.0.1:5280;", with: "server 127.0.0.1:\(tetherPort);")
+    /// `tetherPorts` replace the shipped node ports in order (5280 for the single node, 5281, 5282… for a cluster).
+    static func adapt(_ shipped: String, directory: URL, listenPort: Int, tetherPorts: [Int]) -> String {
+        var text = shipped
+        for (index, port) in tetherPorts.enumerated() {
+            let shippedPort = tetherPorts.count == 1 && shipped.contains("127.0.0.1:5280") ? 5280 : 5281 + index
+            text = text.replacingOccurrences(of: "127.0.0.1:\(shippedPort);", with: "127.0.0.1:\(port);")
+        }
+        return text
             .replacingOccurrences(of: "listen 443 ssl;", with: "listen 127.0.0.1:\(listenPort) ssl;")
             .replacingOccurrences(of: "listen [::]:443 ssl;", with: "")
             .replacingOccurrences(of: "/etc/ssl/certs/chat.example.org.pem", with: directory.appendingPathComponent("localhost.crt").path)
@@ -52,7 +59,7 @@ final class NginxServer: @unchecked Sendable {
                 fastcgi_temp_path \(temp)/fastcgi;
                 uwsgi_temp_path \(temp)/uwsgi;
                 scgi_temp_path \(temp)/scgi;
-                include \(directory.path)/tether.conf;
+                include tether.conf;
             }
             """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
@@ -68,12 +75,15 @@ final class NginxServer: @unchecked Sendable {
         return (directory, caFile)
     }
 
-    static func start(tetherPort: Int) async throws -> NginxServer {
+    static func start(tetherPorts: [Int], config: String = "tether.conf") async throws -> NginxServer {
         let (directory, caFile) = try Self.makeDirectory()
         let port = try freePort()
-        let shipped = try String(contentsOf: Self.shippedConfig, encoding: .utf8)
-        try Self.adapt(shipped, directory: directory, listenPort: port, tetherPort: tetherPort)
+        let shipped = try String(contentsOf: Self.kit.appendingPathComponent(config), encoding: .utf8)
+        try Self.adapt(shipped, directory: directory, listenPort: port, tetherPorts: tetherPorts)
             .write(to: directory.appendingPathComponent("tether.conf"), atomically: true, encoding: .utf8)
+        for snippet in ["tether-bosh-proxy.conf"] {
+            try FileManager.default.copyItem(at: Self.kit.appendingPathComponent(snippet), to: directory.appendingPathComponent(snippet))
+        }
         let main = try Self.writeMainConfig(in: directory)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
