@@ -311,3 +311,18 @@ struct BOSHSessionStateMachineTests {
         #expect(Self.describe(other.shutdown(redirect: "https://b.example/http-bind")).contains("respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='see-other-uri'><uri>https://b.example/http-bind</uri></body>"))
     }
 }
+
+extension BOSHSessionStateMachineTests {
+    @Test("§9.2 a client ack below a response sent long ago gets report and time on the next answer")
+    func report() {
+        var machine = Self.established("wait='60' hold='1' ver='1.6' ack='1'")
+        _ = machine.receive(Self.request(101, "ack='100'"), id: 1, isSecure: false, now: Self.t0)
+        // 101 is answered at t0 + 1 s (with data) and the client never sees it.
+        _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>lost</message>")], streamElements: false, now: Self.t0 + .seconds(1))
+        // Five seconds later the client's next request still acknowledges only 100.
+        let actions = Self.describe(machine.receive(Self.request(102, "ack='100'"), id: 2, isSecure: false, now: Self.t0 + .seconds(6)))
+        #expect(actions == ["wait 2 50s", "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind' report='101' time='5000'/>", "inactivity 60s"])
+        // The client re-sends 101 and gets the lost stanza from the buffer.
+        #expect(Self.describe(machine.receive(Self.request(101), id: 3, isSecure: false, now: Self.t0 + .seconds(6))) == ["respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'>lost</message></body>"])
+    }
+}

@@ -9,36 +9,28 @@ struct CommandLineTests {
         return root.appendingPathComponent(".build/debug/tether").path
     }()
 
-    /// Runs tether with arguments; returns exit status and stderr. Kills it after `timeout`.
+    /// Runs tether with arguments; returns exit status, stdout and stderr. With `until`, waits for
+    /// that line on stdout and then stops the server with SIGTERM, as an operator would.
     static func run(_ arguments: [String], timeout: Duration = .seconds(10), until line: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let deadline = ContinuousClock.now + timeout
-        var stdout = Data()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let stdoutPath = directory.appendingPathComponent("stdout").path
+        let stderrPath = directory.appendingPathComponent("stderr").path
+        let process = try ChildProcess.spawn(Self.binary, arguments, stdout: stdoutPath, stderr: stderrPath)
+        func stdout() -> String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
         if let line {
-            // Wait for the line, then stop the server with SIGTERM like an operator would.
-            while ContinuousClock.now < deadline {
-                let chunk = out.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                stdout.append(chunk)
-                if String(decoding: stdout, as: UTF8.self).contains(line) { break }
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline && process.isRunning && !stdout().contains(line) {
+                try await Task.sleep(for: .milliseconds(20))
             }
-            kill(process.processIdentifier, SIGTERM)
+            process.signal(SIGTERM)
         }
-        while process.isRunning && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
+        guard let status = await process.wait(timeout: timeout) else {
+            await process.stop()
+            throw TestFailure("tether \(arguments) did not exit within \(timeout)")
         }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        stdout.append(out.fileHandleForReading.readDataToEndOfFile())
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        return (status, stdout(), (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "")
     }
 
     @Test("--help documents every option")

@@ -49,15 +49,15 @@ struct NginxTests {
     }
 
     @Test("nginx -t accepts the shipped configurations", arguments: ["tether.conf", "tether-cluster.conf"])
-    func syntax(config: String) throws {
-        let (directory, _) = try NginxServer.makeDirectory()
+    func syntax(config: String) async throws {
+        let (directory, _) = try await NginxServer.makeDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         try FileManager.default.copyItem(at: NginxServer.kit.appendingPathComponent("tether-bosh-proxy.conf"), to: directory.appendingPathComponent("tether-bosh-proxy.conf"))
         let shipped = try String(contentsOf: NginxServer.kit.appendingPathComponent(config), encoding: .utf8)
             .replacingOccurrences(of: "/etc/ssl/certs/chat.example.org.pem", with: directory.appendingPathComponent("localhost.crt").path)
             .replacingOccurrences(of: "/etc/ssl/private/chat.example.org.key", with: directory.appendingPathComponent("localhost.key").path)
         try shipped.write(to: directory.appendingPathComponent("tether.conf"), atomically: true, encoding: .utf8)
-        let (status, output) = try NginxServer.check(mainConfig: try NginxServer.writeMainConfig(in: directory), directory: directory)
+        let (status, output) = try await NginxServer.check(mainConfig: try NginxServer.writeMainConfig(in: directory), directory: directory)
         #expect(status == 0, "\(output)")
         #expect(output.contains("syntax is ok"))
         #expect(output.contains("test is successful"))
@@ -114,8 +114,10 @@ struct NginxTests {
 
     @Test("with Tether down, BOSH clients get remote-connection-failed from nginx, not an HTML page")
     func tetherDown() async throws {
-        try await Self.withStack { _, tether, nginx, https, _ in
-            await tether.server.shutdown()
+        // A port held bound but not listening: connections are refused, and no other test can take it meanwhile.
+        let down = try ReservedPort()
+        defer { down.release() }
+        try await Self.withNginx(tetherPorts: [down.port]) { nginx, https, _ in
             let client = BOSHTestClient(http: https, url: "https://localhost:\(nginx.port)/http-bind")
             let response = try await client.create()
             #expect(response.status == 200)

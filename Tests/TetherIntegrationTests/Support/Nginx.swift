@@ -8,7 +8,7 @@ final class NginxServer: @unchecked Sendable {
     let directory: URL
     let port: Int
     let caFile: String
-    private let process: Process
+    private let process: ChildProcess
 
     static var kit: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -17,7 +17,7 @@ final class NginxServer: @unchecked Sendable {
 
     static var shippedConfig: URL { Self.kit.appendingPathComponent("tether.conf") }
 
-    private init(directory: URL, port: Int, caFile: String, process: Process) {
+    private init(directory: URL, port: Int, caFile: String, process: ChildProcess) {
         self.directory = directory
         self.port = port
         self.caFile = caFile
@@ -65,18 +65,18 @@ final class NginxServer: @unchecked Sendable {
         return path
     }
 
-    static func makeDirectory() throws -> (URL, String) {
+    static func makeDirectory() async throws -> (URL, String) {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else {
             throw TestFailure("nginx is not installed: run scripts/install-deps.sh --with-nginx")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-nginx-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let caFile = try makeCertificates(in: directory, hosts: ["localhost"])
+        let caFile = try await makeCertificates(in: directory, hosts: ["localhost"])
         return (directory, caFile)
     }
 
     static func start(tetherPorts: [Int], config: String = "tether.conf") async throws -> NginxServer {
-        let (directory, caFile) = try Self.makeDirectory()
+        let (directory, caFile) = try await Self.makeDirectory()
         let port = try freePort()
         let shipped = try String(contentsOf: Self.kit.appendingPathComponent(config), encoding: .utf8)
         try Self.adapt(shipped, directory: directory, listenPort: port, tetherPorts: tetherPorts)
@@ -85,13 +85,7 @@ final class NginxServer: @unchecked Sendable {
             try FileManager.default.copyItem(at: Self.kit.appendingPathComponent(snippet), to: directory.appendingPathComponent(snippet))
         }
         let main = try Self.writeMainConfig(in: directory)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        process.arguments = ["-p", directory.path, "-c", main]
-        let null = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardOutput = null
-        process.standardError = null
-        try process.run()
+        let process = try ChildProcess.spawn("/usr/sbin/nginx", ["-p", directory.path, "-c", main])
         let server = NginxServer(directory: directory, port: port, caFile: caFile, process: process)
         for _ in 0..<100 {
             if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get() {
@@ -107,31 +101,20 @@ final class NginxServer: @unchecked Sendable {
     }
 
     /// Runs `nginx -t` on a configuration directory; returns exit status and output.
-    static func check(mainConfig: String, directory: URL) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        process.arguments = ["-t", "-p", directory.path, "-c", mainConfig]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    static func check(mainConfig: String, directory: URL) async throws -> (Int32, String) {
+        let output = directory.appendingPathComponent("check.log").path
+        let process = try ChildProcess.spawn("/usr/sbin/nginx", ["-t", "-p", directory.path, "-c", mainConfig], stderr: output)
+        let status = await process.wait(timeout: .seconds(20)) ?? -1
+        return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
     }
 
     var errorLog: String { (try? String(contentsOf: self.directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? "" }
 
     /// Fast shutdown (SIGTERM); the master takes its workers with it. SIGKILL for stragglers.
     func stop() async {
-        let master = self.process.processIdentifier
-        let workers = Self.children(of: master)
-        if self.process.isRunning { kill(master, SIGTERM) }
-        for _ in 0..<40 where self.process.isRunning {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        if self.process.isRunning { kill(master, SIGKILL) }
+        let workers = Self.children(of: self.process.pid)
+        await self.process.stop()
         for worker in workers { kill(worker, SIGKILL) }
-        self.process.waitUntilExit()
         try? FileManager.default.removeItem(at: self.directory)
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A private Prosody (Debian's package) for one test: its own directory, config, data and
 /// loopback ports, started in the foreground and stopped by PID.
@@ -23,18 +24,19 @@ final class ProsodyServer: @unchecked Sendable {
     let c2sPort: Int
     let httpPort: Int?
     let caFile: String?
-    private(set) var process: Process
-    var pid: Int32 { self.process.processIdentifier }
+    private let child: Mutex<ChildProcess>
+    var pid: Int32 { self.child.withLock { $0.pid } }
+    private var process: ChildProcess { self.child.withLock { $0 } }
     private var configPath: String { self.directory.appendingPathComponent("prosody.cfg.lua").path }
     private var logPath: String { self.directory.appendingPathComponent("prosody.log").path }
 
-    private init(directory: URL, options: Options, c2sPort: Int, httpPort: Int?, caFile: String?, process: Process) {
+    private init(directory: URL, options: Options, c2sPort: Int, httpPort: Int?, caFile: String?, process: ChildProcess) {
         self.directory = directory
         self.options = options
         self.c2sPort = c2sPort
         self.httpPort = httpPort
         self.caFile = caFile
-        self.process = process
+        self.child = Mutex(process)
     }
 
     static func start(_ options: Options = .init()) async throws -> ProsodyServer {
@@ -48,7 +50,7 @@ final class ProsodyServer: @unchecked Sendable {
         let httpPort = options.httpEndpoints ? try freePort() : nil
         var caFile: String?
         if options.tls {
-            caFile = try makeCertificates(in: directory.appendingPathComponent("certs"), hosts: ["localhost"] + options.extraHosts)
+            caFile = try await makeCertificates(in: directory.appendingPathComponent("certs"), hosts: ["localhost"] + options.extraHosts)
         }
         let config = Self.config(directory: directory, options: options, c2sPort: c2sPort, httpPort: httpPort)
         try config.write(to: directory.appendingPathComponent("prosody.cfg.lua"), atomically: true, encoding: .utf8)
@@ -64,16 +66,8 @@ final class ProsodyServer: @unchecked Sendable {
         return server
     }
 
-    private static func launch(directory: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/prosody")
-        process.arguments = ["--config", directory.appendingPathComponent("prosody.cfg.lua").path, "-F"]
-        process.currentDirectoryURL = directory
-        let output = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        return process
+    private static func launch(directory: URL) throws -> ChildProcess {
+        try ChildProcess.spawn("/usr/bin/prosody", ["--config", directory.appendingPathComponent("prosody.cfg.lua").path, "-F"], directory: directory.path)
     }
 
     private static func config(directory: URL, options: Options, c2sPort: Int, httpPort: Int?) -> String {
@@ -113,51 +107,29 @@ final class ProsodyServer: @unchecked Sendable {
 
     /// Registers an account with prosodyctl against this server's config.
     func register(user: String, host: String = "localhost", password: String) async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/prosodyctl")
-        process.arguments = ["--config", self.configPath, "register", user, host, password]
-        process.currentDirectoryURL = self.directory
-        let output = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("prosodyctl register \(user)@\(host) failed with \(process.terminationStatus)")
+        let status = try await ChildProcess.run("/usr/bin/prosodyctl", ["--config", self.configPath, "register", user, host, password], directory: self.directory.path)
+        guard status == 0 else {
+            throw TestFailure("prosodyctl register \(user)@\(host) failed with \(status)")
         }
     }
 
-    /// Stops Prosody (SIGTERM, then SIGKILL after 0.5 s) and removes its directory.
-    /// A child spawned from the test process may inherit a mask that blocks SIGTERM, hence the short wait.
+    /// Stops Prosody (SIGTERM, then SIGKILL) and removes its directory.
     func stop() async {
-        await self.terminate()
+        await self.process.stop()
         try? FileManager.default.removeItem(at: self.directory)
     }
 
     /// Kills Prosody at once (for fault tests); `restart()` brings it back on the same ports and data.
-    func kill() {
-        if self.process.isRunning {
-            Foundation.kill(self.pid, SIGKILL)
-            self.process.waitUntilExit()
-        }
+    func kill() async {
+        self.process.signal(SIGKILL)
+        await self.process.wait(timeout: .seconds(5))
     }
 
     func restart() async throws {
-        self.kill()
-        self.process = try Self.launch(directory: self.directory)
+        await self.kill()
+        let process = try Self.launch(directory: self.directory)
+        self.child.withLock { $0 = process }
         try await self.waitUntilListening()
-    }
-
-    private func terminate() async {
-        guard self.process.isRunning else { return }
-        Foundation.kill(self.pid, SIGTERM)
-        for _ in 0..<10 where self.process.isRunning {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        if self.process.isRunning {
-            Foundation.kill(self.pid, SIGKILL)
-        }
-        self.process.waitUntilExit()
     }
 
     func logTail(lines: Int = 40) -> String {
@@ -167,7 +139,7 @@ final class ProsodyServer: @unchecked Sendable {
 
     private func waitUntilListening() async throws {
         for _ in 0..<200 {
-            guard self.process.isRunning else { throw TestFailure("Prosody exited with \(self.process.terminationStatus)") }
+            if let status = self.process.exitStatus { throw TestFailure("Prosody exited with \(status)") }
             if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: self.c2sPort).get() {
                 try? await channel.close()
                 if let httpPort = self.httpPort,
@@ -193,27 +165,23 @@ func freePort() throws -> Int {
 
 /// A throwaway CA and a server certificate it signs for `hosts`; returns the CA's PEM path.
 /// Prosody finds `<host>.crt`/`<host>.key` in its certificates directory.
-func makeCertificates(in directory: URL, hosts: [String]) throws -> String {
-    func openssl(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let null = FileHandle(forWritingAtPath: "/dev/null")
-        process.standardOutput = null
-        process.standardError = null
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("openssl \(arguments.first ?? "") failed") }
+func makeCertificates(in directory: URL, hosts: [String]) async throws -> String {
+    func openssl(_ arguments: [String]) async throws {
+        let status = try await ChildProcess.run("/usr/bin/openssl", arguments, directory: directory.path)
+        guard status == 0 else { throw TestFailure("openssl \(arguments.first ?? "") failed with \(status)") }
     }
-    try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Tether Test CA", "-keyout", "ca.key", "-out", "ca.crt",
-                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    try await openssl([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Tether Test CA", "-keyout", "ca.key", "-out", "ca.crt",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    ])
     for host in hosts {
-        try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=\(host)", "-keyout", "\(host).key", "-out", "\(host).csr"])
+        try await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=\(host)", "-keyout", "\(host).key", "-out", "\(host).csr"])
         let extensions = "subjectAltName=DNS:\(host)\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
         try extensions.write(to: directory.appendingPathComponent("\(host).ext"), atomically: true, encoding: .utf8)
-        try openssl(["x509", "-req", "-in", "\(host).csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-                     "-extfile", "\(host).ext", "-out", "\(host).crt"])
+        try await openssl([
+            "x509", "-req", "-in", "\(host).csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "\(host).ext", "-out", "\(host).crt",
+        ])
     }
     return directory.appendingPathComponent("ca.crt").path
 }
