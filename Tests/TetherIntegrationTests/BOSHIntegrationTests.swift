@@ -12,11 +12,11 @@ import XMPPUpstream
 /// BOSH through Tether to a real Prosody over real HTTP.
 @Suite("BOSH against Prosody", .serialized, .timeLimit(.minutes(3)))
 struct BOSHIntegrationTests {
-    @Test("two clients log in with SASL, restart, bind and exchange Unicode messages byte for byte")
-    func messageExchange() async throws {
-        try await withProsodyAndTether { _, tether, http in
-            let alice = BOSHTestClient(http: http, url: tether.boshURL)
-            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+    @Test("two clients log in with SASL, restart, bind and exchange Unicode messages byte for byte", arguments: Edge.allCases)
+    func messageExchange(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let alice = endpoints.bosh()
+            let bob = endpoints.bosh()
             try await alice.login(user: "alice", password: "secret")
             try await bob.login(user: "bob", password: "secret")
             #expect(alice.jid == "alice@localhost/test")
@@ -33,11 +33,11 @@ struct BOSHIntegrationTests {
         }
     }
 
-    @Test("stanzas waiting for a client go out together in one response")
-    func batching() async throws {
-        try await withProsodyAndTether { _, tether, http in
-            let alice = BOSHTestClient(http: http, url: tether.boshURL)
-            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+    @Test("stanzas waiting for a client go out together in one response", arguments: Edge.allCases)
+    func batching(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let alice = endpoints.bosh()
+            let bob = endpoints.bosh()
             try await alice.login(user: "alice", password: "secret")
             try await bob.login(user: "bob", password: "secret")
             // Bob has no request open while three messages arrive.
@@ -49,11 +49,11 @@ struct BOSHIntegrationTests {
         }
     }
 
-    @Test("requests that arrive out of order on separate connections are relayed in rid order (§14.2)")
-    func outOfOrder() async throws {
-        try await withProsodyAndTether { _, tether, http in
-            let alice = BOSHTestClient(http: http, url: tether.boshURL)
-            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+    @Test("requests that arrive out of order on separate connections are relayed in rid order (§14.2)", arguments: Edge.allCases)
+    func outOfOrder(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let alice = endpoints.bosh()
+            let bob = endpoints.bosh()
             try await alice.login(user: "alice", password: "secret")
             try await bob.login(user: "bob", password: "secret")
             let first = alice.nextBody("<message xmlns='jabber:client' to='bob@localhost/test' id='o1'><body>first</body></message>")
@@ -69,11 +69,11 @@ struct BOSHIntegrationTests {
         }
     }
 
-    @Test("a 60 KB message arrives whole")
-    func largeMessage() async throws {
-        try await withProsodyAndTether { _, tether, http in
-            let alice = BOSHTestClient(http: http, url: tether.boshURL)
-            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+    @Test("a 60 KB message arrives whole", arguments: Edge.allCases)
+    func largeMessage(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let alice = endpoints.bosh()
+            let bob = endpoints.bosh()
             try await alice.login(user: "alice", password: "secret")
             try await bob.login(user: "bob", password: "secret")
             let text = String((0..<61_440).map { i in Character(UnicodeScalar(UInt8(97 + i % 26))) })
@@ -159,10 +159,10 @@ struct BOSHIntegrationTests {
         }
     }
 
-    @Test("a retransmitted rid gets the same response; a rid beyond the window ends the session")
-    func retransmission() async throws {
-        try await withProsodyAndTether { _, tether, http in
-            let client = BOSHTestClient(http: http, url: tether.boshURL)
+    @Test("a retransmitted rid gets the same response; a rid beyond the window ends the session", arguments: Edge.allCases)
+    func retransmission(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let client = endpoints.bosh()
             try await client.login(user: "alice", password: "secret")
             let body = client.nextBody("<iq type='get' id='ping1' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>")
             let first = try await client.post(body)
@@ -179,10 +179,10 @@ struct BOSHIntegrationTests {
         }
     }
 
-    @Test("terminate ends the session; later requests get item-not-found")
-    func terminate() async throws {
-        try await withProsodyAndTether { prosody, tether, http in
-            let client = BOSHTestClient(http: http, url: tether.boshURL)
+    @Test("terminate ends the session; later requests get item-not-found", arguments: Edge.allCases)
+    func terminate(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let client = endpoints.bosh()
             try await client.login(user: "alice", password: "secret")
             let bye = try await client.send("<presence type='unavailable' xmlns='jabber:client'/>", attributes: "type='terminate'")
             #expect(bye.type == "terminate")
@@ -190,17 +190,17 @@ struct BOSHIntegrationTests {
             let after = try await client.send()
             #expect(after.condition == "item-not-found")
             try await Task.sleep(for: .milliseconds(200))
-            #expect(tether.server.sessionCount == 0)
+            #expect(endpoints.tether.server.sessionCount == 0)
         }
     }
 
-    @Test("an upstream stream error reaches the client as remote-stream-error with the error inside")
-    func streamError() async throws {
-        try await withProsodyAndTether { _, tether, http in
-            let first = BOSHTestClient(http: http, url: tether.boshURL)
+    @Test("an upstream stream error reaches the client as remote-stream-error with the error inside", arguments: Edge.allCases)
+    func streamError(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let first = endpoints.bosh()
             try await first.login(user: "alice", password: "secret", resource: "same")
             // The same full JID logs in again: Prosody replaces the old session with a <conflict/> stream error.
-            let second = BOSHTestClient(http: http, url: tether.boshURL)
+            let second = endpoints.bosh()
             try await second.login(user: "alice", password: "secret", resource: "same")
             var response = try await first.send()
             for _ in 0..<5 where response.type != "terminate" {
@@ -233,11 +233,11 @@ struct BOSHIntegrationTests {
         }
     }
 
-    @Test("pause: the session survives the client's absence and queued stanzas wait for its return")
-    func pauseAndReturn() async throws {
-        try await withProsodyAndTether { _, tether, http in
-            let alice = BOSHTestClient(http: http, url: tether.boshURL)
-            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+    @Test("pause: the session survives the client's absence and queued stanzas wait for its return", arguments: Edge.allCases)
+    func pauseAndReturn(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let alice = endpoints.bosh()
+            let bob = endpoints.bosh()
             try await alice.login(user: "alice", password: "secret")
             try await bob.login(user: "bob", password: "secret")
             let paused = try await bob.send(attributes: "pause='20'")

@@ -37,10 +37,10 @@ struct WebSocketIntegrationTests {
         }
     }
 
-    @Test("a WebSocket client and a BOSH client exchange messages through one Tether; every message is one self-contained element")
-    func webSocketAndBOSH() async throws {
-        try await withProsodyAndTether { _, tether, http in
-            let ws = try await WebSocketTestClient.connect(port: tether.port)
+    @Test("a WebSocket client and a BOSH client exchange messages through one Tether; every message is one self-contained element", arguments: Edge.allCases)
+    func webSocketAndBOSH(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let ws = try await endpoints.webSocket()
             try await ws.send(WebSocketTestClient.openTag)
             let opening = try await ws.receive(until: { $0.contains("<mechanisms") })
             let open = try required(opening.first)
@@ -51,10 +51,10 @@ struct WebSocketIntegrationTests {
             #expect(!features.contains("starttls"))
             await ws.drop()
 
-            let alice = try await WebSocketTestClient.connect(port: tether.port)
+            let alice = try await endpoints.webSocket()
             let jid = try await alice.login(user: "alice", password: "secret")
             #expect(jid == "alice@localhost/ws")
-            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+            let bob = endpoints.bosh()
             try await bob.login(user: "bob", password: "secret")
 
             try await alice.send("<message xmlns='jabber:client' to='bob@localhost/test' id='w1'><body>from WebSocket 🦊</body></message>")
@@ -69,12 +69,12 @@ struct WebSocketIntegrationTests {
         }
     }
 
-    @Test("a malformed message ends only its own session with not-well-formed, then <close/>")
-    func malformed() async throws {
-        try await withProsodyAndTether { _, tether, _ in
-            let bad = try await WebSocketTestClient.connect(port: tether.port)
+    @Test("a malformed message ends only its own session with not-well-formed, then <close/>", arguments: Edge.allCases)
+    func malformed(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let bad = try await endpoints.webSocket()
             try await bad.login(user: "alice", password: "secret", resource: "bad")
-            let good = try await WebSocketTestClient.connect(port: tether.port)
+            let good = try await endpoints.webSocket()
             try await good.login(user: "bob", password: "secret", resource: "good")
 
             try await bad.send("<message xmlns='jabber:client'><body>unterminated")
@@ -107,19 +107,19 @@ struct WebSocketIntegrationTests {
         }
     }
 
-    @Test("a binary frame closes the WebSocket with 1003")
-    func binary() async throws {
-        try await withProsodyAndTether(users: []) { _, tether, _ in
-            let client = try await WebSocketTestClient.connect(port: tether.port)
+    @Test("a binary frame closes the WebSocket with 1003", arguments: Edge.allCases)
+    func binary(edge: Edge) async throws {
+        try await withEndpoints(edge, users: []) { endpoints in
+            let client = try await endpoints.webSocket()
             try await client.sendFrame(WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: [1, 2, 3])))
             #expect(try await client.next() == .close(code: 1003))
         }
     }
 
-    @Test("closing: <close/> is answered with <close/>, and the client's close frame with a close frame")
-    func closing() async throws {
-        try await withProsodyAndTether { _, tether, _ in
-            let client = try await WebSocketTestClient.connect(port: tether.port)
+    @Test("closing: <close/> is answered with <close/>, and the client's close frame with a close frame", arguments: Edge.allCases)
+    func closing(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let client = try await endpoints.webSocket()
             try await client.login(user: "alice", password: "secret")
             try await client.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
             let texts = try await client.receive(until: { $0.hasPrefix("<close") })
@@ -128,7 +128,7 @@ struct WebSocketIntegrationTests {
             #expect(try await client.next() == .close(code: 1000))
             #expect(try await client.next() == .disconnected)
             try await Task.sleep(for: .milliseconds(200))
-            #expect(tether.server.webSocketSessionCount == 0)
+            #expect(endpoints.tether.server.webSocketSessionCount == 0)
         }
     }
 
@@ -143,12 +143,12 @@ struct WebSocketIntegrationTests {
         }
     }
 
-    @Test("an upstream stream error is relayed as its own message, then <close/>")
-    func upstreamStreamError() async throws {
-        try await withProsodyAndTether { _, tether, _ in
-            let first = try await WebSocketTestClient.connect(port: tether.port)
+    @Test("an upstream stream error is relayed as its own message, then <close/>", arguments: Edge.allCases)
+    func upstreamStreamError(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let first = try await endpoints.webSocket()
             try await first.login(user: "alice", password: "secret", resource: "same")
-            let second = try await WebSocketTestClient.connect(port: tether.port)
+            let second = try await endpoints.webSocket()
             try await second.login(user: "alice", password: "secret", resource: "same")
             let texts = try await first.receive(until: { $0.hasPrefix("<close") })
             let error = try required(texts.first { $0.hasPrefix("<stream:error") })
@@ -157,16 +157,16 @@ struct WebSocketIntegrationTests {
         }
     }
 
-    @Test("XEP-0198: a client that drops its WebSocket resumes through Tether without losing a message sent meanwhile")
-    func streamManagementResumption() async throws {
-        try await withProsodyAndTether { _, tether, _ in
-            try await Self.resume(through: tether)
+    @Test("XEP-0198: a client that drops its WebSocket resumes through Tether without losing a message sent meanwhile", arguments: Edge.allCases)
+    func streamManagementResumption(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            try await Self.resume(through: endpoints)
         }
     }
 
     /// (A separate function: as a closure this body crashes the 6.3 compiler's region analysis.)
-    static func resume(through tether: TetherFixture) async throws {
-        let alice = try await WebSocketTestClient.connect(port: tether.port)
+    static func resume(through endpoints: Endpoints) async throws {
+        let alice = try await endpoints.webSocket()
         try await alice.login(user: "alice", password: "secret", resource: "phone")
         try await alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
         let enabled = try await alice.receive(until: { $0.hasPrefix("<enabled") })
@@ -176,13 +176,13 @@ struct WebSocketIntegrationTests {
         try await Task.sleep(for: .milliseconds(300))
         await alice.drop()
 
-        let bob = try await WebSocketTestClient.connect(port: tether.port)
+        let bob = try await endpoints.webSocket()
         try await bob.login(user: "bob", password: "secret")
         try await Task.sleep(for: .milliseconds(500))
         try await bob.send("<message xmlns='jabber:client' type='chat' to='alice@localhost/phone' id='while-away'><body>sent while you were away</body></message>")
         try await Task.sleep(for: .milliseconds(500))
 
-        let again = try await WebSocketTestClient.connect(port: tether.port)
+        let again = try await endpoints.webSocket()
         try await again.login(user: "alice", password: "secret", bind: false)
         try await again.send("<resume xmlns='urn:xmpp:sm:3' h='0' previd='\(previd)'/>")
         let resumed = try await again.receive(until: { $0.contains("while-away") })
@@ -212,10 +212,10 @@ struct WebSocketIntegrationTests {
         }
     }
 
-    @Test("permessage-deflate: negotiated when offered, compressed both ways, declined when disabled")
-    func compression() async throws {
-        try await withProsodyAndTether { _, tether, _ in
-            let client = try await WebSocketTestClient.connect(port: tether.port, offerCompression: true)
+    @Test("permessage-deflate: negotiated when offered, compressed both ways, declined when disabled", arguments: Edge.allCases)
+    func compression(edge: Edge) async throws {
+        try await withEndpoints(edge) { endpoints in
+            let client = try await endpoints.webSocket(offerCompression: true)
             #expect(client.extensions == "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
             try await client.send(WebSocketTestClient.openTag, compressed: true)
             var events: [WebSocketTestClient.Event] = []
@@ -226,13 +226,13 @@ struct WebSocketIntegrationTests {
             }
             #expect(open.hasPrefix("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='localhost'"))
             #expect(features.contains("<mechanism>PLAIN</mechanism>"))
-            let plain = try await WebSocketTestClient.connect(port: tether.port)
+            let plain = try await endpoints.webSocket()
             #expect(plain.extensions == nil)
             await plain.drop()
             await client.drop()
         }
-        try await withProsodyAndTether(users: []) { _, tether, _ in
-            let client = try await WebSocketTestClient.connect(port: tether.port, offerCompression: true)
+        try await withEndpoints(edge, users: []) { endpoints in
+            let client = try await endpoints.webSocket(offerCompression: true)
             #expect(client.extensions == nil)
             try await client.send(WebSocketTestClient.openTag)
             guard case .text(let open) = try await client.next() else {

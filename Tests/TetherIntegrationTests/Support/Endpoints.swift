@@ -1,0 +1,53 @@
+import AsyncHTTPClient
+import NIOSSL
+import TetherServer
+
+/// How a test reaches Tether: directly over plain HTTP/WS, or through the shipped nginx
+/// configuration over HTTPS/WSS. Protocol tests run both ways.
+enum Edge: String, CaseIterable, Sendable, CustomStringConvertible {
+    case direct
+    case nginx
+    var description: String { self.rawValue }
+}
+
+/// The URLs and clients of one test's Tether, whichever edge is in front.
+struct Endpoints {
+    let prosody: ProsodyServer
+    let tether: TetherFixture
+    let http: HTTPClient
+    let boshURL: String
+    let webSocketPort: Int
+    let tls: NIOSSLContext?
+
+    func webSocket(offerCompression: Bool = false, answersPings: Bool = true) async throws -> WebSocketTestClient {
+        try await WebSocketTestClient.connect(port: self.webSocketPort, answersPings: answersPings, offerCompression: offerCompression, tls: self.tls)
+    }
+
+    func bosh() -> BOSHTestClient {
+        BOSHTestClient(http: self.http, url: self.boshURL)
+    }
+}
+
+/// Prosody (users alice and bob), Tether, and nginx when asked; all stopped afterwards.
+func withEndpoints(
+    _ edge: Edge,
+    prosody options: ProsodyServer.Options = .init(),
+    users: [String] = ["alice", "bob"],
+    _ body: (Endpoints) async throws -> Void,
+    configure: (inout TetherConfiguration, ProsodyServer) -> Void = { _, _ in }
+) async throws {
+    try await withProsodyAndTether(prosody: options, users: users) { prosody, tether, http in
+        switch edge {
+        case .direct:
+            try await body(Endpoints(prosody: prosody, tether: tether, http: http, boshURL: tether.boshURL, webSocketPort: tether.port, tls: nil))
+        case .nginx:
+            try await NginxTests.withNginx(tetherPorts: [tether.port]) { nginx, https, tls in
+                try await body(
+                    Endpoints(prosody: prosody, tether: tether, http: https, boshURL: "https://localhost:\(nginx.port)/http-bind", webSocketPort: nginx.port, tls: tls)
+                )
+            }
+        }
+    } configure: { configuration, prosody in
+        configure(&configuration, prosody)
+    }
+}
