@@ -1,0 +1,73 @@
+import NIOCore
+import Synchronization
+
+/// Bounds on sessions, shared by BOSH and WebSocket: in total, per client address, and new
+/// sessions per second per address (a token bucket). Hitting one refuses only that client.
+final class SessionLimiter: Sendable {
+    struct Limits: Hashable, Sendable {
+        /// Live sessions in total.
+        var maxSessions = 10_000
+        /// Live sessions from one client address.
+        var maxSessionsPerAddress = 100
+        /// New sessions per second from one client address (bursts up to this many at once).
+        var newSessionsPerSecondPerAddress = 20
+    }
+
+    enum Refusal: String, Error, Sendable {
+        case tooManySessions = "max-sessions"
+        case tooManySessionsFromAddress = "max-sessions-per-address"
+        case tooManyNewSessions = "new-sessions-per-second"
+    }
+
+    private struct State {
+        var total = 0
+        var perAddress: [String: Int] = [:]
+        var buckets: [String: (tokens: Double, at: NIODeadline)] = [:]
+    }
+
+    let limits: Limits
+    private let state = Mutex(State())
+
+    init(limits: Limits) {
+        self.limits = limits
+    }
+
+    var sessionCount: Int { self.state.withLock { $0.total } }
+
+    /// Counts a new session for `address`, or says which limit refuses it.
+    func admit(_ address: String, now: NIODeadline = .now()) -> Refusal? {
+        self.state.withLock { state in
+            guard state.total < self.limits.maxSessions else { return .tooManySessions }
+            guard state.perAddress[address, default: 0] < self.limits.maxSessionsPerAddress else { return .tooManySessionsFromAddress }
+            let rate = Double(self.limits.newSessionsPerSecondPerAddress)
+            var bucket = state.buckets[address] ?? (rate, now)
+            let elapsed = Double((now - bucket.at).nanoseconds) / 1e9
+            bucket = (min(rate, bucket.tokens + elapsed * rate), now)
+            guard bucket.tokens >= 1 else {
+                state.buckets[address] = bucket
+                return .tooManyNewSessions
+            }
+            bucket.tokens -= 1
+            state.buckets[address] = bucket
+            state.total += 1
+            state.perAddress[address, default: 0] += 1
+            if state.buckets.count > 4 * max(1, state.perAddress.count) + 1024 {
+                // Forget addresses with no session whose bucket has refilled: the map stays bounded.
+                state.buckets = state.buckets.filter { entry in
+                    state.perAddress[entry.key] != nil || Double((now - entry.value.at).nanoseconds) / 1e9 * rate + entry.value.tokens < rate
+                }
+            }
+            return nil
+        }
+    }
+
+    /// A session admitted for `address` ended.
+    func release(_ address: String) {
+        self.state.withLock { state in
+            state.total = max(0, state.total - 1)
+            if let count = state.perAddress[address] {
+                state.perAddress[address] = count > 1 ? count - 1 : nil
+            }
+        }
+    }
+}
