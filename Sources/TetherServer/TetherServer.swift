@@ -15,13 +15,16 @@ public final class TetherServer: Sendable {
     private let bosh: BOSHService
     private let webSockets = WebSocketRegistry()
     private let relay: PeerRelay
+    private let limiter: SessionLimiter
+    private let status = ServerStatus()
     private let listeners = Mutex<[any Channel]>([])
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
         self.configuration = configuration
         self.group = group
         self.logger = logger
-        self.bosh = BOSHService(configuration: configuration, group: group, logger: logger)
+        self.limiter = SessionLimiter(limits: configuration.sessionLimits)
+        self.bosh = BOSHService(configuration: configuration, limiter: self.limiter, group: group, logger: logger)
         self.relay = PeerRelay(peers: configuration.peers, logger: logger)
     }
 
@@ -45,8 +48,18 @@ public final class TetherServer: Sendable {
         return bound
     }
 
-    /// Stops accepting, ends every session with `system-shutdown` (or `see-other-uri`), closes upstreams.
+    /// Drains and stops: `/readyz` turns 503, new sessions are refused, every session is ended with
+    /// `system-shutdown` (or sent to `--redirect-uri`), upstreams are closed; the listeners close
+    /// once the sessions are gone or the grace period is over.
     public func shutdown() async {
+        guard self.status.beginDraining() else { return }
+        self.logger.info("draining", metadata: ["sessions": "\(self.bosh.sessionCount + self.webSockets.count)"])
+        await self.bosh.shutdown()
+        await self.webSockets.shutdown(redirect: self.configuration.redirectURI)
+        let deadline = NIODeadline.now() + self.configuration.shutdownGracePeriod
+        while self.bosh.sessionCount + self.webSockets.count > 0 && NIODeadline.now() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
         let listeners = self.listeners.withLock { channels in
             defer { channels.removeAll() }
             return channels
@@ -54,14 +67,7 @@ public final class TetherServer: Sendable {
         for listener in listeners {
             try? await listener.close()
         }
-        await self.bosh.shutdown()
-        await self.webSockets.shutdown(redirect: self.configuration.redirectURI)
         await self.relay.shutdown()
-        // Give the answers a moment to reach the clients before the process goes.
-        let deadline = NIODeadline.now() + self.configuration.shutdownGracePeriod
-        while self.bosh.sessionCount + self.webSockets.count > 0 && NIODeadline.now() < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
         self.logger.info("stopped")
     }
 
@@ -70,6 +76,8 @@ public final class TetherServer: Sendable {
         let bosh = self.bosh
         let webSockets = self.webSockets
         let relay = self.relay
+        let limiter = self.limiter
+        let status = self.status
         let logger = self.logger
         let connector = UpstreamConnector(configuration: configuration.upstream)
         return ServerBootstrap(group: self.group)
@@ -99,6 +107,8 @@ public final class TetherServer: Sendable {
                                         compressed: compressed,
                                         connector: connector,
                                         registry: webSockets,
+                                        limiter: limiter,
+                                        status: status,
                                         logger: logger
                                     )
                                 )
@@ -114,8 +124,23 @@ public final class TetherServer: Sendable {
                         }),
                         withErrorHandling: true
                     )
-                    try sync.addHandler(HTTPEdgeHandler(configuration: configuration, bosh: bosh, relay: relay, logger: logger), name: HTTPEdgeHandler.name)
+                    try sync.addHandler(HTTPEdgeHandler(configuration: configuration, bosh: bosh, relay: relay, status: status, logger: logger), name: HTTPEdgeHandler.name)
                 }
             }
+    }
+}
+
+/// Whether the server is draining (for `/readyz`); shared by every connection.
+final class ServerStatus: Sendable {
+    private let draining = Mutex(false)
+
+    var isDraining: Bool { self.draining.withLock { $0 } }
+
+    /// Marks the server draining; `false` if it already was.
+    func beginDraining() -> Bool {
+        self.draining.withLock { draining in
+            defer { draining = true }
+            return !draining
+        }
     }
 }

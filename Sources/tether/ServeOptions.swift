@@ -79,6 +79,18 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Do not offer permessage-deflate (RFC 7692) to WebSocket clients.")
     var noWebsocketCompression = false
 
+    @Option(name: .long, help: ArgumentHelp("Most live sessions (BOSH and WebSocket together); beyond, new ones get policy-violation.", valueName: "count"))
+    var maxSessions: Int = 10_000
+
+    @Option(name: .long, help: ArgumentHelp("Most live sessions from one client address.", valueName: "count"))
+    var maxSessionsPerAddress: Int = 100
+
+    @Option(name: .long, help: ArgumentHelp("Most new sessions per second from one client address.", valueName: "count"))
+    var maxNewSessionsPerSecond: Int = 20
+
+    @Option(name: .long, help: ArgumentHelp("Seconds an HTTP connection has to deliver a complete request (idle keep-alive and slow clients are closed; held BOSH requests are not).", valueName: "seconds"))
+    var httpRequestTimeout: Int = 30
+
     @Option(name: .long, help: ArgumentHelp("Largest HTTP request body, bytes (413 beyond).", valueName: "bytes"))
     var maxBodyBytes: Int = 512 * 1024
 
@@ -225,6 +237,14 @@ struct ServeOptions: ParsableArguments {
         configuration.webSocket.closeTimeout = .seconds(Int64(self.websocketCloseTimeout))
         configuration.webSocket.allowMissingOrigin = !self.websocketRequireOrigin
         configuration.webSocket.perMessageDeflate = !self.noWebsocketCompression
+        try Self.positive("--max-sessions", self.maxSessions)
+        try Self.positive("--max-sessions-per-address", self.maxSessionsPerAddress)
+        try Self.positive("--max-new-sessions-per-second", self.maxNewSessionsPerSecond)
+        try Self.positive("--http-request-timeout", self.httpRequestTimeout)
+        configuration.maxSessions = self.maxSessions
+        configuration.maxSessionsPerAddress = self.maxSessionsPerAddress
+        configuration.newSessionsPerSecondPerAddress = self.maxNewSessionsPerSecond
+        configuration.httpRequestTimeout = .seconds(Int64(self.httpRequestTimeout))
         try Self.positive("--max-body-bytes", self.maxBodyBytes)
         try Self.positive("--max-stanza-bytes", self.maxStanzaBytes)
         try Self.positive("--max-xml-depth", self.maxXmlDepth)

@@ -13,9 +13,11 @@ final class BOSHService: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let shuttingDown = Mutex(false)
+    private let limiter: SessionLimiter
 
-    init(configuration: TetherConfiguration, group: any EventLoopGroup, logger: Logger) {
+    init(configuration: TetherConfiguration, limiter: SessionLimiter, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
+        self.limiter = limiter
         self.connector = UpstreamConnector(configuration: configuration.upstream)
         self.group = group
         self.logger = logger
@@ -62,6 +64,11 @@ final class BOSHService: Sendable {
             }
             connector.configuration.routes[domain] = target
         }
+        if let refusal = self.limiter.admit(clientAddress) {
+            self.logger.notice("limit reached", metadata: ["limit": "\(refusal.rawValue)", "client": "\(clientAddress)", "transport": "bosh"])
+            responder.respond(Self.refusal(.policyViolation, for: request))
+            return
+        }
         let sid = Self.makeSID(node: self.configuration.nodeID)
         var logger = self.logger
         logger[metadataKey: "client"] = "\(clientAddress)"
@@ -76,7 +83,10 @@ final class BOSHService: Sendable {
             eventLoop: eventLoop,
             logger: logger,
             onEnd: { [weak self] sid in
-                _ = self?.sessions.withLock { $0.removeValue(forKey: sid) }
+                guard let self else { return }
+                if self.sessions.withLock({ $0.removeValue(forKey: sid) }) != nil {
+                    self.limiter.release(clientAddress)
+                }
             }
         )
         self.sessions.withLock { $0[sid] = session }

@@ -19,6 +19,12 @@ public struct TetherConfiguration: Sendable {
     public var trustedProxies: [IPNetwork] = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
     public var bosh = BOSHLimits()
     public var webSocket = WebSocketSettings()
+    /// Sessions in total, per client address, and new ones per second per address.
+    var sessionLimits = SessionLimiter.Limits()
+    /// An HTTP connection must deliver a complete request within this time after it opens or
+    /// after its previous answer (idle keep-alive connections and slowloris clients are closed).
+    /// Held BOSH requests are not affected.
+    public var httpRequestTimeout: TimeAmount = .seconds(30)
     /// Largest HTTP request body accepted (413 beyond).
     public var maxRequestBodyBytes = 512 * 1024
     /// Stanza size and depth limits in both directions.
@@ -35,6 +41,21 @@ public struct TetherConfiguration: Sendable {
     public var shutdownGracePeriod: TimeAmount = .seconds(5)
 
     public init() {}
+
+    public var maxSessions: Int {
+        get { self.sessionLimits.maxSessions }
+        set { self.sessionLimits.maxSessions = newValue }
+    }
+
+    public var maxSessionsPerAddress: Int {
+        get { self.sessionLimits.maxSessionsPerAddress }
+        set { self.sessionLimits.maxSessionsPerAddress = newValue }
+    }
+
+    public var newSessionsPerSecondPerAddress: Int {
+        get { self.sessionLimits.newSessionsPerSecondPerAddress }
+        set { self.sessionLimits.newSessionsPerSecondPerAddress = newValue }
+    }
 
     /// Whether a client may open a session to this domain.
     public func serves(domain: String) -> Bool {

@@ -21,14 +21,39 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let configuration: TetherConfiguration
     private let bosh: BOSHService
     private let relay: PeerRelay
+    private let status: ServerStatus
     private let logger: Logger
     private var state = State.idle
+    /// Closes a connection that does not deliver a complete request in time (idle or slowloris).
+    private var requestTimer: Scheduled<Void>?
 
-    init(configuration: TetherConfiguration, bosh: BOSHService, relay: PeerRelay, logger: Logger) {
+    init(configuration: TetherConfiguration, bosh: BOSHService, relay: PeerRelay, status: ServerStatus, logger: Logger) {
         self.configuration = configuration
         self.bosh = bosh
         self.relay = relay
+        self.status = status
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.armRequestTimer(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.requestTimer?.cancel()
+    }
+
+    private func armRequestTimer(context: ChannelHandlerContext) {
+        self.requestTimer?.cancel()
+        self.requestTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.httpRequestTimeout) { [weak self] in
+            guard let self else { return }
+            switch self.state {
+            case .idle, .receiving, .discarding:
+                context.close(promise: nil)
+            case .responding:
+                break
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -43,9 +68,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.state = .receiving(head, body)
             }
         case (.end, .receiving(let head, let body)):
+            self.requestTimer?.cancel()
             self.state = .responding(keepAlive: head.isKeepAlive)
             self.route(head: head, body: body, context: context)
         case (.end, .discarding(let head)):
+            self.requestTimer?.cancel()
             self.state = .responding(keepAlive: false)
             self.writeSimple(status: .payloadTooLarge, text: "Request body larger than \(self.configuration.maxRequestBodyBytes) bytes\n", origin: head.headers.first(name: "origin"), context: context)
         case (.body, .discarding):
@@ -70,6 +97,14 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.writeSimple(status: .ok, text: "Tether XMPP connection manager: POST XEP-0124/XEP-0206 <body/> elements here.\n", origin: origin, context: context)
             default:
                 self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: origin, extraHeaders: [("Allow", "POST, GET, OPTIONS")], context: context)
+            }
+        case "/healthz":
+            self.writeSimple(status: .ok, text: "ok\n", origin: nil, context: context)
+        case "/readyz":
+            if self.status.isDraining {
+                self.writeSimple(status: .serviceUnavailable, text: "draining\n", origin: nil, context: context)
+            } else {
+                self.writeSimple(status: .ok, text: "ready\n", origin: nil, context: context)
             }
         case "/xmpp-websocket":
             // Only upgrades the upgrader refused get here: say why.
@@ -171,7 +206,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let done = context.writeAndFlushPromise()
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: done)
-        if !keepAlive {
+        if keepAlive {
+            self.armRequestTimer(context: context)
+        } else {
             done.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
         }
     }

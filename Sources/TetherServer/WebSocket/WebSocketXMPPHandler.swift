@@ -34,9 +34,25 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var registryID: ObjectIdentifier { ObjectIdentifier(self) }
 
     private let client: ClientOrigin
+    private let limiter: SessionLimiter
+    private let status: ServerStatus
+    private let redirectURI: String?
+    private var admitted = false
 
-    init(configuration: TetherConfiguration, client: ClientOrigin, compressed: Bool, connector: UpstreamConnector, registry: WebSocketRegistry, logger: Logger) {
+    init(
+        configuration: TetherConfiguration,
+        client: ClientOrigin,
+        compressed: Bool,
+        connector: UpstreamConnector,
+        registry: WebSocketRegistry,
+        limiter: SessionLimiter,
+        status: ServerStatus,
+        logger: Logger
+    ) {
         self.client = client
+        self.limiter = limiter
+        self.status = status
+        self.redirectURI = configuration.redirectURI
         self.compressed = compressed
         self.maxMessageBytes = configuration.xmlLimits.maxElementBytes
         self.machine = WebSocketSessionStateMachine(serves: configuration.serves(domain:))
@@ -53,7 +69,35 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.logger[metadataKey: "client"] = "\(self.client.description)"
         self.registry.add(self, id: self.registryID, eventLoop: context.eventLoop)
         self.schedulePing(context: context)
-        self.logger.info("websocket session opened")
+        if self.status.isDraining {
+            self.refusal = .draining
+        } else if let refusal = self.limiter.admit(self.client.description) {
+            self.logger.notice("limit reached", metadata: ["limit": "\(refusal.rawValue)"])
+            self.refusal = .limit
+        } else {
+            self.admitted = true
+            self.logger.info("websocket session opened")
+        }
+    }
+
+    /// Why this session will not be served; told on the client's first message, once the upgrade
+    /// has finished rebuilding the pipeline (writing during the upgrade would reach the HTTP encoder).
+    private enum Refusal {
+        case draining
+        case limit
+    }
+
+    private var refusal: Refusal?
+
+    /// Answers a refused session's first message with the reason; `true` when refused.
+    private func refuseIfNeeded() -> Bool {
+        guard let refusal = self.refusal else { return false }
+        self.refusal = nil
+        switch refusal {
+        case .draining: self.run(self.machine.shutdown(redirect: self.redirectURI))
+        case .limit: self.run(self.machine.violation(.policyViolation))
+        }
+        return true
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -62,6 +106,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
+        if frame.opcode != .ping && frame.opcode != .pong && self.refuseIfNeeded() { return }
         switch frame.opcode {
         case .text, .binary:
             guard self.fragments == nil else {
@@ -174,6 +219,10 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.pingTimer?.cancel()
         self.closeTimer?.cancel()
         self.registry.remove(self.registryID)
+        if self.admitted {
+            self.admitted = false
+            self.limiter.release(self.client.description)
+        }
     }
 
     // MARK: UpstreamStreamDelegate

@@ -1,0 +1,104 @@
+import AsyncHTTPClient
+import BOSHCore
+import NIOHTTP1
+import Foundation
+import NIOCore
+import Testing
+import NIOPosix
+import TetherServer
+
+/// What operators rely on: health and readiness, session limits, slow clients.
+@Suite("Operations", .serialized, .timeLimit(.minutes(2)))
+struct OperationsTests {
+    static func get(_ http: HTTPClient, _ url: String) async throws -> (Int, String) {
+        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
+        return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 4096)))
+    }
+
+    @Test("/healthz is 200; /readyz is 200, then 503 while draining")
+    func healthAndReadiness() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let base = "http://127.0.0.1:\(tether.port)"
+            #expect(try await Self.get(http, base + "/healthz") == (200, "ok\n"))
+            #expect(try await Self.get(http, base + "/readyz") == (200, "ready\n"))
+            // A WebSocket client that ignores <close/> keeps the node draining for the close timeout.
+            let lingering = try await WebSocketTestClient.connect(port: tether.port)
+            try await lingering.login(user: "alice", password: "secret")
+            async let stopping: Void = tether.server.shutdown()
+            var readiness = (0, "")
+            for _ in 0..<100 {
+                readiness = try await Self.get(http, base + "/readyz")
+                if readiness.0 == 503 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(readiness == (503, "draining\n"))
+            #expect(try await Self.get(http, base + "/healthz") == (200, "ok\n"))
+            // New sessions are refused while draining.
+            let late = BOSHTestClient(http: http, url: tether.boshURL)
+            #expect(try await late.create().condition == "system-shutdown")
+            await lingering.drop()
+            await stopping
+        } configure: { configuration, _ in
+            configuration.webSocket.closeTimeout = .seconds(3)
+        }
+    }
+
+    @Test("per-address session limit: the third session gets policy-violation (BOSH) or a policy-violation stream error (WebSocket); others are unaffected")
+    func sessionLimits() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let first = BOSHTestClient(http: http, url: tether.boshURL)
+            try await first.login(user: "alice", password: "secret")
+            let second = try await WebSocketTestClient.connect(port: tether.port)
+            try await second.login(user: "bob", password: "secret")
+            let third = BOSHTestClient(http: http, url: tether.boshURL)
+            #expect(try await third.create().condition == "policy-violation")
+            let fourth = try await WebSocketTestClient.connect(port: tether.port)
+            try await fourth.send(WebSocketTestClient.openTag)
+            let refused = try await fourth.receive(until: { $0.hasPrefix("<close") })
+            #expect(refused.contains("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
+            #expect(tether.logs.all.contains { $0.contains("limit reached") && $0.contains("limit=max-sessions-per-address") })
+            // The admitted sessions keep working, and a slot frees up when one ends.
+            _ = try await first.send("<message xmlns='jabber:client' to='bob@localhost/ws' id='l1'><body>still fine</body></message>")
+            #expect(try await second.receive(until: { $0.contains("id='l1'") }).last?.contains("still fine") == true)
+            _ = try await first.send(attributes: "type='terminate'")
+            try await Task.sleep(for: .milliseconds(200))
+            let again = BOSHTestClient(http: http, url: tether.boshURL)
+            #expect(try await again.create().attributes["sid"] != nil)
+        } configure: { configuration, _ in
+            configuration.maxSessionsPerAddress = 2
+        }
+    }
+
+    @Test("new sessions per second per address: a burst beyond the rate is refused")
+    func sessionRate() async throws {
+        try await withProsodyAndTether(users: []) { _, tether, http in
+            var conditions: [String?] = []
+            for _ in 0..<3 {
+                conditions.append(try await BOSHTestClient(http: http, url: tether.boshURL).create().condition)
+            }
+            #expect(conditions == [nil, nil, "policy-violation"])
+        } configure: { configuration, _ in
+            configuration.newSessionsPerSecondPerAddress = 2
+        }
+    }
+
+    @Test("a connection that does not complete a request in time is closed (slowloris); held long-polls are not")
+    func slowClients() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: tether.port).get()
+            try await channel.writeAndFlush(ByteBuffer(string: "POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n<body"))
+            try await Task.sleep(for: .milliseconds(1_600))
+            #expect(!channel.isActive)
+
+            let client = BOSHTestClient(http: http, url: tether.boshURL)
+            try await client.login(user: "alice", password: "secret")
+            let started = ContinuousClock.now
+            let held = try await client.send()
+            #expect(held.status == 200)
+            #expect(ContinuousClock.now - started >= .seconds(2))
+        } configure: { configuration, _ in
+            configuration.httpRequestTimeout = .seconds(1)
+            configuration.bosh.maxWait = 2
+        }
+    }
+}
