@@ -81,3 +81,22 @@ struct CommandLineTests {
         #expect(refused.stderr.contains("bosh-max-wait"))
     }
 }
+
+extension CommandLineTests {
+    @Test("the example configuration shipped with the systemd unit is accepted")
+    func exampleConfiguration() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let example = root.appendingPathComponent("deploy/tether.conf.example").path
+        let unit = try String(contentsOfFile: root.appendingPathComponent("deploy/tether.service").path, encoding: .utf8)
+        #expect(unit.contains("ExecStart=/usr/local/bin/tether serve --config /etc/tether/tether.conf"))
+        // The same settings, listening on a free port so the test can start it.
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("tether-example-\(UUID().uuidString).conf")
+        defer { try? FileManager.default.removeItem(at: copy) }
+        let text = try String(contentsOfFile: example, encoding: .utf8)
+        #expect(text.contains("listen = 127.0.0.1:5280\n"))
+        try text.replacingOccurrences(of: "listen = 127.0.0.1:5280\n", with: "listen = 127.0.0.1:0\n").write(to: copy, atomically: true, encoding: .utf8)
+        let started = try await Self.run(["serve", "--config", copy.path], until: "tether listening on")
+        #expect(started.stdout.contains("tether listening on 127.0.0.1:"))
+        #expect(started.status == 0)
+    }
+}
