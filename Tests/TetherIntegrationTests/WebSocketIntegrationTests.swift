@@ -266,11 +266,14 @@ struct WebSocketIntegrationTests {
             try await responsive.login(user: "alice", password: "secret")
             let silent = try await WebSocketTestClient.connect(port: tether.port, answersPings: false)
             try await silent.login(user: "bob", password: "secret")
-            try await Task.sleep(for: .milliseconds(3_500))
+            // The silent client is pinged, does not answer, and is disconnected at the next ping.
             var silentEvents: [WebSocketTestClient.Event] = []
-            while let event = try? await silent.next(timeout: .milliseconds(100)) { silentEvents.append(event) }
+            while silentEvents.last != .disconnected, let event = try? await silent.next(timeout: .seconds(10)) {
+                silentEvents.append(event)
+            }
             #expect(silentEvents.contains(.ping))
             #expect(silentEvents.last == .disconnected)
+            try await Task.sleep(for: .milliseconds(1_500))  // the responsive client has answered pings meanwhile
             try await responsive.send("<message xmlns='jabber:client' to='alice@localhost/ws' id='alive'><body>alive</body></message>")
             let received = try await responsive.receive(until: { $0.contains("id='alive'") })
             #expect(received.last?.contains("alive") == true)

@@ -23,6 +23,9 @@ struct TetherFixture {
         configuration.upstream.srvResolver = nil
         configuration.upstream.tlsContext = try! NIOSSLContext(configuration: .makeClientConfiguration())
         configuration.shutdownGracePeriod = .seconds(2)
+        // Every test client comes from 127.0.0.1: the per-address limits are set per test where they are the subject.
+        configuration.maxSessionsPerAddress = 10_000
+        configuration.newSessionsPerSecondPerAddress = 10_000
         return configuration
     }
 
