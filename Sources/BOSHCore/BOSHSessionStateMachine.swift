@@ -116,6 +116,8 @@ public struct BOSHSessionStateMachine {
     }
 
     public var isActive: Bool { self.phase == .active }
+    /// Requests that repeated an rid already received (lost responses, §14.3), for metrics.
+    public private(set) var retransmissions = 0
     public var heldRequestCount: Int { self.held.count }
     public var queuedBytes: Int { self.outboundBytes }
 
@@ -162,6 +164,7 @@ public struct BOSHSessionStateMachine {
     }
 
     private mutating func retransmission(of rid: UInt64, id: BOSHRequestID, now: NIODeadline) -> [Action] {
+        self.retransmissions += 1
         if let cached = self.cache.first(where: { $0.rid == rid }) {
             return [.respond(id, cached.response)]
         }

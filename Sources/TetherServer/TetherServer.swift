@@ -17,6 +17,7 @@ public final class TetherServer: Sendable {
     private let relay: PeerRelay
     private let limiter: SessionLimiter
     private let status = ServerStatus()
+    private let metrics = TetherMetrics()
     private let listeners = Mutex<[any Channel]>([])
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
@@ -24,7 +25,7 @@ public final class TetherServer: Sendable {
         self.group = group
         self.logger = logger
         self.limiter = SessionLimiter(limits: configuration.sessionLimits)
-        self.bosh = BOSHService(configuration: configuration, limiter: self.limiter, group: group, logger: logger)
+        self.bosh = BOSHService(configuration: configuration, limiter: self.limiter, metrics: self.metrics, group: group, logger: logger)
         self.relay = PeerRelay(peers: configuration.peers, logger: logger)
     }
 
@@ -78,6 +79,7 @@ public final class TetherServer: Sendable {
         let relay = self.relay
         let limiter = self.limiter
         let status = self.status
+        let metrics = self.metrics
         let logger = self.logger
         let connector = UpstreamConnector(configuration: configuration.upstream)
         return ServerBootstrap(group: self.group)
@@ -109,6 +111,7 @@ public final class TetherServer: Sendable {
                                         registry: webSockets,
                                         limiter: limiter,
                                         status: status,
+                                        metrics: metrics,
                                         logger: logger
                                     )
                                 )
@@ -124,7 +127,14 @@ public final class TetherServer: Sendable {
                         }),
                         withErrorHandling: true
                     )
-                    try sync.addHandler(HTTPEdgeHandler(configuration: configuration, bosh: bosh, relay: relay, status: status, logger: logger), name: HTTPEdgeHandler.name)
+                    try sync.addHandler(HTTPEdgeHandler(
+                            configuration: configuration,
+                            bosh: bosh,
+                            relay: relay,
+                            status: status,
+                            metrics: { metrics.scrape(boshSessions: bosh.sessionCount, webSocketSessions: webSockets.count) },
+                            logger: logger
+                        ), name: HTTPEdgeHandler.name)
                 }
             }
     }

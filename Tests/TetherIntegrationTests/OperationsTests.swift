@@ -106,3 +106,49 @@ struct OperationsTests {
         }
     }
 }
+
+extension OperationsTests {
+    /// The `name{labels} value` lines of a Prometheus exposition.
+    static func samples(_ text: String) -> Set<String> {
+        Set(text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init))
+    }
+
+    @Test("/metrics after a known sequence of events reports exact values")
+    func metrics() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let alice = BOSHTestClient(http: http, url: tether.boshURL)
+            try await alice.login(user: "alice", password: "secret")
+            // One lost response: the same rid again.
+            let body = alice.nextBody("<presence xmlns='jabber:client'/>")
+            _ = try await alice.post(body)
+            _ = try await alice.post(body)
+            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+            _ = try await bob.create()
+            _ = try await bob.send(attributes: "type='terminate'")
+            let bobWS = try await WebSocketTestClient.connect(port: tether.port)
+            try await bobWS.login(user: "bob", password: "secret")
+            // Two live sessions from 127.0.0.1 now: a third is refused.
+            #expect(try await BOSHTestClient(http: http, url: tether.boshURL).create().condition == "policy-violation")
+
+            let (status, text) = try await Self.get(http, "http://127.0.0.1:\(tether.port)/metrics")
+            #expect(status == 200)
+            let samples = Self.samples(text)
+            for expected in [
+                "tether_sessions_created_total{transport=\"bosh\"} 2",
+                "tether_sessions_created_total{transport=\"websocket\"} 1",
+                "tether_sessions{transport=\"bosh\"} 1.0",
+                "tether_sessions{transport=\"websocket\"} 1.0",
+                "tether_terminations_total{transport=\"bosh\",condition=\"normal\"} 1",
+                "tether_limit_hits_total{limit=\"max-sessions-per-address\"} 1",
+                "tether_bosh_retransmitted_requests_total 1",
+                "tether_bosh_held_requests 0.0",
+            ] {
+                #expect(samples.contains(expected), "missing \(expected) in:\n\(text)")
+            }
+            #expect(samples.contains { $0.hasPrefix("tether_upstream_connect_seconds_count 3") })
+            #expect(samples.contains { $0.hasPrefix("tether_stanzas_total{direction=\"to_server\"}") })
+        } configure: { configuration, _ in
+            configuration.maxSessionsPerAddress = 2
+        }
+    }
+}

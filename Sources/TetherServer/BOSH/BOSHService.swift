@@ -14,10 +14,12 @@ final class BOSHService: Sendable {
     private let logger: Logger
     private let shuttingDown = Mutex(false)
     private let limiter: SessionLimiter
+    private let metrics: TetherMetrics
 
-    init(configuration: TetherConfiguration, limiter: SessionLimiter, group: any EventLoopGroup, logger: Logger) {
+    init(configuration: TetherConfiguration, limiter: SessionLimiter, metrics: TetherMetrics, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
         self.limiter = limiter
+        self.metrics = metrics
         self.connector = UpstreamConnector(configuration: configuration.upstream)
         self.group = group
         self.logger = logger
@@ -66,6 +68,7 @@ final class BOSHService: Sendable {
         }
         if let refusal = self.limiter.admit(clientAddress) {
             self.logger.notice("limit reached", metadata: ["limit": "\(refusal.rawValue)", "client": "\(clientAddress)", "transport": "bosh"])
+            self.metrics.limitHit(refusal.rawValue)
             responder.respond(Self.refusal(.policyViolation, for: request))
             return
         }
@@ -82,6 +85,7 @@ final class BOSHService: Sendable {
             isSecure: client.isSecure,
             eventLoop: eventLoop,
             logger: logger,
+            metrics: self.metrics,
             onEnd: { [weak self] sid in
                 guard let self else { return }
                 if self.sessions.withLock({ $0.removeValue(forKey: sid) }) != nil {
@@ -90,6 +94,7 @@ final class BOSHService: Sendable {
             }
         )
         self.sessions.withLock { $0[sid] = session }
+        self.metrics.sessionCreated(.bosh)
         let header = StreamHeader(to: domain, from: request.from, language: request.language, version: request.xmppVersion ?? "1.0")
         let proxyHeader = client.destination.map { ProxyProtocolHeader(source: client.address, destination: $0) }
         eventLoop.execute {

@@ -21,6 +21,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     private var inactivityTimer: Scheduled<Void>?
     private var ended = false
     private let onEnd: @Sendable (String) -> Void
+    private let metrics: TetherMetrics
 
     init(
         sid: String,
@@ -30,8 +31,10 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
         isSecure: Bool,
         eventLoop: any EventLoop,
         logger: Logger,
+        metrics: TetherMetrics,
         onEnd: @escaping @Sendable (String) -> Void
     ) {
+        self.metrics = metrics
         self.sid = sid
         self.eventLoop = eventLoop
         self.logger = logger
@@ -52,7 +55,9 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     func start(creation: BOSHRequest, responder: BOSHResponder, connector: UpstreamConnector, header: StreamHeader, client: ProxyProtocolHeader?) {
         self.eventLoop.preconditionInEventLoop()
         self.responders[0] = (responder, nil)
+        self.metrics.requestHeld()
         self.run(self.machine.creationActions())
+        let started = ContinuousClock.now
         self.logger.info("session created", metadata: ["to": "\(header.to)", "wait": "\(self.machine.parameters.wait)", "hold": "\(self.machine.parameters.hold)"])
         connector.connect(header: header, client: client, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
             switch result {
@@ -61,6 +66,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
                     connection.close(graceful: true)
                     return
                 }
+                self.metrics.upstreamConnected(after: ContinuousClock.now - started)
                 self.logger.debug("upstream connected", metadata: ["address": "\(connection.remoteAddress)"])
                 self.upstream = connection
                 if !self.pendingUpstream.isEmpty {
@@ -81,7 +87,13 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
         let id = self.nextRequestID
         self.nextRequestID += 1
         self.responders[id] = (responder, nil)
+        self.metrics.requestHeld()
+        self.metrics.boshRequestReceived()
+        let retransmissions = self.machine.retransmissions
         self.run(self.machine.receive(request, id: id, isSecure: isSecure, now: .now()))
+        if self.machine.retransmissions > retransmissions {
+            self.metrics.retransmissionReceived()
+        }
     }
 
     /// Ends the session for shutdown or draining.
@@ -98,6 +110,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     }
 
     func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
+        self.metrics.relayed(.toClient, count: elements.count, bytes: elements.reduce(0) { $0 + $1.readableBytes })
         self.run(self.machine.upstreamReceived(elements, streamElements: streamElements, now: .now()))
     }
 
@@ -128,13 +141,16 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
             switch action {
             case .respond(let id, let response):
                 guard let entry = self.responders.removeValue(forKey: id) else { continue }
+                self.metrics.requestAnswered()
                 entry.timer?.cancel()
                 entry.responder.respond(response)
             case .closeConnection(let id):
                 guard let entry = self.responders.removeValue(forKey: id) else { continue }
+                self.metrics.requestAnswered()
                 entry.timer?.cancel()
                 entry.responder.close()
             case .forwardUpstream(let payloads):
+                self.metrics.relayed(.toServer, count: payloads.count, bytes: payloads.reduce(0) { $0 + $1.readableBytes })
                 if let upstream = self.upstream {
                     upstream.send(payloads)
                 } else {
@@ -166,7 +182,10 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
                 self.upstream = nil
                 for (_, entry) in self.responders {
                     entry.timer?.cancel()
+                    self.metrics.requestAnswered()
                 }
+                self.responders.removeAll()
+                self.metrics.terminated(.bosh, condition: condition?.rawValue ?? "normal")
                 self.logger.info("session ended", metadata: ["condition": "\(condition?.rawValue ?? "normal")"])
                 self.onEnd(self.sid)
             }

@@ -22,16 +22,26 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let bosh: BOSHService
     private let relay: PeerRelay
     private let status: ServerStatus
+    /// The Prometheus exposition, produced on demand.
+    private let metrics: @Sendable () -> [UInt8]
     private let logger: Logger
     private var state = State.idle
     /// Closes a connection that does not deliver a complete request in time (idle or slowloris).
     private var requestTimer: Scheduled<Void>?
 
-    init(configuration: TetherConfiguration, bosh: BOSHService, relay: PeerRelay, status: ServerStatus, logger: Logger) {
+    init(
+        configuration: TetherConfiguration,
+        bosh: BOSHService,
+        relay: PeerRelay,
+        status: ServerStatus,
+        metrics: @escaping @Sendable () -> [UInt8],
+        logger: Logger
+    ) {
         self.configuration = configuration
         self.bosh = bosh
         self.relay = relay
         self.status = status
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -98,6 +108,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             default:
                 self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: origin, extraHeaders: [("Allow", "POST, GET, OPTIONS")], context: context)
             }
+        case "/metrics":
+            self.write(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: ByteBuffer(bytes: self.metrics()), headers: [], context: context)
         case "/healthz":
             self.writeSimple(status: .ok, text: "ok\n", origin: nil, context: context)
         case "/readyz":

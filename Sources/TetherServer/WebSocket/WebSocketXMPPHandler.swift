@@ -36,6 +36,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private let client: ClientOrigin
     private let limiter: SessionLimiter
     private let status: ServerStatus
+    private let metrics: TetherMetrics
+    /// How the session ended, for metrics: a stream error condition, or `normal`.
+    private var endCondition = "normal"
     private let redirectURI: String?
     private var admitted = false
 
@@ -47,8 +50,10 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         registry: WebSocketRegistry,
         limiter: SessionLimiter,
         status: ServerStatus,
+        metrics: TetherMetrics,
         logger: Logger
     ) {
+        self.metrics = metrics
         self.client = client
         self.limiter = limiter
         self.status = status
@@ -73,9 +78,11 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             self.refusal = .draining
         } else if let refusal = self.limiter.admit(self.client.description) {
             self.logger.notice("limit reached", metadata: ["limit": "\(refusal.rawValue)"])
+            self.metrics.limitHit(refusal.rawValue)
             self.refusal = .limit
         } else {
             self.admitted = true
+            self.metrics.sessionCreated(.websocket)
             self.logger.info("websocket session opened")
         }
     }
@@ -166,7 +173,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             self.run(self.machine.received(message))
         } catch {
             self.logger.info("client broke the framing rules", metadata: ["condition": "\(error)"])
-            self.run(self.machine.violation(error as? StreamErrorCondition ?? .notWellFormed))
+            let condition = error as? StreamErrorCondition ?? .notWellFormed
+            self.endCondition = condition.rawValue
+            self.run(self.machine.violation(condition))
         }
     }
 
@@ -193,6 +202,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     /// Shutdown or draining.
     func shutdown(redirect: String?) {
+        self.endCondition = redirect == nil ? "system-shutdown" : "see-other-uri"
         self.run(self.machine.shutdown(redirect: redirect))
     }
 
@@ -222,6 +232,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         if self.admitted {
             self.admitted = false
             self.limiter.release(self.client.description)
+            self.metrics.terminated(.websocket, condition: self.endCondition)
         }
     }
 
@@ -232,10 +243,12 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     }
 
     func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
+        self.metrics.relayed(.toClient, count: elements.count, bytes: elements.reduce(0) { $0 + $1.readableBytes })
         self.run(self.machine.upstreamReceived(elements))
     }
 
     func upstreamStreamError(_ error: ByteBuffer) {
+        self.endCondition = "remote-stream-error"
         self.upstream = nil
         self.run(self.machine.upstreamStreamError(error))
     }
@@ -244,6 +257,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.upstream = nil
         if let error {
             self.logger.info("upstream closed", metadata: ["error": "\(error)"])
+            self.endCondition = error.isResolutionFailure ? "host-unknown" : "remote-connection-failed"
             self.run(self.machine.upstreamEnded(.failed(unreachable: error.isResolutionFailure)))
         } else {
             self.run(self.machine.upstreamEnded(.closed))
@@ -262,6 +276,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             case .restartUpstream:
                 self.upstream?.restart()
             case .forwardUpstream(let bytes):
+                self.metrics.relayed(.toServer, count: 1, bytes: bytes.readableBytes)
                 self.upstream?.send([bytes])
             case .send(let bytes):
                 if self.compressed, bytes.readableBytes >= self.settings.compressionThreshold, let deflated = try? Self.codec.compress(bytes) {
@@ -306,9 +321,11 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private func connect(_ header: StreamHeader, context: ChannelHandlerContext) {
         self.logger[metadataKey: "to"] = "\(header.to)"
         let proxyHeader = self.client.destination.map { ProxyProtocolHeader(source: self.client.address, destination: $0) }
+        let started = ContinuousClock.now
         self.connector.connect(header: header, client: proxyHeader, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let connection):
+                self.metrics.upstreamConnected(after: ContinuousClock.now - started)
                 if self.machine.isClosed {
                     connection.close(graceful: true)
                 } else {

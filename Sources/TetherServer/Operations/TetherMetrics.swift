@@ -1,0 +1,105 @@
+import Prometheus
+import Synchronization
+
+/// What `GET /metrics` reports, in the Prometheus text format (swift-prometheus).
+///
+/// Counters only grow; gauges that mirror live state (sessions) are read at scrape time.
+final class TetherMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+
+    enum Transport: String, Sendable {
+        case bosh
+        case websocket
+    }
+
+    enum Direction: String, Sendable {
+        case toServer = "to_server"
+        case toClient = "to_client"
+    }
+
+    private let sessionsLive: [Transport: Gauge]
+    private let sessionsCreated: [Transport: Counter]
+    private let stanzas: [Direction: Counter]
+    private let bytes: [Direction: Counter]
+    private let heldRequests: Gauge
+    private let boshRequests: Counter
+    private let retransmissions: Counter
+    private let upstreamConnect: DurationHistogram
+    private let terminations = Mutex<[String: Counter]>([:])
+    private let limitHits = Mutex<[String: Counter]>([:])
+
+    init() {
+        let registry = self.registry
+        func perTransport<M>(_ make: (Transport) -> M) -> [Transport: M] {
+            [.bosh: make(.bosh), .websocket: make(.websocket)]
+        }
+        self.sessionsLive = perTransport { registry.makeGauge(name: "tether_sessions", labels: [("transport", $0.rawValue)], help: "Live sessions") }
+        self.sessionsCreated = perTransport {
+            registry.makeCounter(name: "tether_sessions_created_total", labels: [("transport", $0.rawValue)], help: "Sessions opened since start")
+        }
+        self.stanzas = [
+            .toServer: registry.makeCounter(name: "tether_stanzas_total", labels: [("direction", Direction.toServer.rawValue)], help: "Elements relayed"),
+            .toClient: registry.makeCounter(name: "tether_stanzas_total", labels: [("direction", Direction.toClient.rawValue)], help: "Elements relayed"),
+        ]
+        self.bytes = [
+            .toServer: registry.makeCounter(name: "tether_stanza_bytes_total", labels: [("direction", Direction.toServer.rawValue)], help: "Bytes of elements relayed"),
+            .toClient: registry.makeCounter(name: "tether_stanza_bytes_total", labels: [("direction", Direction.toClient.rawValue)], help: "Bytes of elements relayed"),
+        ]
+        self.heldRequests = registry.makeGauge(name: "tether_bosh_held_requests", help: "BOSH requests held open right now")
+        self.boshRequests = registry.makeCounter(name: "tether_bosh_requests_total", help: "BOSH requests received")
+        self.retransmissions = registry.makeCounter(name: "tether_bosh_retransmitted_requests_total", help: "BOSH requests repeating an rid already seen")
+        self.upstreamConnect = registry.makeDurationHistogram(
+            name: "tether_upstream_connect_seconds",
+            buckets: [.milliseconds(5), .milliseconds(20), .milliseconds(100), .milliseconds(500), .seconds(2), .seconds(10)],
+            help: "Time to a negotiated upstream stream (resolution, TCP, STARTTLS)"
+        )
+    }
+
+    func requestHeld() { self.heldRequests.increment() }
+    func requestAnswered() { self.heldRequests.decrement() }
+    func boshRequestReceived() { self.boshRequests.increment() }
+    func retransmissionReceived() { self.retransmissions.increment() }
+    func upstreamConnected(after duration: Duration) { self.upstreamConnect.record(duration) }
+
+    func sessionCreated(_ transport: Transport) {
+        self.sessionsCreated[transport]?.increment()
+    }
+
+    func relayed(_ direction: Direction, count: Int, bytes: Int) {
+        self.stanzas[direction]?.increment(by: Int64(count))
+        self.bytes[direction]?.increment(by: Int64(bytes))
+    }
+
+    /// A session ended: `condition` is the terminal condition, or `normal`.
+    func terminated(_ transport: Transport, condition: String) {
+        let counter = self.terminations.withLock { counters in
+            let key = "\(transport.rawValue)|\(condition)"
+            if let counter = counters[key] { return counter }
+            let counter = self.registry.makeCounter(
+                name: "tether_terminations_total",
+                labels: [("transport", transport.rawValue), ("condition", condition)],
+                help: "Sessions ended, by condition"
+            )
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    func limitHit(_ limit: String) {
+        let counter = self.limitHits.withLock { counters in
+            if let counter = counters[limit] { return counter }
+            let counter = self.registry.makeCounter(name: "tether_limit_hits_total", labels: [("limit", limit)], help: "Requests refused by a limit")
+            counters[limit] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    /// The exposition text, with live gauges refreshed.
+    func scrape(boshSessions: Int, webSocketSessions: Int) -> [UInt8] {
+        self.sessionsLive[.bosh]?.set(to: Double(boshSessions))
+        self.sessionsLive[.websocket]?.set(to: Double(webSocketSessions))
+        return self.registry.emitToBuffer()
+    }
+}
