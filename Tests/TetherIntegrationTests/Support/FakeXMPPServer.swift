@@ -19,7 +19,11 @@ final class FakeXMPPServer: Sendable {
     private final class Handler: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let state: State
-        init(state: State) { self.state = state }
+        let silent: Bool
+        init(state: State, silent: Bool) {
+            self.state = state
+            self.silent = silent
+        }
 
         func channelActive(context: ChannelHandlerContext) {
             let channel = context.channel
@@ -30,7 +34,7 @@ final class FakeXMPPServer: Sendable {
             let bytes = self.unwrapInboundIn(data)
             let text = String(buffer: bytes)
             self.state.received.withLock { $0 += bytes.readableBytesView }
-            if text.contains("<stream:stream") {
+            if text.contains("<stream:stream") && !self.silent {
                 let reply = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='fake' from='localhost' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
                 context.writeAndFlush(NIOAny(ByteBuffer(string: reply)), promise: nil)
             }
@@ -43,10 +47,11 @@ final class FakeXMPPServer: Sendable {
         self.state = state
     }
 
-    static func start() async throws -> FakeXMPPServer {
+    /// - Parameter silent: accept TCP and read, but never answer (a stalled server).
+    static func start(silent: Bool = false) async throws -> FakeXMPPServer {
         let state = State()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in channel.pipeline.addHandler(Handler(state: state)) }
+            .childChannelInitializer { channel in channel.pipeline.addHandler(Handler(state: state, silent: silent)) }
             .bind(host: "127.0.0.1", port: 0).get()
         return FakeXMPPServer(port: server.localAddress!.port!, server: server, state: state)
     }
@@ -80,8 +85,8 @@ final class FakeXMPPServer: Sendable {
 }
 
 /// A fake upstream for `body`, stopped afterwards.
-func withFakeUpstream<T>(_ body: (FakeXMPPServer) async throws -> T) async throws -> T {
-    let server = try await FakeXMPPServer.start()
+func withFakeUpstream<T>(silent: Bool = false, _ body: (FakeXMPPServer) async throws -> T) async throws -> T {
+    let server = try await FakeXMPPServer.start(silent: silent)
     do {
         let result = try await body(server)
         await server.stop()

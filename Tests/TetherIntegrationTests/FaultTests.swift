@@ -1,0 +1,106 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import TetherServer
+import XMPPUpstream
+
+/// Faults: each affected session gets a clear condition, and an unaffected session keeps working.
+@Suite("Faults", .serialized, .timeLimit(.minutes(2)))
+struct FaultTests {
+    /// Sends a message to oneself through an established BOSH client and checks it comes back.
+    static func stillWorks(_ client: BOSHTestClient, id: String) async throws {
+        let jid = try required(client.jid, "jid")
+        var received = try await client.send("<message xmlns='jabber:client' to='\(jid)' id='\(id)'><body>\(id)</body></message>").children
+        if !received.contains(where: { $0.contains("id='\(id)'") }) {
+            received += try await client.receive(until: { $0.contains("id='\(id)'") })
+        }
+        #expect(received.contains { $0.contains("id='\(id)'") })
+    }
+
+    @Test("the upstream server restarts: its sessions end with remote-connection-failed, new sessions work once it is back")
+    func upstreamRestart() async throws {
+        try await withProsodyAndTether { prosody, tether, http in
+            let bosh = BOSHTestClient(http: http, url: tether.boshURL)
+            try await bosh.login(user: "alice", password: "secret")
+            let ws = try await WebSocketTestClient.connect(port: tether.port)
+            try await ws.login(user: "bob", password: "secret")
+            try await prosody.restart()
+            var answer = try await bosh.send()
+            for _ in 0..<3 where answer.type != "terminate" { answer = try await bosh.send() }
+            #expect(answer.condition == "remote-connection-failed")
+            let texts = try await ws.receive(until: { $0.hasPrefix("<close") })
+            #expect(texts.contains("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
+            let again = BOSHTestClient(http: http, url: tether.boshURL)
+            try await again.login(user: "alice", password: "secret")
+            try await Self.stillWorks(again, id: "after-restart")
+        }
+    }
+
+    @Test("an upstream that accepts TCP but never answers: remote-connection-failed after the stream-open timeout; others unaffected")
+    func stalledUpstream() async throws {
+        try await withFakeUpstream(silent: true) { stalled in
+            try await withProsodyAndTether { _, tether, http in
+                let healthy = BOSHTestClient(http: http, url: tether.boshURL)
+                try await healthy.login(user: "alice", password: "secret")
+                let victim = BOSHTestClient(http: http, url: tether.boshURL)
+                async let refused = victim.create(to: "stalled.test", wait: 10)
+                try await Self.stillWorks(healthy, id: "during-stall")
+                #expect(try await refused.condition == "remote-connection-failed")
+                try await Self.stillWorks(healthy, id: "after-stall")
+            } configure: { configuration, _ in
+                configuration.upstream.routes["stalled.test"] = UpstreamRoute(host: "127.0.0.1", port: stalled.port)
+                configuration.upstream.streamOpenTimeout = .seconds(2)
+            }
+        }
+    }
+
+    @Test("a BOSH client that vanishes mid-request: the session survives and the answer can be fetched again")
+    func vanishingClient() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            try await Self.vanish(tether: tether, http: http)
+        }
+    }
+
+    /// (A separate function: as a closure this body crashes the 6.3 compiler's region analysis.)
+    static func vanish(tether: TetherFixture, http: HTTPClient) async throws {
+        let alice = BOSHTestClient(http: http, url: tether.boshURL)
+        try await alice.login(user: "alice", password: "secret")
+        _ = try? await alice.send()
+        // Hold a request on a raw connection and drop it.
+        let body = alice.nextBody()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: tether.port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"))
+        try await Task.sleep(for: .milliseconds(300))
+        try await channel.close()
+        // A message arrives for the held (now orphaned) request.
+        let bob = BOSHTestClient(http: http, url: tether.boshURL)
+        try await bob.login(user: "bob", password: "secret")
+        _ = try await bob.send("<message xmlns='jabber:client' to='alice@localhost/test' id='orphan'><body>while the connection was gone</body></message>")
+        // The client retries the same rid (§14.3) and gets the stanza.
+        let retried = try await alice.post(body)
+        var received = retried.children
+        if !received.contains(where: { $0.contains("id='orphan'") }) {
+            received += try await alice.receive(until: { $0.contains("id='orphan'") })
+        }
+        #expect(received.contains { $0.contains("while the connection was gone") })
+        try await Self.stillWorks(bob, id: "bob-fine")
+    }
+
+    @Test("DNS failure (no answer from the resolver): remote-connection-failed, and a routed domain keeps working")
+    func dnsFailure() async throws {
+        let dead = try ReservedPort()
+        defer { dead.release() }
+        try await withProsodyAndTether { _, tether, http in
+            let healthy = BOSHTestClient(http: http, url: tether.boshURL)
+            try await healthy.login(user: "alice", password: "secret")
+            let victim = BOSHTestClient(http: http, url: tether.boshURL)
+            #expect(try await victim.create(to: "unresolvable.test").condition == "remote-connection-failed")
+            try await Self.stillWorks(healthy, id: "dns-down")
+        } configure: { configuration, _ in
+            configuration.domains = ["unresolvable.test"]
+            configuration.upstream.srvResolver = SystemSRVResolver(nameserver: ("127.0.0.1", dead.port), timeoutSeconds: 1, attempts: 1)
+        }
+    }
+}
