@@ -323,10 +323,10 @@ struct BOSHIntegrationTests {
             let body = try await bob.post(bob.nextBody("<message><body>\(String(repeating: "y", count: 70_000))</body></message>"))
             #expect(body.status == 413)
             bob.rid -= 1
-            var received = try await bob.send("<message xmlns='jabber:client' to='bob@localhost/test' id='self'><body>still here</body></message>").children
-            if !received.contains(where: { $0.contains("id='self'") }) {
-                received += try await bob.receive(until: { $0.contains("id='self'") })
-            }
+            let received = try await bob.send(
+                "<message xmlns='jabber:client' to='bob@localhost/test' id='self'><body>still here</body></message>",
+                thenReceiveUntil: { $0.contains("id='self'") }
+            )
             #expect(received.contains { $0.contains("still here") })
         } configure: { configuration, _ in
             configuration.xmlLimits = .init(maxElementBytes: 10_000, maxDepth: 32)

@@ -2,11 +2,20 @@ import CResolv
 import NIOCore
 import NIOPosix
 
-/// One `_xmpp-client._tcp` SRV record (RFC 2782).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One SRV resource record (RFC 2782), as found under `_xmpp-client._tcp.DOMAIN` (RFC 6120 §3.2.1).
 public struct SRVRecord: Sendable, Hashable {
+    /// Lower is tried first.
     public var priority: UInt16
+    /// Relative share among records of the same priority; 0 means "only if nothing else".
     public var weight: UInt16
     public var port: UInt16
+    /// The host to resolve and connect to, without a trailing dot (`xmpp1.example.com`).
     public var target: String
 
     public init(priority: UInt16, weight: UInt16, port: UInt16, target: String) {
@@ -17,31 +26,70 @@ public struct SRVRecord: Sendable, Hashable {
     }
 }
 
+/// What an SRV lookup established about a name.
 public enum SRVLookupResult: Sendable, Hashable {
+    /// Usable records, in answer order (order them with `SRVOrdering` before connecting).
     case records([SRVRecord])
-    /// NXDOMAIN or no SRV records: fall back to the domain itself (RFC 6120 §3.2.2).
+    /// NXDOMAIN, or the name exists without SRV records (NODATA): fall back to the domain itself
+    /// on port 5222 (RFC 6120 §3.2.2).
     case noRecords
-    /// A single record with target ".": the service is decidedly not available there.
+    /// Only records whose target is "." came back: the service is decidedly not available at this
+    /// domain (RFC 2782 "Usage rules": abort), so the caller must not fall back either.
     case serviceNotAvailable
 }
 
-public struct SRVLookupError: Error, Sendable, CustomStringConvertible {
+/// An SRV lookup that produced no verdict about the name.
+public struct SRVLookupError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Reason: Sendable, Hashable {
+        /// No usable reply from any nameserver in time: a timeout, or SERVFAIL/REFUSED/NOTIMP on
+        /// every try. glibc reports all of these as TRY_AGAIN, so they cannot be told apart.
+        /// RFC 6120 §3.2.1 has a client that gets no response to its SRV query fall back (§3.2.2).
+        case temporaryFailure
+        /// The nameserver rejected the query for good (FORMERR), or the query could not be sent.
+        case nonRecoverable
+        /// A reply arrived but is not a well-formed DNS message (bad lengths, compression loops,
+        /// an SRV record too short for its fields, bytes left over after the target).
+        case malformedAnswer
+        /// The name or the configured nameserver cannot be used as given.
+        case invalidRequest
+        /// The resolver could not be initialised (`res_ninit` failed: memory, /etc/resolv.conf).
+        case resolverUnavailable
+    }
+
     public var name: String
-    public var reason: String
-    public var description: String { "SRV lookup for \(self.name) failed: \(self.reason)" }
+    public var reason: Reason
+    /// Human-readable specifics for logs.
+    public var detail: String
+
+    public init(name: String, reason: Reason, detail: String) {
+        self.name = name
+        self.reason = reason
+        self.detail = detail
+    }
+
+    public var description: String { "SRV lookup for \(self.name) failed (\(self.reason)): \(self.detail)" }
 }
 
+/// Something that can look up SRV records; `SystemSRVResolver` in production, fakes in tests.
 public protocol SRVResolving: Sendable {
+    /// Looks up the SRV records of `name` (e.g. `_xmpp-client._tcp.example.com`).
     func lookup(_ name: String) async throws -> SRVLookupResult
 }
 
-/// SRV lookups through glibc's resolver (`/etc/resolv.conf`), run on NIO's blocking-I/O thread pool.
+/// SRV lookups through glibc's libresolv.
+///
+/// Every lookup gets its own heap-allocated `struct __res_state`, so lookups may run concurrently
+/// (the `res_n*` functions are thread-safe only on private states). The blocking call runs on
+/// `NIOThreadPool.singleton`, never on an event loop; it is bounded by `timeoutSeconds` and `attempts`
+/// (glibc doubles the timeout on each further attempt) and cannot be cancelled once started.
 public struct SystemSRVResolver: SRVResolving {
+    /// An IPv4 nameserver to ask instead of those in /etc/resolv.conf (tests, split DNS).
     public var nameserver: (host: String, port: Int)?
+    /// Seconds to wait for a reply on the first attempt (at least 1).
     public var timeoutSeconds: Int
+    /// How many rounds over the nameservers glibc makes before giving up (at least 1).
     public var attempts: Int
 
-    /// - Parameter nameserver: an IPv4 nameserver to ask instead of the system's (tests, split DNS).
     public init(nameserver: (host: String, port: Int)? = nil, timeoutSeconds: Int = 5, attempts: Int = 2) {
         self.nameserver = nameserver
         self.timeoutSeconds = timeoutSeconds
@@ -49,69 +97,186 @@ public struct SystemSRVResolver: SRVResolving {
     }
 
     public func lookup(_ name: String) async throws -> SRVLookupResult {
-        let resolver = self
-        return try await NIOThreadPool.singleton.runIfActive {
-            try resolver.blockingLookup(name)
+        try await NIOThreadPool.singleton.runIfActive {
+            try self.blockingLookup(name)
         }
     }
 
+    /// The largest DNS message (RFC 1035 over TCP): a buffer this size never truncates an answer.
+    static let answerCapacity = 65_536
+
     func blockingLookup(_ name: String) throws -> SRVLookupResult {
-        var answer = [UInt8](repeating: 0, count: 8192)
-        var resolverError: Int32 = 0
-        let length = answer.withUnsafeMutableBufferPointer { buffer in
-            if let nameserver = self.nameserver {
-                return tether_srv_query(name, buffer.baseAddress, Int32(buffer.count), nameserver.host, Int32(nameserver.port), Int32(self.timeoutSeconds), Int32(self.attempts), &resolverError)
-            }
-            return tether_srv_query(name, buffer.baseAddress, Int32(buffer.count), nil, 0, Int32(self.timeoutSeconds), Int32(self.attempts), &resolverError)
+        func failure(_ reason: SRVLookupError.Reason, _ detail: String) -> SRVLookupError {
+            SRVLookupError(name: name, reason: reason, detail: detail)
         }
-        if length < 0 {
-            switch resolverError {
-            case HOST_NOT_FOUND, NO_DATA: return .noRecords
-            case TRY_AGAIN: throw SRVLookupError(name: name, reason: "temporary failure (timeout or SERVFAIL)")
-            default: throw SRVLookupError(name: name, reason: "resolver error \(resolverError)")
+        // res_nquery would silently cut a name at NUL and send non-ASCII bytes as they are; a DNS
+        // name has at most 253 characters (254 with the final dot).
+        guard !name.isEmpty, name.utf8.count <= 254, name.utf8.allSatisfy({ $0 > 0 && $0 < 0x80 }) else {
+            throw failure(.invalidRequest, "not an ASCII domain name of at most 253 characters (IDNs must be A-labels)")
+        }
+
+        guard let state = tether_res_state_allocate() else {
+            throw failure(.resolverUnavailable, "out of memory")
+        }
+        defer { tether_res_state_free(state) }
+        guard tether_res_ninit(state) == 0 else {
+            throw failure(.resolverUnavailable, "res_ninit failed: \(String(cString: strerror(errno)))")
+        }
+        defer { tether_res_nclose(state) }
+
+        tether_res_set_timeout(state, Int32(clamping: self.timeoutSeconds), Int32(clamping: self.attempts))
+        if let nameserver = self.nameserver {
+            guard let port = UInt16(exactly: nameserver.port), port != 0,
+                tether_res_set_nameserver_ipv4(state, nameserver.host, port) == 0
+            else {
+                throw failure(.invalidRequest, "nameserver \(nameserver.host):\(nameserver.port) is not an IPv4 address and port")
             }
         }
-        var records = [tether_srv_record](repeating: tether_srv_record(), count: 64)
-        let count = answer.withUnsafeBufferPointer { answerBuffer in
-            records.withUnsafeMutableBufferPointer { recordBuffer in
-                tether_srv_parse(answerBuffer.baseAddress, length, recordBuffer.baseAddress, Int32(recordBuffer.count))
+
+        var answer = [UInt8](repeating: 0, count: Self.answerCapacity)
+        let (length, queryErrno) = answer.withUnsafeMutableBufferPointer { buffer in
+            let length = tether_res_nquery(
+                state, name, Int32(ns_c_in.rawValue), Int32(ns_t_srv.rawValue), buffer.baseAddress, Int32(buffer.count)
+            )
+            return (length, errno)
+        }
+        guard length >= 0 else {
+            switch tether_res_h_errno(state) {
+            case HOST_NOT_FOUND, NO_DATA:
+                return .noRecords
+            case TRY_AGAIN:
+                throw failure(.temporaryFailure, "no usable reply (timeout, SERVFAIL or REFUSED)")
+            case NO_RECOVERY:
+                throw failure(.nonRecoverable, "the nameserver rejected the query, or it could not be built")
+            case let code:
+                throw failure(.nonRecoverable, "resolver error \(code): \(String(cString: strerror(queryErrno)))")
             }
         }
-        guard count >= 0 else { throw SRVLookupError(name: name, reason: "malformed answer") }
-        let parsed = records.prefix(Int(count)).map { record -> SRVRecord in
-            var record = record
-            let target = withUnsafeBytes(of: &record.target) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            return SRVRecord(priority: record.priority, weight: record.weight, port: record.port, target: target.hasSuffix(".") ? String(target.dropLast()) : target)
+        // glibc reports the full reply length even when it had to cut the reply to fit the buffer.
+        let received = Array(answer.prefix(min(Int(length), answer.count)))
+        do throws(SRVAnswerParser.Malformed) {
+            return SRVAnswerParser.result(of: try SRVAnswerParser.records(in: received))
+        } catch {
+            throw failure(.malformedAnswer, error.detail)
         }
-        if parsed.isEmpty { return .noRecords }
-        if parsed.count == 1, parsed[0].target.isEmpty || parsed[0].target == "." { return .serviceNotAvailable }
-        return .records(parsed.filter { !$0.target.isEmpty })
     }
 }
 
-/// RFC 2782 ordering: ascending priority; within a priority, a weighted random order.
+/// Reads the SRV records out of a raw DNS reply with libresolv's `ns_*` parser.
+///
+/// Replies come from the network, so every length is checked before it is used: `ns_initparse` and
+/// `ns_parserr` keep sections and RDATA inside the message, `dn_expand` keeps names (and their
+/// compression pointers) inside it, and the SRV RDATA must be exactly its three integers plus one name.
+enum SRVAnswerParser {
+    struct Malformed: Error {
+        var detail: String
+    }
+
+    /// The target "." (the root): "no service here" in RFC 2782.
+    static let rootTarget = "."
+
+    /// The SRV records of the answer section, in answer order; other types (the CNAMEs of an alias
+    /// chain, say) are skipped. A "." target comes back as `rootTarget`.
+    static func records(in message: [UInt8]) throws(Malformed) -> [SRVRecord] {
+        guard message.count <= Int(NS_MAXMSG) else { throw Malformed(detail: "reply longer than a DNS message") }
+        return try message.withUnsafeBufferPointer { buffer throws(Malformed) -> [SRVRecord] in
+            guard let base = buffer.baseAddress else { throw Malformed(detail: "empty reply") }
+            var handle = ns_msg()
+            guard ns_initparse(base, Int32(buffer.count), &handle) == 0 else {
+                throw Malformed(detail: "header or section counts do not match the \(buffer.count)-byte reply")
+            }
+            let answerCount = tether_ns_msg_count(&handle, ns_s_an)
+            var records: [SRVRecord] = []
+            for index in 0..<max(answerCount, 0) {
+                var record = ns_rr()
+                guard ns_parserr(&handle, ns_s_an, index, &record) == 0 else {
+                    throw Malformed(detail: "answer record \(index) is truncated or has a bad owner name")
+                }
+                guard tether_ns_rr_type(&record) == Int32(ns_t_srv.rawValue),
+                    tether_ns_rr_class(&record) == Int32(ns_c_in.rawValue)
+                else { continue }
+                records.append(try Self.srv(&record, in: &handle, index: index))
+            }
+            return records
+        }
+    }
+
+    /// Decodes one SRV RDATA: priority, weight, port (16 bits each), then the target name.
+    private static func srv(_ record: inout ns_rr, in handle: inout ns_msg, index: Int32) throws(Malformed) -> SRVRecord {
+        let fixedLength = 6
+        let rdataLength = Int(tether_ns_rr_rdlen(&record))
+        // The shortest target is the root: a single zero byte.
+        guard rdataLength >= fixedLength + 1, let rdata = tether_ns_rr_rdata(&record) else {
+            throw Malformed(detail: "SRV record \(index) has \(rdataLength) bytes of RDATA")
+        }
+        var target = [CChar](repeating: 0, count: Int(NS_MAXDNAME))
+        let nameLength = target.withUnsafeMutableBufferPointer { buffer in
+            tether_dn_expand(
+                tether_ns_msg_base(&handle), tether_ns_msg_end(&handle), rdata + fixedLength,
+                buffer.baseAddress, Int32(buffer.count)
+            )
+        }
+        guard nameLength == rdataLength - fixedLength else {
+            throw Malformed(detail: "SRV record \(index) has a bad target name or stray bytes after it")
+        }
+        let presentation = String(decoding: target.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return SRVRecord(
+            priority: UInt16(tether_ns_get16(rdata)),
+            weight: UInt16(tether_ns_get16(rdata + 2)),
+            port: UInt16(tether_ns_get16(rdata + 4)),
+            target: Self.hostName(presentation)
+        )
+    }
+
+    /// glibc's `dn_expand` prints names without the final dot and the root as "", other resolvers
+    /// print "." and `host.example.`: normalise so callers only ever see `host.example` or `rootTarget`.
+    static func hostName(_ presentation: String) -> String {
+        if presentation.isEmpty || presentation == rootTarget { return rootTarget }
+        guard presentation.hasSuffix(".") else { return presentation }
+        // "a\." ends in an escaped dot, part of the last label; "a\\." ends in a real one.
+        let backslashes = presentation.dropLast().reversed().prefix { $0 == "\\" }.count
+        return backslashes % 2 == 0 ? String(presentation.dropLast()) : presentation
+    }
+
+    /// RFC 2782: a "." target means "decidedly not available"; such records are never connected to,
+    /// and if nothing else is left the whole answer says so.
+    static func result(of records: [SRVRecord]) -> SRVLookupResult {
+        if records.isEmpty { return .noRecords }
+        let usable = records.filter { $0.target != rootTarget }
+        return usable.isEmpty ? .serviceNotAvailable : .records(usable)
+    }
+}
+
+/// The order in which to try SRV targets (RFC 2782, "Usage rules").
 public enum SRVOrdering {
+    /// Ascending priority; within a priority, a weighted random order where each record's chance of
+    /// coming next is its weight over the sum of the weights still left.
+    ///
+    /// Weight-0 records follow RFC 2782: they are put first and can only be chosen by a draw of 0,
+    /// so next to weighted records they come late almost always, but not always. Two deliberate
+    /// departures from the RFC's literal algorithm: when no weight-0 record is left the draw is
+    /// from 1...sum (a draw of 0 would otherwise favour the first record), and a priority whose
+    /// records all have weight 0 is shuffled uniformly (the RFC would keep the input order).
     public static func order(_ records: [SRVRecord], random: inout some RandomNumberGenerator) -> [SRVRecord] {
+        let byPriority = Dictionary(grouping: records, by: \.priority)
         var ordered: [SRVRecord] = []
-        let priorities = Set(records.map(\.priority)).sorted()
-        for priority in priorities {
-            // Weight-0 records first, so they have a small chance when others exist (RFC 2782).
-            var remaining = records.filter { $0.priority == priority }.sorted { ($0.weight == 0 ? 0 : 1) < ($1.weight == 0 ? 0 : 1) }
+        ordered.reserveCapacity(records.count)
+        for priority in byPriority.keys.sorted() {
+            let group = byPriority[priority] ?? []
+            var remaining = group.filter { $0.weight == 0 } + group.filter { $0.weight != 0 }
             while !remaining.isEmpty {
                 let total = remaining.reduce(0) { $0 + Int($1.weight) }
-                // 0 is a possible draw only to give weight-0 records their small chance.
-                let lowest = remaining.contains { $0.weight == 0 } ? 0 : 1
-                let pick = total == 0 ? 0 : Int.random(in: lowest...total, using: &random)
-                var running = 0
-                var chosen = remaining.count - 1
-                for (index, record) in remaining.enumerated() {
-                    running += Int(record.weight)
-                    if running >= pick {
-                        chosen = index
-                        break
-                    }
+                let chosen: Int
+                if total == 0 {
+                    chosen = Int.random(in: remaining.indices, using: &random)
+                } else {
+                    let draw = Int.random(in: (remaining[0].weight == 0 ? 0 : 1)...total, using: &random)
+                    var runningSum = 0
+                    chosen =
+                        remaining.firstIndex { record in
+                            runningSum += Int(record.weight)
+                            return runningSum >= draw
+                        } ?? remaining.count - 1
                 }
                 ordered.append(remaining.remove(at: chosen))
             }

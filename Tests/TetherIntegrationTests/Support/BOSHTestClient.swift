@@ -105,6 +105,14 @@ final class BOSHTestClient: @unchecked Sendable {
         throw TestFailure("nothing matched after \(attempts) polls; got \(received)")
     }
 
+    /// Sends payloads, then keeps polling until an element matching `predicate` arrived (it may
+    /// come in the answer to the send itself); returns everything received.
+    func send(_ payloads: String, thenReceiveUntil predicate: (String) -> Bool) async throws -> [String] {
+        let received = try await self.send(payloads).children
+        if received.contains(where: predicate) { return received }
+        return received + (try await self.receive(until: predicate))
+    }
+
     /// Creation, SASL PLAIN, restart, bind, initial presence: a logged-in client.
     func login(user: String, password: String, domain: String = "localhost", resource: String = "test") async throws {
         let creation = try await self.create(to: domain)
