@@ -34,7 +34,7 @@ public struct BOSHSessionStateMachine {
     private enum Phase: Equatable {
         case active
         /// Ended; kept until the client has collected `body` or the inactivity timer fires.
-        case terminated(body: BOSHHTTPResponse)
+        case terminated(body: BOSHHTTPResponse, condition: TerminateCondition?)
         case ended
     }
 
@@ -126,7 +126,7 @@ public struct BOSHSessionStateMachine {
     /// A request for this session arrived (§14.2 rid window, §14.3 retransmission, §19.1 security).
     public mutating func receive(_ request: BOSHRequest, id: BOSHRequestID, isSecure: Bool, now: NIODeadline) -> [Action] {
         switch self.phase {
-        case .terminated(let body):
+        case .terminated(let body, _):
             return [.respond(id, body)]
         case .ended:
             return [.respond(id, self.terminalResponse(.terminate(.itemNotFound), condition: .itemNotFound))]
@@ -252,7 +252,7 @@ public struct BOSHSessionStateMachine {
 
     private mutating func acknowledge(_ ack: UInt64, now: NIODeadline) {
         self.clientAck = max(self.clientAck, ack)
-        while let first = self.cache.first, first.rid <= self.clientAck, self.cache.count > 0 {
+        while let first = self.cache.first, first.rid <= self.clientAck {
             self.cache.removeFirst()
         }
         // §9.2: the client missed a response we sent a while ago: tell it which.
@@ -349,9 +349,9 @@ public struct BOSHSessionStateMachine {
             // §10: silent end; the server gets `</stream:stream>` so it stores messages offline itself.
             self.phase = .ended
             return [.closeUpstream(graceful: true), .endSession(nil)]
-        case .terminated(let body):
+        case .terminated(_, let condition):
             self.phase = .ended
-            return [.endSession(Self.condition(of: body))]
+            return [.endSession(condition)]
         case .ended:
             return []
         }
@@ -447,11 +447,6 @@ public struct BOSHSessionStateMachine {
         return BOSHHTTPResponse(status: 200, body: body.encoded(), contentType: self.parameters.contentType)
     }
 
-    private static func condition(of response: BOSHHTTPResponse) -> TerminateCondition? {
-        let text = String(buffer: response.body)
-        return TerminateCondition.allCases.first { text.contains("condition='\($0.rawValue)'") }
-    }
-
     /// Ends the session: the oldest open request gets the verdict and the queued stanzas, the others
     /// (and `triggering`, the request that caused it, if not held) get the verdict alone. With no
     /// request to answer, the verdict waits for the next one until inactivity (a tombstone).
@@ -474,7 +469,7 @@ public struct BOSHSessionStateMachine {
         }
         if self.held.isEmpty && triggering == nil {
             // Nobody to tell now: keep the verdict for the next request, until inactivity.
-            self.phase = .terminated(body: first)
+            self.phase = .terminated(body: first, condition: condition)
             self.inactivityGeneration &+= 1
             actions.append(.startInactivityTimer(generation: self.inactivityGeneration, seconds: self.parameters.inactivity))
             return actions

@@ -125,12 +125,13 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
             self.logger.info("upstream closed", metadata: ["error": "\(error)"])
         }
         self.upstream = nil
-        if case .some(let error) = error, error.isResolutionFailure {
+        switch error {
+        case nil:
+            self.run(self.machine.upstreamClosed(clean: true))
+        case .some(let error) where error.isResolutionFailure:
             self.run(self.machine.upstreamFailed(.hostUnknown))
-        } else if case .some(let error) = error, error != .closedByPeer {
-            self.run(self.machine.upstreamFailed(.remoteConnectionFailed))
-        } else {
-            self.run(self.machine.upstreamClosed(clean: error == nil))
+        case .some:
+            self.run(self.machine.upstreamClosed(clean: false))
         }
     }
 

@@ -216,18 +216,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if body.readableBytes > 0 {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        let done = context.writeAndFlushPromise()
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: done)
+        let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
         if keepAlive {
             self.armRequestTimer(context: context)
         } else {
-            done.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
         }
-    }
-}
-
-extension ChannelHandlerContext {
-    fileprivate func writeAndFlushPromise() -> EventLoopPromise<Void> {
-        self.eventLoop.makePromise()
     }
 }
