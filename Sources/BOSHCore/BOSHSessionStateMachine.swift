@@ -51,7 +51,11 @@ public struct BOSHSessionStateMachine {
 
     private struct CachedResponse {
         var rid: UInt64
+        var id: BOSHRequestID
         var response: BOSHHTTPResponse
+        /// What it carried, to queue again if it never reaches the client.
+        var payloads: [ByteBuffer]
+        var streamElements: Bool
         var sentAt: NIODeadline
     }
 
@@ -87,6 +91,9 @@ public struct BOSHSessionStateMachine {
     private var lastRequestAt: NIODeadline?
     private var lastResponseHadPayload = true
     private var pendingReport: (rid: UInt64, milliseconds: Int64)?
+    /// Processed rids whose HTTP request went away unanswered (or whose answer never left):
+    /// a retransmission of one is held again instead of refused.
+    private var unansweredRIDs: Set<UInt64> = []
 
     /// Starts a session from its creation request (§7.1), which is held until stream features arrive.
     public init(
@@ -174,7 +181,57 @@ public struct BOSHSessionStateMachine {
             self.held[index].id = id
             return [.respond(older, self.plainResponse(.recoverableError)), .startWaitTimer(id, seconds: self.parameters.wait)]
         }
+        if self.unansweredRIDs.remove(rid) != nil {
+            // Its first HTTP request went away unanswered: this one takes its place, in rid order.
+            let index = self.held.firstIndex(where: { $0.rid > rid }) ?? self.held.endIndex
+            self.held.insert(HeldRequest(rid: rid, id: id), at: index)
+            self.inactivityGeneration &+= 1
+            self.inactivityRunning = false
+            return [.startWaitTimer(id, seconds: self.parameters.wait)] + self.drain(now: now)
+        }
         return self.terminate(.itemNotFound, triggering: id)
+    }
+
+    // MARK: Connections that go away
+
+    /// The HTTP connection carrying a request closed before it was answered (a page reload, a
+    /// dropped connection). The request is forgotten, not answered: what arrives next waits for
+    /// the client's next request (a reloaded Strophe.js page attaches with the next rid) instead
+    /// of going into a dead connection. A retransmission of its rid (§14.3) is held again.
+    public mutating func requestAbandoned(_ id: BOSHRequestID) -> [Action] {
+        guard self.phase == .active else { return [] }
+        if let index = self.held.firstIndex(where: { $0.id == id }) {
+            self.unansweredRIDs.insert(self.held[index].rid)
+            self.held.remove(at: index)
+        } else if let pending = self.outOfOrder.first(where: { $0.value.id == id }) {
+            // Never processed: a resend is simply a new request.
+            self.outOfOrder.removeValue(forKey: pending.key)
+        } else {
+            return []
+        }
+        self.forgetOldUnansweredRIDs()
+        return self.inactivityTimerIfIdle().map { [$0] } ?? []
+    }
+
+    /// An answer could not be written: its connection was already gone. Its payloads go back to
+    /// the front of the queue for the client's next request; a retransmission of its rid is held again.
+    public mutating func responseUndelivered(_ id: BOSHRequestID, now: NIODeadline) -> [Action] {
+        guard self.phase == .active, let index = self.cache.firstIndex(where: { $0.id == id }) else { return [] }
+        let lost = self.cache.remove(at: index)
+        self.unansweredRIDs.insert(lost.rid)
+        self.forgetOldUnansweredRIDs()
+        if !lost.payloads.isEmpty {
+            self.outbound.insert(contentsOf: lost.payloads, at: 0)
+            self.outboundBytes += lost.payloads.reduce(0) { $0 + $1.readableBytes }
+            self.outboundHasStreamElements = self.outboundHasStreamElements || lost.streamElements
+        }
+        return self.drain(now: now)
+    }
+
+    /// Only rids still inside the window can be retransmitted.
+    private mutating func forgetOldUnansweredRIDs() {
+        let oldest = self.lastRID >= UInt64(self.parameters.requests) ? self.lastRID - UInt64(self.parameters.requests) : 0
+        self.unansweredRIDs = self.unansweredRIDs.filter { $0 > oldest }
     }
 
     private mutating func process(_ request: BOSHRequest, id: BOSHRequestID, now: NIODeadline) -> [Action] {
@@ -407,7 +464,7 @@ public struct BOSHSessionStateMachine {
         let response = self.plainResponse(body)
         self.lastResponseHadPayload = !body.payloads.isEmpty
         self.highestAnsweredRID = max(self.highestAnsweredRID, request.rid)
-        self.cache.append(CachedResponse(rid: request.rid, response: response, sentAt: now))
+        self.cache.append(CachedResponse(rid: request.rid, id: request.id, response: response, payloads: body.payloads, streamElements: body.declaresStreamNamespace, sentAt: now))
         let keep = self.parameters.acknowledgements ? self.limits.maxUnackedResponses : self.parameters.requests
         while self.cache.count > keep { self.cache.removeFirst() }
         return .respond(request.id, response)

@@ -15,6 +15,7 @@ public final class TetherServer: Sendable {
     private let bosh: BOSHService
     private let webSockets = WebSocketRegistry()
     private let relay: PeerRelay
+    private let prebind: PrebindService?
     private let limiter: SessionLimiter
     private let status = ServerStatus()
     private let metrics = TetherMetrics()
@@ -25,8 +26,10 @@ public final class TetherServer: Sendable {
         self.group = group
         self.logger = logger
         self.limiter = SessionLimiter(limits: configuration.sessionLimits)
-        self.bosh = BOSHService(configuration: configuration, limiter: self.limiter, metrics: self.metrics, group: group, logger: logger)
+        let bosh = BOSHService(configuration: configuration, limiter: self.limiter, metrics: self.metrics, group: group, logger: logger)
+        self.bosh = bosh
         self.relay = PeerRelay(peers: configuration.peers, logger: logger)
+        self.prebind = configuration.prebind.map { PrebindService(secret: $0.secret, bosh: bosh, configuration: configuration, logger: logger) }
     }
 
     /// Live BOSH sessions.
@@ -77,6 +80,7 @@ public final class TetherServer: Sendable {
         let bosh = self.bosh
         let webSockets = self.webSockets
         let relay = self.relay
+        let prebind = self.prebind
         let limiter = self.limiter
         let status = self.status
         let metrics = self.metrics
@@ -131,6 +135,7 @@ public final class TetherServer: Sendable {
                             configuration: configuration,
                             bosh: bosh,
                             relay: relay,
+                            prebind: prebind,
                             status: status,
                             metrics: { metrics.scrape(boshSessions: bosh.sessionCount, webSocketSessions: webSockets.count) },
                             logger: logger

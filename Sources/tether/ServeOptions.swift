@@ -112,6 +112,27 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seconds shutdown waits for answers to reach clients.", valueName: "seconds"))
     var shutdownGrace: Int = 5
 
+    @Option(name: .long, help: ArgumentHelp("Enables POST /prebind: the shared secret backends send as 'Authorization: Bearer SECRET'. Prefer --prebind-secret-file.", valueName: "secret"))
+    var prebindSecret: String?
+
+    @Option(name: .long, help: ArgumentHelp("Enables POST /prebind with the secret read from this file (surrounding whitespace ignored).", valueName: "path"))
+    var prebindSecretFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a prebind login (connect, SASL, bind) may take before 504.", valueName: "seconds"))
+    var prebindTimeout: Int = 20
+
+    @Option(name: .long, help: ArgumentHelp("Public BOSH URL listed in /.well-known/host-meta (XEP-0156); https only. Enables host-meta.", valueName: "url"))
+    var hostMetaBoshUrl: String?
+
+    @Option(name: .long, help: ArgumentHelp("Public WebSocket URL listed in /.well-known/host-meta (XEP-0156); wss only. Enables host-meta.", valueName: "url"))
+    var hostMetaWebsocketUrl: String?
+
+    @Flag(name: .long, help: "Serve the demo chat page at /demo/ (off by default).")
+    var demo = false
+
+    @Option(name: .long, help: ArgumentHelp("Strophe.js file the demo page loads (Debian: libjs-strophe).", valueName: "path"))
+    var demoStropheScript: String = DemoSettings().stropheScript
+
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
@@ -264,6 +285,35 @@ struct ServeOptions: ParsableArguments {
                 throw ValidationError("--peer '\(entry)' is not name=http://host:port")
             }
             configuration.peers[parts[0]] = parts[1]
+        }
+        if self.prebindSecret != nil && self.prebindSecretFile != nil {
+            throw ValidationError("give --prebind-secret or --prebind-secret-file, not both")
+        }
+        var secret = self.prebindSecret
+        if let path = self.prebindSecretFile {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("--prebind-secret-file '\(path)' cannot be read")
+            }
+            secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let secret {
+            guard secret.utf8.count >= 16 else {
+                throw ValidationError("the prebind secret must be at least 16 characters")
+            }
+            try Self.positive("--prebind-timeout", self.prebindTimeout)
+            configuration.prebind = PrebindSettings(secret: secret, timeout: .seconds(self.prebindTimeout))
+        }
+        if self.hostMetaBoshUrl != nil || self.hostMetaWebsocketUrl != nil {
+            if let url = self.hostMetaBoshUrl, !url.lowercased().hasPrefix("https://") {
+                throw ValidationError("--host-meta-bosh-url must be an https:// URL (XEP-0156 §2.2), not '\(url)'")
+            }
+            if let url = self.hostMetaWebsocketUrl, !url.lowercased().hasPrefix("wss://") {
+                throw ValidationError("--host-meta-websocket-url must be a wss:// URL (XEP-0156 §2.2), not '\(url)'")
+            }
+            configuration.hostMeta = HostMetaSettings(boshURL: self.hostMetaBoshUrl, webSocketURL: self.hostMetaWebsocketUrl)
+        }
+        if self.demo {
+            configuration.demo = DemoSettings(stropheScript: self.demoStropheScript)
         }
         try Self.nonNegative("--shutdown-grace", self.shutdownGrace)
         configuration.shutdownGracePeriod = .seconds(Int64(self.shutdownGrace))

@@ -79,6 +79,44 @@ struct BOSHSessionStateMachineTests {
         #expect(Self.describe(actions) == ["forward <message to='b@localhost'/>", "wait 2 50s", "respond 1 200 \(Self.empty)"])
     }
 
+    @Test("a held request whose connection closed is forgotten: the next stanza waits for the next rid (page reload)")
+    func abandonedRequestKeepsStanzasForTheNextRID() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        #expect(Self.describe(machine.requestAbandoned(1)) == ["inactivity 60s"])
+        // Nothing to answer: the stanza is queued, not written into the dead connection.
+        #expect(Self.describe(machine.upstreamReceived([ByteBuffer(string: "<message id='m1'/>")], streamElements: false, now: Self.t0)) == [])
+        // The reloaded page attaches with the next rid and gets it at once.
+        let actions = Self.describe(machine.receive(Self.request(102), id: 2, isSecure: false, now: Self.t0 + .seconds(3)))
+        #expect(actions == ["wait 2 50s", "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind'><message id='m1'/></body>", "inactivity 60s"])
+        // A second abandonment report for the same request changes nothing.
+        #expect(machine.requestAbandoned(1).isEmpty)
+    }
+
+    @Test("§14.3 retransmitting the rid of an abandoned request holds it again")
+    func abandonedRequestRetransmitted() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        _ = machine.requestAbandoned(1)
+        #expect(Self.describe(machine.receive(Self.request(101), id: 2, isSecure: false, now: Self.t0 + .seconds(1))) == ["wait 2 50s"])
+        let actions = Self.describe(machine.upstreamReceived([ByteBuffer(string: "<message id='m2'/>")], streamElements: false, now: Self.t0 + .seconds(2)))
+        #expect(actions == ["respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind'><message id='m2'/></body>", "inactivity 60s"])
+        #expect(machine.retransmissions == 1)
+    }
+
+    @Test("an answer that could not be written goes back to the queue for the next request, in order")
+    func undeliveredResponseIsQueuedAgain() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        _ = machine.upstreamReceived([ByteBuffer(string: "<message id='a'/>")], streamElements: false, now: Self.t0)
+        _ = machine.upstreamReceived([ByteBuffer(string: "<message id='b'/>")], streamElements: false, now: Self.t0)
+        #expect(Self.describe(machine.responseUndelivered(1, now: Self.t0)) == [])
+        let actions = Self.describe(machine.receive(Self.request(102), id: 2, isSecure: false, now: Self.t0 + .seconds(3)))
+        #expect(actions == ["wait 2 50s", "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind'><message id='a'/><message id='b'/></body>", "inactivity 60s"])
+        // Its rid is no longer in the retransmission buffer as an answered request.
+        #expect(machine.responseUndelivered(1, now: Self.t0).isEmpty)
+    }
+
     @Test("§8 upstream stanzas are batched into the held request's response")
     func batching() {
         var machine = Self.established()

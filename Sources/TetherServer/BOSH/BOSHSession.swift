@@ -54,7 +54,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     /// Holds the creation request and opens the upstream stream.
     func start(creation: BOSHRequest, responder: BOSHResponder, connector: UpstreamConnector, header: StreamHeader, client: ProxyProtocolHeader?) {
         self.eventLoop.preconditionInEventLoop()
-        self.responders[0] = (responder, nil)
+        self.hold(responder, id: 0)
         self.metrics.requestHeld()
         self.run(self.machine.creationActions())
         let started = ContinuousClock.now
@@ -86,14 +86,31 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
         self.eventLoop.preconditionInEventLoop()
         let id = self.nextRequestID
         self.nextRequestID += 1
-        self.responders[id] = (responder, nil)
-        self.metrics.requestHeld()
+        self.hold(responder, id: id)
         self.metrics.boshRequestReceived()
         let retransmissions = self.machine.retransmissions
         self.run(self.machine.receive(request, id: id, isSecure: isSecure, now: .now()))
         if self.machine.retransmissions > retransmissions {
             self.metrics.retransmissionReceived()
         }
+    }
+
+    private func hold(_ responder: BOSHResponder, id: BOSHRequestID) {
+        self.responders[id] = (responder, nil)
+        self.metrics.requestHeld()
+        responder.connection.onAbandoned { [weak self] in
+            guard let self else { return }
+            self.eventLoop.execute { self.abandoned(id) }
+        }
+    }
+
+    /// The client's HTTP connection closed before its answer: forget the request, keep its stanzas.
+    private func abandoned(_ id: BOSHRequestID) {
+        guard let entry = self.responders.removeValue(forKey: id) else { return }
+        entry.timer?.cancel()
+        self.metrics.requestAnswered()
+        self.logger.debug("held request abandoned by the client")
+        self.run(self.machine.requestAbandoned(id))
     }
 
     /// Ends the session for shutdown or draining.
@@ -144,7 +161,13 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
                 guard let entry = self.responders.removeValue(forKey: id) else { continue }
                 self.metrics.requestAnswered()
                 entry.timer?.cancel()
-                entry.responder.respond(response)
+                entry.responder.write(response) { [weak self] delivered in
+                    guard !delivered, let self else { return }
+                    self.eventLoop.execute {
+                        self.logger.debug("answer not delivered: its stanzas wait for the next request")
+                        self.run(self.machine.responseUndelivered(id, now: .now()))
+                    }
+                }
             case .closeConnection(let id):
                 guard let entry = self.responders.removeValue(forKey: id) else { continue }
                 self.metrics.requestAnswered()

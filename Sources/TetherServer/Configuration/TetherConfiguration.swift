@@ -37,6 +37,12 @@ public struct TetherConfiguration: Sendable {
     /// Other nodes by name, with the base URL their BOSH endpoint answers on (`http://10.0.0.2:5280`).
     /// A request for a session another node holds is relayed there once.
     public var peers: [String: String] = [:]
+    /// `POST /prebind` for web application backends; off unless a secret is set.
+    public var prebind: PrebindSettings?
+    /// XEP-0156 `/.well-known/host-meta` and `host-meta.json`; off unless a public URL is set.
+    public var hostMeta: HostMetaSettings?
+    /// The demo page at `/demo/`; off by default.
+    public var demo: DemoSettings?
     /// How long shutdown waits for held requests to be answered.
     public var shutdownGracePeriod: TimeAmount = .seconds(5)
 

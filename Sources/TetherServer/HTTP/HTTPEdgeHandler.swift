@@ -1,4 +1,5 @@
 import BOSHCore
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -21,6 +22,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let configuration: TetherConfiguration
     private let bosh: BOSHService
     private let relay: PeerRelay
+    private let prebind: PrebindService?
     private let status: ServerStatus
     /// The Prometheus exposition, produced on demand.
     private let metrics: @Sendable () -> [UInt8]
@@ -28,11 +30,14 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var state = State.idle
     /// Closes a connection that does not deliver a complete request in time (idle or slowloris).
     private var requestTimer: Scheduled<Void>?
+    /// The BOSH request this connection is waiting to answer, if any.
+    private var heldRequest: BOSHConnectionWatch?
 
     init(
         configuration: TetherConfiguration,
         bosh: BOSHService,
         relay: PeerRelay,
+        prebind: PrebindService?,
         status: ServerStatus,
         metrics: @escaping @Sendable () -> [UInt8],
         logger: Logger
@@ -40,6 +45,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.configuration = configuration
         self.bosh = bosh
         self.relay = relay
+        self.prebind = prebind
         self.status = status
         self.metrics = metrics
         self.logger = logger
@@ -51,6 +57,13 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.requestTimer?.cancel()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // A held BOSH request whose client went away (page reload, dropped connection).
+        self.heldRequest?.closed()
+        self.heldRequest = nil
+        context.fireChannelInactive()
     }
 
     private func armRequestTimer(context: ChannelHandlerContext) {
@@ -108,6 +121,12 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             default:
                 self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: origin, extraHeaders: [("Allow", "POST, GET, OPTIONS")], context: context)
             }
+        case "/prebind":
+            self.handlePrebind(head: head, body: body, context: context)
+        case "/.well-known/host-meta", "/.well-known/host-meta.json":
+            self.handleHostMeta(head: head, json: path.hasSuffix(".json"), context: context)
+        case "/demo", "/demo/", "/demo/index.html", "/demo/strophe.js":
+            self.handleDemo(head: head, path: path, context: context)
         case "/metrics":
             self.write(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: ByteBuffer(bytes: self.metrics()), headers: [], context: context)
         case "/healthz":
@@ -145,11 +164,22 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        let watch = BOSHConnectionWatch()
+        self.heldRequest = watch
         let responder = BOSHResponder(
-            respond: { response in
+            connection: watch,
+            write: { response, delivered in
+                watch.answered()
                 eventLoop.execute {
                     let (handler, context) = loopBound.value
-                    handler.writeBOSH(response, origin: origin, context: context)
+                    handler.heldRequest = nil
+                    guard let written = handler.writeBOSH(response, origin: origin, context: context) else {
+                        delivered(false)
+                        return
+                    }
+                    written.whenComplete { result in
+                        if case .success = result { delivered(true) } else { delivered(false) }
+                    }
                 }
             },
             close: {
@@ -169,6 +199,88 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.bosh.handle(request, client: client, responder: responder)
     }
 
+    /// Backend-to-Tether only: no CORS headers, a shared secret, JSON in and out.
+    private func handlePrebind(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        guard let prebind = self.prebind, let settings = self.configuration.prebind else {
+            self.writeSimple(status: .notFound, text: "Not found.\n", origin: nil, context: context)
+            return
+        }
+        guard head.method == .POST else {
+            self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: nil, extraHeaders: [("Allow", "POST")], context: context)
+            return
+        }
+        guard prebind.authorizes(head.headers) else {
+            self.logger.notice("prebind refused: wrong or missing secret", metadata: ["client": "\(context.channel.remoteAddress?.ipAddress ?? "?")"])
+            self.write(
+                status: .unauthorized,
+                contentType: "application/json",
+                body: ByteBuffer(string: "{\"error\":\"unauthorized\"}"),
+                headers: [("WWW-Authenticate", "Bearer realm=\"tether-prebind\""), ("Cache-Control", "no-store")],
+                context: context
+            )
+            return
+        }
+        let client = ForwardedHeaders(trustedProxies: self.configuration.trustedProxies)
+            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        Task {
+            let (status, answer) = await prebind.handle(body: body, client: client, timeout: settings.timeout)
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.write(status: status, contentType: "application/json", body: answer, headers: [("Cache-Control", "no-store")], context: context)
+            }
+        }
+    }
+
+    /// XEP-0156 §3: readable by any origin, these files only.
+    private func handleHostMeta(head: HTTPRequestHead, json: Bool, context: ChannelHandlerContext) {
+        let host = head.headers.first(name: "host").map(Self.hostWithoutPort)?.lowercased() ?? ""
+        guard let hostMeta = self.configuration.hostMeta, head.method == .GET || head.method == .HEAD, self.configuration.serves(domain: host) else {
+            self.writeSimple(status: .notFound, text: "Not found.\n", origin: nil, context: context)
+            return
+        }
+        self.write(
+            status: .ok,
+            contentType: json ? "application/jrd+json" : "application/xrd+xml; charset=utf-8",
+            body: head.method == .HEAD ? ByteBuffer() : ByteBuffer(string: json ? hostMeta.jrd : hostMeta.xrd),
+            headers: [("Access-Control-Allow-Origin", "*"), ("Cache-Control", "max-age=3600")],
+            context: context
+        )
+    }
+
+    private func handleDemo(head: HTTPRequestHead, path: String, context: ChannelHandlerContext) {
+        guard let demo = self.configuration.demo, head.method == .GET else {
+            self.writeSimple(status: .notFound, text: "Not found.\n", origin: nil, context: context)
+            return
+        }
+        switch path {
+        case "/demo":
+            self.writeSimple(status: .movedPermanently, text: "See /demo/.\n", origin: nil, extraHeaders: [("Location", "/demo/")], context: context)
+        case "/demo/strophe.js":
+            guard let script = FileManager.default.contents(atPath: demo.stropheScript) else {
+                self.writeSimple(status: .notFound, text: "Strophe.js not found at \(demo.stropheScript).\n", origin: nil, context: context)
+                return
+            }
+            self.write(status: .ok, contentType: "text/javascript; charset=utf-8", body: ByteBuffer(bytes: script), headers: [("Cache-Control", "max-age=3600")], context: context)
+        default:
+            self.write(
+                status: .ok,
+                contentType: "text/html; charset=utf-8",
+                body: ByteBuffer(string: DemoPage.html),
+                headers: [("Cache-Control", "no-cache"), ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff")],
+                context: context
+            )
+        }
+    }
+
+    private static func hostWithoutPort(_ host: String) -> String {
+        if host.hasPrefix("["), let end = host.firstIndex(of: "]") {
+            return String(host[host.index(after: host.startIndex)..<end])
+        }
+        return host.split(separator: ":", maxSplits: 1).first.map(String.init) ?? host
+    }
+
     /// `/http-bind/NODE`: the path a balancer routes to this node only.
     private var nodePath: String {
         self.configuration.nodeID.map { "/http-bind/\($0)" } ?? "/http-bind"
@@ -182,9 +294,10 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.write(status: .noContent, contentType: nil, body: ByteBuffer(), headers: headers, context: context)
     }
 
-    private func writeBOSH(_ response: BOSHHTTPResponse, origin: String?, context: ChannelHandlerContext) {
-        guard case .responding = self.state else { return }
-        self.write(
+    @discardableResult
+    private func writeBOSH(_ response: BOSHHTTPResponse, origin: String?, context: ChannelHandlerContext) -> EventLoopFuture<Void>? {
+        guard case .responding = self.state, context.channel.isActive else { return nil }
+        return self.write(
             status: HTTPResponseStatus(statusCode: response.status),
             contentType: response.contentType,
             body: response.body,
@@ -203,8 +316,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         )
     }
 
-    private func write(status: HTTPResponseStatus, contentType: String?, body: ByteBuffer, headers extra: [(String, String)], context: ChannelHandlerContext) {
-        guard case .responding(let keepAlive) = self.state else { return }
+    @discardableResult
+    private func write(status: HTTPResponseStatus, contentType: String?, body: ByteBuffer, headers extra: [(String, String)], context: ChannelHandlerContext) -> EventLoopFuture<Void>? {
+        guard case .responding(let keepAlive) = self.state else { return nil }
         self.state = .idle
         var headers = HTTPHeaders()
         if let contentType { headers.add(name: "Content-Type", value: contentType) }
@@ -222,5 +336,6 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
         }
+        return done
     }
 }

@@ -1,0 +1,187 @@
+import BOSHCore
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import XMPPCore
+
+/// `POST /prebind`: a web application's backend has Tether log a user in on a new BOSH session
+/// (SASL PLAIN with the credentials or token it supplies, then resource binding) and gets back
+/// `{jid, sid, rid}` for the browser to attach with (Strophe.js `attach()`, Converse.js `prebind_url`).
+///
+/// The login is an ordinary BOSH client played inside Tether, through the same session code as
+/// every browser: the session it leaves behind is indistinguishable from one a browser created.
+final class PrebindService: Sendable {
+    struct Request: Decodable {
+        var jid: String
+        var password: String
+        var resource: String?
+    }
+
+    struct Answer: Encodable {
+        var jid: String
+        var sid: String
+        var rid: UInt64
+    }
+
+    private let secret: [UInt8]
+    private let bosh: BOSHService
+    private let configuration: TetherConfiguration
+    private let logger: Logger
+
+    init(secret: String, bosh: BOSHService, configuration: TetherConfiguration, logger: Logger) {
+        self.secret = Array(secret.utf8)
+        self.bosh = bosh
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// `Authorization: Bearer SECRET`, compared in constant time.
+    func authorizes(_ headers: HTTPHeaders) -> Bool {
+        guard let value = headers.first(name: "authorization"), value.lowercased().hasPrefix("bearer ") else { return false }
+        let offered = Array(value.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8)
+        guard offered.count == self.secret.count else { return false }
+        var difference: UInt8 = 0
+        for (a, b) in zip(offered, self.secret) { difference |= a ^ b }
+        return difference == 0
+    }
+
+    /// Runs the login; the answer is an HTTP status and a JSON body. Bounded by `timeout`.
+    func handle(body: ByteBuffer, client: ClientOrigin, timeout: Duration) async -> (HTTPResponseStatus, ByteBuffer) {
+        let request: Request
+        do {
+            request = try JSONDecoder().decode(Request.self, from: Data(body.readableBytesView))
+        } catch {
+            return Self.error(.badRequest, "bad-request", "expected JSON {\"jid\": \"user@domain\", \"password\": \"…\", \"resource\": \"…\" (optional)}")
+        }
+        guard let jid = Self.splitJID(request.jid) else {
+            return Self.error(.badRequest, "bad-request", "jid must be user@domain or user@domain/resource")
+        }
+        let outcome = await Self.withTimeout(timeout) {
+            await self.login(username: jid.local, domain: jid.domain, password: request.password, resource: jid.resource ?? request.resource, client: client)
+        }
+        switch outcome {
+        case nil:
+            self.logger.warning("prebind timed out", metadata: ["jid": "\(jid.local)@\(jid.domain)"])
+            return Self.error(.gatewayTimeout, "timeout", "the XMPP server did not complete the login in time")
+        case .success(let answer)?:
+            self.logger.info("prebound session", metadata: ["jid": "\(answer.jid)", "sid": "\(answer.sid)", "client": "\(client.description)"])
+            let encoded = (try? JSONEncoder().encode(answer)) ?? Data()
+            return (.ok, ByteBuffer(bytes: encoded))
+        case .failure(let failure)?:
+            self.logger.notice("prebind failed", metadata: ["jid": "\(jid.local)@\(jid.domain)", "reason": "\(failure)"])
+            switch failure {
+            case .authenticationFailed(let condition):
+                return Self.error(.forbidden, condition, failure.description)
+            case .terminated(let condition) where condition == TerminateCondition.hostUnknown.rawValue:
+                return Self.error(.notFound, condition, "this Tether does not serve \(jid.domain)")
+            case .terminated(let condition) where condition == TerminateCondition.policyViolation.rawValue:
+                return Self.error(.tooManyRequests, condition, "a session limit was reached")
+            default:
+                return Self.error(.badGateway, "login-failed", failure.description)
+            }
+        }
+    }
+
+    private func login(username: String, domain: String, password: String, resource: String?, client: ClientOrigin) async -> Result<Answer, PrebindFailure> {
+        var machine = PrebindLoginStateMachine(username: username, password: password, resource: resource)
+        // Random, and far enough below 2^53 that a long session never overflows (§14.1).
+        var rid = UInt64.random(in: 1 << 20 ..< 1 << 44)
+        let wait = self.configuration.bosh.maxWait
+        let creation = "<body xmlns='\(XMLNamespaces.httpBind)' xmlns:xmpp='\(XMLNamespaces.xbosh)' rid='\(rid)' to='\(XMLEscaping.escapeAttribute(domain))' xml:lang='en' wait='\(wait)' hold='1' ver='1.6' xmpp:version='1.0'/>"
+        var answer = await self.exchange(creation, client: client)
+        guard let sid = answer.attribute("sid") else {
+            return .failure(.terminated(answer.attribute("condition") ?? "undefined-condition"))
+        }
+        while true {
+            if answer.attribute("type") == "terminate" {
+                return .failure(.terminated(answer.attribute("condition") ?? "undefined-condition"))
+            }
+            let next = machine.received(answer.children)
+            rid += 1
+            let body: String
+            switch next {
+            case .send(let payloads):
+                body = "<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)'>\(payloads.map { String(buffer: $0) }.joined())</body>"
+            case .restart:
+                body = "<body xmlns='\(XMLNamespaces.httpBind)' xmlns:xmpp='\(XMLNamespaces.xbosh)' rid='\(rid)' sid='\(sid)' to='\(XMLEscaping.escapeAttribute(domain))' xml:lang='en' xmpp:restart='true'/>"
+            case .poll:
+                body = "<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)'/>"
+            case .finished(let jid):
+                // Nothing is held now: the browser's first request uses this rid.
+                return .success(Answer(jid: jid, sid: sid, rid: rid))
+            case .failed(let failure):
+                _ = await self.exchange("<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)' type='terminate'/>", client: client)
+                return .failure(failure)
+            }
+            if Task.isCancelled {
+                _ = await self.exchange("<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)' type='terminate'/>", client: client)
+                return .failure(.terminated("timeout"))
+            }
+            answer = await self.exchange(body, client: client)
+        }
+    }
+
+    /// One request through the BOSH service, as if it came over HTTP; its answer's `<body/>`.
+    private func exchange(_ text: String, client: ClientOrigin) async -> XMLElement {
+        let terminal = XMLElement(name: XMLName(namespace: XMLNamespaces.httpBind, localName: "body"), attributes: [
+            XMLAttribute(name: XMLName(namespace: nil, localName: "type"), value: "terminate"),
+            XMLAttribute(name: XMLName(namespace: nil, localName: "condition"), value: "internal-server-error"),
+        ])
+        guard let request = try? BOSHRequest.parse(ByteBuffer(string: text), limits: self.configuration.xmlLimits) else { return terminal }
+        let response: BOSHHTTPResponse? = await withCheckedContinuation { continuation in
+            let once = Mutex(false)
+            let finish: @Sendable (BOSHHTTPResponse?) -> Void = { response in
+                guard once.withLock({ done in defer { done = true }; return !done }) else { return }
+                continuation.resume(returning: response)
+            }
+            self.bosh.handle(request, client: client, responder: BOSHResponder(
+                write: { response, delivered in
+                    delivered(true)
+                    finish(response)
+                },
+                close: { finish(nil) }
+            ))
+        }
+        guard let response, response.status == 200, let body = try? XMLElement.parse(response.body) else { return terminal }
+        return body
+    }
+
+    private static func splitJID(_ jid: String) -> (local: String, domain: String, resource: String?)? {
+        let slash = jid.firstIndex(of: "/")
+        let bare = slash.map { jid[..<$0] } ?? jid[...]
+        let resource = slash.map { String(jid[jid.index(after: $0)...]) }
+        let parts = bare.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        return (String(parts[0]), parts[1].lowercased(), resource?.isEmpty == true ? nil : resource)
+    }
+
+    private static func error(_ status: HTTPResponseStatus, _ code: String, _ detail: String) -> (HTTPResponseStatus, ByteBuffer) {
+        let encoded = (try? JSONEncoder().encode(["error": code, "detail": detail])) ?? Data()
+        return (status, ByteBuffer(bytes: encoded))
+    }
+
+    /// `operation`'s result, or nil when `timeout` passes first (the operation is then cancelled).
+    private static func withTimeout<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async -> T) async -> T? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            let once = Mutex(false)
+            let finish: @Sendable (T?) -> Void = { value in
+                guard once.withLock({ done in defer { done = true }; return !done }) else { return }
+                continuation.resume(returning: value)
+            }
+            let work = Task { await operation() }
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                guard !Task.isCancelled else { return }
+                work.cancel()
+                finish(nil)
+            }
+            Task {
+                let value = await work.value
+                timer.cancel()
+                finish(value)
+            }
+        }
+    }
+}
