@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Tether builds and tests with, from Debian 12's packages. Idempotent: installs
 # only what is missing, runs `apt-get update` at most once and only when it has to. Run as root.
-#   --with-browser  also Chromium, its driver and Strophe.js (browser tests)
+#   --with-browser  also Chromium and its WebDriver (browser tests)
 #   --with-nginx    also nginx (deployment tests)
+# Strophe.js (libjs-strophe) is always installed: the demo page and the browser tests load it.
 #
 # The tests start their own Prosody, dnsmasq and nginx on free loopback ports (see
 # Tests/TetherIntegrationTests/Support), so the packaged daemons must not run: services are
@@ -15,13 +16,13 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(libexpat1-dev zlib1g-dev libssl-dev pkg-config prosody openssl curl dnsmasq-base ca-certificates procps)
+packages=(libexpat1-dev zlib1g-dev libssl-dev pkg-config prosody openssl curl dnsmasq-base ca-certificates procps libjs-strophe)
 daemons=(prosody)
 for argument in "$@"; do
     case "$argument" in
-        --with-browser) packages+=(chromium chromium-driver libjs-strophe) ;;
+        --with-browser) packages+=(chromium chromium-driver) ;;
         --with-nginx) packages+=(nginx); daemons+=(nginx) ;;
-        -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
         *) echo "install-deps: unknown option $argument" >&2; exit 2 ;;
     esac
 done

@@ -6,7 +6,7 @@
 #
 # Without --upstream, a private Prosody (Debian's package) is configured under .run/prosody,
 # listens on 127.0.0.1:5222 for the domain "localhost" with users demo1/demo2 (password "demo"),
-# and is stopped when Tether exits.
+# and is stopped when Tether exits. The demo page (http://127.0.0.1:5280/demo/) is on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,8 +82,9 @@ CONFIG
     upstream="localhost=127.0.0.1:5222"
 fi
 
-echo "==> Tether: BOSH at http://$listen/http-bind, upstream $upstream"
-"$tether" serve --listen "$listen" --route "$upstream" "${extra[@]}" &
+echo "==> Tether: BOSH at http://$listen/http-bind, WebSocket at ws://$listen/xmpp-websocket, upstream $upstream"
+echo "==> demo page: http://$listen/demo/"
+"$tether" serve --listen "$listen" --route "$upstream" --demo "${extra[@]}" &
 tether_pid=$!
 trap 'kill -TERM $tether_pid 2>/dev/null; wait $tether_pid; cleanup' INT TERM
 wait $tether_pid

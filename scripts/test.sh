@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on Debian 12 (as root) and runs the whole suite:
 # unit tests of the state machines and framers, then integration tests against a real
-# Prosody started by the tests themselves.
+# Prosody, nginx and headless Chromium started by the tests themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh --with-nginx
+scripts/install-deps.sh --with-nginx --with-browser
 
 echo "==> building (debug, with tests)"
 swift build --build-tests

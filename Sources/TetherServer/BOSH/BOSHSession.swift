@@ -86,6 +86,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
         self.eventLoop.preconditionInEventLoop()
         let id = self.nextRequestID
         self.nextRequestID += 1
+        self.logger.trace("request", metadata: ["rid": "\(request.rid)", "request": "\(id)"])
         self.hold(responder, id: id)
         self.metrics.boshRequestReceived()
         let retransmissions = self.machine.retransmissions
@@ -161,6 +162,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
                 guard let entry = self.responders.removeValue(forKey: id) else { continue }
                 self.metrics.requestAnswered()
                 entry.timer?.cancel()
+                self.logger.trace("answer", metadata: ["request": "\(id)", "bytes": "\(response.body.readableBytes)"])
                 entry.responder.write(response) { [weak self] delivered in
                     guard !delivered, let self else { return }
                     self.eventLoop.execute {

@@ -26,6 +26,19 @@ public enum CORSPolicy: Hashable, Sendable {
         }
     }
 
+    /// As `allows(origin:)`, but a page served by this same host (the demo page, or a web client
+    /// behind the same proxy) is never cross-origin: its `Origin` names the `Host` it talks to.
+    public func allows(origin: String?, host: String?) -> Bool {
+        if let origin, let host, Self.isSameOrigin(origin, host: host) { return true }
+        return self.allows(origin: origin)
+    }
+
+    static func isSameOrigin(_ origin: String, host: String) -> Bool {
+        let origin = origin.lowercased()
+        let host = host.lowercased()
+        return origin == "http://" + host || origin == "https://" + host
+    }
+
     /// Headers for an actual (non-preflight) response.
     public func responseHeaders(origin: String?) -> [(String, String)] {
         switch self {

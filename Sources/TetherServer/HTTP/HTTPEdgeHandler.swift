@@ -147,7 +147,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handleBOSH(head: HTTPRequestHead, body: ByteBuffer, origin: String?, context: ChannelHandlerContext) {
-        guard self.configuration.cors.allows(origin: origin) else {
+        guard self.configuration.cors.allows(origin: origin, host: head.headers.first(name: "host")) else {
             self.writeSimple(status: .forbidden, text: "Origin not allowed.\n", origin: origin, context: context)
             return
         }

@@ -36,7 +36,7 @@ enum WebSocketUpgradePolicy {
         if origin == nil && !configuration.webSocket.allowMissingOrigin {
             return (.forbidden, "An Origin header is required.")
         }
-        if case .origins = configuration.cors, !configuration.cors.allows(origin: origin) {
+        if case .origins = configuration.cors, !configuration.cors.allows(origin: origin, host: head.headers.first(name: "host")) {
             return (.forbidden, "Origin not allowed.")
         }
         let protocols = head.headers[canonicalForm: "sec-websocket-protocol"].map { $0.trimmingWhitespace().lowercased() }
