@@ -9,27 +9,55 @@ import XMPPUpstream
 
 /// The connection manager: HTTP listeners in front, one upstream XMPP stream per session behind.
 public final class TetherServer: Sendable {
-    public let configuration: TetherConfiguration
+    private let store: ConfigurationStore
+    /// The configuration in effect (the latest one `reload` accepted).
+    public var configuration: TetherConfiguration { self.store.current }
     private let group: any EventLoopGroup
     private let logger: Logger
     private let bosh: BOSHService
     private let webSockets = WebSocketRegistry()
     private let relay: PeerRelay
-    private let prebind: PrebindService?
+    private let prebind: PrebindService
     private let limiter: SessionLimiter
     private let status = ServerStatus()
     private let metrics = TetherMetrics()
     private let listeners = Mutex<[any Channel]>([])
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
-        self.configuration = configuration
+        let store = ConfigurationStore(configuration)
+        self.store = store
         self.group = group
         self.logger = logger
         self.limiter = SessionLimiter(limits: configuration.sessionLimits)
-        let bosh = BOSHService(configuration: configuration, limiter: self.limiter, metrics: self.metrics, group: group, logger: logger)
+        let bosh = BOSHService(store: store, limiter: self.limiter, metrics: self.metrics, group: group, logger: logger)
         self.bosh = bosh
         self.relay = PeerRelay(peers: configuration.peers, logger: logger)
-        self.prebind = configuration.prebind.map { PrebindService(secret: $0.secret, bosh: bosh, configuration: configuration, logger: logger) }
+        self.prebind = PrebindService(store: store, bosh: bosh, logger: logger)
+    }
+
+    /// Puts a new configuration in effect for everything that starts from now on: new sessions,
+    /// new requests, new connections. Live sessions keep running. What cannot change without a
+    /// restart (listen addresses, node id, peers) keeps its old value; the returned notes say so.
+    @discardableResult
+    public func reload(_ new: TetherConfiguration) -> [String] {
+        let old = self.store.current
+        var accepted = new
+        var notes: [String] = []
+        if Set(new.listen.map(\.description)) != Set(old.listen.map(\.description)) {
+            notes.append("listen addresses change only on restart; still listening on \(old.listen.map(\.description).joined(separator: ", "))")
+            accepted.listen = old.listen
+        }
+        if new.nodeID != old.nodeID {
+            notes.append("node-id changes only on restart; still \(old.nodeID ?? "unset")")
+            accepted.nodeID = old.nodeID
+        }
+        if new.peers != old.peers {
+            notes.append("peers change only on restart")
+            accepted.peers = old.peers
+        }
+        self.store.replace(with: accepted)
+        self.limiter.update(accepted.sessionLimits)
+        return notes
     }
 
     /// Live BOSH sessions.
@@ -76,7 +104,7 @@ public final class TetherServer: Sendable {
     }
 
     private func bootstrap() -> ServerBootstrap {
-        let configuration = self.configuration
+        let store = self.store
         let bosh = self.bosh
         let webSockets = self.webSockets
         let relay = self.relay
@@ -85,7 +113,6 @@ public final class TetherServer: Sendable {
         let status = self.status
         let metrics = self.metrics
         let logger = self.logger
-        let connector = UpstreamConnector(configuration: configuration.upstream)
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -93,6 +120,8 @@ public final class TetherServer: Sendable {
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // A connection lives under the configuration in effect when it was accepted.
+                    let configuration = store.current
                     let upgrader = NIOWebSocketServerUpgrader(
                         // Slack above the stanza limit, so a message just over it gets the XMPP
                         // `policy-violation` stream error rather than a bare close 1009.
@@ -111,7 +140,7 @@ public final class TetherServer: Sendable {
                                         configuration: configuration,
                                         client: client,
                                         compressed: compressed,
-                                        connector: connector,
+                                        connector: UpstreamConnector(configuration: configuration.upstream),
                                         registry: webSockets,
                                         limiter: limiter,
                                         status: status,
@@ -132,7 +161,7 @@ public final class TetherServer: Sendable {
                         withErrorHandling: true
                     )
                     try sync.addHandler(HTTPEdgeHandler(
-                            configuration: configuration,
+                            store: store,
                             bosh: bosh,
                             relay: relay,
                             prebind: prebind,

@@ -136,6 +136,9 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
+    @Option(name: .long, help: ArgumentHelp("text (one line per event) or json (one JSON object per line, metadata as fields).", valueName: "format"))
+    var logFormat: LogFormat = .text
+
     /// Re-parses with the file's settings placed before the command line's.
     static func merged(file path: String, commandLine: [String]) throws -> ServeOptions {
         let text: String
@@ -333,3 +336,8 @@ struct ServeOptions: ParsableArguments {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+enum LogFormat: String, ExpressibleByArgument, Sendable {
+    case text
+    case json
+}

@@ -44,14 +44,29 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(String(describing: error))
         }
         let level = options.logLevel
+        let format = options.logFormat
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "tether")
         let server = TetherServer(configuration: configuration, logger: logger)
-        let service = TetherService(server: server)
+        // SIGHUP re-reads the configuration file (and the files it names) with this command line.
+        let path = self.config
+        let commandLine = CommandLine.arguments
+        let initialOptions = self.options
+        let service = TetherService(server: server, logger: logger) {
+            let options = try path.map { try ServeOptions.merged(file: $0, commandLine: commandLine) } ?? initialOptions
+            return try options.makeConfiguration()
+        }
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
@@ -59,9 +74,12 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// Runs the server until SIGTERM/SIGINT, then drains it.
+/// Runs the server until SIGTERM/SIGINT, then drains it; reloads its configuration on SIGHUP.
 struct TetherService: Service {
     let server: TetherServer
+    let logger: Logger
+    /// Reads and validates the configuration again.
+    let loadConfiguration: @Sendable () throws -> TetherConfiguration
 
     func run() async throws {
         let addresses = try await self.server.start()
@@ -70,7 +88,32 @@ struct TetherService: Service {
             let line = "tether listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n"
             FileHandle.standardOutput.write(Data(line.utf8))
         }
-        try? await gracefulShutdown()
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in hangups {
+                    self.reload()
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
         await self.server.shutdown()
+    }
+
+    /// A configuration that does not validate is refused whole: the running one stays.
+    private func reload() {
+        let configuration: TetherConfiguration
+        do {
+            configuration = try self.loadConfiguration()
+        } catch {
+            self.logger.error("configuration reload refused; the running configuration stays in effect", metadata: ["error": "\(ServeOptions.message(for: error))"])
+            return
+        }
+        let notes = self.server.reload(configuration)
+        for note in notes {
+            self.logger.warning("\(note)")
+        }
+        self.logger.notice("configuration reloaded")
     }
 }

@@ -8,19 +8,18 @@ import XMPPUpstream
 /// Creates BOSH sessions, finds them by sid, and ends them all at shutdown.
 final class BOSHService: Sendable {
     private let sessions = Mutex<[String: BOSHSession]>([:])
-    private let configuration: TetherConfiguration
-    private let connector: UpstreamConnector
+    private let store: ConfigurationStore
+    private var configuration: TetherConfiguration { self.store.current }
     private let group: any EventLoopGroup
     private let logger: Logger
     private let shuttingDown = Mutex(false)
     private let limiter: SessionLimiter
     private let metrics: TetherMetrics
 
-    init(configuration: TetherConfiguration, limiter: SessionLimiter, metrics: TetherMetrics, group: any EventLoopGroup, logger: Logger) {
-        self.configuration = configuration
+    init(store: ConfigurationStore, limiter: SessionLimiter, metrics: TetherMetrics, group: any EventLoopGroup, logger: Logger) {
+        self.store = store
         self.limiter = limiter
         self.metrics = metrics
-        self.connector = UpstreamConnector(configuration: configuration.upstream)
         self.group = group
         self.logger = logger
     }
@@ -43,23 +42,24 @@ final class BOSHService: Sendable {
     }
 
     private func create(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder) {
+        let configuration = self.configuration
         let clientAddress = client.description
         if self.shuttingDown.withLock({ $0 }) {
-            responder.respond(Self.refusal(self.configuration.redirectURI == nil ? .systemShutdown : .seeOtherURI, for: request, uri: self.configuration.redirectURI))
+            responder.respond(Self.refusal(configuration.redirectURI == nil ? .systemShutdown : .seeOtherURI, for: request, uri: configuration.redirectURI))
             return
         }
         guard let domain = request.to?.lowercased(), !domain.isEmpty else {
             responder.respond(Self.refusal(.improperAddressing, for: request))
             return
         }
-        guard self.configuration.serves(domain: domain) else {
+        guard configuration.serves(domain: domain) else {
             self.logger.notice("refused session for unserved domain", metadata: ["to": "\(domain)", "client": "\(clientAddress)"])
             responder.respond(Self.refusal(.hostUnknown, for: request))
             return
         }
-        var connector = self.connector
+        var connector = UpstreamConnector(configuration: configuration.upstream)
         if let route = request.route {
-            guard self.configuration.allowedRouteAttributes.contains(route), let target = Self.parseRouteAttribute(route) else {
+            guard configuration.allowedRouteAttributes.contains(route), let target = Self.parseRouteAttribute(route) else {
                 self.logger.notice("refused route attribute", metadata: ["route": "\(route)", "client": "\(clientAddress)"])
                 responder.respond(Self.refusal(.hostUnknown, for: request))
                 return
@@ -72,7 +72,7 @@ final class BOSHService: Sendable {
             responder.respond(Self.refusal(.policyViolation, for: request))
             return
         }
-        let sid = Self.makeSID(node: self.configuration.nodeID)
+        let sid = Self.makeSID(node: configuration.nodeID)
         var logger = self.logger
         logger[metadataKey: "client"] = "\(clientAddress)"
         logger[metadataKey: "transport"] = "bosh"
@@ -81,7 +81,7 @@ final class BOSHService: Sendable {
             sid: sid,
             creation: request,
             domain: domain,
-            limits: self.configuration.bosh,
+            limits: configuration.bosh,
             isSecure: client.isSecure,
             eventLoop: eventLoop,
             logger: logger,
@@ -97,8 +97,9 @@ final class BOSHService: Sendable {
         self.metrics.sessionCreated(.bosh)
         let header = StreamHeader(to: domain, from: request.from, language: request.language, version: request.xmppVersion ?? "1.0")
         let proxyHeader = client.destination.map { ProxyProtocolHeader(source: client.address, destination: $0) }
+        let sessionConnector = connector
         eventLoop.execute {
-            session.start(creation: request, responder: responder, connector: connector, header: header, client: proxyHeader)
+            session.start(creation: request, responder: responder, connector: sessionConnector, header: header, client: proxyHeader)
         }
     }
 

@@ -55,7 +55,6 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     func start(creation: BOSHRequest, responder: BOSHResponder, connector: UpstreamConnector, header: StreamHeader, client: ProxyProtocolHeader?) {
         self.eventLoop.preconditionInEventLoop()
         self.hold(responder, id: 0)
-        self.metrics.requestHeld()
         self.run(self.machine.creationActions())
         let started = ContinuousClock.now
         self.logger.info("session created", metadata: ["to": "\(header.to)", "wait": "\(self.machine.parameters.wait)", "hold": "\(self.machine.parameters.hold)"])

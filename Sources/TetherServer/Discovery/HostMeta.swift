@@ -34,26 +34,8 @@ public struct HostMetaSettings: Hashable, Sendable {
     /// `/.well-known/host-meta.json` (JRD).
     var jrd: String {
         let entries = self.links.map { link in
-            "    {\"rel\": \"\(link.relation)\", \"href\": \"\(Self.jsonEscaped(link.url))\"}"
+            "    {\"rel\": \"\(link.relation)\", \"href\": \(JSONText.quoted(link.url))}"
         }
         return "{\n  \"links\": [\n" + entries.joined(separator: ",\n") + "\n  ]\n}\n"
-    }
-
-    private static func jsonEscaped(_ text: String) -> String {
-        var escaped = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case _ where scalar.value < 0x20: escaped += Self.unicodeEscape(scalar.value)
-            default: escaped.unicodeScalars.append(scalar)
-            }
-        }
-        return escaped
-    }
-
-    private static func unicodeEscape(_ value: UInt32) -> String {
-        let hex = String(value, radix: 16)
-        return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
     }
 }

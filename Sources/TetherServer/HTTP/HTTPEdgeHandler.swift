@@ -19,10 +19,12 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         case responding(keepAlive: Bool)
     }
 
-    private let configuration: TetherConfiguration
+    private let store: ConfigurationStore
+    /// Read per request, so a reload applies to the next request on a kept-alive connection.
+    private var configuration: TetherConfiguration { self.store.current }
     private let bosh: BOSHService
     private let relay: PeerRelay
-    private let prebind: PrebindService?
+    private let prebind: PrebindService
     private let status: ServerStatus
     /// The Prometheus exposition, produced on demand.
     private let metrics: @Sendable () -> [UInt8]
@@ -34,15 +36,15 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var heldRequest: BOSHConnectionWatch?
 
     init(
-        configuration: TetherConfiguration,
+        store: ConfigurationStore,
         bosh: BOSHService,
         relay: PeerRelay,
-        prebind: PrebindService?,
+        prebind: PrebindService,
         status: ServerStatus,
         metrics: @escaping @Sendable () -> [UInt8],
         logger: Logger
     ) {
-        self.configuration = configuration
+        self.store = store
         self.bosh = bosh
         self.relay = relay
         self.prebind = prebind
@@ -201,7 +203,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Backend-to-Tether only: no CORS headers, a shared secret, JSON in and out.
     private func handlePrebind(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
-        guard let prebind = self.prebind, let settings = self.configuration.prebind else {
+        let prebind = self.prebind
+        guard let settings = self.configuration.prebind else {
             self.writeSimple(status: .notFound, text: "Not found.\n", origin: nil, context: context)
             return
         }
@@ -209,7 +212,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: nil, extraHeaders: [("Allow", "POST")], context: context)
             return
         }
-        guard prebind.authorizes(head.headers) else {
+        guard prebind.authorizes(head.headers, secret: settings.secret) else {
             self.logger.notice("prebind refused: wrong or missing secret", metadata: ["client": "\(context.channel.remoteAddress?.ipAddress ?? "?")"])
             self.write(
                 status: .unauthorized,

@@ -25,21 +25,29 @@ final class SessionLimiter: Sendable {
         var buckets: [String: (tokens: Double, at: NIODeadline)] = [:]
     }
 
-    let limits: Limits
     private let state = Mutex(State())
+    private let currentLimits: Mutex<Limits>
 
     init(limits: Limits) {
-        self.limits = limits
+        self.currentLimits = Mutex(limits)
+    }
+
+    var limits: Limits { self.currentLimits.withLock { $0 } }
+
+    /// New limits apply to admissions from now on; live sessions are never cut to fit them.
+    func update(_ limits: Limits) {
+        self.currentLimits.withLock { $0 = limits }
     }
 
     var sessionCount: Int { self.state.withLock { $0.total } }
 
     /// Counts a new session for `address`, or says which limit refuses it.
     func admit(_ address: String, now: NIODeadline = .now()) -> Refusal? {
-        self.state.withLock { state in
-            guard state.total < self.limits.maxSessions else { return .tooManySessions }
-            guard state.perAddress[address, default: 0] < self.limits.maxSessionsPerAddress else { return .tooManySessionsFromAddress }
-            let rate = Double(self.limits.newSessionsPerSecondPerAddress)
+        let limits = self.limits
+        return self.state.withLock { state in
+            guard state.total < limits.maxSessions else { return .tooManySessions }
+            guard state.perAddress[address, default: 0] < limits.maxSessionsPerAddress else { return .tooManySessionsFromAddress }
+            let rate = Double(limits.newSessionsPerSecondPerAddress)
             var bucket = state.buckets[address] ?? (rate, now)
             let elapsed = Double((now - bucket.at).nanoseconds) / 1e9
             bucket = (min(rate, bucket.tokens + elapsed * rate), now)

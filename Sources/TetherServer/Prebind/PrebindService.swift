@@ -25,25 +25,25 @@ final class PrebindService: Sendable {
         var rid: UInt64
     }
 
-    private let secret: [UInt8]
+    private let store: ConfigurationStore
     private let bosh: BOSHService
-    private let configuration: TetherConfiguration
     private let logger: Logger
+    private var configuration: TetherConfiguration { self.store.current }
 
-    init(secret: String, bosh: BOSHService, configuration: TetherConfiguration, logger: Logger) {
-        self.secret = Array(secret.utf8)
+    init(store: ConfigurationStore, bosh: BOSHService, logger: Logger) {
+        self.store = store
         self.bosh = bosh
-        self.configuration = configuration
         self.logger = logger
     }
 
     /// `Authorization: Bearer SECRET`, compared in constant time.
-    func authorizes(_ headers: HTTPHeaders) -> Bool {
+    func authorizes(_ headers: HTTPHeaders, secret: String) -> Bool {
         guard let value = headers.first(name: "authorization"), value.lowercased().hasPrefix("bearer ") else { return false }
         let offered = Array(value.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8)
-        guard offered.count == self.secret.count else { return false }
+        let expected = Array(secret.utf8)
+        guard offered.count == expected.count else { return false }
         var difference: UInt8 = 0
-        for (a, b) in zip(offered, self.secret) { difference |= a ^ b }
+        for (a, b) in zip(offered, expected) { difference |= a ^ b }
         return difference == 0
     }
 
