@@ -122,6 +122,9 @@ public final class TetherServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     // A connection lives under the configuration in effect when it was accepted.
                     let configuration = store.current
+                    // Past the high mark a WebSocket client is not reading (see WebSocketXMPPHandler).
+                    let queued = configuration.webSocket.maxQueuedBytes
+                    try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: queued / 2, high: queued))
                     let upgrader = NIOWebSocketServerUpgrader(
                         // Slack above the stanza limit, so a message just over it gets the XMPP
                         // `policy-violation` stream error rather than a bare close 1009.

@@ -97,6 +97,18 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Largest stanza in either direction, bytes (policy-violation beyond).", valueName: "bytes"))
     var maxStanzaBytes: Int = 256 * 1024
 
+    @Option(name: .long, help: ArgumentHelp("Bytes queued for a client: BOSH stanzas not collected beyond it end the session (policy-violation); a WebSocket client behind by more is not fed until it catches up, and is cut off after --slow-reader-timeout.", valueName: "bytes"))
+    var maxQueuedBytesToClient: Int = 1 << 20
+
+    @Option(name: .long, help: ArgumentHelp("Bytes queued for a server: behind by more, it gets --slow-reader-timeout to catch up (WebSocket clients are not read meanwhile); 4x this ends the session at once (policy-violation).", valueName: "bytes"))
+    var maxQueuedBytesToServer: Int = 1 << 20
+
+    @Option(name: .long, help: ArgumentHelp("Seconds a peer may stay behind by more than its queue limit before its session ends with policy-violation.", valueName: "seconds"))
+    var slowReaderTimeout: Int = 10
+
+    @Option(name: .long, help: ArgumentHelp("Largest HTTP request head (request line and headers), bytes (431 beyond).", valueName: "bytes"))
+    var maxHeaderBytes: Int = 16 * 1024
+
     @Option(name: .long, help: ArgumentHelp("Deepest XML nesting accepted.", valueName: "depth"))
     var maxXmlDepth: Int = 32
 
@@ -273,6 +285,16 @@ struct ServeOptions: ParsableArguments {
         try Self.positive("--max-stanza-bytes", self.maxStanzaBytes)
         try Self.positive("--max-xml-depth", self.maxXmlDepth)
         configuration.maxRequestBodyBytes = self.maxBodyBytes
+        try Self.positive("--max-queued-bytes-to-client", self.maxQueuedBytesToClient)
+        try Self.positive("--max-queued-bytes-to-server", self.maxQueuedBytesToServer)
+        try Self.positive("--max-header-bytes", self.maxHeaderBytes)
+        configuration.bosh.maxQueuedBytes = self.maxQueuedBytesToClient
+        configuration.webSocket.maxQueuedBytes = self.maxQueuedBytesToClient
+        configuration.upstream.maxQueuedBytes = self.maxQueuedBytesToServer
+        try Self.positive("--slow-reader-timeout", self.slowReaderTimeout)
+        configuration.upstream.slowReaderTimeout = .seconds(Int64(self.slowReaderTimeout))
+        configuration.webSocket.slowReaderTimeout = .seconds(Int64(self.slowReaderTimeout))
+        configuration.maxHeaderBytes = self.maxHeaderBytes
         configuration.xmlLimits = .init(maxElementBytes: self.maxStanzaBytes, maxDepth: self.maxXmlDepth)
         configuration.upstream.framerLimits = configuration.xmlLimits
         configuration.redirectURI = self.redirectUri

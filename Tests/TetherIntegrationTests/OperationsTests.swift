@@ -152,3 +152,20 @@ extension OperationsTests {
         }
     }
 }
+
+extension OperationsTests {
+    @Test("request heads larger than --max-header-bytes get 431, for BOSH and WebSocket upgrades alike; normal ones pass")
+    func headerLimit() async throws {
+        var configuration = TetherFixture.configuration(c2sPort: 1)
+        configuration.maxHeaderBytes = 4096
+        try await withTether(configuration) { tether, _ in
+            let big = String(repeating: "a", count: 5000)
+            let bosh = try await rawHTTP(port: tether.port, "GET /http-bind HTTP/1.1\r\nHost: localhost\r\nX-Padding: \(big)\r\nConnection: close\r\n\r\n")
+            #expect(bosh.status == 431)
+            let upgrade = try await rawHTTP(port: tether.port, "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nCookie: \(big)\r\n\r\n")
+            #expect(upgrade.status == 431)
+            let normal = try await rawHTTP(port: tether.port, "GET /http-bind HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(normal.status == 200)
+        }
+    }
+}

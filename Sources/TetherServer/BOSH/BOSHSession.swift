@@ -147,6 +147,9 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
             self.run(self.machine.upstreamClosed(clean: true))
         case .some(let error) where error.isResolutionFailure:
             self.run(self.machine.upstreamFailed(.hostUnknown))
+        case .some(.serverNotReading):
+            self.metrics.limitHit("max-queued-bytes-to-server")
+            self.run(self.machine.upstreamFailed(.policyViolation))
         case .some:
             self.run(self.machine.upstreamClosed(clean: false))
         }

@@ -27,6 +27,9 @@ public struct TetherConfiguration: Sendable {
     public var httpRequestTimeout: TimeAmount = .seconds(30)
     /// Largest HTTP request body accepted (413 beyond).
     public var maxRequestBodyBytes = 512 * 1024
+    /// Largest request head (request line and headers) accepted (431 beyond). NIO's parser
+    /// stops far larger heads (80 KiB) before they reach Tether.
+    public var maxHeaderBytes = 16 * 1024
     /// Stanza size and depth limits in both directions.
     public var xmlLimits = XMLStreamFramer.Limits()
     /// Where clients are sent when this node shuts down (`see-other-uri`); `nil` means `system-shutdown`.

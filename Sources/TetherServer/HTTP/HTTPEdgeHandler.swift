@@ -15,7 +15,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private enum State {
         case idle
         case receiving(HTTPRequestHead, ByteBuffer)
-        case discarding(HTTPRequestHead)
+        /// The request is refused (body or head too large); its body is read and dropped.
+        case discarding(HTTPRequestHead, HTTPResponseStatus, String)
         case responding(keepAlive: Bool)
     }
 
@@ -84,10 +85,16 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .idle):
-            self.state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
+            let limit = self.configuration.maxHeaderBytes
+            if Self.headBytes(head) > limit {
+                self.state = .discarding(head, .requestHeaderFieldsTooLarge, "Request head larger than \(limit) bytes\n")
+            } else {
+                self.state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
+            }
         case (.body(var chunk), .receiving(let head, var body)):
-            if body.readableBytes + chunk.readableBytes > self.configuration.maxRequestBodyBytes {
-                self.state = .discarding(head)
+            let limit = self.configuration.maxRequestBodyBytes
+            if body.readableBytes + chunk.readableBytes > limit {
+                self.state = .discarding(head, .payloadTooLarge, "Request body larger than \(limit) bytes\n")
             } else {
                 body.writeBuffer(&chunk)
                 self.state = .receiving(head, body)
@@ -96,10 +103,10 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.requestTimer?.cancel()
             self.state = .responding(keepAlive: head.isKeepAlive)
             self.route(head: head, body: body, context: context)
-        case (.end, .discarding(let head)):
+        case (.end, .discarding(let head, let status, let reason)):
             self.requestTimer?.cancel()
             self.state = .responding(keepAlive: false)
-            self.writeSimple(status: .payloadTooLarge, text: "Request body larger than \(self.configuration.maxRequestBodyBytes) bytes\n", origin: head.headers.first(name: "origin"), context: context)
+            self.writeSimple(status: status, text: reason, origin: head.headers.first(name: "origin"), context: context)
         case (.body, .discarding):
             break
         case (.head, _), (.body, _), (.end, _):
@@ -282,6 +289,13 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             return String(host[host.index(after: host.startIndex)..<end])
         }
         return host.split(separator: ":", maxSplits: 1).first.map(String.init) ?? host
+    }
+
+    /// The size of a request head as sent: request line and header lines.
+    static func headBytes(_ head: HTTPRequestHead) -> Int {
+        head.headers.reduce(head.method.rawValue.utf8.count + head.uri.utf8.count + 12) { total, header in
+            total + header.name.utf8.count + header.value.utf8.count + 4
+        }
     }
 
     /// `/http-bind/NODE`: the path a balancer routes to this node only.

@@ -13,6 +13,11 @@ public struct WebSocketSettings: Sendable {
     public var perMessageDeflate = true
     /// Messages shorter than this are sent uncompressed even when compression is on.
     public var compressionThreshold = 64
+    /// Bytes queued for the client above which it counts as not keeping up: the server's side
+    /// stops being read (the server holds its stanzas), and a client that has still not caught up
+    /// after `slowReaderTimeout` is cut off with `policy-violation`.
+    public var maxQueuedBytes = 1 << 20
+    public var slowReaderTimeout: TimeAmount = .seconds(10)
 
     public init() {}
 }

@@ -20,6 +20,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var logger: Logger
     private let registry: WebSocketRegistry
     private var upstream: UpstreamConnection?
+    private var slowClientTimer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
     private var closeTimer: Scheduled<Void>?
     private var pingTimer: Scheduled<Void>?
@@ -188,6 +189,34 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         return codec
     }
 
+    /// Unwritable: more than `maxQueuedBytes` wait for the client. The server's side is not read
+    /// meanwhile (it keeps its stanzas), and a client that has not caught up within
+    /// `slowReaderTimeout` is cut off.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        self.upstream?.channel.setOption(ChannelOptions.autoRead, value: writable).whenComplete { _ in }
+        if writable {
+            self.slowClientTimer?.cancel()
+            self.slowClientTimer = nil
+        } else if self.slowClientTimer == nil {
+            self.slowClientTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.settings.slowReaderTimeout) { [weak self] in
+                guard let self, let context = self.context, !context.channel.isWritable, self.endCondition == "normal" else { return }
+                self.logger.notice("limit reached", metadata: ["limit": "max-queued-bytes-to-client"])
+                self.metrics.limitHit("max-queued-bytes-to-client")
+                self.endCondition = "policy-violation"
+                self.run(self.machine.violation(.policyViolation))
+                // It is not reading: waiting for its closing handshake would only hold memory.
+                context.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// The server fell behind: stop reading the client until it catches up.
+    func upstreamWritabilityChanged(_ isWritable: Bool) {
+        self.context?.channel.setOption(ChannelOptions.autoRead, value: isWritable).whenComplete { _ in }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         self.run(self.machine.connectionLost())
         self.finish()
@@ -255,7 +284,12 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     func upstreamClosed(_ error: UpstreamError?) {
         self.upstream = nil
-        if let error {
+        if case .serverNotReading = error {
+            self.logger.notice("limit reached", metadata: ["limit": "max-queued-bytes-to-server"])
+            self.metrics.limitHit("max-queued-bytes-to-server")
+            self.endCondition = "policy-violation"
+            self.run(self.machine.violation(.policyViolation))
+        } else if let error {
             self.logger.info("upstream closed", metadata: ["error": "\(error)"])
             self.endCondition = error.isResolutionFailure ? "host-unknown" : "remote-connection-failed"
             self.run(self.machine.upstreamEnded(.failed(unreachable: error.isResolutionFailure)))

@@ -23,6 +23,9 @@ public final class UpstreamConnection: @unchecked Sendable {
             self.channel.write(payload, promise: nil)
         }
         self.channel.flush()
+        if !self.channel.isWritable {
+            self.handler.checkQueue()
+        }
     }
 
     /// Opens a new stream on the same connection (after SASL success).

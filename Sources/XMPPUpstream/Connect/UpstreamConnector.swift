@@ -59,6 +59,12 @@ public struct UpstreamConfiguration: Sendable {
     public var framerLimits = XMLStreamFramer.Limits()
     /// Send a PROXY protocol header first on every upstream connection.
     public var proxyProtocol: ProxyProtocolVersion?
+    /// Bytes queued for the server above which it counts as not keeping up: the client side
+    /// stops being read (where it can be) and, if the server still has not caught up after
+    /// `slowReaderTimeout`, the stream is cut (`UpstreamError.serverNotReading`). Four times
+    /// this cuts at once: memory stays bounded whatever the client sends.
+    public var maxQueuedBytes = 1 << 20
+    public var slowReaderTimeout: TimeAmount = .seconds(10)
 
     public init() {}
 }
@@ -152,6 +158,7 @@ public struct UpstreamConnector: Sendable {
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: .init(low: configuration.maxQueuedBytes / 2, high: configuration.maxQueuedBytes))
             .connect(to: candidate.address)
             .flatMapThrowing { channel -> UpstreamConnection in
                 let handler = UpstreamChannelHandler(
@@ -162,6 +169,8 @@ public struct UpstreamConnector: Sendable {
                     serverHostname: header.to,
                     addressIsLoopback: AddressPolicy.isLoopback(candidate.address),
                     streamOpenTimeout: configuration.streamOpenTimeout,
+                    maxQueuedBytes: configuration.maxQueuedBytes,
+                    slowReaderTimeout: configuration.slowReaderTimeout,
                     delegate: delegate.value
                 )
                 try channel.pipeline.syncOperations.addHandler(handler)

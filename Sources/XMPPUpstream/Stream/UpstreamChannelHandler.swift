@@ -15,6 +15,13 @@ public protocol UpstreamStreamDelegate: AnyObject {
     func upstreamStreamError(_ error: ByteBuffer)
     /// The connection ended: `nil` after a clean `</stream:stream>`.
     func upstreamClosed(_ error: UpstreamError?)
+    /// The server fell behind (`false`) or caught up again (`true`): a session that can, stops
+    /// reading its client meanwhile.
+    func upstreamWritabilityChanged(_ isWritable: Bool)
+}
+
+extension UpstreamStreamDelegate {
+    public func upstreamWritabilityChanged(_ isWritable: Bool) {}
 }
 
 /// Runs `UpstreamStreamStateMachine` on a connection: frames bytes with expat, negotiates
@@ -29,6 +36,9 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     private let serverHostname: String
     private let addressIsLoopback: Bool
     private let streamOpenTimeout: TimeAmount
+    let maxQueuedBytes: Int
+    private let slowReaderTimeout: TimeAmount
+    private var slowReaderTimer: Scheduled<Void>?
     private var delegate: (any UpstreamStreamDelegate)?
     private var batch: [ByteBuffer] = []
     private var batchHasStreamElements = false
@@ -49,8 +59,12 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         serverHostname: String,
         addressIsLoopback: Bool,
         streamOpenTimeout: TimeAmount,
+        maxQueuedBytes: Int = 1 << 20,
+        slowReaderTimeout: TimeAmount = .seconds(10),
         delegate: any UpstreamStreamDelegate
     ) {
+        self.maxQueuedBytes = maxQueuedBytes
+        self.slowReaderTimeout = slowReaderTimeout
         self.machine = machine
         self.prelude = prelude
         self.framer = XMLStreamFramer(limits: framerLimits)
@@ -130,6 +144,39 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         self.run(self.machine.fail(upstreamError), context: context)
     }
 
+    /// Unwritable: more than `maxQueuedBytes` wait for the server. It gets `slowReaderTimeout`
+    /// to catch up before the stream is cut.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        if writable {
+            self.slowReaderTimer?.cancel()
+            self.slowReaderTimer = nil
+        } else if self.slowReaderTimer == nil && !self.finished {
+            self.slowReaderTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.slowReaderTimeout) { [weak self] in
+                guard let self, let context = self.context, !context.channel.isWritable else { return }
+                self.serverNotReading(context: context)
+            }
+        }
+        if !self.finished { self.delegate?.upstreamWritabilityChanged(writable) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Ends the stream because the server is not reading what is queued for it.
+    func serverNotReading(context: ChannelHandlerContext) {
+        guard !self.finished else { return }
+        self.finish(error: .serverNotReading(queuedBytes: self.maxQueuedBytes))
+        context.close(promise: nil)
+    }
+
+    /// Called after each write: four times the limit is cut at once, whatever the timer says.
+    func checkQueue() {
+        guard let context = self.context, !self.finished,
+            let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes),
+            queued > 4 * self.maxQueuedBytes
+        else { return }
+        self.serverNotReading(context: context)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         self.flushBatch()
         self.finish(error: .closedByPeer)
@@ -206,6 +253,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         guard !self.finished else { return }
         self.finished = true
         self.openTimeout?.cancel()
+        self.slowReaderTimer?.cancel()
         let delegate = self.delegate
         self.delegate = nil
         delegate?.upstreamClosed(error)

@@ -24,6 +24,8 @@ public enum UpstreamError: Error, Hashable, Sendable, CustomStringConvertible {
     case protocolViolation(String)
     case malformedXML(XMLFramerError)
     case closedByPeer
+    /// The server stopped reading: more than this many bytes were waiting to be written to it.
+    case serverNotReading(queuedBytes: Int)
 
     public var description: String {
         switch self {
@@ -38,6 +40,7 @@ public enum UpstreamError: Error, Hashable, Sendable, CustomStringConvertible {
         case .protocolViolation(let reason): return "XMPP protocol violation: \(reason)"
         case .malformedXML(let error): return "upstream sent \(error)"
         case .closedByPeer: return "the server closed the connection"
+        case .serverNotReading(let bytes): return "the server stopped reading: over \(bytes) bytes queued for it"
         }
     }
 

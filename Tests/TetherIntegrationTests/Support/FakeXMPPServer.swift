@@ -20,9 +20,11 @@ final class FakeXMPPServer: Sendable {
         typealias InboundIn = ByteBuffer
         let state: State
         let silent: Bool
-        init(state: State, silent: Bool) {
+        let stopsReading: Bool
+        init(state: State, silent: Bool, stopsReading: Bool) {
             self.state = state
             self.silent = silent
+            self.stopsReading = stopsReading
         }
 
         func channelActive(context: ChannelHandlerContext) {
@@ -37,6 +39,10 @@ final class FakeXMPPServer: Sendable {
             if text.contains("<stream:stream") && !self.silent {
                 let reply = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='fake' from='localhost' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
                 context.writeAndFlush(NIOAny(ByteBuffer(string: reply)), promise: nil)
+                if self.stopsReading {
+                    // A server that stalls mid-stream: from now on nothing is read from Tether.
+                    context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+                }
             }
         }
     }
@@ -47,11 +53,18 @@ final class FakeXMPPServer: Sendable {
         self.state = state
     }
 
-    /// - Parameter silent: accept TCP and read, but never answer (a stalled server).
-    static func start(silent: Bool = false) async throws -> FakeXMPPServer {
+    /// - Parameters:
+    ///   - silent: accept TCP and read, but never answer (a stalled server).
+    ///   - stopsReading: answer the stream header, then stop reading (a server stalled mid-stream);
+    ///     its receive buffer is kept small so Tether's queue toward it fills quickly.
+    static func start(silent: Bool = false, stopsReading: Bool = false) async throws -> FakeXMPPServer {
         let state = State()
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in channel.pipeline.addHandler(Handler(state: state, silent: silent)) }
+        var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if stopsReading {
+            bootstrap = bootstrap.serverChannelOption(.socketOption(.so_rcvbuf), value: 4096)
+        }
+        let server = try await bootstrap
+            .childChannelInitializer { channel in channel.pipeline.addHandler(Handler(state: state, silent: silent, stopsReading: stopsReading)) }
             .bind(host: "127.0.0.1", port: 0).get()
         return FakeXMPPServer(port: server.localAddress!.port!, server: server, state: state)
     }
