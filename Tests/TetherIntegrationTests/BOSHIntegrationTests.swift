@@ -391,6 +391,9 @@ struct BOSHIntegrationTests {
             let response = try await creation.create()
             #expect(response.attributes["secure"] == "true")
             #expect(!response.raw.contains("starttls"))
+            // Both sessions did a STARTTLS handshake, and the histogram counted each.
+            let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(metrics.text.contains("tether_upstream_tls_handshake_seconds_count 2"))
         } configure: { configuration, prosody in
             configuration.upstream.tlsPolicy = .required
             var tls = TLSConfiguration.makeClientConfiguration()

@@ -25,6 +25,7 @@ final class TetherMetrics: Sendable {
     private let boshRequests: Counter
     private let retransmissions: Counter
     private let upstreamConnect: DurationHistogram
+    private let upstreamTLSHandshake: DurationHistogram
     private let terminations = Mutex<[String: Counter]>([:])
     private let limitHits = Mutex<[String: Counter]>([:])
 
@@ -53,6 +54,11 @@ final class TetherMetrics: Sendable {
             buckets: [.milliseconds(5), .milliseconds(20), .milliseconds(100), .milliseconds(500), .seconds(2), .seconds(10)],
             help: "Time to a negotiated upstream stream (resolution, TCP, STARTTLS)"
         )
+        self.upstreamTLSHandshake = registry.makeDurationHistogram(
+            name: "tether_upstream_tls_handshake_seconds",
+            buckets: [.milliseconds(2), .milliseconds(10), .milliseconds(50), .milliseconds(250), .seconds(1), .seconds(5)],
+            help: "STARTTLS handshakes with upstream servers, from <proceed/> to the handshake's end"
+        )
     }
 
     func requestHeld() { self.heldRequests.increment() }
@@ -60,6 +66,7 @@ final class TetherMetrics: Sendable {
     func boshRequestReceived() { self.boshRequests.increment() }
     func retransmissionReceived() { self.retransmissions.increment() }
     func upstreamConnected(after duration: Duration) { self.upstreamConnect.record(duration) }
+    func upstreamTLSEstablished(after duration: Duration) { self.upstreamTLSHandshake.record(duration) }
 
     func sessionCreated(_ transport: Transport) {
         self.sessionsCreated[transport]?.increment()

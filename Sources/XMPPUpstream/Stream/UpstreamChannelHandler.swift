@@ -18,10 +18,13 @@ public protocol UpstreamStreamDelegate: AnyObject {
     /// The server fell behind (`false`) or caught up again (`true`): a session that can, stops
     /// reading its client meanwhile.
     func upstreamWritabilityChanged(_ isWritable: Bool)
+    /// A STARTTLS handshake completed after this long (for metrics).
+    func upstreamTLSEstablished(after duration: Duration)
 }
 
 extension UpstreamStreamDelegate {
     public func upstreamWritabilityChanged(_ isWritable: Bool) {}
+    public func upstreamTLSEstablished(after duration: Duration) {}
 }
 
 /// Runs `UpstreamStreamStateMachine` on a connection: frames bytes with expat, negotiates
@@ -39,6 +42,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     let maxQueuedBytes: Int
     private let slowReaderTimeout: TimeAmount
     private var slowReaderTimer: Scheduled<Void>?
+    private var tlsStarted: ContinuousClock.Instant?
     private var delegate: (any UpstreamStreamDelegate)?
     private var batch: [ByteBuffer] = []
     private var batchHasStreamElements = false
@@ -127,6 +131,10 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            if let started = self.tlsStarted {
+                self.delegate?.upstreamTLSEstablished(after: ContinuousClock.now - started)
+                self.tlsStarted = nil
+            }
             self.run(self.machine.tlsHandshakeCompleted(), context: context)
         }
         context.fireUserInboundEventTriggered(event)
@@ -208,6 +216,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
                     return
                 }
                 do {
+                    self.tlsStarted = .now
                     let handler = try NIOSSLClientHandler(context: tlsContext, serverHostname: self.serverHostname)
                     try context.pipeline.syncOperations.addHandler(handler, position: .first)
                 } catch {
