@@ -125,6 +125,7 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -173,6 +174,7 @@ let package = Package(
             name: "TetherIntegrationTests",
             dependencies: [
                 "TetherServer",
+                "XMPPLoadKit",
                 "XMPPCore",
                 "BOSHCore",
                 "WebSocketCore",

@@ -74,6 +74,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Resource asked for at bind.")
     var resource: String = "load"
 
+    @Option(name: .long, help: "SASL mechanism: PLAIN or SCRAM-SHA-1.")
+    var sasl: String = "PLAIN"
+
     @Flag(name: .long, help: "Leave without unavailable presence and stream close/terminate.")
     var noLogout = false
 
@@ -118,6 +121,10 @@ struct Run: AsyncParsableCommand {
             await stub?.stop()
             throw ValidationError("--url is missing or not http://, ws:// or tcp://")
         }
+        guard let mechanism = SASLMechanism(rawValue: self.sasl.uppercased()) else {
+            await stub?.stop()
+            throw ValidationError("--sasl must be PLAIN or SCRAM-SHA-1")
+        }
         var stepped: LoadScenario.Stepped?
         if let text = self.stepped {
             guard let parsed = LoadScenario.Stepped(text) else {
@@ -130,7 +137,7 @@ struct Run: AsyncParsableCommand {
             transport: transport, endpoint: endpoint, domain: self.domain, userPattern: self.users, passwordPattern: self.password,
             firstUser: self.firstUser, sessions: self.sessions, idleSessions: self.idleSessions, rampRate: self.rampRate,
             messageRate: self.messageRate, duration: self.duration, stepped: stepped, p99BoundMilliseconds: self.p99BoundMs,
-            drainSeconds: self.drain, payloadBytes: self.payloadBytes, resource: self.resource, logout: !self.noLogout,
+            drainSeconds: self.drain, payloadBytes: self.payloadBytes, resource: self.resource, saslMechanism: mechanism, logout: !self.noLogout,
             boshWait: self.boshWait, boshRequestTimeout: Double(self.boshWait) + 15, loginTimeout: self.loginTimeout,
             threads: self.threads, serverPID: self.serverPid
         )

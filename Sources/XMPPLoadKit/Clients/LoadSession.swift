@@ -24,7 +24,8 @@ class LoadSession {
             username: scenario.username(index),
             password: scenario.password(index),
             domain: scenario.domain,
-            resource: scenario.resource
+            resource: scenario.resource,
+            mechanism: scenario.saslMechanism
         )
     }
 

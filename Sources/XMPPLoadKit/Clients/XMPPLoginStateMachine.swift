@@ -41,15 +41,18 @@ public struct XMPPLoginStateMachine: Sendable {
     public let password: String
     public let domain: String
     public let resource: String
+    public let mechanism: SASLMechanism
     public private(set) var phase: Phase = .connecting
     public private(set) var jid: String?
     private let bindID = "bind1"
+    private var scram: SCRAMSHA1Client?
 
-    public init(username: String, password: String, domain: String, resource: String) {
+    public init(username: String, password: String, domain: String, resource: String, mechanism: SASLMechanism = .plain) {
         self.username = username
         self.password = password
         self.domain = domain
         self.resource = resource
+        self.mechanism = mechanism
     }
 
     public var isEstablished: Bool { self.phase == .established }
@@ -77,16 +80,46 @@ public struct XMPPLoginStateMachine: Sendable {
             guard let mechanisms = element.child("mechanisms", namespace: XMLNamespaces.sasl) else {
                 return self.fail(LoadFailure(.protocolViolation, "no-sasl-mechanisms"))
             }
-            guard String(buffer: mechanisms).contains(">PLAIN<") else {
-                return self.fail(LoadFailure(.protocolViolation, "no-sasl-plain"))
+            guard String(buffer: mechanisms).contains(">\(self.mechanism.rawValue)<") else {
+                return self.fail(LoadFailure(.protocolViolation, "no-sasl-\(self.mechanism.rawValue.lowercased())"))
             }
             self.phase = .authenticating
-            return .send(Self.plainAuth(username: self.username, password: self.password))
+            switch self.mechanism {
+            case .plain:
+                return .send(Self.plainAuth(username: self.username, password: self.password))
+            case .scramSHA1:
+                let scram = SCRAMSHA1Client(username: self.username, password: self.password)
+                self.scram = scram
+                return .send("<auth xmlns='\(XMLNamespaces.sasl)' mechanism='SCRAM-SHA-1'>\(Base64.encode(Array(scram.clientFirst.utf8)))</auth>")
+            }
 
         case .authenticating:
             guard name.namespace == XMLNamespaces.sasl else { return .none }
             switch name.localName {
+            case "challenge":
+                guard var scram = self.scram, let text = StanzaScanner.text(of: "challenge", in: element.bytes),
+                    let decoded = Base64.decode(text)
+                else {
+                    return self.fail(LoadFailure(.protocolViolation, "unexpected-sasl-challenge"))
+                }
+                do {
+                    let final = try scram.clientFinal(serverFirst: String(decoding: decoded, as: UTF8.self))
+                    self.scram = scram
+                    return .send("<response xmlns='\(XMLNamespaces.sasl)'>\(Base64.encode(Array(final.utf8)))</response>")
+                } catch {
+                    return self.fail(LoadFailure(.protocolViolation, "scram-\(error)"))
+                }
             case "success":
+                if let scram = self.scram {
+                    // Mutual authentication: the server proves it knows the password too.
+                    let text = StanzaScanner.text(of: "success", in: element.bytes) ?? ""
+                    let decoded = Base64.decode(text).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    do {
+                        try scram.verify(serverFinal: decoded)
+                    } catch {
+                        return self.fail(LoadFailure(.protocolViolation, "scram-server-signature"))
+                    }
+                }
                 self.phase = .awaitingBoundFeatures
                 return .restartStream
             case "failure":
@@ -200,6 +233,12 @@ public struct XMPPLoginStateMachine: Sendable {
         let name = text[text.index(after: open)...].prefix { $0 != " " && $0 != "/" && $0 != ">" }
         return String(name)
     }
+}
+
+/// The SASL mechanisms the simulated clients can use.
+public enum SASLMechanism: String, Sendable, Codable, Hashable, CaseIterable {
+    case plain = "PLAIN"
+    case scramSHA1 = "SCRAM-SHA-1"
 }
 
 /// Minimal base64 (RFC 4648) for SASL.

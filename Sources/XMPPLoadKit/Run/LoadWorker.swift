@@ -167,8 +167,8 @@ final class LoadWorker {
         if self.messageRate > 0, !self.pairs.isEmpty {
             let target = UInt64(Double(now - self.messageStartNanos) / 1e9 * self.messageRate)
             guard target > self.messagesThisPhase else { return }
-            // A stalled loop does not catch up in one burst: at most 50 ms worth at once.
-            let due = min(target - self.messagesThisPhase, UInt64(self.messageRate * 0.05) + 1)
+            // A stalled loop does not catch up in one burst: at most 50 ms worth (or 20) at once.
+            let due = min(target - self.messagesThisPhase, UInt64(max(self.messageRate * 0.05, 20)) + 1)
             self.messagesThisPhase = target
             self.sendMessages(Int(due), nowNanos: now)
         }

@@ -73,6 +73,8 @@ public struct LoadScenario: Sendable, Codable, Hashable {
     public var payloadBytes: Int
     /// Resource asked for at bind.
     public var resource: String
+    /// SASL mechanism the clients use.
+    public var saslMechanism: SASLMechanism
     /// Log out cleanly at the end (unavailable presence, then close/terminate).
     public var logout: Bool
     /// BOSH `wait` (seconds the server may hold a request).
@@ -103,6 +105,7 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         drainSeconds: Double = 5,
         payloadBytes: Int = 0,
         resource: String = "load",
+        saslMechanism: SASLMechanism = .plain,
         logout: Bool = true,
         boshWait: Int = 30,
         boshRequestTimeout: Double = 45,
@@ -126,6 +129,7 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         self.drainSeconds = drainSeconds
         self.payloadBytes = payloadBytes
         self.resource = resource
+        self.saslMechanism = saslMechanism
         self.logout = logout
         self.boshWait = boshWait
         self.boshRequestTimeout = boshRequestTimeout
