@@ -157,6 +157,7 @@ public enum HTMLReport {
     }
 
     static func compact(_ value: Double) -> String {
+        if value == 0 { return "0" }
         if value >= 1_000_000 { return f(value / 1_000_000, 1) + "M" }
         if value >= 10_000 { return f(value / 1000, 0) + "k" }
         if value >= 100 { return f(value, 0) }
