@@ -14,6 +14,9 @@ struct WorkerStats {
     var failed = 0
     var closedCleanly = 0
     var retransmissions = 0
+    /// Messages the schedule called for that were not sent because the loop ran late (> 50 ms behind).
+    var behindSchedule: UInt64 = 0
+    var stepBehindSchedule: UInt64 = 0
     var intervalSent: UInt64 = 0
     var intervalDelivered: UInt64 = 0
     var stepSent: UInt64 = 0
@@ -97,6 +100,7 @@ struct WorkerStepSample: Sendable {
     var delivered: UInt64
     var latency: LatencyHistogram
     var inFlight: UInt64
+    var behindSchedule: UInt64
 }
 
 /// A worker's final figures.
@@ -111,6 +115,7 @@ struct WorkerFinal: Sendable {
     var failed: Int
     var closedCleanly: Int
     var retransmissions: Int
+    var behindSchedule: UInt64
     var firstStartNanos: UInt64?
     var lastEstablishedNanos: UInt64?
 }

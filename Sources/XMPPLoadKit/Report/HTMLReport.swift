@@ -68,6 +68,9 @@ public enum HTMLReport {
         html += "<h2>Messages</h2><table><tr><th>target msg/s</th><th>achieved msg/s</th><th>sent</th><th>delivered</th><th>lost</th><th>duplicates</th></tr>"
         html += "<tr><td>\(f(m.targetRate, 1))</td><td>\(f(m.achievedRate, 1))</td><td>\(m.sent)</td><td>\(m.delivered)</td>"
         html += "<td class=\"\(m.lost > 0 ? "fail" : "")\">\(m.lost)</td><td>\(m.duplicates)</td></tr></table>"
+        if m.behindSchedule > 0 {
+            html += "<p class=\"warn\">The client fell behind its own schedule by \(m.behindSchedule) messages (its event loop ran more than 50 ms late).</p>"
+        }
         html += "<table><tr><th>delivery latency (ms)</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>"
         html += self.summaryRow("end to end", m.latency) + "</table>"
         if !result.steps.isEmpty {

@@ -28,6 +28,9 @@ public struct LoadResult: Sendable, Codable {
         public var duplicates: UInt64
         public var unknown: UInt64
         public var messagingSeconds: Double
+        /// Messages the schedule called for but the client did not send because its event loop
+        /// ran more than 50 ms late (CPU-starved or stalled client). Not an error of the server.
+        public var behindSchedule: UInt64
         /// End-to-end delivery latency (sender's timestamp to receipt), milliseconds.
         public var latency: LatencySummary
     }
@@ -39,6 +42,8 @@ public struct LoadResult: Sendable, Codable {
         public var delivered: UInt64
         /// Still undelivered when the step's drain ended.
         public var undelivered: UInt64
+        /// See `Messages.behindSchedule`.
+        public var behindSchedule: UInt64
         public var latency: LatencySummary
         public var withinBound: Bool
         public var peakClientThreadCPUPercent: Double
@@ -53,7 +58,8 @@ public struct LoadResult: Sendable, Codable {
         public var clientThreadsSeconds: Double
         /// Busiest second of the busiest client thread, percent of one core.
         public var peakClientThreadPercent: Double
-        /// A client thread was over 90 % of a core during some second: figures may reflect the client, not the server.
+        /// A client thread was over 90 % of a core during some second, or the client fell behind its
+        /// own schedule by more than 1 % of the messages: figures may reflect the client, not the server.
         public var clientSaturated: Bool
     }
 

@@ -28,11 +28,14 @@ public enum ReportWriter {
             "messages   sent \(m.sent), delivered \(m.delivered), lost \(m.lost), duplicates \(m.duplicates); "
                 + "target \(f(m.targetRate)) msg/s, achieved \(f(m.achievedRate)) msg/s over \(f(m.messagingSeconds)) s"
         )
+        if m.behindSchedule > 0 {
+            lines.append("schedule   the client fell behind its own schedule by \(m.behindSchedule) messages (its event loop ran > 50 ms late)")
+        }
         lines.append("latency    p50 \(f(l.p50, 2)) ms, p90 \(f(l.p90, 2)) ms, p99 \(f(l.p99, 2)) ms, p99.9 \(f(l.p999, 2)) ms, max \(f(l.max, 2)) ms")
         for step in result.steps {
             lines.append(
                 "step       \(f(step.targetRate, 0)) msg/s: achieved \(f(step.achievedRate)), p99 \(f(step.latency.p99, 2)) ms, "
-                    + "undelivered \(step.undelivered), client cpu peak \(f(step.peakClientThreadCPUPercent, 0))% \(step.withinBound ? "ok" : "OVER")"
+                    + "undelivered \(step.undelivered), behind schedule \(step.behindSchedule), client cpu peak \(f(step.peakClientThreadCPUPercent, 0))% \(step.withinBound ? "ok" : "OVER")"
             )
         }
         if result.scenario.stepped != nil {

@@ -126,9 +126,11 @@ public final class LoadRunner: Sendable {
                 var sent: UInt64 = 0
                 var delivered: UInt64 = 0
                 var inFlight: UInt64 = 0
+                var behind: UInt64 = 0
                 var latency = LatencyHistogram()
                 for worker in workers {
                     let sample = try await worker.call { $0.stepSample() }
+                    behind += sample.behindSchedule
                     sent += sample.sent
                     delivered += sample.delivered
                     inFlight += sample.inFlight
@@ -140,7 +142,7 @@ public final class LoadRunner: Sendable {
                 steps.append(
                     LoadResult.Step(
                         targetRate: rate, achievedRate: achieved, sent: sent, delivered: delivered, undelivered: inFlight,
-                        latency: summary, withinBound: within, peakClientThreadCPUPercent: clock.peakThreadPercentThisStep
+                        behindSchedule: behind, latency: summary, withinBound: within, peakClientThreadCPUPercent: clock.peakThreadPercentThisStep
                     )
                 )
                 if within { knee = rate } else { break }
@@ -219,6 +221,7 @@ public final class LoadRunner: Sendable {
         var failed = 0
         var closed = 0
         var retransmissions = 0
+        var behind: UInt64 = 0
         var firstStart: UInt64?
         var lastEstablished: UInt64?
         for final in finals {
@@ -236,6 +239,7 @@ public final class LoadRunner: Sendable {
             failed += final.failed
             closed += final.closedCleanly
             retransmissions += final.retransmissions
+            behind += final.behindSchedule
             if let value = final.firstStartNanos { firstStart = min(firstStart ?? value, value) }
             if let value = final.lastEstablishedNanos { lastEstablished = max(lastEstablished ?? value, value) }
         }
@@ -254,11 +258,13 @@ public final class LoadRunner: Sendable {
             targetRate: scenario.stepped == nil ? scenario.messageRate : (steps.last?.targetRate ?? 0),
             achievedRate: messagingSeconds > 0 ? Double(sent) / messagingSeconds : 0,
             sent: sent, delivered: delivered, lost: inFlight, duplicates: duplicates, unknown: unknown,
-            messagingSeconds: messagingSeconds, latency: latency.summary
+            messagingSeconds: messagingSeconds, behindSchedule: behind, latency: latency.summary
         )
+        var cpu = clock.cpuFigures
+        if behind > 0, Double(behind) > 0.01 * Double(max(sent, 1)) { cpu.clientSaturated = true }
         var result = LoadResult(
             scenario: scenario, startedAt: startedAt, sessions: sessions, messages: messages, steps: steps, kneeRate: knee,
-            errors: errors, retransmissions: retransmissions, cpu: clock.cpuFigures, server: clock.serverFigures, timeline: clock.timeline
+            errors: errors, retransmissions: retransmissions, cpu: cpu, server: clock.serverFigures, timeline: clock.timeline
         )
         result.judge()
         return result

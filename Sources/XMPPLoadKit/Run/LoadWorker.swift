@@ -168,7 +168,13 @@ final class LoadWorker {
             let target = UInt64(Double(now - self.messageStartNanos) / 1e9 * self.messageRate)
             guard target > self.messagesThisPhase else { return }
             // A stalled loop does not catch up in one burst: at most 50 ms worth (or 20) at once.
-            let due = min(target - self.messagesThisPhase, UInt64(max(self.messageRate * 0.05, 20)) + 1)
+            let owed = target - self.messagesThisPhase
+            let due = min(owed, UInt64(max(self.messageRate * 0.05, 20)) + 1)
+            if owed > due {
+                // Counted, never hidden: the client could not keep its own schedule.
+                self.stats.behindSchedule += owed - due
+                self.stats.stepBehindSchedule += owed - due
+            }
             self.messagesThisPhase = target
             self.sendMessages(Int(due), nowNanos: now)
         }
@@ -237,11 +243,15 @@ final class LoadWorker {
         self.stats.step.reset()
         self.stats.stepSent = 0
         self.stats.stepDelivered = 0
+        self.stats.stepBehindSchedule = 0
         self.setMessageRate(rate)
     }
 
     func stepSample() -> WorkerStepSample {
-        WorkerStepSample(sent: self.stats.stepSent, delivered: self.stats.stepDelivered, latency: self.stats.step, inFlight: self.stats.ledger.inFlight)
+        WorkerStepSample(
+            sent: self.stats.stepSent, delivered: self.stats.stepDelivered, latency: self.stats.step, inFlight: self.stats.ledger.inFlight,
+            behindSchedule: self.stats.stepBehindSchedule
+        )
     }
 
     func finalSample() -> WorkerFinal {
@@ -256,6 +266,7 @@ final class LoadWorker {
             failed: self.stats.failed,
             closedCleanly: self.stats.closedCleanly,
             retransmissions: self.stats.retransmissions,
+            behindSchedule: self.stats.behindSchedule,
             firstStartNanos: self.stats.firstStartNanos,
             lastEstablishedNanos: self.stats.lastEstablishedNanos
         )
