@@ -105,7 +105,7 @@ final class BOSHLoadSession: LoadSession {
         for event in events {
             switch event {
             case .rootOpened(let root):
-                if kind == .creation {
+                if kind == .creation, root.attributes.value(of: "type") != "terminate" {
                     guard let sid = root.attributes.value(of: "sid") else {
                         self.fail(LoadFailure(.protocolViolation, "no-sid"))
                         return

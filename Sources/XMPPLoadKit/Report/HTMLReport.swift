@@ -74,10 +74,10 @@ public enum HTMLReport {
         html += "<table><tr><th>delivery latency (ms)</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>"
         html += self.summaryRow("end to end", m.latency) + "</table>"
         if !result.steps.isEmpty {
-            html += "<h2>Steps</h2><table><tr><th>target msg/s</th><th>achieved</th><th>p50</th><th>p99</th><th>max</th><th>undelivered</th><th>client CPU peak %</th><th>within bound</th></tr>"
+            html += "<h2>Steps</h2><table><tr><th>target msg/s</th><th>achieved</th><th>p50</th><th>p99</th><th>max</th><th>undelivered</th><th>behind schedule</th><th>client CPU peak %</th><th>within bound</th></tr>"
             for step in result.steps {
                 html += "<tr><td>\(f(step.targetRate, 0))</td><td>\(f(step.achievedRate, 1))</td><td>\(f(step.latency.p50, 2))</td><td>\(f(step.latency.p99, 2))</td>"
-                html += "<td>\(f(step.latency.max, 2))</td><td>\(step.undelivered)</td><td>\(f(step.peakClientThreadCPUPercent, 0))</td><td>\(step.withinBound ? "yes" : "no")</td></tr>"
+                html += "<td>\(f(step.latency.max, 2))</td><td>\(step.undelivered)</td><td>\(step.behindSchedule)</td><td>\(f(step.peakClientThreadCPUPercent, 0))</td><td>\(step.withinBound ? "yes" : "no")</td></tr>"
             }
             html += "</table><p>Knee (p99 under \(f(result.scenario.p99BoundMilliseconds, 0)) ms, nothing lost): <b>\(result.kneeRate.map { "\(f($0, 0)) msg/s" } ?? "none")</b></p>"
         }

@@ -1,4 +1,7 @@
 /// The result of a run, as written to `--json` and drawn in the HTML report.
+///
+/// Optional fields (`kneeRate`, `server`, a sample's `serverRSSKiB`) are absent from the JSON when
+/// not measured. Latencies are in milliseconds, rates per second, CPU in seconds or percent of one core.
 public struct LoadResult: Sendable, Codable {
     public struct Sessions: Sendable, Codable, Hashable {
         public var requested: Int

@@ -99,7 +99,6 @@ public final class LoadRunner: Sendable {
         var steps: [LoadResult.Step] = []
         var knee: Double?
         let rates = scenario.stepped?.rates ?? [scenario.messageRate]
-        let messagingStart = Date()
         var messagingSeconds = 0.0
         for rate in rates where pairCount > 0 && rate > 0 {
             let stepStart = Date()
@@ -148,7 +147,6 @@ public final class LoadRunner: Sendable {
                 if within { knee = rate } else { break }
             }
         }
-        _ = messagingStart
 
         // Drain: anything not delivered by then is lost.
         try await self.drain(workers, clock: &clock, seconds: scenario.drainSeconds, phase: "drain")
