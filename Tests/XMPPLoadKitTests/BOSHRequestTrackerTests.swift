@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 
 @testable import XMPPLoadKit
@@ -126,5 +127,18 @@ struct BOSHRequestTrackerTests {
         // Nothing after the terminate body, not even a poll.
         _ = tracker.responseReceived(rid: 103)
         #expect(tracker.nextRequest(nowNanos: 4) == nil)
+    }
+}
+
+@Suite("BOSH empty answers")
+struct BOSHEmptyBodyTests {
+    @Test("an empty body is recognised without parsing; terminate and payloads are not")
+    func emptyBodies() {
+        #expect(BOSHLoadSession.isEmptyBody(ByteBuffer(string: "<body xmlns='http://jabber.org/protocol/httpbind'/>")))
+        #expect(BOSHLoadSession.isEmptyBody(ByteBuffer(string: "<body sid='x' xmlns=\"http://jabber.org/protocol/httpbind\" />\r\n")))
+        #expect(!BOSHLoadSession.isEmptyBody(ByteBuffer(string: "<body type='terminate' condition='item-not-found' xmlns='http://jabber.org/protocol/httpbind'/>")))
+        #expect(!BOSHLoadSession.isEmptyBody(ByteBuffer(string: "<body xmlns='http://jabber.org/protocol/httpbind'><message/></body>")))
+        #expect(!BOSHLoadSession.isEmptyBody(ByteBuffer(string: "<body xmlns='http://jabber.org/protocol/httpbind'></body>")))
+        #expect(!BOSHLoadSession.isEmptyBody(ByteBuffer(string: "")))
     }
 }

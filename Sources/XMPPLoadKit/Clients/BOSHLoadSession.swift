@@ -94,6 +94,11 @@ final class BOSHLoadSession: LoadSession {
             return
         }
         guard case .expected(let kind) = self.tracker.responseReceived(rid: rid) else { return }
+        if kind == .payload, Self.isEmptyBody(body) {
+            // The common answer (a held request released): no payloads, nothing to parse.
+            self.pump()
+            return
+        }
         self.framer.reset()
         let events: [XMLStreamFramer.Event]
         do {
@@ -136,6 +141,31 @@ final class BOSHLoadSession: LoadSession {
             return
         }
         self.pump()
+    }
+
+    /// `<body …/>` with no children and neither `type` nor `condition`: an empty answer.
+    static func isEmptyBody(_ body: ByteBuffer) -> Bool {
+        body.withUnsafeReadableBytes { raw -> Bool in
+            guard let close = raw.firstIndex(of: UInt8(ascii: ">")), close > 0, raw[close - 1] == UInt8(ascii: "/") else { return false }
+            for index in (close + 1)..<raw.count {
+                let byte = raw[index]
+                guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { return false }
+            }
+            // A terminate (or any condition) is never taken for an empty answer.
+            let tag = UnsafeRawBufferPointer(rebasing: raw[0..<close])
+            return !Self.contains(tag, " type=") && !Self.contains(tag, "condition=")
+        }
+    }
+
+    private static func contains(_ haystack: UnsafeRawBufferPointer, _ needle: StaticString) -> Bool {
+        let count = needle.utf8CodeUnitCount
+        guard haystack.count >= count else { return false }
+        let bytes = UnsafeRawBufferPointer(start: needle.utf8Start, count: count)
+        outer: for start in 0...(haystack.count - count) {
+            for offset in 0..<count where haystack[start + offset] != bytes[offset] { continue outer }
+            return true
+        }
+        return false
     }
 
     func requestLost(rid: UInt64) {

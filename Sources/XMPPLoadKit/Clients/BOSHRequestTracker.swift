@@ -37,6 +37,8 @@ public struct BOSHRequestTracker: Sendable {
     public let wait: Int
     public let maxAttempts: Int
     public private(set) var sid: String?
+    /// `sid`, escaped once for every body.
+    private var escapedSID = ""
     /// The server's `requests` (at most this many outstanding); 2 until it says otherwise.
     public private(set) var requests = 2
     public private(set) var outstanding: [Request] = []
@@ -70,6 +72,7 @@ public struct BOSHRequestTracker: Sendable {
     /// The session-creation response's `sid` and `requests`.
     public mutating func sessionCreated(sid: String, requests: Int?) {
         self.sid = sid
+        self.escapedSID = XMLEscaping.escapeAttribute(sid)
         if let requests, requests >= 1 { self.requests = requests }
     }
 
@@ -92,7 +95,8 @@ public struct BOSHRequestTracker: Sendable {
     /// The next request to put on the wire now, if any: queued payloads or a control body while
     /// fewer than `requests` are outstanding, else an empty poll so one request stays held.
     public mutating func nextRequest(nowNanos: UInt64) -> Request? {
-        guard let sid = self.sid, !self.isTerminated else { return nil }
+        guard self.sid != nil, !self.isTerminated else { return nil }
+        let sid = self.escapedSID
         // A control body first, on its own, carrying whatever is queued with it.
         if let control = self.pendingControl, self.outstanding.count < self.requests {
             self.pendingControl = nil
@@ -103,11 +107,11 @@ public struct BOSHRequestTracker: Sendable {
             switch control {
             case .restart:
                 body =
-                    "<body rid='\(rid)' sid='\(XMLEscaping.escapeAttribute(sid))' to='\(XMLEscaping.escapeAttribute(self.domain))' "
+                    "<body rid='\(rid)' sid='\(sid)' to='\(XMLEscaping.escapeAttribute(self.domain))' "
                     + "xml:lang='en' xmpp:restart='true' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>"
             case .terminate:
                 self.isTerminated = true
-                body = "<body rid='\(rid)' sid='\(XMLEscaping.escapeAttribute(sid))' type='terminate' xmlns='http://jabber.org/protocol/httpbind'>\(payloads)</body>"
+                body = "<body rid='\(rid)' sid='\(sid)' type='terminate' xmlns='http://jabber.org/protocol/httpbind'>\(payloads)</body>"
             case .creation, .payload:
                 body = Self.payloadBody(rid: rid, sid: sid, payloads: payloads)
             }
@@ -147,10 +151,11 @@ public struct BOSHRequestTracker: Sendable {
         return rid
     }
 
+    /// - Parameter sid: already escaped.
     static func payloadBody(rid: UInt64, sid: String, payloads: String) -> String {
         if payloads.isEmpty {
-            return "<body rid='\(rid)' sid='\(XMLEscaping.escapeAttribute(sid))' xmlns='http://jabber.org/protocol/httpbind'/>"
+            return "<body rid='\(rid)' sid='\(sid)' xmlns='http://jabber.org/protocol/httpbind'/>"
         }
-        return "<body rid='\(rid)' sid='\(XMLEscaping.escapeAttribute(sid))' xmlns='http://jabber.org/protocol/httpbind'>\(payloads)</body>"
+        return "<body rid='\(rid)' sid='\(sid)' xmlns='http://jabber.org/protocol/httpbind'>\(payloads)</body>"
     }
 }
