@@ -12,6 +12,8 @@ let package = Package(
     products: [
         .executable(name: "tether", targets: ["tether"]),
         .library(name: "TetherServer", targets: ["TetherServer"]),
+        .executable(name: "tether-load", targets: ["tether-load"]),
+        .library(name: "XMPPLoadKit", targets: ["XMPPLoadKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -24,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // libexpat: the incremental XML parser behind every stream and BOSH body.
@@ -110,7 +113,43 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The load generator: simulated BOSH/WebSocket/TCP clients, measurements, reports and the
+        // upstream stub (a measuring instrument, never a stand-in for a real server in correctness tests).
+        .target(
+            name: "XMPPLoadKit",
+            dependencies: [
+                "XMPPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "tether-load",
+            dependencies: [
+                "XMPPLoadKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
+        .testTarget(
+            name: "XMPPLoadKitTests",
+            dependencies: [
+                "XMPPLoadKit",
+                "XMPPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "XMPPCoreTests",
             dependencies: ["XMPPCore", .product(name: "NIOCore", package: "swift-nio")],
@@ -135,6 +174,7 @@ let package = Package(
             name: "TetherIntegrationTests",
             dependencies: [
                 "TetherServer",
+                "XMPPLoadKit",
                 "XMPPCore",
                 "BOSHCore",
                 "WebSocketCore",

@@ -1,0 +1,373 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import XMPPCore
+
+/// A BOSH client (XEP-0124/XEP-0206) with hold=1 on up to two HTTP/1.1 keep-alive connections:
+/// one carries the request the server holds, the other sends. Request bookkeeping is in
+/// `BOSHRequestTracker`; this class only moves bytes.
+///
+/// Phase timing: BOSH has no separate connect, so `connecting` is ~0 and the TCP connect and
+/// session creation are charged to `awaitingFeatures`.
+final class BOSHLoadSession: LoadSession {
+    private var tracker: BOSHRequestTracker
+    private var connections: [BOSHConnection] = []
+    private let framer = XMLStreamFramer(limits: .init(maxElementBytes: 4 << 20, maxDepth: 64), rejectsRootText: false)
+    private var streamCloseReported = false
+
+    override init(index: Int, worker: LoadWorker) {
+        let scenario = worker.scenario
+        self.tracker = BOSHRequestTracker(
+            domain: scenario.domain,
+            wait: scenario.boshWait,
+            initialRID: UInt64.random(in: 1_000_000...4_000_000_000)
+        )
+        super.init(index: index, worker: worker)
+        self.connections = [BOSHConnection(session: self, slot: 0), BOSHConnection(session: self, slot: 1)]
+    }
+
+    private var now: UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    override func connect() {
+        self.transportConnected()
+    }
+
+    override func openStream() {
+        self.dispatch(self.tracker.creationRequest(nowNanos: self.now))
+    }
+
+    override func restartStream() {
+        self.tracker.enqueueControl(.restart)
+        self.pump()
+    }
+
+    override func send(_ element: ByteBuffer) {
+        self.tracker.enqueue(String(buffer: element))
+        self.pump()
+    }
+
+    override func closeStream() {
+        self.tracker.enqueueControl(.terminate)
+        self.pump()
+    }
+
+    override func abort() {
+        for connection in self.connections { connection.close() }
+    }
+
+    override func checkTimeouts(nowNanos: UInt64) {
+        let limit = UInt64(self.worker.scenario.boshRequestTimeout * 1e9)
+        guard nowNanos > limit else { return }
+        for rid in self.tracker.overdue(sentBefore: nowNanos - limit) {
+            if let connection = self.connections.first(where: { $0.currentRID == rid }) {
+                connection.abandon()
+            }
+            self.requestLost(rid: rid)
+        }
+    }
+
+    /// Sends whatever the tracker says is due.
+    private func pump() {
+        while !self.isFinished, let request = self.tracker.nextRequest(nowNanos: self.now) {
+            self.dispatch(request)
+        }
+    }
+
+    private func dispatch(_ request: BOSHRequestTracker.Request) {
+        guard let connection = self.connections.first(where: { !$0.isBusy }) else {
+            // More outstanding than connections: the server allowed requests > 2. Open another.
+            let connection = BOSHConnection(session: self, slot: self.connections.count)
+            self.connections.append(connection)
+            connection.send(rid: request.rid, body: request.body)
+            return
+        }
+        connection.send(rid: request.rid, body: request.body)
+    }
+
+    // MARK: from connections
+
+    func response(rid: UInt64, status: Int, body: ByteBuffer) {
+        guard !self.isFinished else { return }
+        guard status == 200 else {
+            _ = self.tracker.responseReceived(rid: rid)
+            self.fail(LoadFailure(.http, "status-\(status)"))
+            return
+        }
+        guard case .expected(let kind) = self.tracker.responseReceived(rid: rid) else { return }
+        if kind == .payload, Self.isEmptyBody(body) {
+            // The common answer (a held request released): no payloads, nothing to parse.
+            self.pump()
+            return
+        }
+        self.framer.reset()
+        let events: [XMLStreamFramer.Event]
+        do {
+            events = try self.framer.feed(body) + self.framer.finish()
+        } catch {
+            self.fail(LoadFailure(.protocolViolation, "xml"))
+            return
+        }
+        for event in events {
+            switch event {
+            case .rootOpened(let root):
+                if kind == .creation, root.attributes.value(of: "type") != "terminate" {
+                    guard let sid = root.attributes.value(of: "sid") else {
+                        self.fail(LoadFailure(.protocolViolation, "no-sid"))
+                        return
+                    }
+                    let requests = root.attributes.value(of: "requests").flatMap { Int($0) }
+                    self.tracker.sessionCreated(sid: sid, requests: requests.map { min($0, 2) })
+                }
+                if root.attributes.value(of: "type") == "terminate" {
+                    let condition = root.attributes.value(of: "condition")
+                    // Payloads of a terminate body still count (e.g. the last messages).
+                    for case .element(let element) in events { self.received(element) }
+                    if kind == .terminate || (condition == nil && self.machine.phase == .closing) {
+                        self.reportStreamClosed()
+                    } else {
+                        self.fail(LoadFailure(.boshTerminate, condition ?? "none"))
+                    }
+                    return
+                }
+            case .element(let element):
+                self.received(element)
+                if self.isFinished { return }
+            case .rootClosed:
+                break
+            }
+        }
+        if kind == .terminate {
+            self.reportStreamClosed()
+            return
+        }
+        self.pump()
+    }
+
+    /// `<body …/>` with no children and neither `type` nor `condition`: an empty answer.
+    static func isEmptyBody(_ body: ByteBuffer) -> Bool {
+        body.withUnsafeReadableBytes { raw -> Bool in
+            guard let close = raw.firstIndex(of: UInt8(ascii: ">")), close > 0, raw[close - 1] == UInt8(ascii: "/") else { return false }
+            for index in (close + 1)..<raw.count {
+                let byte = raw[index]
+                guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { return false }
+            }
+            // A terminate (or any condition) is never taken for an empty answer.
+            let tag = UnsafeRawBufferPointer(rebasing: raw[0..<close])
+            return !Self.contains(tag, " type=") && !Self.contains(tag, "condition=")
+        }
+    }
+
+    private static func contains(_ haystack: UnsafeRawBufferPointer, _ needle: StaticString) -> Bool {
+        let count = needle.utf8CodeUnitCount
+        guard haystack.count >= count else { return false }
+        let bytes = UnsafeRawBufferPointer(start: needle.utf8Start, count: count)
+        outer: for start in 0...(haystack.count - count) {
+            for offset in 0..<count where haystack[start + offset] != bytes[offset] { continue outer }
+            return true
+        }
+        return false
+    }
+
+    func requestLost(rid: UInt64) {
+        guard !self.isFinished else { return }
+        if self.tracker.isTerminated, self.machine.phase == .closing {
+            // The terminate went out; a dropped connection after that is the end of the session.
+            self.reportStreamClosed()
+            return
+        }
+        guard let retry = self.tracker.requestLost(rid: rid, nowNanos: self.now) else {
+            if self.tracker.outstanding.contains(where: { $0.rid == rid }) {
+                self.fail(LoadFailure(.timeout, "request-lost"))
+            }
+            return
+        }
+        self.worker.recordRetransmission()
+        self.dispatch(retry)
+    }
+
+    func connectFailed(rid: UInt64, error: any Error) {
+        guard !self.isFinished else { return }
+        if self.tracker.hasSession {
+            self.requestLost(rid: rid)
+        } else {
+            self.fail(LoadFailure(.connect, TCPLoadSession.describe(error)))
+        }
+    }
+
+    private func reportStreamClosed() {
+        guard !self.streamCloseReported else { return }
+        self.streamCloseReported = true
+        self.streamClosed()
+    }
+
+    private func fail(_ failure: LoadFailure) {
+        self.transportFailed(failure)
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection of a BOSH session: at most one request at a time.
+final class BOSHConnection {
+    unowned let session: BOSHLoadSession
+    let slot: Int
+    private var channel: (any Channel)?
+    private var connecting = false
+    /// The rid of the request on this connection, while it waits for its response.
+    private(set) var currentRID: UInt64?
+    private var pendingBody: ByteBuffer?
+    /// Bumped whenever the connection is dropped, so late callbacks of an old channel are ignored.
+    private var generation = 0
+
+    init(session: BOSHLoadSession, slot: Int) {
+        self.session = session
+        self.slot = slot
+    }
+
+    var isBusy: Bool { self.currentRID != nil || self.connecting }
+
+    func send(rid: UInt64, body: String) {
+        self.currentRID = rid
+        let bytes = ByteBuffer(string: body)
+        if let channel = self.channel, channel.isActive {
+            self.write(bytes, on: channel)
+        } else {
+            self.pendingBody = bytes
+            self.open()
+        }
+    }
+
+    /// Gives up on the current request (timeout) and drops the connection.
+    func abandon() {
+        self.currentRID = nil
+        self.drop()
+    }
+
+    func close() {
+        self.currentRID = nil
+        self.pendingBody = nil
+        self.drop()
+    }
+
+    private func drop() {
+        self.generation += 1
+        self.connecting = false
+        self.channel?.close(promise: nil)
+        self.channel = nil
+    }
+
+    private func open() {
+        guard !self.connecting else { return }
+        self.connecting = true
+        self.generation += 1
+        let generation = self.generation
+        let endpoint = self.session.worker.scenario.endpoint
+        let eventLoop = self.session.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        ClientBootstrap(group: eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(BOSHResponseHandler(connection: bound.value, generation: generation))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+            .assumeIsolated()
+            .whenComplete { result in
+                let connection = bound.value
+                guard connection.generation == generation else {
+                    if case .success(let channel) = result { channel.close(promise: nil) }
+                    return
+                }
+                connection.connecting = false
+                switch result {
+                case .success(let channel):
+                    connection.channel = channel
+                    if let body = connection.pendingBody {
+                        connection.pendingBody = nil
+                        connection.write(body, on: channel)
+                    }
+                case .failure(let error):
+                    let rid = connection.currentRID
+                    connection.currentRID = nil
+                    connection.pendingBody = nil
+                    if let rid { connection.session.connectFailed(rid: rid, error: error) }
+                }
+            }
+    }
+
+    private func write(_ body: ByteBuffer, on channel: any Channel) {
+        let endpoint = self.session.worker.scenario.endpoint
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: endpoint.hostHeader)
+        headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: endpoint.path, headers: headers)
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+    }
+
+    // MARK: from the handler
+
+    fileprivate func responseComplete(generation: Int, status: Int, body: ByteBuffer, keepAlive: Bool) {
+        guard generation == self.generation, let rid = self.currentRID else { return }
+        self.currentRID = nil
+        if !keepAlive { self.drop() }
+        self.session.response(rid: rid, status: status, body: body)
+    }
+
+    fileprivate func channelClosed(generation: Int) {
+        guard generation == self.generation else { return }
+        self.channel = nil
+        self.connecting = false
+        if let rid = self.currentRID {
+            self.currentRID = nil
+            self.session.requestLost(rid: rid)
+        }
+    }
+}
+
+/// Collects one HTTP response at a time and hands it to its connection.
+private final class BOSHResponseHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let connection: BOSHConnection
+    private let generation: Int
+    private var status = 0
+    private var keepAlive = true
+    private var body = ByteBuffer()
+
+    init(connection: BOSHConnection, generation: Int) {
+        self.connection = connection
+        self.generation = generation
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.status = Int(head.status.code)
+            self.keepAlive = head.isKeepAlive
+            self.body.clear()
+        case .body(var part):
+            if self.body.readableBytes == 0 {
+                self.body = part
+            } else {
+                self.body.writeBuffer(&part)
+            }
+        case .end:
+            let body = self.body
+            self.body = ByteBuffer()
+            self.connection.responseComplete(generation: self.generation, status: self.status, body: body, keepAlive: self.keepAlive)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.connection.channelClosed(generation: self.generation)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

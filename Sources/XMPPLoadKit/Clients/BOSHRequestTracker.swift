@@ -1,0 +1,161 @@
+import XMPPCore
+
+/// A BOSH client's request bookkeeping (XEP-0124 §§ 7–9, 14, 18), pure: the next rid, what is
+/// outstanding, what waits to be sent, and what to send again when a response is lost.
+///
+/// Policy (what Strophe.js and Converse do with hold=1): keep exactly one request held by the
+/// server whenever the session is open; payloads go out at once while fewer than `requests`
+/// are outstanding, else they wait and ride on the next request. A request whose response was
+/// lost is sent again with the same rid and the same bytes (§ 18).
+public struct BOSHRequestTracker: Sendable {
+    /// A request on the wire or to be put there.
+    public struct Request: Sendable, Hashable {
+        public var rid: UInt64
+        public var body: String
+        /// 1 for the first send, 2 for the first retransmission, …
+        public var attempt: Int
+        /// When it was (last) sent, uptime nanoseconds.
+        public var sentAtNanos: UInt64
+        public var kind: Kind
+    }
+
+    public enum Kind: Sendable, Hashable {
+        case creation
+        case payload
+        case restart
+        case terminate
+    }
+
+    public enum ResponseOutcome: Sendable, Hashable {
+        /// The response belongs to an outstanding request.
+        case expected(Kind)
+        /// Not outstanding (a duplicate or a stray); ignore its payloads.
+        case unexpected
+    }
+
+    public let domain: String
+    public let wait: Int
+    public let maxAttempts: Int
+    public private(set) var sid: String?
+    /// `sid`, escaped once for every body.
+    private var escapedSID = ""
+    /// The server's `requests` (at most this many outstanding); 2 until it says otherwise.
+    public private(set) var requests = 2
+    public private(set) var outstanding: [Request] = []
+    private(set) var queued: [String] = []
+    private var pendingControl: Kind?
+    private var nextRID: UInt64
+    /// No more requests after the terminate body.
+    public private(set) var isTerminated = false
+
+    public init(domain: String, wait: Int, initialRID: UInt64, maxAttempts: Int = 3) {
+        self.domain = domain
+        self.wait = wait
+        self.nextRID = initialRID
+        self.maxAttempts = maxAttempts
+    }
+
+    public var hasSession: Bool { self.sid != nil }
+
+    /// The session-creation request (§ 7.1, XEP-0206 § 3): hold=1.
+    public mutating func creationRequest(nowNanos: UInt64) -> Request {
+        let rid = self.takeRID()
+        let body =
+            "<body rid='\(rid)' to='\(XMLEscaping.escapeAttribute(self.domain))' wait='\(self.wait)' hold='1' ver='1.6' "
+            + "content='text/xml; charset=utf-8' xml:lang='en' xmpp:version='1.0' "
+            + "xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>"
+        let request = Request(rid: rid, body: body, attempt: 1, sentAtNanos: nowNanos, kind: .creation)
+        self.outstanding.append(request)
+        return request
+    }
+
+    /// The session-creation response's `sid` and `requests`.
+    public mutating func sessionCreated(sid: String, requests: Int?) {
+        self.sid = sid
+        self.escapedSID = XMLEscaping.escapeAttribute(sid)
+        if let requests, requests >= 1 { self.requests = requests }
+    }
+
+    /// Queues a payload for the next request.
+    public mutating func enqueue(_ payload: String) {
+        self.queued.append(payload)
+    }
+
+    /// Asks for a restart body (after SASL success) or the terminate body (logout).
+    public mutating func enqueueControl(_ kind: Kind) {
+        self.pendingControl = kind
+    }
+
+    /// A response arrived for `rid`.
+    public mutating func responseReceived(rid: UInt64) -> ResponseOutcome {
+        guard let index = self.outstanding.firstIndex(where: { $0.rid == rid }) else { return .unexpected }
+        return .expected(self.outstanding.remove(at: index).kind)
+    }
+
+    /// The next request to put on the wire now, if any: queued payloads or a control body while
+    /// fewer than `requests` are outstanding, else an empty poll so one request stays held.
+    public mutating func nextRequest(nowNanos: UInt64) -> Request? {
+        guard self.sid != nil, !self.isTerminated else { return nil }
+        let sid = self.escapedSID
+        // A control body first, on its own, carrying whatever is queued with it.
+        if let control = self.pendingControl, self.outstanding.count < self.requests {
+            self.pendingControl = nil
+            let rid = self.takeRID()
+            let payloads = self.queued.joined()
+            self.queued.removeAll(keepingCapacity: true)
+            let body: String
+            switch control {
+            case .restart:
+                body =
+                    "<body rid='\(rid)' sid='\(sid)' to='\(XMLEscaping.escapeAttribute(self.domain))' "
+                    + "xml:lang='en' xmpp:restart='true' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>"
+            case .terminate:
+                self.isTerminated = true
+                body = "<body rid='\(rid)' sid='\(sid)' type='terminate' xmlns='http://jabber.org/protocol/httpbind'>\(payloads)</body>"
+            case .creation, .payload:
+                body = Self.payloadBody(rid: rid, sid: sid, payloads: payloads)
+            }
+            let request = Request(rid: rid, body: body, attempt: 1, sentAtNanos: nowNanos, kind: control)
+            self.outstanding.append(request)
+            return request
+        }
+        if self.pendingControl != nil { return nil }
+        let hasPayloads = !self.queued.isEmpty
+        guard (hasPayloads && self.outstanding.count < self.requests) || self.outstanding.isEmpty else { return nil }
+        let rid = self.takeRID()
+        let body = Self.payloadBody(rid: rid, sid: sid, payloads: self.queued.joined())
+        self.queued.removeAll(keepingCapacity: true)
+        let request = Request(rid: rid, body: body, attempt: 1, sentAtNanos: nowNanos, kind: .payload)
+        self.outstanding.append(request)
+        return request
+    }
+
+    /// The response to `rid` was lost (connection dropped, timeout): the same request to send
+    /// again, or nil when it has been tried `maxAttempts` times (the session is then lost).
+    public mutating func requestLost(rid: UInt64, nowNanos: UInt64) -> Request? {
+        guard let index = self.outstanding.firstIndex(where: { $0.rid == rid }) else { return nil }
+        guard self.outstanding[index].attempt < self.maxAttempts else { return nil }
+        self.outstanding[index].attempt += 1
+        self.outstanding[index].sentAtNanos = nowNanos
+        return self.outstanding[index]
+    }
+
+    /// Requests sent before `deadline` that are still unanswered.
+    public func overdue(sentBefore deadline: UInt64) -> [UInt64] {
+        self.outstanding.filter { $0.sentAtNanos < deadline }.map(\.rid)
+    }
+
+    private mutating func takeRID() -> UInt64 {
+        let rid = self.nextRID
+        self.nextRID += 1
+        return rid
+    }
+
+    /// - Parameter sid: already escaped.
+    static func payloadBody(rid: UInt64, sid: String, payloads: String) -> String {
+        if payloads.isEmpty {
+            return "<body rid='\(rid)' sid='\(sid)' xmlns='http://jabber.org/protocol/httpbind'/>"
+        }
+        return "<body rid='\(rid)' sid='\(sid)' xmlns='http://jabber.org/protocol/httpbind'>\(payloads)</body>"
+    }
+}

@@ -1,0 +1,112 @@
+import NIOCore
+import NIOPosix
+import XMPPCore
+
+/// A client on a plain RFC 6120 stream (no TLS): the reference transport.
+final class TCPLoadSession: LoadSession {
+    private var channel: (any Channel)?
+    private let framer = XMLStreamFramer(limits: .init(maxElementBytes: 1 << 20, maxDepth: 64))
+    private var header: String { StreamHeader(to: self.worker.scenario.domain).serialized }
+
+    override func connect() {
+        let endpoint = self.worker.scenario.endpoint
+        let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        ClientBootstrap(group: self.eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(StreamBytesHandler(session: bound.value))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+            .assumeIsolated()
+            .whenComplete { result in
+                let session = bound.value
+                switch result {
+                case .success(let channel):
+                    session.channel = channel
+                    if session.isFinished {
+                        channel.close(promise: nil)
+                    } else {
+                        session.transportConnected()
+                    }
+                case .failure(let error):
+                    session.transportFailed(LoadFailure(.connect, Self.describe(error)))
+                }
+            }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError { return "errno-\(error.errnoCode)" }
+        if error is ChannelError { return "\(error)" }
+        return String(describing: type(of: error))
+    }
+
+    override func openStream() {
+        self.channel?.writeAndFlush(ByteBuffer(string: self.header), promise: nil)
+    }
+
+    override func restartStream() {
+        self.framer.reset()
+        self.channel?.writeAndFlush(ByteBuffer(string: self.header), promise: nil)
+    }
+
+    override func send(_ element: ByteBuffer) {
+        self.channel?.writeAndFlush(element, promise: nil)
+    }
+
+    override func closeStream() {
+        self.channel?.writeAndFlush(ByteBuffer(string: StreamHeader.closing), promise: nil)
+    }
+
+    override func abort() {
+        self.channel?.close(promise: nil)
+    }
+
+    fileprivate func bytesReceived(_ bytes: ByteBuffer) {
+        let events: [XMLStreamFramer.Event]
+        do {
+            events = try self.framer.feed(bytes)
+        } catch {
+            self.transportFailed(LoadFailure(.protocolViolation, "xml"))
+            return
+        }
+        for event in events {
+            switch event {
+            case .rootOpened: break
+            case .element(let element): self.received(element)
+            case .rootClosed: self.streamClosed()
+            }
+        }
+    }
+
+    fileprivate func connectionClosed() {
+        self.channel = nil
+        self.streamClosed()
+    }
+}
+
+/// Hands a stream's bytes to its session.
+private final class StreamBytesHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let session: TCPLoadSession
+
+    init(session: TCPLoadSession) {
+        self.session = session
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.session.bytesReceived(self.unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.session.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

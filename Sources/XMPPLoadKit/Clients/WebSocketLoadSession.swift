@@ -1,0 +1,178 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import XMPPCore
+
+/// An RFC 7395 client: HTTP upgrade with subprotocol `xmpp`, then one element per text message,
+/// `<open/>` and `<close/>` in the framing namespace instead of stream headers.
+///
+/// The server's messages are fed, one after another, into a framer opened on a synthetic root,
+/// so each arrives as a complete top-level element whatever the frame boundaries.
+final class WebSocketLoadSession: LoadSession {
+    private var channel: (any Channel)?
+    private let framer = XMLStreamFramer(limits: .init(maxElementBytes: 1 << 20, maxDepth: 64))
+    private var open: ByteBuffer {
+        ByteBuffer(
+            string: "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='\(XMLEscaping.escapeAttribute(self.worker.scenario.domain))' version='1.0'/>"
+        )
+    }
+
+    override func connect() {
+        let endpoint = self.worker.scenario.endpoint
+        let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let upgraded = self.eventLoop.makePromise(of: Void.self)
+        ClientBootstrap(group: self.eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                let upgrader = NIOWebSocketClientUpgrader(
+                    maxFrameSize: 1 << 20,
+                    automaticErrorHandling: true,
+                    upgradePipelineHandler: { channel, response in
+                        channel.eventLoop.makeCompletedFuture {
+                            guard response.headers.first(name: "Sec-WebSocket-Protocol")?.lowercased() == "xmpp" else {
+                                upgraded.fail(LoadFailure(.http, "no-xmpp-subprotocol"))
+                                channel.close(promise: nil)
+                                return
+                            }
+                            try channel.pipeline.syncOperations.addHandler(WebSocketFramesHandler(session: bound.value))
+                            upgraded.succeed()
+                        }
+                    }
+                )
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
+                    )
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+            .assumeIsolated()
+            .whenComplete { result in
+                let session = bound.value
+                switch result {
+                case .success(let channel):
+                    session.channel = channel
+                    if session.isFinished {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Host", value: endpoint.hostHeader)
+                    headers.add(name: "Sec-WebSocket-Protocol", value: "xmpp")
+                    headers.add(name: "Content-Length", value: "0")
+                    let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.path, headers: headers)
+                    channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                    channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                    channel.closeFuture.whenComplete { _ in upgraded.fail(LoadFailure(.http, "upgrade-refused")) }
+                case .failure(let error):
+                    upgraded.fail(error)
+                    session.transportFailed(LoadFailure(.connect, TCPLoadSession.describe(error)))
+                }
+            }
+        upgraded.futureResult.assumeIsolated().whenComplete { result in
+            let session = bound.value
+            switch result {
+            case .success:
+                _ = try? session.framer.feed(ByteBuffer(string: "<ws xmlns='jabber:client'>"))
+                session.transportConnected()
+            case .failure(let error):
+                if let failure = error as? LoadFailure, failure.kind == .http {
+                    session.transportFailed(failure)
+                }
+            }
+        }
+    }
+
+    override func openStream() {
+        self.sendText(self.open)
+    }
+
+    override func restartStream() {
+        self.sendText(self.open)
+    }
+
+    override func send(_ element: ByteBuffer) {
+        self.sendText(element)
+    }
+
+    override func closeStream() {
+        self.sendText(ByteBuffer(string: "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"))
+    }
+
+    override func abort() {
+        self.channel?.close(promise: nil)
+    }
+
+    private func sendText(_ bytes: ByteBuffer) {
+        guard let channel = self.channel else { return }
+        // Clients mask every frame (RFC 6455 §5.3); NIO's encoder applies `maskKey`.
+        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: bytes)
+        channel.writeAndFlush(frame, promise: nil)
+    }
+
+    fileprivate func frameReceived(_ frame: WebSocketFrame) {
+        switch frame.opcode {
+        case .text, .continuation:
+            let events: [XMLStreamFramer.Event]
+            do {
+                events = try self.framer.feed(frame.unmaskedData)
+            } catch {
+                self.transportFailed(LoadFailure(.protocolViolation, "xml"))
+                return
+            }
+            for event in events {
+                guard case .element(let element) = event else { continue }
+                if element.name.namespace == XMLNamespaces.framing {
+                    if element.name.localName == "close" {
+                        self.streamClosed()
+                        self.abort()
+                    }
+                    // <open/>: the stream is open; features follow.
+                    continue
+                }
+                self.received(element)
+            }
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+            self.channel?.writeAndFlush(pong, promise: nil)
+        case .connectionClose:
+            self.streamClosed()
+            self.abort()
+        case .binary:
+            self.transportFailed(LoadFailure(.protocolViolation, "binary-frame"))
+        default:
+            break
+        }
+    }
+
+    fileprivate func connectionClosed() {
+        self.channel = nil
+        self.streamClosed()
+    }
+}
+
+/// Hands WebSocket frames to their session.
+private final class WebSocketFramesHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+
+    private let session: WebSocketLoadSession
+
+    init(session: WebSocketLoadSession) {
+        self.session = session
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.session.frameReceived(self.unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.session.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

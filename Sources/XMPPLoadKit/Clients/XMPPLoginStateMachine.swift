@@ -1,0 +1,288 @@
+import Foundation
+import NIOCore
+import XMPPCore
+
+/// A client's login, independent of the transport: features → SASL PLAIN → stream restart →
+/// bind → initial presence, then the established session until logout.
+///
+/// Pure: every input returns the `Action` the transport carries out. "Open" and "restart" mean a
+/// stream header on TCP, `<open/>` on WebSocket, and the creation or `xmpp:restart` body on BOSH.
+public struct XMPPLoginStateMachine: Sendable {
+    /// Where the login is; also the phase that time is charged to.
+    public enum Phase: String, Sendable, Hashable, Codable {
+        case connecting
+        case awaitingFeatures
+        case authenticating
+        case awaitingBoundFeatures
+        case binding
+        case established
+        case closing
+        case closed
+        case failed
+    }
+
+    public enum Action: Sendable, Hashable {
+        /// Open the stream (first time).
+        case openStream
+        /// Send this element on the stream.
+        case send(String)
+        /// Authentication succeeded: open a new stream (RFC 6120 §6.4.6).
+        case restartStream
+        /// Bound: send the initial presence given here; the session is up with this full JID.
+        case established(jid: String, presence: String)
+        /// The login or the session failed.
+        case fail(LoadFailure)
+        /// The session closed as asked.
+        case closed
+        case none
+    }
+
+    public let username: String
+    public let password: String
+    public let domain: String
+    public let resource: String
+    public let mechanism: SASLMechanism
+    public private(set) var phase: Phase = .connecting
+    public private(set) var jid: String?
+    private let bindID = "bind1"
+    private var scram: SCRAMSHA1Client?
+
+    public init(username: String, password: String, domain: String, resource: String, mechanism: SASLMechanism = .plain) {
+        self.username = username
+        self.password = password
+        self.domain = domain
+        self.resource = resource
+        self.mechanism = mechanism
+    }
+
+    public var isEstablished: Bool { self.phase == .established }
+
+    /// The transport is connected.
+    public mutating func connected() -> Action {
+        guard self.phase == .connecting else { return .none }
+        self.phase = .awaitingFeatures
+        return .openStream
+    }
+
+    /// A top-level element arrived (not a `<message>` of an established session: the client handles those itself).
+    public mutating func received(_ element: XMLElementSlice) -> Action {
+        let name = element.name
+        if name.localName == "error", name.namespace == XMLNamespaces.streams {
+            let condition = element.childNames(namespace: XMLNamespaces.streamErrors).first ?? "undefined-condition"
+            return self.fail(LoadFailure(.streamError, condition))
+        }
+        switch self.phase {
+        case .awaitingFeatures:
+            guard name.localName == "features", name.namespace == XMLNamespaces.streams else { return .none }
+            if let tls = element.child("starttls", namespace: XMLNamespaces.tls), String(buffer: tls).contains("required") {
+                return self.fail(LoadFailure(.protocolViolation, "starttls-required"))
+            }
+            guard let mechanisms = element.child("mechanisms", namespace: XMLNamespaces.sasl) else {
+                return self.fail(LoadFailure(.protocolViolation, "no-sasl-mechanisms"))
+            }
+            guard String(buffer: mechanisms).contains(">\(self.mechanism.rawValue)<") else {
+                return self.fail(LoadFailure(.protocolViolation, "no-sasl-\(self.mechanism.rawValue.lowercased())"))
+            }
+            self.phase = .authenticating
+            switch self.mechanism {
+            case .plain:
+                return .send(Self.plainAuth(username: self.username, password: self.password))
+            case .scramSHA1:
+                let scram = SCRAMSHA1Client(username: self.username, password: self.password)
+                self.scram = scram
+                return .send("<auth xmlns='\(XMLNamespaces.sasl)' mechanism='SCRAM-SHA-1'>\(Base64.encode(Array(scram.clientFirst.utf8)))</auth>")
+            }
+
+        case .authenticating:
+            guard name.namespace == XMLNamespaces.sasl else { return .none }
+            switch name.localName {
+            case "challenge":
+                guard var scram = self.scram, let text = StanzaScanner.text(of: "challenge", in: element.bytes),
+                    let decoded = Base64.decode(text)
+                else {
+                    return self.fail(LoadFailure(.protocolViolation, "unexpected-sasl-challenge"))
+                }
+                do {
+                    let final = try scram.clientFinal(serverFirst: String(decoding: decoded, as: UTF8.self))
+                    self.scram = scram
+                    return .send("<response xmlns='\(XMLNamespaces.sasl)'>\(Base64.encode(Array(final.utf8)))</response>")
+                } catch {
+                    return self.fail(LoadFailure(.protocolViolation, "scram-\(error)"))
+                }
+            case "success":
+                if let scram = self.scram {
+                    // Mutual authentication: the server proves it knows the password too.
+                    let text = StanzaScanner.text(of: "success", in: element.bytes) ?? ""
+                    let decoded = Base64.decode(text).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    do {
+                        try scram.verify(serverFinal: decoded)
+                    } catch {
+                        return self.fail(LoadFailure(.protocolViolation, "scram-server-signature"))
+                    }
+                }
+                self.phase = .awaitingBoundFeatures
+                return .restartStream
+            case "failure":
+                let condition = element.childNames(namespace: XMLNamespaces.sasl).first ?? "undefined-condition"
+                return self.fail(LoadFailure(.saslFailure, condition))
+            default:
+                return self.fail(LoadFailure(.protocolViolation, "unexpected-sasl-\(name.localName)"))
+            }
+
+        case .awaitingBoundFeatures:
+            guard name.localName == "features", name.namespace == XMLNamespaces.streams else { return .none }
+            guard element.hasChild("bind", namespace: Self.bindNamespace) else {
+                return self.fail(LoadFailure(.protocolViolation, "no-bind-feature"))
+            }
+            self.phase = .binding
+            return .send(
+                "<iq type='set' id='\(self.bindID)' xmlns='jabber:client'><bind xmlns='\(Self.bindNamespace)'><resource>\(XMLEscaping.escapeText(self.resource))</resource></bind></iq>"
+            )
+
+        case .binding:
+            guard name.localName == "iq", StanzaScanner.attribute("id", in: element.bytes) == self.bindID else { return .none }
+            guard StanzaScanner.attribute("type", in: element.bytes) == "result" else {
+                let condition = Self.stanzaErrorCondition(element.bytes) ?? "undefined-condition"
+                return self.fail(LoadFailure(.bindError, condition))
+            }
+            guard let jid = StanzaScanner.text(of: "jid", in: element.bytes), !jid.isEmpty else {
+                return self.fail(LoadFailure(.protocolViolation, "bind-without-jid"))
+            }
+            self.jid = jid
+            self.phase = .established
+            return .established(jid: jid, presence: "<presence xmlns='jabber:client'/>")
+
+        case .established, .closing:
+            // Answer pings so a server never drops a busy client for silence.
+            if name.localName == "iq", StanzaScanner.attribute("type", in: element.bytes) == "get" {
+                let id = StanzaScanner.attribute("id", in: element.bytes) ?? ""
+                let from = StanzaScanner.attribute("from", in: element.bytes).map { " to='\(XMLEscaping.escapeAttribute($0))'" } ?? ""
+                return .send("<iq type='result' id='\(XMLEscaping.escapeAttribute(id))'\(from) xmlns='jabber:client'/>")
+            }
+            return .none
+
+        case .connecting, .closed, .failed:
+            return .none
+        }
+    }
+
+    /// Begins a clean logout; returns the unavailable presence to send before closing the stream.
+    public mutating func logout() -> Action {
+        switch self.phase {
+        case .established:
+            self.phase = .closing
+            return .send("<presence type='unavailable' xmlns='jabber:client'/>")
+        case .closing, .closed, .failed:
+            return .none
+        default:
+            self.phase = .closing
+            return .none
+        }
+    }
+
+    /// The stream (or the BOSH session) ended.
+    public mutating func streamClosed() -> Action {
+        switch self.phase {
+        case .closing:
+            self.phase = .closed
+            return .closed
+        case .closed, .failed:
+            return .none
+        default:
+            return self.fail(LoadFailure(.closed, "while-\(self.phase.rawValue)"))
+        }
+    }
+
+    /// A transport-level failure (connect refused, HTTP error, timeout…).
+    public mutating func transportFailed(_ failure: LoadFailure) -> Action {
+        switch self.phase {
+        case .closed, .failed: return .none
+        case .closing:
+            self.phase = .closed
+            return .closed
+        default: return self.fail(failure)
+        }
+    }
+
+    private mutating func fail(_ failure: LoadFailure) -> Action {
+        if self.phase == .closing {
+            self.phase = .closed
+            return .closed
+        }
+        self.phase = .failed
+        return .fail(failure)
+    }
+
+    static let bindNamespace = "urn:ietf:params:xml:ns:xmpp-bind"
+    static let stanzaErrors = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+    /// `<auth mechanism='PLAIN'>` with base64("\0user\0password") (RFC 4616).
+    static func plainAuth(username: String, password: String) -> String {
+        var bytes: [UInt8] = [0]
+        bytes += Array(username.utf8)
+        bytes.append(0)
+        bytes += Array(password.utf8)
+        return "<auth xmlns='\(XMLNamespaces.sasl)' mechanism='PLAIN'>\(Base64.encode(bytes))</auth>"
+    }
+
+    static func stanzaErrorCondition(_ bytes: ByteBuffer) -> String? {
+        let text = String(buffer: bytes)
+        guard let range = text.range(of: "xmlns='\(stanzaErrors)'") ?? text.range(of: "xmlns=\"\(stanzaErrors)\"") else { return nil }
+        // The condition is the element whose namespace declaration we found: walk back to its '<'.
+        guard let open = text[..<range.lowerBound].lastIndex(of: "<") else { return nil }
+        let name = text[text.index(after: open)...].prefix { $0 != " " && $0 != "/" && $0 != ">" }
+        return String(name)
+    }
+}
+
+/// The SASL mechanisms the simulated clients can use.
+public enum SASLMechanism: String, Sendable, Codable, Hashable, CaseIterable {
+    case plain = "PLAIN"
+    case scramSHA1 = "SCRAM-SHA-1"
+}
+
+/// Minimal base64 (RFC 4648) for SASL.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var output: [UInt8] = []
+        output.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index + 2 < bytes.count {
+            let value = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+            output += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], alphabet[Int(value >> 6 & 63)], alphabet[Int(value & 63)]]
+            index += 3
+        }
+        let remaining = bytes.count - index
+        if remaining == 1 {
+            let value = UInt32(bytes[index]) << 16
+            output += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
+        } else if remaining == 2 {
+            let value = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
+            output += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], alphabet[Int(value >> 6 & 63)], UInt8(ascii: "=")]
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    static func decode(_ text: String) -> [UInt8]? {
+        var lookup = [Int16](repeating: -1, count: 256)
+        for (index, byte) in alphabet.enumerated() { lookup[Int(byte)] = Int16(index) }
+        var output: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "=") { break }
+            if byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { continue }
+            let value = lookup[Int(byte)]
+            guard value >= 0 else { return nil }
+            buffer = buffer << 6 | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                output.append(UInt8(buffer >> UInt32(bits) & 0xFF))
+            }
+        }
+        return output
+    }
+}

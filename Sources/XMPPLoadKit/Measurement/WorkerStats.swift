@@ -1,0 +1,121 @@
+/// Everything one worker (one event loop) measures. Only touched on that loop; copied out in samples.
+struct WorkerStats {
+    var ledger = MessageLedger()
+    /// Delivery latency over the whole run, since the last sample, and since the step began.
+    var latency = LatencyHistogram()
+    var interval = LatencyHistogram()
+    var step = LatencyHistogram()
+    /// Time spent in each login phase, and for the whole login.
+    var phases: [XMPPLoginStateMachine.Phase: LatencyHistogram] = [:]
+    var login = LatencyHistogram()
+    var errors: [String: Int] = [:]
+    var started = 0
+    var established = 0
+    var failed = 0
+    var closedCleanly = 0
+    var retransmissions = 0
+    /// Messages the schedule called for that were not sent because the loop ran late (> 50 ms behind).
+    var behindSchedule: UInt64 = 0
+    var stepBehindSchedule: UInt64 = 0
+    var intervalSent: UInt64 = 0
+    var intervalDelivered: UInt64 = 0
+    var stepSent: UInt64 = 0
+    var stepDelivered: UInt64 = 0
+    var firstStartNanos: UInt64?
+    var lastEstablishedNanos: UInt64?
+
+    mutating func recordPhase(_ phase: XMPPLoginStateMachine.Phase, nanoseconds: UInt64) {
+        self.phases[phase, default: LatencyHistogram()].record(nanoseconds: nanoseconds)
+    }
+
+    mutating func recordError(_ failure: LoadFailure) {
+        self.errors[failure.key, default: 0] += 1
+    }
+
+    mutating func recordDelivery(sequence: UInt64, sentAtNanos: UInt64, nowNanos: UInt64) {
+        switch self.ledger.deliver(sequence) {
+        case .first:
+            let latency = nowNanos &- sentAtNanos
+            let nanos = nowNanos >= sentAtNanos ? latency : 0
+            self.latency.record(nanoseconds: nanos)
+            self.interval.record(nanoseconds: nanos)
+            self.step.record(nanoseconds: nanos)
+            self.intervalDelivered += 1
+            self.stepDelivered += 1
+        case .duplicate:
+            self.recordError(LoadFailure(.protocolViolation, "duplicate-message"))
+        case .unknown:
+            self.recordError(LoadFailure(.protocolViolation, "unknown-message"))
+        }
+    }
+
+    mutating func recordSend() -> UInt64 {
+        self.intervalSent += 1
+        self.stepSent += 1
+        return self.ledger.send()
+    }
+
+    /// Counters and histograms since the last call; resets the interval ones.
+    mutating func takeSample(sessionsUp: Int, threadCPUSeconds: Double) -> WorkerSample {
+        let sample = WorkerSample(
+            sent: self.intervalSent,
+            delivered: self.intervalDelivered,
+            latency: self.interval,
+            sessionsUp: sessionsUp,
+            established: self.established,
+            failed: self.failed,
+            started: self.started,
+            totalSent: self.ledger.sent,
+            totalDelivered: self.ledger.delivered,
+            inFlight: self.ledger.inFlight,
+            errorCount: self.errors.values.reduce(0, +),
+            threadCPUSeconds: threadCPUSeconds
+        )
+        self.intervalSent = 0
+        self.intervalDelivered = 0
+        self.interval.reset()
+        return sample
+    }
+}
+
+/// A worker's figures for one sampling interval, plus its running totals.
+struct WorkerSample: Sendable {
+    var sent: UInt64
+    var delivered: UInt64
+    var latency: LatencyHistogram
+    var sessionsUp: Int
+    var established: Int
+    var failed: Int
+    var started: Int
+    var totalSent: UInt64
+    var totalDelivered: UInt64
+    var inFlight: UInt64
+    var errorCount: Int
+    var threadCPUSeconds: Double
+}
+
+/// A worker's figures at the end of a message step.
+struct WorkerStepSample: Sendable {
+    var sent: UInt64
+    var delivered: UInt64
+    var latency: LatencyHistogram
+    var inFlight: UInt64
+    var behindSchedule: UInt64
+}
+
+/// A worker's final figures.
+struct WorkerFinal: Sendable {
+    var ledger: MessageLedger
+    var latency: LatencyHistogram
+    var phases: [XMPPLoginStateMachine.Phase: LatencyHistogram]
+    var login: LatencyHistogram
+    var errors: [String: Int]
+    var started: Int
+    var established: Int
+    var failed: Int
+    var closedCleanly: Int
+    var retransmissions: Int
+    var behindSchedule: UInt64
+    var firstStartNanos: UInt64?
+    var lastEstablishedNanos: UInt64?
+}

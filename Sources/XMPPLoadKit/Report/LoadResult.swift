@@ -1,0 +1,114 @@
+/// The result of a run, as written to `--json` and drawn in the HTML report.
+///
+/// Optional fields (`kneeRate`, `server`, a sample's `serverRSSKiB`) are absent from the JSON when
+/// not measured. Latencies are in milliseconds, rates per second, CPU in seconds or percent of one core.
+public struct LoadResult: Sendable, Codable {
+    public struct Sessions: Sendable, Codable, Hashable {
+        public var requested: Int
+        public var started: Int
+        public var established: Int
+        /// Sessions that never got established (connect, auth, bind failures, timeouts).
+        public var failed: Int
+        public var closedCleanly: Int
+        /// Seconds from the first start to the last establishment.
+        public var rampSeconds: Double
+        /// Established sessions per second over `rampSeconds`.
+        public var establishmentRate: Double
+        /// Start to initial presence.
+        public var login: LatencySummary
+        /// Time per login phase (connecting, awaitingFeatures, authenticating, awaitingBoundFeatures, binding).
+        public var phases: [String: LatencySummary]
+    }
+
+    public struct Messages: Sendable, Codable, Hashable {
+        public var targetRate: Double
+        /// Messages sent per second of message phase.
+        public var achievedRate: Double
+        public var sent: UInt64
+        public var delivered: UInt64
+        /// Sent and never delivered within the drain period: always an error.
+        public var lost: UInt64
+        public var duplicates: UInt64
+        public var unknown: UInt64
+        public var messagingSeconds: Double
+        /// Messages the schedule called for but the client did not send because its event loop
+        /// ran more than 50 ms late (CPU-starved or stalled client). Not an error of the server.
+        public var behindSchedule: UInt64
+        /// End-to-end delivery latency (sender's timestamp to receipt), milliseconds.
+        public var latency: LatencySummary
+    }
+
+    public struct Step: Sendable, Codable, Hashable {
+        public var targetRate: Double
+        public var achievedRate: Double
+        public var sent: UInt64
+        public var delivered: UInt64
+        /// Still undelivered when the step's drain ended.
+        public var undelivered: UInt64
+        /// See `Messages.behindSchedule`.
+        public var behindSchedule: UInt64
+        public var latency: LatencySummary
+        public var withinBound: Bool
+        public var peakClientThreadCPUPercent: Double
+    }
+
+    public struct CPU: Sendable, Codable, Hashable {
+        public var wallSeconds: Double
+        /// The whole process (includes an in-process upstream stub, if any).
+        public var processSeconds: Double
+        public var processPercent: Double
+        /// The load generator's own event-loop threads only.
+        public var clientThreadsSeconds: Double
+        /// Busiest second of the busiest client thread, percent of one core.
+        public var peakClientThreadPercent: Double
+        /// A client thread was over 90 % of a core during some second, or the client fell behind its
+        /// own schedule by more than 1 % of the messages: figures may reflect the client, not the server.
+        public var clientSaturated: Bool
+    }
+
+    public struct Server: Sendable, Codable, Hashable {
+        public var pid: Int32
+        public var rssKiBAtStart: Int?
+        public var rssKiBPeak: Int?
+        public var rssKiBAtEnd: Int?
+    }
+
+    /// One second of the run.
+    public struct Sample: Sendable, Codable, Hashable {
+        public var second: Double
+        public var phase: String
+        public var sessionsUp: Int
+        public var sentPerSecond: Double
+        public var deliveredPerSecond: Double
+        public var p50: Double
+        public var p90: Double
+        public var p99: Double
+        public var max: Double
+        public var errors: Int
+        public var clientCPUPercent: Double
+        public var serverRSSKiB: Int?
+    }
+
+    public var tool: String = "tether-load"
+    public var formatVersion: Int = 1
+    public var scenario: LoadScenario
+    public var startedAt: String
+    public var sessions: Sessions
+    public var messages: Messages
+    public var steps: [Step]
+    /// Stepped mode: the highest rate whose p99 stayed under the bound with nothing lost.
+    public var kneeRate: Double?
+    /// Failures by `kind:condition`, plus `lost-messages` when any were lost.
+    public var errors: [String: Int]
+    public var retransmissions: Int
+    public var cpu: CPU
+    public var server: Server?
+    public var timeline: [Sample]
+
+    /// No session failed, nothing was lost, no error was counted.
+    public var passed: Bool = false
+
+    mutating func judge() {
+        self.passed = self.sessions.failed == 0 && self.messages.lost == 0 && self.errors.isEmpty
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+
+@testable import XMPPLoadKit
+
+/// The load generator against the in-process upstream stub over TCP. The stub is fine here: these
+/// tests check the tool (its accounting), not a server.
+@Suite("Load runs against the upstream stub", .serialized)
+struct EndToEndTests {
+    static func scenario(port: Int, sessions: Int = 10, idle: Int = 0, rate: Double = 200) -> LoadScenario {
+        LoadScenario(
+            transport: .tcp, endpoint: Endpoint(scheme: .tcp, host: "127.0.0.1", port: port), sessions: sessions, idleSessions: idle,
+            rampRate: 500, messageRate: rate, duration: 1, drainSeconds: 2, threads: 2, serverPID: getpid()
+        )
+    }
+
+    static func cleanRun() async throws {
+        let stub = try await UpstreamStub.start()
+        let result: LoadResult
+        let counters: UpstreamStub.Counters
+        do {
+            result = try await LoadRunner(scenario: Self.scenario(port: stub.port, sessions: 11, idle: 1)).run()
+            counters = try await stub.counters()
+        } catch {
+            await stub.stop()
+            throw error
+        }
+        await stub.stop()
+        #expect(result.sessions.established == 11)
+        #expect(result.sessions.failed == 0)
+        #expect(result.sessions.closedCleanly == 11)
+        #expect(result.messages.sent > 100)
+        #expect(result.messages.delivered == result.messages.sent)
+        #expect(UInt64(counters.routed) == result.messages.sent)
+        #expect(result.messages.lost == 0)
+        #expect(result.messages.latency.count == result.messages.sent)
+        #expect(result.errors.isEmpty)
+        #expect(result.passed)
+        #expect(result.server?.rssKiBPeak ?? 0 > 0)
+        #expect(!result.timeline.isEmpty)
+        #expect(Set(result.sessions.phases.keys) == ["connecting", "awaitingFeatures", "authenticating", "awaitingBoundFeatures", "binding"])
+        // Every session logged out: the stub has nobody left.
+        #expect(counters.connected == 0)
+    }
+
+    @Test("TCP: every message sent is delivered exactly once, sessions log in and out")
+    func clean() async throws {
+        try await Self.cleanRun()
+    }
+
+    static func lossyRun() async throws {
+        let stub = try await UpstreamStub.start(.init(dropEveryNthMessage: 7))
+        let result: LoadResult
+        let counters: UpstreamStub.Counters
+        do {
+            result = try await LoadRunner(scenario: Self.scenario(port: stub.port)).run()
+            counters = try await stub.counters()
+        } catch {
+            await stub.stop()
+            throw error
+        }
+        await stub.stop()
+        #expect(counters.dropped > 0)
+        #expect(result.messages.lost == UInt64(counters.dropped))
+        #expect(result.messages.delivered + result.messages.lost == result.messages.sent)
+        #expect(result.errors["lost-messages"] == counters.dropped)
+        #expect(!result.passed)
+    }
+
+    @Test("messages dropped by the server are reported lost and fail the run")
+    func loss() async throws {
+        try await Self.lossyRun()
+    }
+
+    static func refusedRun() async throws {
+        // A port nobody listens on: every session fails to connect, and the run says so.
+        let stub = try await UpstreamStub.start()
+        let port = stub.port
+        await stub.stop()
+        var scenario = Self.scenario(port: port, sessions: 4)
+        scenario.loginTimeout = 5
+        let result = try await LoadRunner(scenario: scenario).run()
+        #expect(result.sessions.failed == 4)
+        #expect(result.errors.keys.contains { $0.hasPrefix("connect:") })
+        #expect(!result.passed)
+    }
+
+    @Test("refused connections are counted as failed sessions")
+    func refused() async throws {
+        try await Self.refusedRun()
+    }
+
+    static func reportsRun() async throws {
+        let stub = try await UpstreamStub.start()
+        let result: LoadResult
+        do {
+            var scenario = Self.scenario(port: stub.port, sessions: 4, rate: 50)
+            scenario.stepped = LoadScenario.Stepped(start: 100, step: 100, max: 200)
+            scenario.p99BoundMilliseconds = 1000
+            result = try await LoadRunner(scenario: scenario).run()
+        } catch {
+            await stub.stop()
+            throw error
+        }
+        await stub.stop()
+        #expect(result.steps.map(\.targetRate) == [100, 200])
+        #expect(result.kneeRate == 200, "\(result.steps)")
+        #expect(result.passed)
+
+        // JSON shape: the top-level keys and a few nested ones scripts rely on.
+        let json = try ReportWriter.json(result)
+        let object = try JSONSerialization.jsonObject(with: json) as? [String: Any] ?? [:]
+        #expect(
+            Set(object.keys) == [
+                "tool", "formatVersion", "scenario", "startedAt", "sessions", "messages", "steps", "kneeRate", "errors",
+                "retransmissions", "cpu", "server", "timeline", "passed",
+            ]
+        )
+        let messages = object["messages"] as? [String: Any] ?? [:]
+        #expect(Set(messages.keys).isSuperset(of: ["sent", "delivered", "lost", "latency", "achievedRate"]))
+        let latency = messages["latency"] as? [String: Any] ?? [:]
+        #expect(Set(latency.keys) == ["count", "p50", "p90", "p99", "p999", "max", "mean"])
+        let cpu = object["cpu"] as? [String: Any] ?? [:]
+        #expect(cpu["clientThreadsSeconds"] != nil)
+        #expect(cpu["clientSaturated"] as? Bool == false)
+        let decoded = try JSONDecoder().decode(LoadResult.self, from: json)
+        #expect(decoded.messages == result.messages)
+
+        // HTML: self-contained, with the charts.
+        let html = HTMLReport.render(result)
+        #expect(html.hasPrefix("<!DOCTYPE html>"))
+        #expect(html.components(separatedBy: "<svg").count - 1 == 4)
+        #expect(!html.contains("<script"))
+        #expect(html.contains("PASS"))
+        #expect(ReportWriter.summary(result).contains("knee       200 msg/s"))
+    }
+
+    @Test("a stepped run finds the knee; JSON and HTML reports have their shape")
+    func reports() async throws {
+        try await Self.reportsRun()
+    }
+}
