@@ -167,7 +167,7 @@ let package = Package(
         ),
         .testTarget(
             name: "XMPPUpstreamTests",
-            dependencies: ["XMPPUpstream", "XMPPCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["XMPPUpstream", "XMPPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

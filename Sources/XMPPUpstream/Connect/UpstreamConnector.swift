@@ -109,29 +109,39 @@ public struct UpstreamConnector: Sendable {
             }
         }
         let policy = configuration.tlsPolicy ?? .required
-        let targets: EventLoopFuture<[(host: String, port: Int)]>
+        /// The hosts to try, and the SRV lookup's error when it failed and DOMAIN:5222 stands in.
+        let targets: EventLoopFuture<(hosts: [(host: String, port: Int)], srvFailure: (any Error)?)>
         if let srv = configuration.srvResolver {
-            targets = eventLoop.makeFutureWithTask {
-                try await srv.lookup("_xmpp-client._tcp.\(domain)")
-            }.flatMapThrowing { result in
+            targets = eventLoop.makeFutureWithTask { () -> (SRVLookupResult, (any Error)?) in
+                do {
+                    return (try await srv.lookup("_xmpp-client._tcp.\(domain)"), nil)
+                } catch {
+                    // RFC 6120 §3.2.1: no answer to the SRV query is not "no service": fall back to
+                    // DOMAIN:5222. If that cannot be resolved either, DNS is failing (not the domain).
+                    return (.noRecords, error)
+                }
+            }.flatMapThrowing { result, failure in
                 switch result {
                 case .records(let records):
                     var random = SystemRandomNumberGenerator()
-                    return SRVOrdering.order(records, random: &random).map { ($0.target, Int($0.port)) }
+                    return (SRVOrdering.order(records, random: &random).map { ($0.target, Int($0.port)) }, nil)
                 case .noRecords:
-                    return [(domain, 5222)]
+                    return ([(domain, 5222)], failure)
                 case .serviceNotAvailable:
                     throw UpstreamError.noAddresses("\(domain) (SRV says the service is not available)")
                 }
             }
         } else {
-            targets = eventLoop.makeSucceededFuture([(domain, 5222)])
+            targets = eventLoop.makeSucceededFuture(([(domain, 5222)], nil))
         }
         return targets.flatMap { targets in
-            let resolutions = targets.map { HostResolver.resolve(host: $0.host, port: $0.port, on: eventLoop) }
+            let resolutions = targets.hosts.map { HostResolver.resolve(host: $0.host, port: $0.port, on: eventLoop) }
             return EventLoopFuture.whenAllComplete(resolutions, on: eventLoop).flatMapThrowing { results in
                 var resolved: [SocketAddress] = []
                 for case .success(let addresses) in results { resolved += addresses }
+                if resolved.isEmpty, let failure = targets.srvFailure {
+                    throw UpstreamError.resolverUnavailable("SRV lookup for \(domain) failed (\(failure)), and \(domain) itself did not resolve")
+                }
                 guard !resolved.isEmpty else { throw UpstreamError.noAddresses(domain) }
                 let allowed = resolved.filter { configuration.addressPolicy.allows($0) }
                 guard !allowed.isEmpty else { throw UpstreamError.addressNotAllowed(resolved.map(\.description).joined(separator: ", ")) }

@@ -14,6 +14,8 @@ public enum UpstreamTLSPolicy: String, Hashable, Sendable, CaseIterable {
 /// Why an upstream stream could not be used.
 public enum UpstreamError: Error, Hashable, Sendable, CustomStringConvertible {
     case dnsFailure(String)
+    /// DNS itself is failing (no answer), as opposed to a name that does not exist: transient.
+    case resolverUnavailable(String)
     case noAddresses(String)
     case addressNotAllowed(String)
     case connectFailed(String)
@@ -30,6 +32,7 @@ public enum UpstreamError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .dnsFailure(let reason): return "DNS lookup failed: \(reason)"
+        case .resolverUnavailable(let reason): return "DNS unavailable: \(reason)"
         case .noAddresses(let host): return "no usable address for \(host)"
         case .addressNotAllowed(let address): return "address \(address) is not allowed as an upstream"
         case .connectFailed(let reason): return "connect failed: \(reason)"
