@@ -66,4 +66,29 @@ struct LoadGeneratorTests {
     func retransmission() async throws {
         try await Self.lostResponse()
     }
+
+    static func misaddressed() async throws {
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts(Self.users, password: "secret")
+            // One probe message is sent to a user that does not exist: Prosody bounces it.
+            let proxy = try await ResponseCuttingProxy.start(to: tether.port, rewritingFirstRequestContaining: "tl:", from: "to='user", to: "to='xser")
+            let result: LoadResult
+            do {
+                result = try await LoadRunner(scenario: Self.scenario(.bosh, "http://127.0.0.1:\(proxy.port)/http-bind")).run()
+            } catch {
+                await proxy.stop()
+                throw error
+            }
+            await proxy.stop()
+            #expect(proxy.cuts >= 1)
+            #expect(result.messages.lost == 1)
+            #expect(result.messages.delivered == result.messages.sent - 1)
+            #expect(!result.passed)
+        }
+    }
+
+    @Test("a message that never arrives is reported as lost, and the run fails")
+    func lostMessage() async throws {
+        try await Self.misaddressed()
+    }
 }

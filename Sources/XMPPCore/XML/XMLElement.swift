@@ -47,7 +47,7 @@ private final class TreeBuilder {
     }
 
     func parse(_ bytes: ByteBuffer) throws(XMLFramerError) -> XMLElement {
-        guard let parser = XML_ParserCreateNS(nil, 0x20) else { throw .notWellFormed("parser unavailable") }
+        guard let parser = XML_ParserCreateNS("UTF-8", 0x20) else { throw .notWellFormed("parser unavailable") }
         self.parser = parser
         defer { XML_ParserFree(parser) }
         XML_SetReturnNSTriplet(parser, 1)
