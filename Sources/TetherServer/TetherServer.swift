@@ -169,7 +169,7 @@ public final class TetherServer: Sendable {
                             relay: relay,
                             prebind: prebind,
                             status: status,
-                            metrics: { metrics.scrape(boshSessions: bosh.sessionCount, webSocketSessions: webSockets.count) },
+                            metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.sessionStates) },
                             logger: logger
                         ), name: HTTPEdgeHandler.name)
                 }

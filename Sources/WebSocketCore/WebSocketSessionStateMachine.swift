@@ -60,6 +60,14 @@ public struct WebSocketSessionStateMachine {
         return false
     }
 
+    /// Closing or closed: no more stanzas are relayed.
+    public var isClosing: Bool {
+        switch self.state {
+        case .closing, .closed: return true
+        case .awaitingOpen, .opening, .open: return false
+        }
+    }
+
     // MARK: From the client
 
     public mutating func received(_ message: WebSocketMessage) -> [Action] {

@@ -44,6 +44,10 @@ struct FaultTests {
                 let victim = BOSHTestClient(http: http, url: tether.boshURL)
                 async let refused = victim.create(to: "stalled.test", wait: 10)
                 try await Self.stillWorks(healthy, id: "during-stall")
+                // Meanwhile /metrics shows one session still connecting, one open.
+                let during = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").text
+                #expect(during.contains("tether_sessions_by_state{transport=\"bosh\",state=\"connecting\"} 1.0"))
+                #expect(during.contains("tether_sessions_by_state{transport=\"bosh\",state=\"open\"} 1.0"))
                 #expect(try await refused.condition == "remote-connection-failed")
                 try await Self.stillWorks(healthy, id: "after-stall")
             } configure: { configuration, _ in

@@ -142,6 +142,11 @@ extension OperationsTests {
                 "tether_limit_hits_total{limit=\"max-sessions-per-address\"} 1",
                 "tether_bosh_retransmitted_requests_total 1",
                 "tether_bosh_held_requests 0.0",
+                "tether_sessions_by_state{transport=\"bosh\",state=\"open\"} 1.0",
+                "tether_sessions_by_state{transport=\"bosh\",state=\"connecting\"} 0.0",
+                "tether_sessions_by_state{transport=\"bosh\",state=\"closing\"} 0.0",
+                "tether_sessions_by_state{transport=\"websocket\",state=\"open\"} 1.0",
+                "tether_sessions_by_state{transport=\"websocket\",state=\"connecting\"} 0.0",
             ] {
                 #expect(samples.contains(expected), "missing \(expected) in:\n\(text)")
             }

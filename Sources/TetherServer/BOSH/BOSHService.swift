@@ -26,6 +26,9 @@ final class BOSHService: Sendable {
 
     var sessionCount: Int { self.sessions.withLock { $0.count } }
 
+    /// Every live session's state, for the metrics scrape.
+    var sessionStates: [SessionState] { self.sessions.withLock { $0.values.map(\.stateCell.state) } }
+
     /// Handles a parsed request body: a new session when it has no sid, otherwise the session's next request.
     func handle(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder) {
         guard let sid = request.sid else {

@@ -11,6 +11,7 @@ import XMPPUpstream
 final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     let sid: String
     let eventLoop: any EventLoop
+    let stateCell = SessionStateCell()
     private var logger: Logger
     private var machine: BOSHSessionStateMachine
     private var upstream: UpstreamConnection?
@@ -122,6 +123,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     // MARK: UpstreamStreamDelegate
 
     func upstreamOpened(_ info: StreamInfo, secure: Bool) {
+        self.stateCell.set(.open)
         self.machine.upstreamSecure = secure
         self.machine.upstreamOpened(info)
     }
@@ -162,6 +164,9 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     // MARK: Actions
 
     private func run(_ actions: [BOSHSessionStateMachine.Action]) {
+        defer {
+            if !self.machine.isActive { self.stateCell.set(.closing) }
+        }
         for action in actions {
             switch action {
             case .respond(let id, let response):

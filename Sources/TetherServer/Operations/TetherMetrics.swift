@@ -18,6 +18,7 @@ final class TetherMetrics: Sendable {
     }
 
     private let sessionsLive: [Transport: Gauge]
+    private let sessionsByState: [Transport: [SessionState: Gauge]]
     private let sessionsCreated: [Transport: Counter]
     private let stanzas: [Direction: Counter]
     private let bytes: [Direction: Counter]
@@ -35,6 +36,11 @@ final class TetherMetrics: Sendable {
             [.bosh: make(.bosh), .websocket: make(.websocket)]
         }
         self.sessionsLive = perTransport { registry.makeGauge(name: "tether_sessions", labels: [("transport", $0.rawValue)], help: "Live sessions") }
+        self.sessionsByState = perTransport { transport in
+            Dictionary(uniqueKeysWithValues: SessionState.allCases.map { state in
+                (state, registry.makeGauge(name: "tether_sessions_by_state", labels: [("transport", transport.rawValue), ("state", state.label)], help: "Live sessions by state"))
+            })
+        }
         self.sessionsCreated = perTransport {
             registry.makeCounter(name: "tether_sessions_created_total", labels: [("transport", $0.rawValue)], help: "Sessions opened since start")
         }
@@ -104,9 +110,15 @@ final class TetherMetrics: Sendable {
     }
 
     /// The exposition text, with live gauges refreshed.
-    func scrape(boshSessions: Int, webSocketSessions: Int) -> [UInt8] {
-        self.sessionsLive[.bosh]?.set(to: Double(boshSessions))
-        self.sessionsLive[.websocket]?.set(to: Double(webSocketSessions))
+    func scrape(bosh: [SessionState], webSocket: [SessionState]) -> [UInt8] {
+        for (transport, states) in [(Transport.bosh, bosh), (.websocket, webSocket)] {
+            self.sessionsLive[transport]?.set(to: Double(states.count))
+            var counts: [SessionState: Int] = [:]
+            for state in states { counts[state, default: 0] += 1 }
+            for state in SessionState.allCases {
+                self.sessionsByState[transport]?[state]?.set(to: Double(counts[state] ?? 0))
+            }
+        }
         return self.registry.emitToBuffer()
     }
 }

@@ -21,6 +21,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private let registry: WebSocketRegistry
     private var upstream: UpstreamConnection?
     private var slowClientTimer: Scheduled<Void>?
+    private let stateCell = SessionStateCell()
     private var context: ChannelHandlerContext?
     private var closeTimer: Scheduled<Void>?
     private var pingTimer: Scheduled<Void>?
@@ -73,7 +74,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.context = context
         self.logger[metadataKey: "transport"] = "websocket"
         self.logger[metadataKey: "client"] = "\(self.client.description)"
-        self.registry.add(self, id: self.registryID, eventLoop: context.eventLoop)
+        self.registry.add(self, id: self.registryID, state: self.stateCell, eventLoop: context.eventLoop)
         self.schedulePing(context: context)
         if self.status.isDraining {
             self.refusal = .draining
@@ -268,6 +269,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     // MARK: UpstreamStreamDelegate
 
     func upstreamOpened(_ info: StreamInfo, secure: Bool) {
+        self.stateCell.set(.open)
         self.run(self.machine.upstreamOpened(info))
     }
 
@@ -305,6 +307,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     // MARK: Actions
 
     private func run(_ actions: [WebSocketSessionStateMachine.Action]) {
+        defer {
+            if self.machine.isClosing { self.stateCell.set(.closing) }
+        }
         guard let context = self.context else { return }
         var wrote = false
         for action in actions {
@@ -379,13 +384,16 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
 /// Live WebSocket sessions, for shutdown and counting.
 final class WebSocketRegistry: Sendable {
-    private let sessions = Mutex<[ObjectIdentifier: NIOLoopBound<WebSocketXMPPHandler>]>([:])
+    private let sessions = Mutex<[ObjectIdentifier: (handler: NIOLoopBound<WebSocketXMPPHandler>, state: SessionStateCell)]>([:])
 
     var count: Int { self.sessions.withLock { $0.count } }
 
-    func add(_ handler: WebSocketXMPPHandler, id: ObjectIdentifier, eventLoop: any EventLoop) {
+    /// Every live session's state, for the metrics scrape.
+    var sessionStates: [SessionState] { self.sessions.withLock { $0.values.map(\.state.state) } }
+
+    func add(_ handler: WebSocketXMPPHandler, id: ObjectIdentifier, state: SessionStateCell, eventLoop: any EventLoop) {
         let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        self.sessions.withLock { $0[id] = bound }
+        self.sessions.withLock { $0[id] = (bound, state) }
     }
 
     func remove(_ id: ObjectIdentifier) {
@@ -393,7 +401,7 @@ final class WebSocketRegistry: Sendable {
     }
 
     func shutdown(redirect: String?) async {
-        let sessions = self.sessions.withLock { Array($0.values) }
+        let sessions = self.sessions.withLock { $0.values.map(\.handler) }
         for session in sessions {
             try? await session.eventLoop.submit { session.value.shutdown(redirect: redirect) }.get()
         }
