@@ -14,7 +14,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     typealias OutboundOut = WebSocketFrame
 
     private var machine: WebSocketSessionStateMachine
-    private let parser: WebSocketMessageParser
+    private let xmlLimits: XMLStreamFramer.Limits
     private let connector: UpstreamConnector
     private let settings: WebSocketSettings
     private var logger: Logger
@@ -63,7 +63,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.compressed = compressed
         self.maxMessageBytes = configuration.xmlLimits.maxElementBytes
         self.machine = WebSocketSessionStateMachine(serves: configuration.serves(domain:))
-        self.parser = WebSocketMessageParser(limits: configuration.xmlLimits)
+        self.xmlLimits = configuration.xmlLimits
         self.connector = connector
         self.settings = configuration.webSocket
         self.registry = registry
@@ -171,7 +171,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                 guard self.compressed else { throw StreamErrorCondition.notWellFormed }
                 data = try Self.codec.decompress(data, maxSize: self.maxMessageBytes)
             }
-            let message = try self.parser.parse(data)
+            let message = try Self.parser(limits: self.xmlLimits).parse(data)
             self.run(self.machine.received(message))
         } catch {
             self.logger.info("client broke the framing rules", metadata: ["condition": "\(error)"])
@@ -182,6 +182,30 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     }
 
     /// One zlib state per event-loop thread: with no context takeover, messages do not share history.
+    /// Client messages are whole elements, parsed synchronously: one parser per event-loop
+    /// thread serves every session on it (an expat parser is ~10 KiB; per session it would be
+    /// the largest part of an idle WebSocket session's memory).
+    private static let parsers = ThreadSpecificVariable<ParserCache>()
+
+    /// Touched only by the thread it belongs to.
+    private final class ParserCache: @unchecked Sendable {
+        var parsers: [XMLStreamFramer.Limits: WebSocketMessageParser] = [:]
+    }
+
+    private static func parser(limits: XMLStreamFramer.Limits) -> WebSocketMessageParser {
+        let cache: ParserCache
+        if let existing = Self.parsers.currentValue {
+            cache = existing
+        } else {
+            cache = ParserCache()
+            Self.parsers.currentValue = cache
+        }
+        if let parser = cache.parsers[limits] { return parser }
+        let parser = WebSocketMessageParser(limits: limits)
+        cache.parsers[limits] = parser
+        return parser
+    }
+
     private static let codecs = ThreadSpecificVariable<PerMessageDeflateCodec>()
     private static var codec: PerMessageDeflateCodec {
         if let codec = Self.codecs.currentValue { return codec }
