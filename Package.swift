@@ -12,6 +12,8 @@ let package = Package(
     products: [
         .executable(name: "tether", targets: ["tether"]),
         .library(name: "TetherServer", targets: ["TetherServer"]),
+        .library(name: "XMPPCore", targets: ["XMPPCore"]),
+        .library(name: "BOSHCore", targets: ["BOSHCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
