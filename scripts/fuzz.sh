@@ -26,9 +26,13 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 # --sanitize=fuzzer (SwiftPM >= 6.2) adds -parse-as-library and keeps libFuzzer's main; passing
-# -Xswiftc -sanitize=fuzzer instead fails to link (SwiftPM aliases main to <Target>_main).
-swift build --package-path "$root/Fuzzing" -c release --sanitize=fuzzer --sanitize=address
-bin=$(swift build --package-path "$root/Fuzzing" -c release --sanitize=fuzzer --sanitize=address --show-bin-path)
+# only -Xswiftc -sanitize=fuzzer fails to link (SwiftPM aliases main to <Target>_main). SwiftPM
+# passes each sanitizer to swiftc as its own -sanitize= option and swiftc keeps only the last one,
+# so --sanitize=fuzzer --sanitize=address alone builds Swift code without coverage
+# instrumentation: the combined option, appended last, gives Swift code both.
+build_flags=(--package-path "$root/Fuzzing" -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address)
+swift build "${build_flags[@]}"
+bin=$(swift build "${build_flags[@]}" --show-bin-path)
 
 artifacts="$root/Fuzzing/artifacts"
 mkdir -p "$artifacts"
