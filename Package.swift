@@ -14,6 +14,9 @@ let package = Package(
         .library(name: "TetherServer", targets: ["TetherServer"]),
         .executable(name: "tether-load", targets: ["tether-load"]),
         .library(name: "XMPPLoadKit", targets: ["XMPPLoadKit"]),
+        // For the nested Fuzzing/ package.
+        .library(name: "XMPPCore", targets: ["XMPPCore"]),
+        .library(name: "BOSHCore", targets: ["BOSHCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

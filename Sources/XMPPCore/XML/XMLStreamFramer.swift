@@ -61,7 +61,7 @@ public final class XMLStreamFramer {
     public init(limits: Limits = Limits(), rejectsRootText: Bool = false) {
         self.limits = limits
         self.rejectsRootText = rejectsRootText
-        self.parser = XML_ParserCreateNS(nil, 0x20)!
+        self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
         self.configureParser()
     }
 
@@ -100,7 +100,7 @@ public final class XMLStreamFramer {
 
     /// Starts a fresh document on the same framer: after STARTTLS and SASL the peer opens a new stream.
     public func reset() {
-        XML_ParserReset(self.parser, nil)
+        XML_ParserReset(self.parser, "UTF-8")
         self.configureParser()
         self.pending = ByteBuffer()
         self.pendingBase = 0
@@ -176,8 +176,16 @@ public final class XMLStreamFramer {
         }
         switch self.depth {
         case 1:
+            // Told UTF-8, expat still switches to UTF-16 on a byte-order mark; slices and
+            // standaloneBytes assume UTF-8 (RFC 6120 §11.6), so the root tag must be UTF-8 bytes.
+            let rootName = XMLName(expatTriplet: name)
+            let tag = Array("<\(rootName.qualifiedName)".utf8)
+            guard self.pending.getBytes(at: self.pending.readerIndex + (self.currentByteIndex - self.pendingBase), length: tag.count) == tag else {
+                self.fail(.notWellFormed("not UTF-8"))
+                return
+            }
             let root = XMLRootElement(
-                name: XMLName(expatTriplet: name),
+                name: rootName,
                 attributes: Self.readAttributes(attributes),
                 namespaceDeclarations: declarations
             )

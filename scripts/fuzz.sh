@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets in Fuzzing/ and runs them, each for a fixed time.
+#   scripts/fuzz.sh [XMLStreamFramerFuzzer|BOSHBodyFuzzer|all] [SECONDS]   (defaults: all, 600)
+# Every target starts from a scratch copy of its committed seed corpus (Fuzzing/Corpus/<target>),
+# so runs never modify the repository; crash inputs go to Fuzzing/artifacts/. Extra libFuzzer
+# options can be passed in FUZZ_OPTIONS (e.g. FUZZ_OPTIONS='-jobs=2 -workers=2').
+# Exits non-zero when a target finds a crash. See Fuzzing/README.md.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# libFuzzer prints the stack of a crash itself; the Swift runtime backtracer would only add delay.
+export SWIFT_BACKTRACE=enable=no
+target=${1:-all}
+seconds=${2:-600}
+all_targets=(XMLStreamFramerFuzzer BOSHBodyFuzzer)
+
+case "$target" in
+    all) targets=("${all_targets[@]}") ;;
+    XMLStreamFramerFuzzer|BOSHBodyFuzzer) targets=("$target") ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "fuzz: unknown target $target (expected ${all_targets[*]} or all)" >&2; exit 2 ;;
+esac
+if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
+    echo "fuzz: SECONDS must be a positive integer, got $seconds" >&2
+    exit 2
+fi
+
+# --sanitize=fuzzer (SwiftPM >= 6.2) adds -parse-as-library and keeps libFuzzer's main; passing
+# only -Xswiftc -sanitize=fuzzer fails to link (SwiftPM aliases main to <Target>_main). SwiftPM
+# passes each sanitizer to swiftc as its own -sanitize= option and swiftc keeps only the last one,
+# so --sanitize=fuzzer --sanitize=address alone builds Swift code without coverage
+# instrumentation: the combined option, appended last, gives Swift code both.
+build_flags=(--package-path "$root/Fuzzing" -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address)
+swift build "${build_flags[@]}"
+bin=$(swift build "${build_flags[@]}" --show-bin-path)
+
+artifacts="$root/Fuzzing/artifacts"
+mkdir -p "$artifacts"
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/tether-fuzz.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+
+status=0
+for name in "${targets[@]}"; do
+    corpus="$scratch/$name"
+    mkdir -p "$corpus"
+    cp "$root/Fuzzing/Corpus/$name"/* "$corpus/"
+    echo "fuzz: $name for ${seconds}s (corpus $corpus, artifacts $artifacts)"
+    # shellcheck disable=SC2086 # FUZZ_OPTIONS is a list of options
+    if ! "$bin/$name" \
+        -max_total_time="$seconds" \
+        -dict="$root/Fuzzing/xml.dict" \
+        -max_len=4096 \
+        -timeout=10 \
+        -rss_limit_mb=4096 \
+        -print_final_stats=1 \
+        -artifact_prefix="$artifacts/$name-" \
+        ${FUZZ_OPTIONS:-} \
+        "$corpus"; then
+        echo "fuzz: $name FAILED; crash input(s) in $artifacts" >&2
+        status=1
+    fi
+done
+exit "$status"
