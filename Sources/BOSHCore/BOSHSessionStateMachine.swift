@@ -52,10 +52,9 @@ public struct BOSHSessionStateMachine {
     private struct CachedResponse {
         var rid: UInt64
         var id: BOSHRequestID
+        /// Kept whole; the payloads are read back from it only if it never reaches the client
+        /// (keeping them as slices would pin the upstream read buffers they came from).
         var response: BOSHHTTPResponse
-        /// What it carried, to queue again if it never reaches the client.
-        var payloads: [ByteBuffer]
-        var streamElements: Bool
         var sentAt: NIODeadline
     }
 
@@ -220,12 +219,26 @@ public struct BOSHSessionStateMachine {
         let lost = self.cache.remove(at: index)
         self.unansweredRIDs.insert(lost.rid)
         self.forgetOldUnansweredRIDs()
-        if !lost.payloads.isEmpty {
-            self.outbound.insert(contentsOf: lost.payloads, at: 0)
-            self.outboundBytes += lost.payloads.reduce(0) { $0 + $1.readableBytes }
-            self.outboundHasStreamElements = self.outboundHasStreamElements || lost.streamElements
+        let (payloads, streamElements) = Self.payloads(of: lost.response.body)
+        if !payloads.isEmpty {
+            self.outbound.insert(contentsOf: payloads, at: 0)
+            self.outboundBytes += payloads.reduce(0) { $0 + $1.readableBytes }
+            self.outboundHasStreamElements = self.outboundHasStreamElements || streamElements
         }
         return self.drain(now: now)
+    }
+
+    /// The children of an encoded `<body/>`, byte for byte as they were queued.
+    private static func payloads(of body: ByteBuffer) -> ([ByteBuffer], Bool) {
+        let framer = XMLStreamFramer(limits: .init(maxElementBytes: max(body.readableBytes, 1), maxDepth: 1024))
+        guard let events = try? framer.feed(body) + framer.finish() else { return ([], false) }
+        var payloads: [ByteBuffer] = []
+        var streamElements = false
+        for case .element(let element) in events {
+            payloads.append(element.bytes)
+            streamElements = streamElements || element.name.namespace == XMLNamespaces.streams
+        }
+        return (payloads, streamElements)
     }
 
     /// Only rids still inside the window can be retransmitted.
@@ -464,7 +477,7 @@ public struct BOSHSessionStateMachine {
         let response = self.plainResponse(body)
         self.lastResponseHadPayload = !body.payloads.isEmpty
         self.highestAnsweredRID = max(self.highestAnsweredRID, request.rid)
-        self.cache.append(CachedResponse(rid: request.rid, id: request.id, response: response, payloads: body.payloads, streamElements: body.declaresStreamNamespace, sentAt: now))
+        self.cache.append(CachedResponse(rid: request.rid, id: request.id, response: response, sentAt: now))
         let keep = self.parameters.acknowledgements ? self.limits.maxUnackedResponses : self.parameters.requests
         while self.cache.count > keep { self.cache.removeFirst() }
         return .respond(request.id, response)

@@ -118,6 +118,9 @@ public final class TetherServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // BOSH requests are small and the HTTP decoder keeps its last read buffer: start
+            // reads at 512 bytes (NIO's default is 2 KiB), growing for clients that send more.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // A connection lives under the configuration in effect when it was accepted.

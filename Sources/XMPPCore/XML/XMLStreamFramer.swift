@@ -12,6 +12,9 @@ import NIOCore
 /// processing instructions (RFC 6120 §11.1), elements deeper than `Limits.maxDepth`, and any
 /// element (or unparsed tail) larger than `Limits.maxElementBytes`.
 ///
+/// A framer left idle between children can `hibernate()`: expat's state (about 10 KiB) is freed
+/// and rebuilt on the next bytes, primed with the root's start tag so namespaces resolve as before.
+///
 /// Not thread-safe: one framer belongs to one connection.
 public final class XMLStreamFramer {
     public struct Limits: Hashable, Sendable {
@@ -36,7 +39,12 @@ public final class XMLStreamFramer {
     /// Non-whitespace text directly inside the root is an error when set (BOSH §6); otherwise it is dropped.
     public let rejectsRootText: Bool
 
-    private var parser: XML_Parser
+    /// `nil` while hibernating.
+    private var parser: XML_Parser?
+    /// The root's start tag with its namespace declarations, to prime a parser after hibernation.
+    private var rootStartTag: String?
+    /// Parsing that start tag: its events are not reported.
+    private var priming = false
     /// Bytes not yet handed out: from the start of the unfinished child, or from the end of the last event.
     private var pending = ByteBuffer()
     /// Absolute expat byte index of `pending.readerIndex`.
@@ -66,7 +74,39 @@ public final class XMLStreamFramer {
     }
 
     deinit {
-        XML_ParserFree(self.parser)
+        if let parser = self.parser { XML_ParserFree(parser) }
+    }
+
+    /// Whether expat's state is currently freed.
+    public var isHibernating: Bool { self.parser == nil }
+
+    /// Frees expat's state while the stream is between children (nothing buffered, root open);
+    /// does nothing otherwise. The next `feed` rebuilds it.
+    public func hibernate() {
+        guard let parser = self.parser, self.depth == 1, self.currentElement == nil, self.pending.readableBytes == 0,
+            self.failure == nil, !self.rootClosed, self.rootStartTag != nil
+        else { return }
+        XML_ParserFree(parser)
+        self.parser = nil
+    }
+
+    /// A fresh parser that has read the root's start tag (and reported nothing).
+    private func wake() throws(XMLFramerError) {
+        guard self.parser == nil, let tag = self.rootStartTag else { return }
+        self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
+        self.configureParser()
+        self.depth = 0
+        self.priming = true
+        let status = XML_Parse(self.parser!, tag, Int32(tag.utf8.count), 0)
+        self.priming = false
+        self.events.removeAll()
+        guard status != XML_STATUS_ERROR, self.failure == nil, self.depth == 1 else {
+            throw self.failure ?? .notWellFormed("could not resume the stream")
+        }
+        self.pendingBase = tag.utf8.count
+        self.lastEventEnd = tag.utf8.count
+        self.elementStart = tag.utf8.count
+        self.pending = ByteBuffer()
     }
 
     /// The number of bytes held for an unfinished child (what a slow or hostile peer costs us).
@@ -78,6 +118,7 @@ public final class XMLStreamFramer {
     /// Feeds the next bytes of the stream and returns what they completed.
     public func feed(_ bytes: ByteBuffer) throws(XMLFramerError) -> [Event] {
         if let failure = self.failure { throw failure }
+        try self.wake()
         if self.pending.readableBytes == 0 {
             self.pending = bytes
         } else {
@@ -86,7 +127,7 @@ public final class XMLStreamFramer {
         }
         let status = bytes.withUnsafeReadableBytes { raw -> XML_Status in
             let base = raw.baseAddress?.assumingMemoryBound(to: CChar.self)
-            return XML_Parse(self.parser, base, Int32(raw.count), 0)
+            return XML_Parse(self.parser!, base, Int32(raw.count), 0)
         }
         return try self.collect(status: status)
     }
@@ -94,14 +135,20 @@ public final class XMLStreamFramer {
     /// Signals the end of input: a document that is not complete is an error. Used for BOSH bodies.
     public func finish() throws(XMLFramerError) -> [Event] {
         if let failure = self.failure { throw failure }
-        let status = XML_Parse(self.parser, nil, 0, 1)
+        try self.wake()
+        let status = XML_Parse(self.parser!, nil, 0, 1)
         return try self.collect(status: status)
     }
 
     /// Starts a fresh document on the same framer: after STARTTLS and SASL the peer opens a new stream.
     public func reset() {
-        XML_ParserReset(self.parser, "UTF-8")
+        if let parser = self.parser {
+            XML_ParserReset(parser, "UTF-8")
+        } else {
+            self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
+        }
         self.configureParser()
+        self.rootStartTag = nil
         self.pending = ByteBuffer()
         self.pendingBase = 0
         self.depth = 0
@@ -120,7 +167,7 @@ public final class XMLStreamFramer {
             throw failure
         }
         if status == XML_STATUS_ERROR {
-            let code = XML_GetErrorCode(self.parser)
+            let code = XML_GetErrorCode(self.parser!)
             let message = XML_ErrorString(code).map { String(cString: $0) } ?? "unknown error"
             let failure = XMLFramerError.notWellFormed(message)
             self.failure = failure
@@ -149,11 +196,11 @@ public final class XMLStreamFramer {
 
     private func fail(_ error: XMLFramerError) {
         if self.failure == nil { self.failure = error }
-        XML_StopParser(self.parser, 0)
+        if let parser = self.parser { XML_StopParser(parser, 0) }
     }
 
-    private var currentByteIndex: Int { Int(XML_GetCurrentByteIndex(self.parser)) }
-    private var currentEventEnd: Int { self.currentByteIndex + Int(XML_GetCurrentByteCount(self.parser)) }
+    private var currentByteIndex: Int { Int(XML_GetCurrentByteIndex(self.parser!)) }
+    private var currentEventEnd: Int { self.currentByteIndex + Int(XML_GetCurrentByteCount(self.parser!)) }
 
     // MARK: expat callbacks
 
@@ -175,6 +222,9 @@ public final class XMLStreamFramer {
             return
         }
         switch self.depth {
+        case 1 where self.priming:
+            // Re-reading the root's start tag after hibernation: nothing to report.
+            break
         case 1:
             // Told UTF-8, expat still switches to UTF-16 on a byte-order mark; slices and
             // standaloneBytes assume UTF-8 (RFC 6120 §11.6), so the root tag must be UTF-8 bytes.
@@ -190,6 +240,7 @@ public final class XMLStreamFramer {
                 namespaceDeclarations: declarations
             )
             self.lastEventEnd = self.currentEventEnd
+            self.rootStartTag = Self.startTag(of: root)
             self.events.append(.rootOpened(root))
         case 2:
             self.elementStart = self.currentByteIndex
@@ -271,6 +322,15 @@ public final class XMLStreamFramer {
         self.fail(.forbiddenConstruct(construct))
     }
 
+    /// `<prefix:name xmlns…='…'>`: enough for a new parser to resolve the children's names.
+    private static func startTag(of root: XMLRootElement) -> String {
+        var tag = "<" + root.name.qualifiedName
+        for declaration in root.namespaceDeclarations {
+            tag += " xmlns" + (declaration.prefix.map { ":" + $0 } ?? "") + "='" + XMLEscaping.escapeAttribute(declaration.uri) + "'"
+        }
+        return tag + ">"
+    }
+
     private static func isXMLWhitespace(_ byte: UInt8) -> Bool {
         byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
     }
@@ -286,7 +346,7 @@ public final class XMLStreamFramer {
     }
 
     private func configureParser() {
-        let parser = self.parser
+        let parser = self.parser!
         XML_SetReturnNSTriplet(parser, 1)
         XML_SetUserData(parser, Unmanaged.passUnretained(self).toOpaque())
         XML_SetParamEntityParsing(parser, XML_PARAM_ENTITY_PARSING_NEVER)

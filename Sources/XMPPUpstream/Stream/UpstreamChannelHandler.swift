@@ -126,6 +126,9 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func channelReadComplete(context: ChannelHandlerContext) {
         self.flushBatch()
+        // Between stanzas expat's ~10 KiB is freed; rebuilding it costs ~2 µs on the next read.
+        // Most sessions are idle most of the time, so this is what an idle session weighs.
+        self.framer.hibernate()
         context.fireChannelReadComplete()
     }
 
