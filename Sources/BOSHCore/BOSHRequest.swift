@@ -27,7 +27,15 @@ public struct BOSHRequest: Sendable {
     public var from: String? { self.attribute("from") }
     public var route: String? { self.attribute("route") }
     public var language: String? { self.attributes.value(of: "lang", namespace: XMLNamespaces.xml) }
-    public var content: String? { self.attribute("content") }
+    /// The `Content-Type` the client asks answers to carry (§7.1), when it is a plausible media
+    /// type: it becomes an HTTP header, so anything with control characters (or absurdly long)
+    /// is ignored rather than echoed.
+    public var content: String? {
+        guard let value = self.attribute("content"), !value.isEmpty, value.utf8.count <= 128,
+            value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
+        else { return nil }
+        return value
+    }
     public var type: String? { self.attribute("type") }
     public var key: String? { self.attribute("key") }
     public var newKey: String? { self.attribute("newkey") }

@@ -81,3 +81,13 @@ struct BOSHRequestTests {
         #expect(String(buffer: BOSHResponse.seeOtherURI("https://b.example/http-bind").encoded()) == "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='see-other-uri'><uri>https://b.example/http-bind</uri></body>")
     }
 }
+
+extension BOSHRequestTests {
+    @Test("§7.1 content: a plausible media type is kept; one with control characters (an HTTP header injection) is ignored")
+    func contentAttribute() throws {
+        let good = try BOSHRequest.parse(ByteBuffer(string: "<body rid='1' content='text/xml; charset=utf-8' xmlns='http://jabber.org/protocol/httpbind'/>"))
+        #expect(good.content == "text/xml; charset=utf-8")
+        let injected = try BOSHRequest.parse(ByteBuffer(string: "<body rid='1' content='text/xml&#13;&#10;Set-Cookie: x=1' xmlns='http://jabber.org/protocol/httpbind'/>"))
+        #expect(injected.content == nil)
+    }
+}

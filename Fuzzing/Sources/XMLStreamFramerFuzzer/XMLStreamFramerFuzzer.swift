@@ -64,6 +64,14 @@ func checkConfiguration(_ input: [UInt8], limits: XMLStreamFramer.Limits, reject
         break
     }
 
+    // Hibernating between chunks (expat's state freed and rebuilt from the root's start tag) must
+    // change nothing: same events when the chunked input succeeds, a failure when it fails.
+    let resumed = frame(input, chunks: chunks, limits: limits, rejectsRootText: rejectsRootText, hibernating: true)
+    check((resumed.error == nil) == (split.error == nil), "hibernating changed the outcome: \(String(describing: split.error)) vs \(String(describing: resumed.error))")
+    if split.error == nil {
+        check(resumed.events == split.events, "hibernating between chunks changed the events")
+    }
+
     // reset() must leave nothing behind: the same input on the reset framer behaves like a new framer.
     framer.reset()
     check(framer.bufferedBytes == 0 && !framer.isRootClosed, "reset left state behind")
@@ -89,7 +97,8 @@ func frame(
     chunks: [Int],
     limits: XMLStreamFramer.Limits,
     rejectsRootText: Bool,
-    framer: XMLStreamFramer? = nil
+    framer: XMLStreamFramer? = nil,
+    hibernating: Bool = false
 ) -> Outcome {
     let framer = framer ?? XMLStreamFramer(limits: limits, rejectsRootText: rejectsRootText)
     var outcome = Outcome()
@@ -131,6 +140,7 @@ func frame(
         for size in chunks {
             accept(try framer.feed(ByteBuffer(bytes: input[offset..<offset + size])))
             offset += size
+            if hibernating { framer.hibernate() }
         }
         accept(try framer.finish())
     } catch {
