@@ -78,4 +78,17 @@ struct XMLStreamFramerHibernationTests {
         framer.hibernate()
         #expect(throws: XMLFramerError.self) { try framer.feed(ByteBuffer(string: "<!-- hi -->")) }
     }
+
+    @Test("fuzz regression: not inside a CDATA section at the root (expat's mode would be lost)")
+    func notInsideCDATA() throws {
+        let framer = XMLStreamFramer()
+        _ = try framer.feed(ByteBuffer(string: Self.header))
+        _ = try framer.feed(ByteBuffer(string: "<![CDATA[ "))
+        framer.hibernate()
+        #expect(!framer.isHibernating)
+        let events = try framer.feed(ByteBuffer(string: "]]><presence/>"))
+        #expect(events.count == 1)
+        framer.hibernate()
+        #expect(framer.isHibernating)
+    }
 }

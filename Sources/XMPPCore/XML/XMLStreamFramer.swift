@@ -45,6 +45,8 @@ public final class XMLStreamFramer {
     private var rootStartTag: String?
     /// Parsing that start tag: its events are not reported.
     private var priming = false
+    /// Inside a CDATA section: expat's state then holds more than the root's context.
+    private var inCDATA = false
     /// Bytes not yet handed out: from the start of the unfinished child, or from the end of the last event.
     private var pending = ByteBuffer()
     /// Absolute expat byte index of `pending.readerIndex`.
@@ -84,7 +86,7 @@ public final class XMLStreamFramer {
     /// does nothing otherwise. The next `feed` rebuilds it.
     public func hibernate() {
         guard let parser = self.parser, self.depth == 1, self.currentElement == nil, self.pending.readableBytes == 0,
-            self.failure == nil, !self.rootClosed, self.rootStartTag != nil
+            !self.inCDATA, self.failure == nil, !self.rootClosed, self.rootStartTag != nil
         else { return }
         XML_ParserFree(parser)
         self.parser = nil
@@ -149,6 +151,7 @@ public final class XMLStreamFramer {
         }
         self.configureParser()
         self.rootStartTag = nil
+        self.inCDATA = false
         self.pending = ByteBuffer()
         self.pendingBase = 0
         self.depth = 0
@@ -371,6 +374,11 @@ public final class XMLStreamFramer {
             guard let data else { return }
             XMLStreamFramer.from(userData).characterData(data, length: length)
         }
+        XML_SetCdataSectionHandler(
+            parser,
+            { userData in XMLStreamFramer.from(userData).inCDATA = true },
+            { userData in XMLStreamFramer.from(userData).inCDATA = false }
+        )
         XML_SetStartDoctypeDeclHandler(parser) { userData, _, _, _, _ in
             XMLStreamFramer.from(userData).forbidden("DTD")
         }
