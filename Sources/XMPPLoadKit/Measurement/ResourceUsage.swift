@@ -44,6 +44,27 @@ public enum ResourceUsage {
         return self.parseVmRSS(status)
     }
 
+    /// CPU seconds (user + system) used so far by process `pid`, all its threads, from
+    /// `/proc/<pid>/stat`; nil when the process is gone or not readable.
+    public static func processCPUSeconds(pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let ticks = self.parseStatCPUTicks(stat)
+        else { return nil }
+        let perSecond = sysconf(Int32(_SC_CLK_TCK))
+        return Double(ticks) / Double(perSecond > 0 ? perSecond : 100)
+    }
+
+    /// utime + stime (fields 14 and 15, clock ticks) of a `/proc/<pid>/stat` line. The command
+    /// name (field 2) is in parentheses and may hold spaces and parentheses itself, so fields are
+    /// counted from the last `)`.
+    static func parseStatCPUTicks(_ stat: String) -> UInt64? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        // After ")": field 3 (state) is the first, so utime (14) and stime (15) are the 12th and 13th.
+        let fields = stat[stat.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count >= 13, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return nil }
+        return user + system
+    }
+
     static func parseVmRSS(_ status: String) -> Int? {
         for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
             let digits = line.dropFirst(6).filter { $0.isNumber }

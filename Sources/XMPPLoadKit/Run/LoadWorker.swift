@@ -17,7 +17,7 @@ final class LoadWorker {
     private var pendingStarts: [Int] = []
     private var startCursor = 0
     var stats = WorkerStats()
-    private var sessionsUp = 0
+    private(set) var sessionsUp = 0
 
     // Ramp-up
     private var rampRate: Double = 0
