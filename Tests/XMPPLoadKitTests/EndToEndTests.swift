@@ -185,6 +185,28 @@ struct EndToEndTests {
         try await Self.idleRun()
     }
 
+    static func noLogoutRun() async throws {
+        let stub = try await UpstreamStub.start()
+        let result: LoadResult
+        do {
+            var scenario = Self.scenario(port: stub.port, sessions: 6, idle: 6)
+            scenario.logout = false
+            result = try await LoadRunner(scenario: scenario).run()
+        } catch {
+            await stub.stop()
+            throw error
+        }
+        await stub.stop()
+        #expect(result.sessions.established == 6)
+        #expect(result.errors.isEmpty, "closing at the end of a run without logout is not an error: \(result.errors)")
+        #expect(result.passed)
+    }
+
+    @Test("without logout, the sessions closed at the end of the run are not errors")
+    func noLogout() async throws {
+        try await Self.noLogoutRun()
+    }
+
     static func fixedRateRun() async throws {
         let stub = try await UpstreamStub.start()
         let result: LoadResult

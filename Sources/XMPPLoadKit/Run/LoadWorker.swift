@@ -96,9 +96,15 @@ final class LoadWorker {
 
     private func hasStarted(_ session: LoadSession) -> Bool { session.startedAtNanos != 0 }
 
+    /// Closes every session still open. Without logout (`--no-logout`) that is the plan, not an
+    /// error; with logout, a session still open here did not complete it, and its closing counts.
     func abortAll() {
         for session in self.sessions where !session.isFinished {
-            session.abort()
+            if self.scenario.logout {
+                session.abort()
+            } else {
+                session.endOfRun()
+            }
         }
     }
 
