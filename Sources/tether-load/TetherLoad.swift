@@ -95,6 +95,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "PID of the server process, to sample its RSS and read its CPU time per step (Linux /proc).")
     var serverPid: Int32?
 
+    @Option(name: .long, help: "PID of the server behind the measured one (e.g. the XMPP server behind Tether), to read its CPU time per step too.")
+    var upstreamPid: Int32?
+
     @Option(name: .long, help: ArgumentHelp("Write the JSON result here.", valueName: "path"))
     var json: String?
 
@@ -142,7 +145,7 @@ struct Run: AsyncParsableCommand {
             messageRate: self.messageRate, duration: self.duration, stepped: stepped, referenceRate: self.referenceRate, p99BoundMilliseconds: self.p99BoundMs,
             drainSeconds: self.drain, payloadBytes: self.payloadBytes, resource: self.resource, saslMechanism: mechanism, logout: !self.noLogout,
             boshWait: self.boshWait, boshRequestTimeout: Double(self.boshWait) + 15, loginTimeout: self.loginTimeout,
-            threads: self.threads, serverPID: self.serverPid
+            threads: self.threads, serverPID: self.serverPid, upstreamPID: self.upstreamPid
         )
         let problems = scenario.validate()
         guard problems.isEmpty else {

@@ -97,6 +97,7 @@ struct EndToEndTests {
             var scenario = Self.scenario(port: stub.port, sessions: 4, rate: 50)
             scenario.stepped = LoadScenario.Stepped(start: 100, step: 100, max: 200)
             scenario.referenceRate = 150
+            scenario.upstreamPID = getpid()
             scenario.p99BoundMilliseconds = 1000
             result = try await LoadRunner(scenario: scenario).run()
         } catch {
@@ -141,6 +142,8 @@ struct EndToEndTests {
         for step in result.steps {
             #expect((step.clientThreadCPUSeconds ?? -1) >= 0)
             #expect((step.serverCPUSeconds ?? -1) >= 0)
+            #expect((step.upstreamCPUSeconds ?? -1) >= 0)
+            #expect((0...100).contains(step.machineBusyPercent ?? -1))
         }
         #expect(result.messages.serverCPUSeconds == nil, "per step only in a stepped run")
     }

@@ -97,6 +97,16 @@ struct MeasurementTests {
         #expect((ResourceUsage.processCPUSeconds(pid: getpid()) ?? -1) > 0)
         #expect(ResourceUsage.processCPUSeconds(pid: 999_999_999) == nil)
     }
+
+    @Test("machine CPU from the cpu line of /proc/stat: busy is all but idle and iowait")
+    func machineCPU() {
+        let stat = "cpu  100 5 50 800 20 1 2 3 0 0\ncpu0 50 2 25 400 10 0 1 1 0 0\nintr 1 2\n"
+        let ticks = ResourceUsage.parseMachineCPU(stat)
+        #expect(ticks?.total == 981)
+        #expect(ticks?.busy == 161)
+        #expect(ResourceUsage.parseMachineCPU("intr 1 2\n") == nil)
+        #expect((ResourceUsage.machineCPUTicks()?.total ?? 0) > 0)
+    }
 }
 
 @Suite("Scenario options")

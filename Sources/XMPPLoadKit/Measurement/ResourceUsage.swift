@@ -65,6 +65,22 @@ public enum ResourceUsage {
         return user + system
     }
 
+    /// Busy and total CPU time of the whole machine (all CPUs), clock ticks, from the `cpu` line of
+    /// `/proc/stat`; busy is everything but idle and iowait.
+    public static func machineCPUTicks() -> (busy: UInt64, total: UInt64)? {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return nil }
+        return self.parseMachineCPU(stat)
+    }
+
+    static func parseMachineCPU(_ stat: String) -> (busy: UInt64, total: UInt64)? {
+        guard let line = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+        // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+        let fields = line.split(separator: " ").dropFirst().prefix(8).compactMap { UInt64($0) }
+        guard fields.count >= 5 else { return nil }
+        let total = fields.reduce(0, +)
+        return (total - fields[3] - fields[4], total)
+    }
+
     static func parseVmRSS(_ status: String) -> Int? {
         for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
             let digits = line.dropFirst(6).filter { $0.isNumber }

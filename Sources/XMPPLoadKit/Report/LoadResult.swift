@@ -61,6 +61,10 @@ public struct LoadResult: Sendable, Codable {
         /// With `--server-pid`: CPU seconds (user + system, all threads) of the server process over
         /// the same window, read from `/proc/<pid>/stat`.
         public var serverCPUSeconds: Double?
+        /// With `--upstream-pid`: the same for the server behind the measured one.
+        public var upstreamCPUSeconds: Double?
+        /// How busy the whole machine was over the step (all CPUs, every process), percent.
+        public var machineBusyPercent: Double?
     }
 
     public struct CPU: Sendable, Codable, Hashable {

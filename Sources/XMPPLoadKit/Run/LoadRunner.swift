@@ -110,6 +110,8 @@ public final class LoadRunner: Sendable {
             try await self.sample(workers, clock: &clock, phase: label, wait: false)
             let stepClientCPU = clock.clientThreadSeconds
             let stepServerCPU = clock.serverCPUSeconds()
+            let stepUpstreamCPU = clock.upstreamCPUSeconds()
+            let stepMachine = ResourceUsage.machineCPUTicks()
             let stepStart = Date()
             clock.peakThreadPercentThisStep = 0
             for worker in workers {
@@ -133,6 +135,11 @@ public final class LoadRunner: Sendable {
                 try await self.sample(workers, clock: &clock, phase: "drain", wait: false)
                 let clientCPU = clock.clientThreadSeconds - stepClientCPU
                 let serverCPU = clock.serverCPUSeconds().flatMap { end in stepServerCPU.map { end - $0 } }
+                let upstreamCPU = clock.upstreamCPUSeconds().flatMap { end in stepUpstreamCPU.map { end - $0 } }
+                var machineBusy: Double?
+                if let start = stepMachine, let end = ResourceUsage.machineCPUTicks(), end.total > start.total {
+                    machineBusy = Double(end.busy - start.busy) / Double(end.total - start.total) * 100
+                }
                 var sent: UInt64 = 0
                 var delivered: UInt64 = 0
                 var inFlight: UInt64 = 0
@@ -154,7 +161,8 @@ public final class LoadRunner: Sendable {
                         targetRate: rate, achievedRate: achieved, sent: sent, delivered: delivered, undelivered: inFlight,
                         behindSchedule: behind, latency: summary, withinBound: within, reference: isReference ? true : nil,
                         peakClientThreadCPUPercent: clock.peakThreadPercentThisStep,
-                        clientThreadCPUSeconds: clientCPU, serverCPUSeconds: serverCPU
+                        clientThreadCPUSeconds: clientCPU, serverCPUSeconds: serverCPU, upstreamCPUSeconds: upstreamCPU,
+                        machineBusyPercent: machineBusy
                     )
                 )
                 if isReference { continue }
@@ -357,6 +365,11 @@ struct RunClock {
     /// CPU seconds of the server process so far, when its PID is known and readable.
     func serverCPUSeconds() -> Double? {
         self.scenario.serverPID.flatMap { ResourceUsage.processCPUSeconds(pid: $0) }
+    }
+
+    /// CPU seconds of the upstream server process so far, when its PID is known and readable.
+    func upstreamCPUSeconds() -> Double? {
+        self.scenario.upstreamPID.flatMap { ResourceUsage.processCPUSeconds(pid: $0) }
     }
 
     /// Reads the server's RSS with every session up (end of the message phase or idle hold).

@@ -90,6 +90,9 @@ public struct LoadScenario: Sendable, Codable, Hashable {
     public var threads: Int
     /// PID of the server process whose RSS is sampled, if any.
     public var serverPID: Int32?
+    /// PID of the server behind the measured one (the XMPP server behind Tether), whose CPU per
+    /// step is read alongside, if any.
+    public var upstreamPID: Int32?
 
     public init(
         transport: Transport = .tcp,
@@ -115,7 +118,8 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         boshRequestTimeout: Double = 45,
         loginTimeout: Double = 30,
         threads: Int = 1,
-        serverPID: Int32? = nil
+        serverPID: Int32? = nil,
+        upstreamPID: Int32? = nil
     ) {
         self.transport = transport
         self.endpoint = endpoint
@@ -141,6 +145,7 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         self.loginTimeout = loginTimeout
         self.threads = threads
         self.serverPID = serverPID
+        self.upstreamPID = upstreamPID
     }
 
     /// The localpart of user number `index` (0-based within this run).
