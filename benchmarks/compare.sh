@@ -290,14 +290,16 @@ measure() {
     fi
 }
 
-# stepped NAME REP PID TRANSPORT URL START:STEP:MAX [REFERENCE_RATE]
+# stepped NAME REP PID TRANSPORT URL START:STEP:MAX [REFERENCE_RATE] [UPSTREAM_PID]
 # With a reference rate, a first step at that rate is measured whatever the knee (CPU per
-# message and latency at 1000 msg/s), then the knee search runs.
+# message and latency at 1000 msg/s), then the knee search runs. With an upstream PID (the
+# server behind Tether), its CPU per step is recorded too.
 stepped() {
-    local reference=()
-    [ -z "${7:-}" ] || reference=(--reference-rate "$7")
+    local extra=()
+    [ -z "${7:-}" ] || extra+=(--reference-rate "$7")
+    [ -z "${8:-}" ] || extra+=(--upstream-pid "$8")
     measure "$1" "$2" "$3" --transport "$4" --url "$5" --sessions "$sessions" --ramp-rate "$ramp" \
-        --stepped "$6" "${reference[@]}" --duration "$step_seconds" --p99-bound-ms "$p99_bound" --drain 3
+        --stepped "$6" "${extra[@]}" --duration "$step_seconds" --p99-bound-ms "$p99_bound" --drain 3
 }
 
 # Fresh Tether against the stub, N idle sessions held, RSS read with all of them up.
@@ -319,7 +321,7 @@ knee_stub() {  # knee_stub NAME REP TRANSPORT STEPS
     local name=$1 rep=$2 transport=$3 steps=$4
     local url
     if [ "$transport" = bosh ]; then url="http://127.0.0.1:$tether_stub_port/http-bind"; else url="ws://127.0.0.1:$tether_stub_port/xmpp-websocket"; fi
-    stepped "$name" "$rep" "$tether_stub_pid" "$transport" "$url" "$steps"
+    stepped "$name" "$rep" "$tether_stub_pid" "$transport" "$url" "$steps" "" "$stub_pid"
 }
 
 # The 100k hold: one Tether with $big_parts listeners and routes (one stub each), one load process
@@ -420,15 +422,15 @@ ejabberd_steps=1000:1500:16000
 for rep in $(seq 1 "$reps"); do
     log "=== repetition $rep of $reps"
     stepped prosody-bosh "$rep" "$prosody_pid" bosh "$P_BOSH" "$prosody_bosh_steps"
-    stepped tether-bosh-prosody "$rep" "$tp_pid" bosh "$TP_BOSH" "$prosody_steps" 1000
+    stepped tether-bosh-prosody "$rep" "$tp_pid" bosh "$TP_BOSH" "$prosody_steps" 1000 "$prosody_pid"
     stepped prosody-ws "$rep" "$prosody_pid" websocket "$P_WS" "$prosody_steps"
-    stepped tether-ws-prosody "$rep" "$tp_pid" websocket "$TP_WS" "$prosody_steps" 1000
+    stepped tether-ws-prosody "$rep" "$tp_pid" websocket "$TP_WS" "$prosody_steps" 1000 "$prosody_pid"
     stepped prosody-tcp "$rep" "$prosody_pid" tcp "$P_TCP" "$prosody_steps" 1000
     if [ "$with_ejabberd" -eq 1 ]; then
         stepped ejabberd-bosh "$rep" "$ejabberd_pid" bosh "$E_BOSH" "$ejabberd_steps"
-        stepped tether-bosh-ejabberd "$rep" "$te_pid" bosh "$TE_BOSH" "$ejabberd_steps"
+        stepped tether-bosh-ejabberd "$rep" "$te_pid" bosh "$TE_BOSH" "$ejabberd_steps" "" "$ejabberd_pid"
         stepped ejabberd-ws "$rep" "$ejabberd_pid" websocket "$E_WS" "$ejabberd_steps"
-        stepped tether-ws-ejabberd "$rep" "$te_pid" websocket "$TE_WS" "$ejabberd_steps"
+        stepped tether-ws-ejabberd "$rep" "$te_pid" websocket "$TE_WS" "$ejabberd_steps" "" "$ejabberd_pid"
         stepped ejabberd-tcp "$rep" "$ejabberd_pid" tcp "$E_TCP" "$ejabberd_steps"
     fi
     if [ "$with_stub" -eq 1 ]; then

@@ -96,7 +96,7 @@ PY
         kill -TERM "$tether_pid"
         for _ in $(seq 100); do kill -0 "$tether_pid" 2>/dev/null || break; sleep 0.1; done
         sleep 1
-        file=$(ls -t "$out"/tether-"$transport"*.zst "$out"/tether-"$transport"*.gz 2>/dev/null | head -n 1)
+        file=$(ls -t "$out"/tether-"$transport"*.zst "$out"/tether-"$transport"*.gz 2>/dev/null | head -n 1 || true)
         heaptrack_print -f "$file" --print-peaks 1 --print-allocators 0 --print-temporary 0 --print-leaks 0 --peak-limit 25 \
             --sub-peak-limit 3 > "$out/memory-$transport.txt" 2>&1 || true
         grep -E "^PEAK MEMORY|^[0-9.]+[KMG]?B? peak memory consumed|peak memory consumed|^total runtime|^peak heap|^peak RSS" "$out/memory-$transport.txt" | head -n 40

@@ -65,6 +65,9 @@ def figures(result):
         k = knee_step(result)
         if k:
             f["cpu_knee"] = cpu_ms_per_message(k)
+            if k.get("upstreamCPUSeconds") is not None and k.get("delivered"):
+                f["upstream_cpu_knee"] = k["upstreamCPUSeconds"] / k["delivered"] * MS
+            f["machine_busy_knee"] = k.get("machineBusyPercent")
             f["client_peak_knee"] = k["peakClientThreadCPUPercent"]
             if k.get("clientThreadCPUSeconds"):
                 f["client_msgs_per_core_second"] = k["delivered"] / k["clientThreadCPUSeconds"]
@@ -72,6 +75,7 @@ def figures(result):
         over = [s for s in steps if not s["withinBound"]]
         if over:
             f["client_peak_over"] = over[0]["peakClientThreadCPUPercent"]
+            f["machine_busy_over"] = over[0].get("machineBusyPercent")
     server = result.get("server") or {}
     if server.get("rssKiBLoaded") and server.get("rssKiBAtStart") and server.get("sessionsUpWhenLoaded"):
         f["kib_per_session"] = (server["rssKiBLoaded"] - server["rssKiBAtStart"]) / server["sessionsUpWhenLoaded"]
@@ -270,20 +274,23 @@ def main(directory):
     out.append("")
     out.append(
         "| target | knee msg/s | p50 @1000 ms | p99 @1000 ms | server CPU ms/msg @1000 | server CPU ms/msg @knee "
-        "| client thread @knee | client thread, first step over | runs passed |"
+        "| upstream server CPU ms/msg @knee | client thread @knee | client thread, first step over | machine busy @knee "
+        "| machine busy, first step over | runs passed |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, label in TARGETS:
         if name not in runs:
             continue
         rs = runs[name]
         passed = "%d/%d" % (sum(1 for f in rs if f["passed"]), len(rs))
         out.append(
-            "| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (label, spread(values(name, "knee"), "%.0f") + (" (top of plan)" if all(f.get("plan_max") for f in rs) else ""),
                spread(values(name, "p50_1000"), "%.2f"), spread(values(name, "p99_1000"), "%.2f"),
                spread(values(name, "cpu_1000"), "%.4f"), spread(values(name, "cpu_knee"), "%.4f"),
-               spread(values(name, "client_peak_knee"), "%.0f%%"), spread(values(name, "client_peak_over"), "%.0f%%"), passed)
+               spread(values(name, "upstream_cpu_knee"), "%.4f") if name.startswith(("tether", "stub")) else "–",
+               spread(values(name, "client_peak_knee"), "%.0f%%"), spread(values(name, "client_peak_over"), "%.0f%%"),
+               spread(values(name, "machine_busy_knee"), "%.0f%%"), spread(values(name, "machine_busy_over"), "%.0f%%"), passed)
         )
     idle = [n for n in sorted(runs) if "-idle-" in n]
     if idle:
