@@ -148,7 +148,8 @@ load="$bin/tether-load"
 for port in $prosody_c2s $prosody_http $ejabberd_c2s $ejabberd_http $tether_prosody $tether_ejabberd $stub_port; do
     port_free "$port" || { echo "compare.sh: port $port is in use" >&2; exit 1; }
 done
-rm -rf "$work"
+# Only this script's own state is wiped (profile.sh keeps its output in .bench/profile).
+rm -rf "$results" "$logs" "$work/prosody" "$work/ejabberd"
 mkdir -p "$results" "$logs"
 
 # ---- Prosody: a private instance (like scripts/load-prosody.sh, under .bench) ----------------
@@ -306,7 +307,7 @@ stepped() {
 idle_run() {  # idle_run NAME REP TRANSPORT N
     local name=$1 rep=$2 transport=$3 count=$4
     local port=$next_port; next_port=$((next_port + 1))
-    start_tether "$name.r$rep" --listen "127.0.0.1:$port" --route "localhost=127.0.0.1:$stub_port"
+    start_tether "tether-$name.r$rep" --listen "127.0.0.1:$port" --route "localhost=127.0.0.1:$stub_port"
     local pid=$tether_pid
     wait_port "$port" "$pid" tether
     local url
