@@ -9,6 +9,7 @@
 #   --skip-stub      no Tether-alone section (idle RSS, establishment rate, knee against the stub)
 #   --skip-100k      no 100,000-session hold
 #   --no-build       use the release binaries already built
+#   --budget S       start no further repetition that would end after S seconds (default 1080)
 #
 # Every target is measured with tether-load (Sources/tether-load) from one event-loop thread:
 #   Prosody 0.12 (Debian) mod_bosh, mod_websocket, c2s            ← direct
@@ -32,6 +33,7 @@ with_ejabberd=1
 with_stub=1
 with_100k=1
 build=1
+budget=1080
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) reps=1 ;;
@@ -40,7 +42,8 @@ while [ $# -gt 0 ]; do
         --skip-stub) with_stub=0 ;;
         --skip-100k) with_100k=0 ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --budget) budget="$2"; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -49,7 +52,7 @@ done
 # ---- tunables (the default run fits in about 18 minutes on 2 cores) -------------------------
 sessions=500          # sessions per comparison target (the earlier anchors used 500)
 ramp=500              # logins per second
-step_seconds=3        # seconds per step of a stepped (knee) run
+step_seconds=2        # seconds per step of a stepped (knee) run
 p99_bound=100         # ms: the knee is the highest step whose p99 stays under it, nothing lost
 idle_sizes=(1000 10000)
 idle_hold=3           # seconds the idle sessions are held before RSS is read
@@ -373,7 +376,7 @@ big_run() {
         [ "$alive" -eq 1 ] || break
         sleep 0.5
     done
-    for l in "${loads[@]}"; do wait "$l" 2>/dev/null || true; done
+    for l in "${loads[@]}"; do wait "$l" 2>/dev/null || true; stop_started "$l"; done
     local alive=0
     kill -0 "$pid" 2>/dev/null && alive=1
     printf '{"sessions": %d, "tetherFDsAtPeak": %d, "rssKiBAtStart": %d, "rssKiBAllUp": %d, "secondsToAllUp": %s, "tetherAliveAfter": %s}\n' \
@@ -416,11 +419,24 @@ TE_BOSH="http://127.0.0.1:$tether_ejabberd/http-bind"; TE_WS="ws://127.0.0.1:$te
 
 # Step plans. The figures at 1000 msg/s (CPU per message, p50, p99) come from a reference step
 # where the plan would not reach 1000 below the knee; ejabberd's plans start at 1000.
-prosody_steps=500:500:8000
+prosody_steps=500:1000:10500
 prosody_bosh_steps=250:250:3000
-ejabberd_steps=1000:1500:16000
+ejabberd_steps=1000:2000:17000
+stub_steps=2000:5000:37000
 
+reps_done=0
+rep_seconds=0
+# The 100k hold, when it runs, comes after the repetitions: keep about 150 s for it.
+if [ "$with_stub" -eq 1 ] && [ "$with_100k" -eq 1 ] && [ -z "$big_skip" ]; then budget=$((budget - 150)); fi
 for rep in $(seq 1 "$reps"); do
+    # Time budget: a repetition that would end past it is not started (on a quiet machine the
+    # knees are higher, so the steps are more).
+    now=$(($(date +%s) - started_at))
+    if [ "$rep" -gt 1 ] && [ $((now + rep_seconds)) -gt "$budget" ]; then
+        log "time budget: repetition $rep would end near $((now + rep_seconds)) s, past $budget s; stopping at $reps_done"
+        break
+    fi
+    rep_started=$(date +%s)
     log "=== repetition $rep of $reps"
     stepped prosody-bosh "$rep" "$prosody_pid" bosh "$P_BOSH" "$prosody_bosh_steps"
     stepped tether-bosh-prosody "$rep" "$tp_pid" bosh "$TP_BOSH" "$prosody_steps" 1000 "$prosody_pid"
@@ -435,14 +451,16 @@ for rep in $(seq 1 "$reps"); do
         stepped ejabberd-tcp "$rep" "$ejabberd_pid" tcp "$E_TCP" "$ejabberd_steps"
     fi
     if [ "$with_stub" -eq 1 ]; then
-        knee_stub stub-bosh-knee "$rep" bosh 2000:3000:32000
-        knee_stub stub-ws-knee "$rep" websocket 2000:3000:32000
+        knee_stub stub-bosh-knee "$rep" bosh "$stub_steps"
+        knee_stub stub-ws-knee "$rep" websocket "$stub_steps"
         for n in "${idle_sizes[@]}"; do
             label=$([ "$n" -ge 5000 ] && echo 10k || echo 1k)
             idle_run "stub-bosh-idle-$label" "$rep" bosh "$n"
             idle_run "stub-ws-idle-$label" "$rep" websocket "$n"
         done
     fi
+    reps_done=$rep
+    rep_seconds=$(($(date +%s) - rep_started))
 done
 if [ "$with_stub" -eq 1 ] && [ "$with_100k" -eq 1 ]; then
     if [ -z "$big_skip" ]; then
@@ -468,7 +486,7 @@ fi
     echo "ejabberd=$([ "$with_ejabberd" -eq 1 ] && dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo 'not run')"
     echo "tether=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
     echo "swift=$(swift --version 2>/dev/null | head -n 1)"
-    echo "reps=$reps"
+    echo "reps=$reps_done$([ "$reps_done" -eq "$reps" ] || echo " of $reps asked (time budget $budget s)")"
     echo "sessions=$sessions"
     echo "step_seconds=$step_seconds"
     echo "p99_bound=$p99_bound"
