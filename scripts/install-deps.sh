@@ -3,6 +3,8 @@
 # only what is missing, runs `apt-get update` at most once and only when it has to. Run as root.
 #   --with-browser  also Chromium and its WebDriver (browser tests)
 #   --with-nginx    also nginx (deployment tests)
+#   --with-ejabberd also ejabberd (benchmarks/compare.sh runs a private instance; the packaged
+#                   service is kept from starting and disabled like the others)
 # Strophe.js (libjs-strophe) is always installed: the demo page and the browser tests load it.
 #
 # The tests start their own Prosody, dnsmasq and nginx on free loopback ports (see
@@ -22,7 +24,8 @@ for argument in "$@"; do
     case "$argument" in
         --with-browser) packages+=(chromium chromium-driver) ;;
         --with-nginx) packages+=(nginx); daemons+=(nginx) ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        --with-ejabberd) packages+=(ejabberd); daemons+=(ejabberd) ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "install-deps: unknown option $argument" >&2; exit 2 ;;
     esac
 done
@@ -41,6 +44,7 @@ pidfile_of() {
     case "$1" in
         prosody) echo /run/prosody/prosody.pid ;;
         nginx) echo /run/nginx.pid ;;
+        ejabberd) echo /run/ejabberd/ejabberd.pid ;;
     esac
 }
 running_pid() {

@@ -56,11 +56,14 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Messages per second, all pairs together.")
     var messageRate: Double = 10
 
-    @Option(name: .long, help: "Seconds of message exchange (per step with --stepped).")
+    @Option(name: .long, help: "Seconds of message exchange (per step with --stepped); an all-idle run (--idle-sessions = --sessions) holds its sessions this long.")
     var duration: Double = 10
 
     @Option(name: .long, help: ArgumentHelp("Stepped rates START:STEP:MAX (msg/s): find the knee.", valueName: "start:step:max"))
     var stepped: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --stepped: a first step at this rate (msg/s), reported but left out of the knee search.", valueName: "rate"))
+    var referenceRate: Double?
 
     @Option(name: .customLong("p99-bound-ms"), help: "The p99 latency bound of a stepped run, milliseconds.")
     var p99BoundMs: Double = 100
@@ -89,8 +92,11 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Event-loop threads of the load generator (1 keeps its CPU easy to read).")
     var threads: Int = 1
 
-    @Option(name: .long, help: "PID of the server process, to sample its RSS.")
+    @Option(name: .long, help: "PID of the server process, to sample its RSS and read its CPU time per step (Linux /proc).")
     var serverPid: Int32?
+
+    @Option(name: .long, help: "PID of the server behind the measured one (e.g. the XMPP server behind Tether), to read its CPU time per step too.")
+    var upstreamPid: Int32?
 
     @Option(name: .long, help: ArgumentHelp("Write the JSON result here.", valueName: "path"))
     var json: String?
@@ -136,10 +142,10 @@ struct Run: AsyncParsableCommand {
         let scenario = LoadScenario(
             transport: transport, endpoint: endpoint, domain: self.domain, userPattern: self.users, passwordPattern: self.password,
             firstUser: self.firstUser, sessions: self.sessions, idleSessions: self.idleSessions, rampRate: self.rampRate,
-            messageRate: self.messageRate, duration: self.duration, stepped: stepped, p99BoundMilliseconds: self.p99BoundMs,
+            messageRate: self.messageRate, duration: self.duration, stepped: stepped, referenceRate: self.referenceRate, p99BoundMilliseconds: self.p99BoundMs,
             drainSeconds: self.drain, payloadBytes: self.payloadBytes, resource: self.resource, saslMechanism: mechanism, logout: !self.noLogout,
             boshWait: self.boshWait, boshRequestTimeout: Double(self.boshWait) + 15, loginTimeout: self.loginTimeout,
-            threads: self.threads, serverPID: self.serverPid
+            threads: self.threads, serverPID: self.serverPid, upstreamPID: self.upstreamPid
         )
         let problems = scenario.validate()
         guard problems.isEmpty else {

@@ -96,6 +96,8 @@ struct EndToEndTests {
         do {
             var scenario = Self.scenario(port: stub.port, sessions: 4, rate: 50)
             scenario.stepped = LoadScenario.Stepped(start: 100, step: 100, max: 200)
+            scenario.referenceRate = 150
+            scenario.upstreamPID = getpid()
             scenario.p99BoundMilliseconds = 1000
             result = try await LoadRunner(scenario: scenario).run()
         } catch {
@@ -103,7 +105,9 @@ struct EndToEndTests {
             throw error
         }
         await stub.stop()
-        #expect(result.steps.map(\.targetRate) == [100, 200])
+        // The reference step comes first and is not part of the knee search.
+        #expect(result.steps.map(\.targetRate) == [150, 100, 200])
+        #expect(result.steps.map { $0.reference == true } == [true, false, false])
         #expect(result.kneeRate == 200, "\(result.steps)")
         #expect(result.passed)
 
@@ -133,10 +137,97 @@ struct EndToEndTests {
         #expect(!html.contains("<script"))
         #expect(html.contains("PASS"))
         #expect(ReportWriter.summary(result).contains("knee       200 msg/s"))
+        #expect(ReportWriter.summary(result).contains("reference  150 msg/s"))
+        // Per-step CPU of the client threads and of the server process (here this process).
+        for step in result.steps {
+            #expect((step.clientThreadCPUSeconds ?? -1) >= 0)
+            #expect((step.serverCPUSeconds ?? -1) >= 0)
+            #expect((step.upstreamCPUSeconds ?? -1) >= 0)
+            #expect((0...100).contains(step.machineBusyPercent ?? -1))
+        }
+        #expect(result.messages.serverCPUSeconds == nil, "per step only in a stepped run")
     }
 
     @Test("a stepped run finds the knee; JSON and HTML reports have their shape")
     func reports() async throws {
         try await Self.reportsRun()
+    }
+
+    static func idleRun() async throws {
+        let stub = try await UpstreamStub.start()
+        let result: LoadResult
+        let connectedWhileHeld: Int
+        do {
+            var scenario = Self.scenario(port: stub.port, sessions: 6, idle: 6)
+            scenario.duration = 1.5
+            let runner = LoadRunner(scenario: scenario)
+            async let running = runner.run()
+            // Halfway through the hold every session is still connected to the stub.
+            try await Task.sleep(for: .milliseconds(900))
+            connectedWhileHeld = try await stub.counters().connected
+            result = try await running
+        } catch {
+            await stub.stop()
+            throw error
+        }
+        await stub.stop()
+        #expect(connectedWhileHeld == 6)
+        #expect(result.sessions.established == 6)
+        #expect(result.messages.sent == 0)
+        #expect(result.timeline.contains { $0.phase == "idle" })
+        #expect(result.cpu.wallSeconds >= 1.5)
+        #expect(result.server?.sessionsUpWhenLoaded == 6)
+        #expect((result.server?.rssKiBLoaded ?? 0) > 0)
+        #expect(result.messages.serverCPUSeconds == nil)
+        #expect(result.passed)
+        #expect(ReportWriter.summary(result).contains("with 6 sessions up"))
+    }
+
+    @Test("an all-idle run holds its sessions for the duration and reads the server's RSS with all of them up")
+    func idle() async throws {
+        try await Self.idleRun()
+    }
+
+    static func noLogoutRun() async throws {
+        let stub = try await UpstreamStub.start()
+        let result: LoadResult
+        do {
+            var scenario = Self.scenario(port: stub.port, sessions: 6, idle: 6)
+            scenario.logout = false
+            result = try await LoadRunner(scenario: scenario).run()
+        } catch {
+            await stub.stop()
+            throw error
+        }
+        await stub.stop()
+        #expect(result.sessions.established == 6)
+        #expect(result.errors.isEmpty, "closing at the end of a run without logout is not an error: \(result.errors)")
+        #expect(result.passed)
+    }
+
+    @Test("without logout, the sessions closed at the end of the run are not errors")
+    func noLogout() async throws {
+        try await Self.noLogoutRun()
+    }
+
+    static func fixedRateRun() async throws {
+        let stub = try await UpstreamStub.start()
+        let result: LoadResult
+        do {
+            result = try await LoadRunner(scenario: Self.scenario(port: stub.port, sessions: 4, rate: 100)).run()
+        } catch {
+            await stub.stop()
+            throw error
+        }
+        await stub.stop()
+        #expect(result.passed)
+        #expect((result.messages.serverCPUSeconds ?? -1) >= 0)
+        #expect(result.server?.sessionsUpWhenLoaded == 4)
+        #expect(ReportWriter.summary(result).contains("ms per delivered message"))
+    }
+
+    @Test("a fixed-rate run reports the server's CPU over the message phase")
+    func fixedRateServerCPU() async throws {
+        try await Self.fixedRateRun()
     }
 }

@@ -84,6 +84,29 @@ struct MeasurementTests {
         #expect(ResourceUsage.processCPUSeconds() > 0)
         #expect(ResourceUsage.threadCPUSeconds() >= 0)
     }
+
+    @Test("utime + stime are read from /proc/PID/stat, counted from the last parenthesis")
+    func statCPU() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime …
+        let line = "4242 (tether serve) S 1 4242 4242 0 -1 4194560 1200 0 3 0 250 75 0 0 20 0 3 0 100 2000000 900 18446744073709551615\n"
+        #expect(ResourceUsage.parseStatCPUTicks(line) == 325)
+        // A command name with ") " inside must not shift the fields.
+        #expect(ResourceUsage.parseStatCPUTicks("7 (a) b (c) R 1 7 7 0 -1 0 0 0 0 0 11 4 0 0 20 0 1 0") == 15)
+        #expect(ResourceUsage.parseStatCPUTicks("7 (x) R 1 2") == nil)
+        #expect(ResourceUsage.parseStatCPUTicks("garbage") == nil)
+        #expect((ResourceUsage.processCPUSeconds(pid: getpid()) ?? -1) > 0)
+        #expect(ResourceUsage.processCPUSeconds(pid: 999_999_999) == nil)
+    }
+
+    @Test("machine CPU from the cpu line of /proc/stat: busy is all but idle and iowait")
+    func machineCPU() {
+        let stat = "cpu  100 5 50 800 20 1 2 3 0 0\ncpu0 50 2 25 400 10 0 1 1 0 0\nintr 1 2\n"
+        let ticks = ResourceUsage.parseMachineCPU(stat)
+        #expect(ticks?.total == 981)
+        #expect(ticks?.busy == 161)
+        #expect(ResourceUsage.parseMachineCPU("intr 1 2\n") == nil)
+        #expect((ResourceUsage.machineCPUTicks()?.total ?? 0) > 0)
+    }
 }
 
 @Suite("Scenario options")
@@ -116,6 +139,10 @@ struct LoadScenarioTests {
         var scenario = LoadScenario(transport: .bosh, endpoint: Endpoint("tcp://127.0.0.1:5222")!)
         #expect(scenario.validate().contains { $0.contains("does not go with") })
         scenario.transport = .tcp
+        scenario.referenceRate = 1000
+        #expect(scenario.validate().contains { $0.contains("reference rate goes with a stepped run") })
+        scenario.stepped = LoadScenario.Stepped("500:500:2000")
+        #expect(scenario.validate().isEmpty)
         scenario.sessions = 0
         #expect(!scenario.validate().isEmpty)
     }

@@ -15,6 +15,8 @@ class LoadSession {
     private var timedPhase: XMPPLoginStateMachine.Phase = .connecting
     /// Set once the session has failed or closed: it takes no more part in the run.
     private(set) var isFinished = false
+    /// Closed by `endOfRun`: later transport events are the run's own doing.
+    private var endedByRun = false
 
     init(index: Int, worker: LoadWorker) {
         self.index = index
@@ -72,10 +74,12 @@ class LoadSession {
     }
 
     func streamClosed() {
+        guard !self.endedByRun else { return }
         self.run(self.machine.streamClosed())
     }
 
     func transportFailed(_ failure: LoadFailure) {
+        guard !self.endedByRun else { return }
         self.run(self.machine.transportFailed(failure))
     }
 
@@ -89,6 +93,15 @@ class LoadSession {
             self.finish(closedCleanly: false)
             self.abort()
         }
+    }
+
+    /// The run is over and this session was not to log out (`--no-logout`): it is closed, and
+    /// the closing is not an error.
+    func endOfRun() {
+        guard !self.isFinished else { return }
+        self.endedByRun = true
+        self.finish(closedCleanly: false)
+        self.abort()
     }
 
     /// Login took too long.

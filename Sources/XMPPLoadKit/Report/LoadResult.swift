@@ -36,6 +36,9 @@ public struct LoadResult: Sendable, Codable {
         public var behindSchedule: UInt64
         /// End-to-end delivery latency (sender's timestamp to receipt), milliseconds.
         public var latency: LatencySummary
+        /// With `--server-pid`: CPU seconds (user + system, all threads) the server process used from
+        /// the start of the message phase to the end of its drain (not stepped runs).
+        public var serverCPUSeconds: Double?
     }
 
     public struct Step: Sendable, Codable, Hashable {
@@ -49,7 +52,19 @@ public struct LoadResult: Sendable, Codable {
         public var behindSchedule: UInt64
         public var latency: LatencySummary
         public var withinBound: Bool
+        /// The reference step (`LoadScenario.referenceRate`): run first, not part of the knee search.
+        public var reference: Bool?
         public var peakClientThreadCPUPercent: Double
+        /// CPU seconds of the load generator's event-loop threads from the start of the step to the
+        /// end of its drain.
+        public var clientThreadCPUSeconds: Double?
+        /// With `--server-pid`: CPU seconds (user + system, all threads) of the server process over
+        /// the same window, read from `/proc/<pid>/stat`.
+        public var serverCPUSeconds: Double?
+        /// With `--upstream-pid`: the same for the server behind the measured one.
+        public var upstreamCPUSeconds: Double?
+        /// How busy the whole machine was over the step (all CPUs, every process), percent.
+        public var machineBusyPercent: Double?
     }
 
     public struct CPU: Sendable, Codable, Hashable {
@@ -71,6 +86,11 @@ public struct LoadResult: Sendable, Codable {
         public var rssKiBAtStart: Int?
         public var rssKiBPeak: Int?
         public var rssKiBAtEnd: Int?
+        /// RSS at the end of the message phase (or of the idle hold of an all-idle run), every
+        /// session still up: `(rssKiBLoaded - rssKiBAtStart) / sessions` is the memory per session.
+        public var rssKiBLoaded: Int?
+        /// Sessions up when `rssKiBLoaded` was read.
+        public var sessionsUpWhenLoaded: Int?
     }
 
     /// One second of the run.

@@ -34,8 +34,9 @@ public enum ReportWriter {
         lines.append("latency    p50 \(f(l.p50, 2)) ms, p90 \(f(l.p90, 2)) ms, p99 \(f(l.p99, 2)) ms, p99.9 \(f(l.p999, 2)) ms, max \(f(l.max, 2)) ms")
         for step in result.steps {
             lines.append(
-                "step       \(f(step.targetRate, 0)) msg/s: achieved \(f(step.achievedRate)), p99 \(f(step.latency.p99, 2)) ms, "
-                    + "undelivered \(step.undelivered), behind schedule \(step.behindSchedule), client cpu peak \(f(step.peakClientThreadCPUPercent, 0))% \(step.withinBound ? "ok" : "OVER")"
+                "\(step.reference == true ? "reference " : "step      ") \(f(step.targetRate, 0)) msg/s: achieved \(f(step.achievedRate)), p99 \(f(step.latency.p99, 2)) ms, "
+                    + "undelivered \(step.undelivered), behind schedule \(step.behindSchedule), client cpu peak \(f(step.peakClientThreadCPUPercent, 0))%"
+                    + (step.serverCPUSeconds.map { ", server cpu \(f($0, 2)) s" } ?? "") + " \(step.withinBound ? "ok" : "OVER")"
             )
         }
         if result.scenario.stepped != nil {
@@ -48,7 +49,14 @@ public enum ReportWriter {
                 + (c.clientSaturated ? "  ⚠ client saturated: figures may show the client's limit" : "")
         )
         if let server = result.server {
-            lines.append("server rss pid \(server.pid): start \(server.rssKiBAtStart.map(String.init) ?? "?") KiB, peak \(server.rssKiBPeak.map(String.init) ?? "?") KiB, end \(server.rssKiBAtEnd.map(String.init) ?? "?") KiB")
+            lines.append(
+                "server rss pid \(server.pid): start \(server.rssKiBAtStart.map(String.init) ?? "?") KiB, "
+                    + (server.rssKiBLoaded.map { "loaded \($0) KiB with \(server.sessionsUpWhenLoaded ?? 0) sessions up, " } ?? "")
+                    + "peak \(server.rssKiBPeak.map(String.init) ?? "?") KiB, end \(server.rssKiBAtEnd.map(String.init) ?? "?") KiB"
+            )
+            if let cpu = m.serverCPUSeconds {
+                lines.append("server cpu \(f(cpu, 2)) s over the message phase and drain (\(m.delivered > 0 ? f(cpu / Double(m.delivered) * 1000, 4) : "?") ms per delivered message)")
+            }
         }
         if result.retransmissions > 0 { lines.append("bosh       \(result.retransmissions) retransmissions") }
         if result.errors.isEmpty {

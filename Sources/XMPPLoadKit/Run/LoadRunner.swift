@@ -98,9 +98,20 @@ public final class LoadRunner: Sendable {
         // Message phase: one step at the target rate, or each rate of the stepped run.
         var steps: [LoadResult.Step] = []
         var knee: Double?
-        let rates = scenario.stepped?.rates ?? [scenario.messageRate]
+        // A stepped run may begin with a reference step, which is measured but not judged.
+        let reference = scenario.stepped == nil ? nil : scenario.referenceRate
+        let rates = (reference.map { [$0] } ?? []) + (scenario.stepped?.rates ?? [scenario.messageRate])
         var messagingSeconds = 0.0
-        for rate in rates where pairCount > 0 && rate > 0 {
+        let phaseServerCPU = clock.serverCPUSeconds()
+        for (index, rate) in rates.enumerated() where pairCount > 0 && rate > 0 {
+            let isReference = reference != nil && index == 0
+            let label = scenario.stepped == nil ? "messages" : isReference ? "reference \(Int(rate))" : "step \(Int(rate))"
+            // Baselines of the step's CPU figures (client threads, server process).
+            try await self.sample(workers, clock: &clock, phase: label, wait: false)
+            let stepClientCPU = clock.clientThreadSeconds
+            let stepServerCPU = clock.serverCPUSeconds()
+            let stepUpstreamCPU = clock.upstreamCPUSeconds()
+            let stepMachine = ResourceUsage.machineCPUTicks()
             let stepStart = Date()
             clock.peakThreadPercentThisStep = 0
             for worker in workers {
@@ -109,7 +120,6 @@ public final class LoadRunner: Sendable {
                     worker.beginStep(rate: rate * Double(worker.messagingPairCount) / Double(total))
                 }
             }
-            let label = scenario.stepped == nil ? "messages" : "step \(Int(rate))"
             while Date().timeIntervalSince(stepStart) < scenario.duration {
                 let remaining = scenario.duration - Date().timeIntervalSince(stepStart)
                 try await self.sample(workers, clock: &clock, phase: label, atMost: remaining)
@@ -122,6 +132,14 @@ public final class LoadRunner: Sendable {
             if scenario.stepped != nil {
                 // Let the step's messages land before judging it.
                 try await self.drain(workers, clock: &clock, seconds: min(scenario.drainSeconds, 2), phase: "drain")
+                try await self.sample(workers, clock: &clock, phase: "drain", wait: false)
+                let clientCPU = clock.clientThreadSeconds - stepClientCPU
+                let serverCPU = clock.serverCPUSeconds().flatMap { end in stepServerCPU.map { end - $0 } }
+                let upstreamCPU = clock.upstreamCPUSeconds().flatMap { end in stepUpstreamCPU.map { end - $0 } }
+                var machineBusy: Double?
+                if let start = stepMachine, let end = ResourceUsage.machineCPUTicks(), end.total > start.total {
+                    machineBusy = Double(end.busy - start.busy) / Double(end.total - start.total) * 100
+                }
                 var sent: UInt64 = 0
                 var delivered: UInt64 = 0
                 var inFlight: UInt64 = 0
@@ -141,15 +159,31 @@ public final class LoadRunner: Sendable {
                 steps.append(
                     LoadResult.Step(
                         targetRate: rate, achievedRate: achieved, sent: sent, delivered: delivered, undelivered: inFlight,
-                        behindSchedule: behind, latency: summary, withinBound: within, peakClientThreadCPUPercent: clock.peakThreadPercentThisStep
+                        behindSchedule: behind, latency: summary, withinBound: within, reference: isReference ? true : nil,
+                        peakClientThreadCPUPercent: clock.peakThreadPercentThisStep,
+                        clientThreadCPUSeconds: clientCPU, serverCPUSeconds: serverCPU, upstreamCPUSeconds: upstreamCPU,
+                        machineBusyPercent: machineBusy
                     )
                 )
+                if isReference { continue }
                 if within { knee = rate } else { break }
             }
         }
+        if pairCount == 0 {
+            // An all-idle run: hold the sessions for the duration (memory per idle session).
+            let holdStart = Date()
+            while Date().timeIntervalSince(holdStart) < scenario.duration {
+                let remaining = scenario.duration - Date().timeIntervalSince(holdStart)
+                try await self.sample(workers, clock: &clock, phase: "idle", atMost: remaining)
+            }
+        }
+        var sessionsUp = 0
+        for worker in workers { sessionsUp += try await worker.call { $0.sessionsUp } }
+        clock.recordLoaded(sessionsUp: sessionsUp)
 
         // Drain: anything not delivered by then is lost.
         try await self.drain(workers, clock: &clock, seconds: scenario.drainSeconds, phase: "drain")
+        let messagePhaseServerCPU = clock.serverCPUSeconds().flatMap { end in phaseServerCPU.map { end - $0 } }
 
         // Clean logout.
         if scenario.logout {
@@ -175,7 +209,9 @@ public final class LoadRunner: Sendable {
         // Final figures.
         var finals: [WorkerFinal] = []
         for worker in workers { finals.append(try await worker.call { $0.finalSample() }) }
-        return self.assemble(finals, steps: steps, knee: knee, clock: clock, startedAt: startedAt, messagingSeconds: messagingSeconds)
+        var result = self.assemble(finals, steps: steps, knee: knee, clock: clock, startedAt: startedAt, messagingSeconds: messagingSeconds)
+        if scenario.stepped == nil, pairCount > 0 { result.messages.serverCPUSeconds = messagePhaseServerCPU }
+        return result
     }
 
     private func drain(_ workers: [Worker], clock: inout RunClock, seconds: Double, phase: String) async throws {
@@ -302,6 +338,8 @@ struct RunClock {
     var rssStart: Int?
     var rssPeak: Int?
     var rssEnd: Int?
+    var rssLoaded: Int?
+    var sessionsUpWhenLoaded: Int?
 
     init(scenario: LoadScenario, workers: Int) {
         self.scenario = scenario
@@ -319,6 +357,26 @@ struct RunClock {
     var untilNextSecond: Double {
         let elapsed = Date().timeIntervalSince(self.start)
         return (elapsed.rounded(.down) + 1) - elapsed
+    }
+
+    /// CPU seconds of the load threads so far (as of the last sample).
+    var clientThreadSeconds: Double { self.threadCPUTotal.reduce(0, +) }
+
+    /// CPU seconds of the server process so far, when its PID is known and readable.
+    func serverCPUSeconds() -> Double? {
+        self.scenario.serverPID.flatMap { ResourceUsage.processCPUSeconds(pid: $0) }
+    }
+
+    /// CPU seconds of the upstream server process so far, when its PID is known and readable.
+    func upstreamCPUSeconds() -> Double? {
+        self.scenario.upstreamPID.flatMap { ResourceUsage.processCPUSeconds(pid: $0) }
+    }
+
+    /// Reads the server's RSS with every session up (end of the message phase or idle hold).
+    mutating func recordLoaded(sessionsUp: Int) {
+        guard let pid = self.scenario.serverPID else { return }
+        self.rssLoaded = ResourceUsage.residentKiB(pid: pid)
+        self.sessionsUpWhenLoaded = sessionsUp
     }
 
     var secondDue: Bool { Date().timeIntervalSince(self.lastSample) >= 1 }
@@ -390,6 +448,9 @@ struct RunClock {
 
     var serverFigures: LoadResult.Server? {
         guard let pid = self.scenario.serverPID else { return nil }
-        return LoadResult.Server(pid: pid, rssKiBAtStart: self.rssStart, rssKiBPeak: self.rssPeak, rssKiBAtEnd: self.rssEnd)
+        return LoadResult.Server(
+            pid: pid, rssKiBAtStart: self.rssStart, rssKiBPeak: self.rssPeak, rssKiBAtEnd: self.rssEnd, rssKiBLoaded: self.rssLoaded,
+            sessionsUpWhenLoaded: self.sessionsUpWhenLoaded
+        )
     }
 }

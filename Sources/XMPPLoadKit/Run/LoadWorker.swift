@@ -17,7 +17,7 @@ final class LoadWorker {
     private var pendingStarts: [Int] = []
     private var startCursor = 0
     var stats = WorkerStats()
-    private var sessionsUp = 0
+    private(set) var sessionsUp = 0
 
     // Ramp-up
     private var rampRate: Double = 0
@@ -96,9 +96,15 @@ final class LoadWorker {
 
     private func hasStarted(_ session: LoadSession) -> Bool { session.startedAtNanos != 0 }
 
+    /// Closes every session still open. Without logout (`--no-logout`) that is the plan, not an
+    /// error; with logout, a session still open here did not complete it, and its closing counts.
     func abortAll() {
         for session in self.sessions where !session.isFinished {
-            session.abort()
+            if self.scenario.logout {
+                session.abort()
+            } else {
+                session.endOfRun()
+            }
         }
     }
 

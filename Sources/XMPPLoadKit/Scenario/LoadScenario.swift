@@ -65,6 +65,9 @@ public struct LoadScenario: Sendable, Codable, Hashable {
     /// Seconds of message exchange (per step when `stepped` is set).
     public var duration: Double
     public var stepped: Stepped?
+    /// With `stepped`: a first step at this rate, reported like the others but left out of the knee
+    /// search (a fixed-rate reference point, e.g. CPU per message at 1000 msg/s, whatever the knee).
+    public var referenceRate: Double?
     /// The latency bound of a stepped run: the knee is the highest rate whose p99 stays under it.
     public var p99BoundMilliseconds: Double
     /// How long to wait for messages still in flight after sending stops, before counting them lost.
@@ -87,6 +90,9 @@ public struct LoadScenario: Sendable, Codable, Hashable {
     public var threads: Int
     /// PID of the server process whose RSS is sampled, if any.
     public var serverPID: Int32?
+    /// PID of the server behind the measured one (the XMPP server behind Tether), whose CPU per
+    /// step is read alongside, if any.
+    public var upstreamPID: Int32?
 
     public init(
         transport: Transport = .tcp,
@@ -101,6 +107,7 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         messageRate: Double = 10,
         duration: Double = 10,
         stepped: Stepped? = nil,
+        referenceRate: Double? = nil,
         p99BoundMilliseconds: Double = 100,
         drainSeconds: Double = 5,
         payloadBytes: Int = 0,
@@ -111,7 +118,8 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         boshRequestTimeout: Double = 45,
         loginTimeout: Double = 30,
         threads: Int = 1,
-        serverPID: Int32? = nil
+        serverPID: Int32? = nil,
+        upstreamPID: Int32? = nil
     ) {
         self.transport = transport
         self.endpoint = endpoint
@@ -125,6 +133,7 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         self.messageRate = messageRate
         self.duration = duration
         self.stepped = stepped
+        self.referenceRate = referenceRate
         self.p99BoundMilliseconds = p99BoundMilliseconds
         self.drainSeconds = drainSeconds
         self.payloadBytes = payloadBytes
@@ -136,6 +145,7 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         self.loginTimeout = loginTimeout
         self.threads = threads
         self.serverPID = serverPID
+        self.upstreamPID = upstreamPID
     }
 
     /// The localpart of user number `index` (0-based within this run).
@@ -161,6 +171,10 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         if self.rampRate <= 0 { problems.append("ramp rate must be positive") }
         if self.messageRate < 0 { problems.append("message rate must not be negative") }
         if self.duration <= 0 { problems.append("duration must be positive") }
+        if let rate = self.referenceRate {
+            if self.stepped == nil { problems.append("a reference rate goes with a stepped run") }
+            if rate <= 0 { problems.append("the reference rate must be positive") }
+        }
         if self.threads < 1 { problems.append("threads must be at least 1") }
         if self.payloadBytes < 0 { problems.append("payload bytes must not be negative") }
         if !self.userPattern.contains("%d") && self.sessions > 1 { problems.append("the user pattern needs %d when there is more than one session") }
