@@ -155,44 +155,12 @@ done
 rm -rf "$results" "$logs" "$work/prosody" "$work/ejabberd"
 mkdir -p "$results" "$logs"
 
-# ---- Prosody: a private instance (like scripts/load-prosody.sh, under .bench) ----------------
+# ---- Prosody: a private instance (the configuration of scripts/load-prosody.sh, under .bench) --
+# shellcheck source=../scripts/lib/load-prosody-config.sh
+. scripts/lib/load-prosody-config.sh
 start_prosody() {
     local dir="$work/prosody"
-    mkdir -p "$dir/data/localhost/accounts" "$dir/certs"
-    cat > "$dir/prosody.cfg.lua" <<CFG
-run_as_root = true
-daemonize = false
-pidfile = "$dir/prosody.pid"
-data_path = "$dir/data"
-certificates = "$dir/certs"
-log = { { levels = { min = "warn" }, to = "file", filename = "$dir/prosody.log" } }
-interfaces = { "127.0.0.1" }
-local_interfaces = { "127.0.0.1" }
-c2s_ports = { $prosody_c2s }
-c2s_direct_tls_ports = { }
-legacy_ssl_ports = { }
-s2s_ports = { }
-component_ports = { }
-http_ports = { $prosody_http }
-http_interfaces = { "127.0.0.1" }
-https_ports = { }
-http_default_host = "localhost"
-modules_enabled = { "roster", "saslauth", "disco", "ping", "posix", "bosh", "websocket" }
-modules_disabled = { "s2s", "tls" }
-authentication = "internal_plain"
-storage = "internal"
-allow_registration = false
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
-consider_bosh_secure = true
-consider_websocket_secure = true
-cross_domain_websocket = true
-c2s_stanza_size_limit = 1048576
-VirtualHost "localhost"
-CFG
-    for i in $(seq 1 "$sessions"); do
-        printf 'return {\n\t["password"] = "pass%d";\n};\n' "$i" > "$dir/data/localhost/accounts/user$i.dat"
-    done
+    write_load_prosody_config "$dir" "$prosody_c2s" "$prosody_http" "$sessions"
     /usr/bin/prosody --config "$dir/prosody.cfg.lua" -F > "$logs/prosody.out" 2>&1 < /dev/null &
     prosody_pid=$!
     pids+=("$prosody_pid")

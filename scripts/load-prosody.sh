@@ -18,41 +18,9 @@ if [ -f "$dir/prosody.pid" ] && kill -0 "$(cat "$dir/prosody.pid")" 2>/dev/null;
     echo "already running: PID $(cat "$dir/prosody.pid")" >&2
     exit 1
 fi
-cat > "$dir/prosody.cfg.lua" <<CFG
-run_as_root = true
-daemonize = false
-pidfile = "$dir/prosody.pid"
-data_path = "$dir/data"
-certificates = "$dir/certs"
-log = { { levels = { min = "warn" }, to = "file", filename = "$dir/prosody.log" } }
-interfaces = { "127.0.0.1" }
-local_interfaces = { "127.0.0.1" }
-c2s_ports = { $c2s }
-c2s_direct_tls_ports = { }
-legacy_ssl_ports = { }
-s2s_ports = { }
-component_ports = { }
-http_ports = { $http }
-http_interfaces = { "127.0.0.1" }
-https_ports = { }
-http_default_host = "localhost"
-modules_enabled = { "roster", "saslauth", "disco", "ping", "posix", "bosh", "websocket" }
-modules_disabled = { "s2s", "tls" }
-authentication = "internal_plain"
-storage = "internal"
-allow_registration = false
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
-consider_bosh_secure = true
-consider_websocket_secure = true
-cross_domain_websocket = true
-c2s_stanza_size_limit = 1048576
-VirtualHost "localhost"
-CFG
-# Accounts as mod_auth_internal_plain stores them: data/localhost/accounts/<user>.dat
-for i in $(seq 1 "$count"); do
-    printf 'return {\n\t["password"] = "pass%d";\n};\n' "$i" > "$dir/data/localhost/accounts/user$i.dat"
-done
+# shellcheck source=lib/load-prosody-config.sh
+. scripts/lib/load-prosody-config.sh
+write_load_prosody_config "$dir" "$c2s" "$http" "$count"
 setsid /usr/bin/prosody --config "$dir/prosody.cfg.lua" -F > "$dir/stdout.log" 2>&1 < /dev/null &
 for _ in $(seq 1 50); do
     [ -s "$dir/prosody.pid" ] && break

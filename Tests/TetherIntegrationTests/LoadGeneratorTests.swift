@@ -48,14 +48,7 @@ struct LoadGeneratorTests {
             try prosody.writeAccounts(Self.users, password: "secret")
             // Lose the first response that carries a probe message.
             let proxy = try await ResponseCuttingProxy.start(to: tether.port, cuttingFirstChunkContaining: "tl:")
-            let result: LoadResult
-            do {
-                result = try await LoadRunner(scenario: Self.scenario(.bosh, "http://127.0.0.1:\(proxy.port)/http-bind")).run()
-            } catch {
-                await proxy.stop()
-                throw error
-            }
-            await proxy.stop()
+            let result = try await Self.runBOSH(through: proxy)
             #expect(proxy.cuts == 1)
             #expect(result.retransmissions >= 1)
             Self.expectClean(result)
@@ -72,14 +65,7 @@ struct LoadGeneratorTests {
             try prosody.writeAccounts(Self.users, password: "secret")
             // One probe message is sent to a user that does not exist: Prosody bounces it.
             let proxy = try await ResponseCuttingProxy.start(to: tether.port, rewritingFirstRequestContaining: "tl:", from: "to='user", to: "to='xser")
-            let result: LoadResult
-            do {
-                result = try await LoadRunner(scenario: Self.scenario(.bosh, "http://127.0.0.1:\(proxy.port)/http-bind")).run()
-            } catch {
-                await proxy.stop()
-                throw error
-            }
-            await proxy.stop()
+            let result = try await Self.runBOSH(through: proxy)
             #expect(proxy.cuts >= 1)
             #expect(result.messages.lost == 1)
             #expect(result.messages.delivered == result.messages.sent - 1)
@@ -90,5 +76,17 @@ struct LoadGeneratorTests {
     @Test("a message that never arrives is reported as lost, and the run fails")
     func lostMessage() async throws {
         try await Self.misaddressed()
+    }
+
+    /// A BOSH run through `proxy`, which is stopped afterwards whatever happens.
+    static func runBOSH(through proxy: ResponseCuttingProxy) async throws -> LoadResult {
+        do {
+            let result = try await LoadRunner(scenario: Self.scenario(.bosh, "http://127.0.0.1:\(proxy.port)/http-bind")).run()
+            await proxy.stop()
+            return result
+        } catch {
+            await proxy.stop()
+            throw error
+        }
     }
 }
