@@ -6,10 +6,12 @@
 #                                                             CPU per login of Tether, stub and client
 #   benchmarks/profile.sh memory [bosh|websocket] [N=2000]   heaptrack: what holds Tether's memory with N idle sessions
 #
-# Uses the release binaries (build them first), perf and heaptrack (Debian: linux-perf, heaptrack).
+# Uses the release binaries (build them first); installs perf and heaptrack when missing
+# (scripts/install-deps.sh --with-profilers).
 # Output under .bench/profile/; everything started here is stopped by PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh --with-profilers
 what=${1:?cpu, login or memory}
 transport=${2:-websocket}
 bin="$(swift build -c release --show-bin-path)"

@@ -21,8 +21,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private let store: ConfigurationStore
-    /// Read per request, so a reload applies to the next request on a kept-alive connection.
-    private var configuration: TetherConfiguration { self.store.current }
+    /// Taken from the store as each request starts, so a reload applies to the next request on a
+    /// kept-alive connection and one request sees one configuration (one lock, not one per use).
+    private var configuration: TetherConfiguration
     private let bosh: BOSHService
     private let relay: PeerRelay
     private let prebind: PrebindService
@@ -46,6 +47,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         logger: Logger
     ) {
         self.store = store
+        self.configuration = store.current
         self.bosh = bosh
         self.relay = relay
         self.prebind = prebind
@@ -85,6 +87,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .idle):
+            self.configuration = self.store.current
             let limit = self.configuration.maxHeaderBytes
             if Self.headBytes(head) > limit {
                 self.state = .discarding(head, .requestHeaderFieldsTooLarge, "Request head larger than \(limit) bytes\n")
