@@ -97,6 +97,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -165,12 +166,27 @@ let package = Package(
         ),
         .testTarget(
             name: "WebSocketCoreTests",
-            dependencies: ["WebSocketCore", "XMPPCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["WebSocketCore", "XMPPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "CompressNIO", package: "compress-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "XMPPUpstreamTests",
             dependencies: ["XMPPUpstream", "XMPPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        // The HTTP edge, proxy headers and logging of TetherServer, on EmbeddedChannel (no sockets).
+        .testTarget(
+            name: "TetherServerTests",
+            dependencies: [
+                "TetherServer",
+                "BOSHCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                "XMPPUpstream",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -183,6 +199,7 @@ let package = Package(
                 "WebSocketCore",
                 "XMPPUpstream",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -139,7 +139,7 @@ public final class TetherServer: Sendable {
                         upgradePipelineHandler: { channel, head in
                             channel.eventLoop.makeCompletedFuture {
                                 let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
-                                let client = ForwardedHeaders(trustedProxies: configuration.trustedProxies)
+                                let client = configuration.forwardedHeaders
                                     .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers)
                                 try channel.pipeline.syncOperations.addHandler(
                                     WebSocketXMPPHandler(

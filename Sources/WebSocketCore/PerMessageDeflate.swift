@@ -65,29 +65,66 @@ public final class PerMessageDeflateCodec: @unchecked Sendable {
     }
 
     /// The message a compressed payload carries, refusing to inflate beyond `maxSize` bytes.
+    ///
+    /// RFC 7692 §7.2.2: append 00 00 FF FF and inflate. The payload usually ends in a sync-flushed
+    /// block (§7.2.1), so inflating consumes every byte; it may instead end the DEFLATE stream with
+    /// a block that has BFINAL set (§7.2.3.3), and then the appended tail — plus any flush markers
+    /// the client added itself — follows the end of the stream and is not inflated. Anything else
+    /// after the end is not a compressed message.
+    ///
+    /// Every pass of the loop consumes input, produces output or grows the output buffer (which is
+    /// bounded by `maxSize`); a pass that does none of these ends the message as malformed. The
+    /// loop therefore ends after at most `payload.readableBytes + 4` passes plus log2(`maxSize`)
+    /// growths, whatever the client sends. (compress-nio's own `decompressStream` loops while input
+    /// remains, which never ends for a stream that finished early: it is not used here.)
     public func decompress(_ payload: ByteBuffer, maxSize: Int) throws(StreamErrorCondition) -> ByteBuffer {
         var input = payload
         input.writeBytes(Self.tail)
         var output = ByteBufferAllocator().buffer(capacity: min(maxSize, max(256, payload.readableBytes * 4)))
         do {
             try self.decompressor.reset()
-            while input.readableBytes > 0 {
-                do {
-                    try self.decompressor.inflate(from: &input, to: &output)
-                } catch let error as CompressNIOError where error == .bufferOverflow {
-                    guard output.capacity < maxSize else { throw StreamErrorCondition.policyViolation }
-                    output.reserveCapacity(min(maxSize, output.capacity * 2))
-                } catch let error as CompressNIOError where error == .inputBufferOverflow {
+        } catch {
+            throw .internalServerError
+        }
+        while input.readableBytes > 0 {
+            let consumedBefore = input.readerIndex
+            let producedBefore = output.writerIndex
+            let capacityBefore = output.capacity
+            do {
+                try self.decompressor.inflate(from: &input, to: &output)
+                // inflate returns without an error with input left only when the stream ended.
+                if input.readableBytes > 0 {
+                    guard Self.isOnlyFlushMarkers(input) else { throw StreamErrorCondition.notWellFormed }
                     break
                 }
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                guard output.capacity < maxSize else { throw StreamErrorCondition.policyViolation }
+                output.reserveCapacity(min(maxSize, output.capacity * 2))
+            } catch let error as CompressNIOError where error == .inputBufferOverflow {
+                // Every byte was consumed without the stream ending: a sync-flushed message.
+                break
+            } catch let error as StreamErrorCondition {
+                throw error
+            } catch {
+                throw .notWellFormed
             }
-        } catch let error as StreamErrorCondition {
-            throw error
-        } catch {
-            throw .notWellFormed
+            guard input.readerIndex != consumedBefore || output.writerIndex != producedBefore || output.capacity != capacityBefore else {
+                throw .notWellFormed
+            }
         }
         guard output.readableBytes <= maxSize else { throw .policyViolation }
         return output
+    }
+
+    /// What may follow a DEFLATE stream that ended early: empty sync-flush markers (the tail this
+    /// codec appended, and any the client appended itself).
+    static func isOnlyFlushMarkers(_ bytes: ByteBuffer) -> Bool {
+        guard bytes.readableBytes % 4 == 0 else { return false }
+        var rest = bytes
+        while let marker = rest.readBytes(length: 4) {
+            guard marker == Self.tail else { return false }
+        }
+        return true
     }
 }
 

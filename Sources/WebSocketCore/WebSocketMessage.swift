@@ -23,6 +23,7 @@ public enum StreamErrorCondition: String, Error, Sendable, Hashable {
     case connectionTimeout = "connection-timeout"
     case systemShutdown = "system-shutdown"
     case invalidNamespace = "invalid-namespace"
+    case internalServerError = "internal-server-error"
 
     /// The error as its own WebSocket message, self-contained.
     public var element: ByteBuffer {

@@ -114,17 +114,25 @@ public struct WebSocketSessionStateMachine {
 
     /// A binary message: RFC 7395 §3.2 allows text only; close with 1003 (unsupported data).
     public mutating func binaryReceived() -> [Action] {
+        self.failWebSocket(code: 1003)
+    }
+
+    /// A frame broke RFC 6455 itself (unmasked, §5.1; reserved bits no extension defines, §5.2):
+    /// the WebSocket connection is failed with 1002 (protocol error, §7.4.1).
+    public mutating func frameRulesBroken() -> [Action] {
+        self.failWebSocket(code: 1002)
+    }
+
+    /// Ends the session at the WebSocket layer: no XMPP error can be told on a broken framing.
+    private mutating func failWebSocket(code: UInt16) -> [Action] {
         switch self.state {
         case .closed: return []
-        case .closing:
+        case .closing, .awaitingOpen:
             self.state = .closed
-            return [.closeWebSocket(code: 1003)]
-        case .awaitingOpen:
-            self.state = .closed
-            return [.closeWebSocket(code: 1003)]
+            return [.closeWebSocket(code: code)]
         case .opening, .open:
             self.state = .closed
-            return [.closeUpstream(graceful: true), .closeWebSocket(code: 1003)]
+            return [.closeUpstream(graceful: true), .closeWebSocket(code: code)]
         }
     }
 

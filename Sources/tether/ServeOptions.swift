@@ -40,6 +40,12 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("A proxy (CIDR) whose Forwarded/X-Forwarded-For/X-Forwarded-Proto headers are believed (repeatable; replaces the default 127.0.0.0/8 and ::1; 'none' trusts nobody).", valueName: "cidr"))
     var trustedProxy: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("The one header a trusted proxy's client address (and scheme) is read from: x-forwarded-for (with X-Forwarded-Proto) or forwarded (RFC 7239). Default x-forwarded-for; the other is ignored.", valueName: "header"))
+    var clientAddressHeader: String = ClientAddressHeader.xForwardedFor.rawValue
+
+    @Option(name: .long, help: ArgumentHelp("A host name this Tether is reached by (repeatable). When set, requests naming any other Host get 421 (DNS rebinding) and only these hosts count as same-origin.", valueName: "name"))
+    var publicHost: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Send a PROXY protocol header (v1 or v2) first on upstream connections, carrying the client's address.", valueName: "version"))
     var upstreamProxyProtocol: String?
 
@@ -220,6 +226,17 @@ struct ServeOptions: ParsableArguments {
                 return network
             }
         }
+        guard let header = ClientAddressHeader(rawValue: self.clientAddressHeader.lowercased()) else {
+            throw ValidationError("--client-address-header must be x-forwarded-for or forwarded, not '\(self.clientAddressHeader)'")
+        }
+        configuration.clientAddressHeader = header
+        configuration.publicHosts = try Set(self.publicHost.map { name in
+            let host = HTTPHost.name(of: name)
+            guard !host.isEmpty, !host.contains("/"), host.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 }) else {
+                throw ValidationError("--public-host '\(name)' is not a host name")
+            }
+            return host
+        })
         if let version = self.upstreamProxyProtocol {
             guard let parsed = ProxyProtocolVersion(rawValue: version) else {
                 throw ValidationError("--upstream-proxy-protocol must be v1 or v2, not '\(version)'")

@@ -110,14 +110,19 @@ struct BOSHIntegrationTests {
         }
     }
 
-    @Test("the client's content attribute becomes the response Content-Type (§7.1)")
+    @Test("the client's content attribute becomes the response Content-Type (§7.1) when it is an XML type; any other falls back to text/xml")
     func contentAttribute() async throws {
         try await withProsodyAndTether { _, tether, http in
             let client = BOSHTestClient(http: http, url: tether.boshURL)
-            let response = try await client.create(extra: "ver='1.6' content='text/plain; charset=utf-8'")
-            #expect(response.headers.first(name: "content-type") == "text/plain; charset=utf-8")
+            let response = try await client.create(extra: "ver='1.6' content='application/xml; charset=utf-8'")
+            #expect(response.headers.first(name: "content-type") == "application/xml; charset=utf-8")
             let next = try await client.send(attributes: "pause='1'")
-            #expect(next.headers.first(name: "content-type") == "text/plain; charset=utf-8")
+            #expect(next.headers.first(name: "content-type") == "application/xml; charset=utf-8")
+
+            // A type a browser would render or sniff is never honoured (it would make Tether's origin serve stanzas as a page).
+            let plain = BOSHTestClient(http: http, url: tether.boshURL)
+            let refused = try await plain.create(extra: "ver='1.6' content='text/plain; charset=utf-8'")
+            #expect(refused.headers.first(name: "content-type") == "text/xml; charset=utf-8")
         }
     }
 

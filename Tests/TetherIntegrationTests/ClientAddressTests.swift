@@ -6,35 +6,6 @@ import XMPPUpstream
 
 @testable import TetherServer
 
-@Suite("Forwarded headers")
-struct ForwardedHeadersTests {
-    let policy = ForwardedHeaders(trustedProxies: ForwardedHeaders.loopback)
-    let proxy = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
-    let stranger = try! SocketAddress(ipAddress: "198.51.100.9", port: 40000)
-
-    @Test("a trusted proxy's X-Forwarded-For and X-Forwarded-Proto are believed; the rightmost untrusted hop is the client")
-    func xForwardedFor() {
-        let origin = policy.origin(peer: proxy, local: nil, headers: HTTPHeaders([("X-Forwarded-For", "10.9.9.9, 203.0.113.7, 127.0.0.1"), ("X-Forwarded-Proto", "https")]))
-        #expect(origin.address.ipAddress == "203.0.113.7")
-        #expect(origin.isSecure)
-    }
-
-    @Test("RFC 7239 Forwarded wins, with quoted IPv6 and port")
-    func forwarded() {
-        let origin = policy.origin(peer: proxy, local: nil, headers: HTTPHeaders([("Forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\";proto=https"), ("X-Forwarded-For", "1.2.3.4")]))
-        #expect(origin.address.ipAddress == "2001:db8:cafe::17")
-        #expect(origin.address.port == 4711)
-        #expect(origin.isSecure)
-    }
-
-    @Test("an untrusted peer's headers are ignored")
-    func forged() {
-        let origin = policy.origin(peer: stranger, local: nil, headers: HTTPHeaders([("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https"), ("Forwarded", "for=203.0.113.8")]))
-        #expect(origin.address == stranger)
-        #expect(!origin.isSecure)
-    }
-}
-
 /// The client's address through a trusted proxy: in Tether's logs and in the PROXY protocol header upstream.
 @Suite("Client addresses", .serialized, .timeLimit(.minutes(1)))
 struct ClientAddressTests {

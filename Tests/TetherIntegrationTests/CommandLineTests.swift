@@ -4,7 +4,10 @@ import Testing
 /// The `tether` executable as operators run it.
 @Suite("tether command line", .serialized)
 struct CommandLineTests {
+    /// The build's `tether`, or the one `TETHER_TEST_BINARY` names (a release build, or an older
+    /// one to show that a regression test fails without its fix).
     static let binary: String = {
+        if let path = ProcessInfo.processInfo.environment["TETHER_TEST_BINARY"], !path.isEmpty { return path }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         return root.appendingPathComponent(".build/debug/tether").path
     }()

@@ -16,9 +16,11 @@ struct NginxTests {
     static func withNginx(
         tetherPorts: [Int],
         config: String = "tether.conf",
+        plainHTTP: Bool = false,
+        proxyBind: String? = nil,
         _ body: (NginxServer, HTTPClient, NIOSSLContext) async throws -> Void
     ) async throws {
-        let nginx = try await NginxServer.start(tetherPorts: tetherPorts, config: config)
+        let nginx = try await NginxServer.start(tetherPorts: tetherPorts, config: config, plainHTTP: plainHTTP, proxyBind: proxyBind)
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(nginx.caFile))
         let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))

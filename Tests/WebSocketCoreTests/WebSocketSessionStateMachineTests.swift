@@ -148,6 +148,11 @@ struct WebSocketSessionStateMachineTests {
         )
         var binary = Self.opened()
         #expect(Self.describe(binary.binaryReceived()) == ["close-upstream graceful", "close-ws 1003"])
+        var broken = Self.opened()
+        #expect(Self.describe(broken.frameRulesBroken()) == ["close-upstream graceful", "close-ws 1002"])
+        #expect(Self.describe(broken.frameRulesBroken()).isEmpty)
+        var early = WebSocketSessionStateMachine(serves: { _ in true })
+        #expect(Self.describe(early.frameRulesBroken()) == ["close-ws 1002"])
     }
 
     @Test("§3.6.1 shutdown: see-other-uri when redirecting, else system-shutdown; upstream dropped so sessions can resume")

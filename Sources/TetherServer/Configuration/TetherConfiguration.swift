@@ -17,6 +17,11 @@ public struct TetherConfiguration: Sendable {
     public var cors = CORSPolicy.anyOrigin
     /// Peers whose `Forwarded`/`X-Forwarded-*` headers are believed (default: loopback, where nginx runs).
     public var trustedProxies: [IPNetwork] = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
+    /// The one header a trusted proxy's client address is read from; the other is ignored.
+    public var clientAddressHeader = ClientAddressHeader.xForwardedFor
+    /// Host names this Tether is reached by (`--public-host`, host part only, lowercased). When
+    /// set, requests for another `Host` get 421 and only these hosts count as same-origin.
+    public var publicHosts: Set<String> = []
     public var bosh = BOSHLimits()
     public var webSocket = WebSocketSettings()
     /// Sessions in total, per client address, and new ones per second per address.
@@ -64,6 +69,21 @@ public struct TetherConfiguration: Sendable {
     public var newSessionsPerSecondPerAddress: Int {
         get { self.sessionLimits.newSessionsPerSecondPerAddress }
         set { self.sessionLimits.newSessionsPerSecondPerAddress = newValue }
+    }
+
+    /// How this configuration reads proxy headers.
+    var forwardedHeaders: ForwardedHeaders {
+        ForwardedHeaders(trustedProxies: self.trustedProxies, header: self.clientAddressHeader)
+    }
+
+    /// Whether a request's `Host` names this Tether: any host without `--public-host`; with it,
+    /// those names, or an IP literal (a browser sends one only to a page of that very address,
+    /// so no rebinding domain can produce it; operators scrape `/metrics` that way).
+    public func acceptsHost(_ host: String?) -> Bool {
+        guard !self.publicHosts.isEmpty else { return true }
+        guard let host else { return false }
+        let name = HTTPHost.name(of: host)
+        return self.publicHosts.contains(name) || HTTPHost.isIPLiteral(name)
     }
 
     /// Whether a client may open a session to this domain.

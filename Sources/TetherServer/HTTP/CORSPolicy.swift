@@ -28,8 +28,14 @@ public enum CORSPolicy: Hashable, Sendable {
 
     /// As `allows(origin:)`, but a page served by this same host (the demo page, or a web client
     /// behind the same proxy) is never cross-origin: its `Origin` names the `Host` it talks to.
-    public func allows(origin: String?, host: String?) -> Bool {
-        if let origin, let host, Self.isSameOrigin(origin, host: host) { return true }
+    /// With `publicHosts` (`--public-host`) only those hosts count: otherwise a DNS-rebinding page,
+    /// whose own name now points at Tether, would be same-origin with it.
+    public func allows(origin: String?, host: String?, publicHosts: Set<String> = []) -> Bool {
+        if let origin, let host, Self.isSameOrigin(origin, host: host),
+            publicHosts.isEmpty || publicHosts.contains(HTTPHost.name(of: host))
+        {
+            return true
+        }
         return self.allows(origin: origin)
     }
 

@@ -14,10 +14,23 @@ struct ClientOrigin: Hashable, Sendable {
     var description: String { self.address.ipAddress ?? "unknown" }
 }
 
-/// Reads `Forwarded` (RFC 7239) and `X-Forwarded-For`/`X-Forwarded-Proto`, but only when the
-/// TCP peer is a trusted proxy; anyone else could forge them.
+/// The one header a trusted proxy names the client in (`--client-address-header`).
+public enum ClientAddressHeader: String, Sendable, Hashable, CaseIterable {
+    /// `X-Forwarded-For`, with the scheme from `X-Forwarded-Proto` (what nginx and most balancers set).
+    case xForwardedFor = "x-forwarded-for"
+    /// `Forwarded` (RFC 7239), `for=` and `proto=`.
+    case forwarded
+}
+
+/// Reads the client's address from exactly one proxy header, and only when the TCP peer is a
+/// trusted proxy; anyone else could forge it.
+///
+/// Exactly one header is believed because a proxy sets or appends the header it knows and
+/// passes the others through: behind nginx (which sets `X-Forwarded-For`), a client's own
+/// `Forwarded: for=…;proto=https` would otherwise become its address and make it look secure.
 struct ForwardedHeaders: Sendable {
     var trustedProxies: [IPNetwork]
+    var header: ClientAddressHeader = .xForwardedFor
 
     static let loopback = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
 
@@ -25,27 +38,37 @@ struct ForwardedHeaders: Sendable {
         let unknown = try! SocketAddress(ipAddress: "0.0.0.0", port: 0)
         guard let peer else { return ClientOrigin(address: unknown, isSecure: false, destination: local) }
         guard self.trusts(peer) else { return ClientOrigin(address: peer, isSecure: false, destination: local) }
+        switch self.header {
+        case .forwarded:
+            // RFC 7239 §4, §5.2: elements are appended left to right, one per proxy; the client is
+            // the rightmost hop no trusted proxy added, and `proto` is what that hop's proxy saw.
+            let elements = headers[canonicalForm: "forwarded"].flatMap { $0.split(separator: ",") }.map(Self.parseForwardedElement)
+            let chosen = self.rightmostUntrusted(elements, address: { $0.address })
+            guard let chosen, let address = chosen.address else {
+                // A trusted proxy that named no usable client: the proxy is all we know.
+                return ClientOrigin(address: peer, isSecure: false, destination: local)
+            }
+            return ClientOrigin(address: address, isSecure: chosen.proto?.lowercased() == "https", destination: local)
+        case .xForwardedFor:
+            // The list grows left to right; entries that do not parse make the chain unusable from
+            // there on, so the walk stops at them rather than skipping to a forged earlier entry.
+            let hops = headers[canonicalForm: "x-forwarded-for"].flatMap { $0.split(separator: ",") }.map { Self.parseAddress(String($0)) }
+            let client = self.rightmostUntrusted(hops, address: { $0 }).flatMap { $0 } ?? peer
+            // Set (not appended) by the nearest proxy, which saw the client's scheme: its value is the last.
+            let proto = headers[canonicalForm: "x-forwarded-proto"].flatMap { $0.split(separator: ",") }.last.map { String($0).trimmed().lowercased() }
+            return ClientOrigin(address: client, isSecure: proto == "https", destination: local)
+        }
+    }
 
-        // RFC 7239: the list grows left to right; the client is the rightmost hop no trusted proxy added.
-        let forwarded = headers[canonicalForm: "forwarded"].flatMap { $0.split(separator: ",") }.map(Self.parseForwardedElement)
-        if !forwarded.isEmpty {
-            var chosen: (address: SocketAddress?, proto: String?)?
-            for element in forwarded.reversed() {
-                chosen = element
-                guard let address = element.address, self.trusts(address) else { break }
-            }
-            if let chosen, let address = chosen.address {
-                return ClientOrigin(address: address, isSecure: chosen.proto?.lowercased() == "https", destination: local)
-            }
+    /// The rightmost element whose address is not a trusted proxy (or the leftmost when all are
+    /// trusted); an element without a usable address ends the walk there.
+    private func rightmostUntrusted<Element>(_ elements: [Element], address: (Element) -> SocketAddress?) -> Element? {
+        var chosen: Element?
+        for element in elements.reversed() {
+            chosen = element
+            guard let hop = address(element), self.trusts(hop) else { break }
         }
-        let hops = headers[canonicalForm: "x-forwarded-for"].flatMap { $0.split(separator: ",") }.compactMap { Self.parseAddress(String($0)) }
-        var client = peer
-        for hop in hops.reversed() {
-            client = hop
-            if !self.trusts(hop) { break }
-        }
-        let proto = headers.first(name: "x-forwarded-proto")?.split(separator: ",").first.map { String($0).trimmed().lowercased() }
-        return ClientOrigin(address: client, isSecure: proto == "https", destination: local)
+        return chosen
     }
 
     private func trusts(_ address: SocketAddress) -> Bool {

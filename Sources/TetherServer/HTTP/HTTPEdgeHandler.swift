@@ -14,11 +14,19 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private enum State {
         case idle
-        case receiving(HTTPRequestHead, ByteBuffer)
-        /// The request is refused (body or head too large); its body is read and dropped.
-        case discarding(HTTPRequestHead, HTTPResponseStatus, String)
+        /// A request whose body is arriving; `charged` counts its bytes and chunk framing
+        /// against `--max-body-bytes`.
+        case receiving(HTTPRequestHead, ByteBuffer, chunked: Bool, charged: Int)
+        /// Refused before its end (head, host or body): the answer is out or going out, and the
+        /// rest of the request is not read (see `LingeringCloseHandler`).
+        case refused
         case responding(keepAlive: Bool)
     }
+
+    /// What each chunk of a chunked body costs beyond its data: at least `1\r\n` before and `\r\n`
+    /// after. Charging it keeps a flood of one-byte chunks (six bytes on the wire each) from
+    /// costing a part per byte up to the limit.
+    static let chunkFramingBytes = 5
 
     private let store: ConfigurationStore
     /// Taken from the store as each request starts, so a reload applies to the next request on a
@@ -76,9 +84,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.requestTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.httpRequestTimeout) { [weak self] in
             guard let self else { return }
             switch self.state {
-            case .idle, .receiving, .discarding:
+            case .idle, .receiving:
                 context.close(promise: nil)
-            case .responding:
+            case .refused, .responding:
                 break
             }
         }
@@ -88,34 +96,77 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .idle):
             self.configuration = self.store.current
-            let limit = self.configuration.maxHeaderBytes
-            if Self.headBytes(head) > limit {
-                self.state = .discarding(head, .requestHeaderFieldsTooLarge, "Request head larger than \(limit) bytes\n")
-            } else {
-                self.state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
+            if let (status, reason) = self.refusal(of: head) {
+                self.refuse(head, status: status, reason: reason, context: context)
+                return
             }
-        case (.body(var chunk), .receiving(let head, var body)):
+            if head.version.major == 1 && head.version.minor >= 1 && head.headers.contains(name: "expect") {
+                // RFC 9110 §10.1.1: the client waits for this before sending its body.
+                context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+            let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased().contains("chunked") }
+            self.state = .receiving(head, context.channel.allocator.buffer(capacity: 0), chunked: chunked, charged: 0)
+        case (.body(var chunk), .receiving(let head, var body, let chunked, let charged)):
+            // Drop the state's reference first, so `body` grows in place instead of being copied
+            // for every chunk (which made a body of many small chunks quadratic).
+            self.state = .idle
             let limit = self.configuration.maxRequestBodyBytes
-            if body.readableBytes + chunk.readableBytes > limit {
-                self.state = .discarding(head, .payloadTooLarge, "Request body larger than \(limit) bytes\n")
-            } else {
-                body.writeBuffer(&chunk)
-                self.state = .receiving(head, body)
+            let cost = charged + chunk.readableBytes + (chunked ? Self.chunkFramingBytes : 0)
+            guard cost <= limit else {
+                self.refuse(head, status: .payloadTooLarge, reason: "Request body larger than \(limit) bytes\n", context: context)
+                return
             }
-        case (.end, .receiving(let head, let body)):
+            body.writeBuffer(&chunk)
+            self.state = .receiving(head, body, chunked: chunked, charged: cost)
+        case (.end, .receiving(let head, let body, _, _)):
             self.requestTimer?.cancel()
             self.state = .responding(keepAlive: head.isKeepAlive)
             self.route(head: head, body: body, context: context)
-        case (.end, .discarding(let head, let status, let reason)):
-            self.requestTimer?.cancel()
-            self.state = .responding(keepAlive: false)
-            self.writeSimple(status: status, text: reason, origin: head.headers.first(name: "origin"), context: context)
-        case (.body, .discarding):
+        case (.body, .refused), (.end, .refused):
+            // What the decoder had already buffered when the request was refused.
             break
         case (.head, _), (.body, _), (.end, _):
             // Pipelined requests are serialized by HTTPServerPipelineHandler; anything else is a bug in the peer.
             context.close(promise: nil)
         }
+    }
+
+    /// Why a request is refused from its head alone, before any of its body is read.
+    private func refusal(of head: HTTPRequestHead) -> (HTTPResponseStatus, String)? {
+        let headLimit = self.configuration.maxHeaderBytes
+        if Self.headBytes(head) > headLimit {
+            return (.requestHeaderFieldsTooLarge, "Request head larger than \(headLimit) bytes\n")
+        }
+        if !self.configuration.acceptsHost(head.headers.first(name: "host")) {
+            // RFC 9110 §15.5.20: not a host this server answers for (DNS rebinding, stray names).
+            return (.misdirectedRequest, "This server does not serve that host.\n")
+        }
+        let expectation = head.headers[canonicalForm: "expect"].map { $0.lowercased() }
+        if head.version.major == 1 && head.version.minor >= 1, !expectation.isEmpty, expectation != ["100-continue"] {
+            // RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met.
+            return (.expectationFailed, "Only the 100-continue expectation is supported.\n")
+        }
+        let bodyLimit = self.configuration.maxRequestBodyBytes
+        if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > bodyLimit {
+            // Refused at once, without reading a byte of it; a client waiting for 100 Continue
+            // is told its expectation fails (RFC 9110 §10.1.1).
+            return expectation.isEmpty
+                ? (.payloadTooLarge, "Request body larger than \(bodyLimit) bytes\n")
+                : (.expectationFailed, "Request body larger than \(bodyLimit) bytes\n")
+        }
+        return nil
+    }
+
+    /// Answers a request before its end and closes the connection: the output side once the
+    /// answer is written, the input side after `LingeringCloseHandler` has let the client read it.
+    private func refuse(_ head: HTTPRequestHead, status: HTTPResponseStatus, reason: String, context: ChannelHandlerContext) {
+        self.requestTimer?.cancel()
+        self.logger.info("refused HTTP request", metadata: [
+            "status": "\(status.code)", "client": "\(context.channel.remoteAddress?.ipAddress ?? "?")", "uri": "\(head.uri.prefix(200))",
+        ])
+        self.state = .responding(keepAlive: false)
+        self.writeSimple(status: status, text: reason, origin: head.headers.first(name: "origin"), context: context, lingering: true)
+        self.state = .refused
     }
 
     private func route(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
@@ -159,11 +210,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handleBOSH(head: HTTPRequestHead, body: ByteBuffer, origin: String?, context: ChannelHandlerContext) {
-        guard self.configuration.cors.allows(origin: origin, host: head.headers.first(name: "host")) else {
+        guard self.configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: self.configuration.publicHosts) else {
             self.writeSimple(status: .forbidden, text: "Origin not allowed.\n", origin: origin, context: context)
             return
         }
-        let client = ForwardedHeaders(trustedProxies: self.configuration.trustedProxies)
+        let client = self.configuration.forwardedHeaders
             .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
         let request: BOSHRequest
         do {
@@ -233,7 +284,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             )
             return
         }
-        let client = ForwardedHeaders(trustedProxies: self.configuration.trustedProxies)
+        let client = self.configuration.forwardedHeaders
             .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
@@ -275,13 +326,14 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.writeSimple(status: .notFound, text: "Strophe.js not found at \(demo.stropheScript).\n", origin: nil, context: context)
                 return
             }
-            self.write(status: .ok, contentType: "text/javascript; charset=utf-8", body: ByteBuffer(bytes: script), headers: [("Cache-Control", "max-age=3600")], context: context)
+            self.write(status: .ok, contentType: "text/javascript; charset=utf-8", body: ByteBuffer(bytes: script), headers: [("Cache-Control", "max-age=3600")], document: true, context: context)
         default:
             self.write(
                 status: .ok,
                 contentType: "text/html; charset=utf-8",
                 body: ByteBuffer(string: DemoPage.html),
-                headers: [("Cache-Control", "no-cache"), ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff")],
+                headers: [("Cache-Control", "no-cache"), ("X-Frame-Options", "DENY")],
+                document: true,
                 context: context
             )
         }
@@ -319,30 +371,62 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard case .responding = self.state, context.channel.isActive else { return nil }
         return self.write(
             status: HTTPResponseStatus(statusCode: response.status),
-            contentType: response.contentType,
+            contentType: Self.xmlContentType(response.contentType),
             body: response.body,
             headers: self.configuration.cors.responseHeaders(origin: origin) + [("Cache-Control", "no-store")],
             context: context
         )
     }
 
-    private func writeSimple(status: HTTPResponseStatus, text: String, origin: String?, extraHeaders: [(String, String)] = [], context: ChannelHandlerContext) {
+    /// BOSH answers are XML and nothing else, whoever chose the type (the client's `content`
+    /// attribute, a peer node): a type a browser would render (`text/html`, SVG, XHTML) served from
+    /// this origin would run stanzas as script.
+    static func xmlContentType(_ type: String) -> String {
+        let essence = type.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        guard essence == "text/xml" || essence == "application/xml", type.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
+            return BOSHHTTPResponse.defaultContentType
+        }
+        return type
+    }
+
+    private func writeSimple(status: HTTPResponseStatus, text: String, origin: String?, extraHeaders: [(String, String)] = [], context: ChannelHandlerContext, lingering: Bool = false) {
         self.write(
             status: status,
             contentType: "text/plain; charset=utf-8",
             body: ByteBuffer(string: text),
             headers: self.configuration.cors.responseHeaders(origin: origin) + extraHeaders,
+            lingering: lingering,
             context: context
         )
     }
 
+    /// Every answer tells browsers not to guess its type (an XML body sniffed as HTML would run
+    /// a client's stanza as script on this origin).
+    static let securityHeaders = [("X-Content-Type-Options", "nosniff")]
+    /// For answers that are data, never documents: BOSH, metrics, host-meta, plain-text errors.
+    static let dataOnlyHeaders = [("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")]
+
+    /// - Parameter document: the answer is a page meant to render (the demo), so it gets no
+    ///   `default-src 'none'` policy.
+    /// - Parameter lingering: the request is refused before its end: close the output once this is
+    ///   written and read (and drop) what the client still sends for a while, so it sees the answer.
     @discardableResult
-    private func write(status: HTTPResponseStatus, contentType: String?, body: ByteBuffer, headers extra: [(String, String)], context: ChannelHandlerContext) -> EventLoopFuture<Void>? {
+    private func write(
+        status: HTTPResponseStatus,
+        contentType: String?,
+        body: ByteBuffer,
+        headers extra: [(String, String)],
+        document: Bool = false,
+        lingering: Bool = false,
+        context: ChannelHandlerContext
+    ) -> EventLoopFuture<Void>? {
         guard case .responding(let keepAlive) = self.state else { return nil }
         self.state = .idle
         var headers = HTTPHeaders()
         if let contentType { headers.add(name: "Content-Type", value: contentType) }
         headers.add(name: "Content-Length", value: String(body.readableBytes))
+        headers.add(contentsOf: Self.securityHeaders)
+        if !document { headers.add(contentsOf: Self.dataOnlyHeaders) }
         headers.add(contentsOf: extra)
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
@@ -351,7 +435,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
-        if keepAlive {
+        if lingering {
+            LingeringCloseHandler.install(on: context.channel, after: done)
+        } else if keepAlive {
             self.armRequestTimer(context: context)
         } else {
             done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }

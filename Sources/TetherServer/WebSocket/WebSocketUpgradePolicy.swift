@@ -8,7 +8,7 @@ enum WebSocketUpgradePolicy {
     /// Headers for an accepted upgrade (exactly `Sec-WebSocket-Protocol: xmpp`), or `nil` to refuse.
     static func accept(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> HTTPHeaders? {
         guard Self.problem(head, configuration: configuration) == nil else { return nil }
-        var headers = HTTPHeaders([("Sec-WebSocket-Protocol", "xmpp")])
+        var headers = HTTPHeaders([("Sec-WebSocket-Protocol", "xmpp")] + HTTPEdgeHandler.securityHeaders)
         if let extensions = Self.compression(head, configuration: configuration) {
             headers.add(name: "Sec-WebSocket-Extensions", value: extensions)
         }
@@ -32,6 +32,9 @@ enum WebSocketUpgradePolicy {
         guard HTTPEdgeHandler.headBytes(head) <= configuration.maxHeaderBytes else {
             return (.requestHeaderFieldsTooLarge, "Request head larger than \(configuration.maxHeaderBytes) bytes.")
         }
+        guard configuration.acceptsHost(head.headers.first(name: "host")) else {
+            return (.misdirectedRequest, "This server does not serve that host.")
+        }
         guard head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
             return (.upgradeRequired, "WebSocket upgrade with the 'xmpp' subprotocol required.")
         }
@@ -39,7 +42,7 @@ enum WebSocketUpgradePolicy {
         if origin == nil && !configuration.webSocket.allowMissingOrigin {
             return (.forbidden, "An Origin header is required.")
         }
-        if case .origins = configuration.cors, !configuration.cors.allows(origin: origin, host: head.headers.first(name: "host")) {
+        if case .origins = configuration.cors, !configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: configuration.publicHosts) {
             return (.forbidden, "Origin not allowed.")
         }
         let protocols = head.headers[canonicalForm: "sec-websocket-protocol"].map { $0.trimmingWhitespace().lowercased() }

@@ -28,8 +28,11 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var awaitingPong = false
     private var closeFrameSent = false
     private var peerSentClose = false
+    /// The connection is failed (RFC 6455 §7.1.7): close TCP once our close frame is written.
+    private var closeAfterCloseFrame = false
     /// permessage-deflate was negotiated for this connection.
     private let compressed: Bool
+    private let frameRules: WebSocketFrameRules
     /// A fragmented message being reassembled: its opcode, whether it is compressed, its bytes so far.
     private var fragments: (opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer)?
     private let maxMessageBytes: Int
@@ -61,6 +64,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.status = status
         self.redirectURI = configuration.redirectURI
         self.compressed = compressed
+        self.frameRules = WebSocketFrameRules(compressionNegotiated: compressed)
         self.maxMessageBytes = configuration.xmlLimits.maxElementBytes
         self.machine = WebSocketSessionStateMachine(serves: configuration.serves(domain:))
         self.xmlLimits = configuration.xmlLimits
@@ -115,6 +119,21 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
+        let kind: WebSocketFrameRules.FrameKind = frame.opcode == .continuation ? .continuation : (frame.opcode.isControlOpcode ? .control : .messageStart)
+        guard self.frameRules.allows(kind: kind, masked: frame.maskKey != nil, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3) else {
+            self.logger.info("client broke the frame rules", metadata: ["opcode": "\(frame.opcode)", "masked": "\(frame.maskKey != nil)"])
+            self.endCondition = "protocol-error"
+            self.fragments = nil
+            // §7.1.7: a failed connection is closed once the close frame is out, not after a handshake.
+            self.closeAfterCloseFrame = true
+            self.run(self.machine.frameRulesBroken())
+            return
+        }
+        if !frame.opcode.isControlOpcode && self.machine.isClosed {
+            // The session is over: what else the client sends is not even decompressed.
+            self.fragments = nil
+            return
+        }
         if frame.opcode != .ping && frame.opcode != .pong && self.refuseIfNeeded() { return }
         switch frame.opcode {
         case .text, .binary:
@@ -150,6 +169,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             self.peerSentClose = true
             self.run(self.machine.webSocketCloseReceived())
         case .ping:
+            // RFC 6455 §5.5.3 lets a pong answer only the latest ping: a client that floods pings
+            // without reading the pongs gets none while its queue is full, not unbounded memory.
+            guard context.channel.isWritable else { return }
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(self.wrapOutboundOut(pong), promise: nil)
         case .pong:
@@ -363,7 +385,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                 let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
                 let written = context.writeAndFlush(self.wrapOutboundOut(frame))
                 wrote = false
-                if self.peerSentClose {
+                if self.peerSentClose || self.closeAfterCloseFrame {
                     written.whenComplete { _ in context.close(promise: nil) }
                 } else {
                     self.startCloseTimer(context: context)

@@ -49,6 +49,8 @@ final class BOSHTestClient: @unchecked Sendable {
     var sid: String?
     var jid: String?
     var origin: String?
+    /// Attributes of the creation request besides rid, to, wait, hold and the XEP-0206 ones.
+    var creationAttributes = "ver='1.6'"
 
     init(http: HTTPClient, url: String, rid: UInt64 = UInt64.random(in: 1_000_000...9_000_000_000)) {
         self.http = http
@@ -85,7 +87,8 @@ final class BOSHTestClient: @unchecked Sendable {
     }
 
     /// Session creation; returns the creation response (features may come later, see `features()`).
-    func create(to domain: String = "localhost", wait: Int = 2, hold: Int = 1, extra: String = "ver='1.6'") async throws -> ParsedBody {
+    func create(to domain: String = "localhost", wait: Int = 2, hold: Int = 1, extra: String? = nil) async throws -> ParsedBody {
+        let extra = extra ?? self.creationAttributes
         self.rid += 1
         let body = "<body rid='\(self.rid)' to='\(domain)' wait='\(wait)' hold='\(hold)' \(extra) xml:lang='en' xmpp:version='1.0' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>"
         let response = try await self.post(body)

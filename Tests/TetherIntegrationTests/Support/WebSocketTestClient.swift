@@ -110,10 +110,24 @@ final class WebSocketTestClient: Sendable {
     }
 
     /// Sends a frame; NIO's encoder masks it with `maskKey` (clients must mask, RFC 6455 §5.3).
-    func sendFrame(_ frame: WebSocketFrame) async throws {
+    /// `masked: false` sends it as a broken client would, in the clear.
+    func sendFrame(_ frame: WebSocketFrame, masked: Bool = true) async throws {
         var frame = frame
-        if frame.maskKey == nil { frame.maskKey = .random() }
+        if masked && frame.maskKey == nil { frame.maskKey = .random() }
+        if !masked { frame.maskKey = nil }
         try await self.channel.writeAndFlush(frame)
+    }
+
+    /// The events until the connection ends (or `timeout`), for tests of how a session ends.
+    func eventsUntilDisconnected(timeout: Duration = .seconds(10)) async throws -> [Event] {
+        var events: [Event] = []
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let event = try await self.next(timeout: deadline - ContinuousClock.now)
+            events.append(event)
+            if event == .disconnected { return events }
+        }
+        throw TestFailure("still connected after \(timeout): \(events)")
     }
 
     /// The next event, or a failure after `timeout`.

@@ -1,0 +1,197 @@
+import BOSHCore
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import NIOPosix
+import Testing
+
+@testable import TetherServer
+
+/// The HTTP edge as Tether builds it (NIO's HTTP/1 server pipeline, then `HTTPEdgeHandler`), on
+/// an `EmbeddedChannel`: raw request bytes in, raw response bytes out.
+final class EdgeHarness {
+    let channel = EmbeddedChannel()
+    let configuration: TetherConfiguration
+
+    init(_ configure: (inout TetherConfiguration) -> Void = { _ in }) throws {
+        var configuration = TetherConfiguration()
+        configuration.domains = ["localhost"]
+        configure(&configuration)
+        self.configuration = configuration
+        let store = ConfigurationStore(configuration)
+        let logger = Logger(label: "test")
+        let metrics = TetherMetrics()
+        let limiter = SessionLimiter(limits: configuration.sessionLimits)
+        let bosh = BOSHService(store: store, limiter: limiter, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        let sync = self.channel.pipeline.syncOperations
+        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+        try sync.addHandler(HTTPEdgeHandler(
+            store: store,
+            bosh: bosh,
+            relay: PeerRelay(peers: [:], logger: logger),
+            prebind: PrebindService(store: store, bosh: bosh, logger: logger),
+            status: ServerStatus(),
+            metrics: { Array("tether_up 1\n".utf8) },
+            logger: logger
+        ))
+        try self.channel.connect(to: SocketAddress(ipAddress: "203.0.113.9", port: 4000)).wait()
+    }
+
+    deinit {
+        _ = try? self.channel.finish(acceptAlreadyClosed: true)
+    }
+
+    /// Feeds bytes as one read; `false` once the channel no longer reads (closed).
+    @discardableResult
+    func send(_ text: String) throws -> Bool {
+        try self.send(ByteBuffer(string: text))
+    }
+
+    /// Errors the pipeline raised (EmbeddedChannel has no half-close: closing the output after a
+    /// refusal closes it all, and the HTTP decoder reports the request it was in the middle of).
+    private(set) var errors: [any Error] = []
+
+    @discardableResult
+    func send(_ bytes: ByteBuffer) throws -> Bool {
+        guard self.channel.isActive else { return false }
+        do {
+            try self.channel.writeInbound(bytes)
+        } catch {
+            self.errors.append(error)
+        }
+        return self.channel.isActive
+    }
+
+    /// Everything written to the client so far.
+    func output() throws -> String {
+        var text = ""
+        while let buffer = try self.channel.readOutbound(as: ByteBuffer.self) {
+            text += String(buffer: buffer)
+        }
+        return text
+    }
+
+    /// Waits (briefly, on the real event loop the BOSH service answers from) for a whole response.
+    func response(timeout: Duration = .seconds(5)) async throws -> String {
+        var text = ""
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            self.channel.embeddedEventLoop.run()
+            text += try self.output()
+            if let range = text.range(of: "\r\n\r\n"), Self.isComplete(text, headEnd: range.upperBound) { return text }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return text
+    }
+
+    private static func isComplete(_ text: String, headEnd: String.Index) -> Bool {
+        let head = text[..<headEnd].lowercased()
+        guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+            let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+        else { return true }
+        return text[headEnd...].utf8.count >= length
+    }
+}
+
+@Suite("HTTP edge (EmbeddedChannel)")
+struct HTTPEdgeTests {
+    static func bosh(_ body: String, headers: String = "") -> String {
+        "POST /http-bind HTTP/1.1\r\nHost: localhost\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    @Test("a flood of one-byte chunks is refused with 413 as soon as bytes plus chunk framing pass the limit (regression)")
+    func chunkFlood() throws {
+        let edge = try EdgeHarness { $0.maxRequestBodyBytes = 6000 }
+        try edge.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
+        var chunks = 0
+        var answer = ""
+        // Each "1\r\nX\r\n" is 6 bytes on the wire and is charged 6: chunk 1001 crosses the limit
+        // of 6000, in the 11th batch of 100 (charging only the data, 6000 chunks would pass).
+        while answer.isEmpty && chunks < 100_000 {
+            try edge.send(String(repeating: "1\r\nX\r\n", count: 100))
+            chunks += 100
+            answer = try edge.output()
+        }
+        #expect(answer.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
+        #expect(chunks == 1100, "refused only after \(chunks) chunks")
+        #expect(answer.lowercased().contains("connection: close"))
+        // Nothing after the refusal is parsed: more chunks and even a whole second request get no answer.
+        try edge.send(String(repeating: "1\r\nX\r\n", count: 1000) + "0\r\n\r\n" + Self.bosh("<body/>"))
+        #expect(try edge.output().isEmpty)
+    }
+
+    @Test("a body declared larger than the limit gets 413 at once, before any of it is sent")
+    func oversizedContentLength() throws {
+        let edge = try EdgeHarness { $0.maxRequestBodyBytes = 1000 }
+        try edge.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n")
+        let answer = try edge.output()
+        #expect(answer.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
+        #expect(answer.contains("X-Content-Type-Options: nosniff"))
+    }
+
+    @Test("Expect: 100-continue gets 100 Continue, then the answer; beyond the body limit 417; other expectations 417")
+    func expectContinue() async throws {
+        let edge = try EdgeHarness { $0.maxRequestBodyBytes = 1000 }
+        let body = "<body rid='1' to='unserved.example' wait='5' hold='1' ver='1.6' xmlns='http://jabber.org/protocol/httpbind'/>"
+        try edge.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        #expect(try edge.output() == "HTTP/1.1 100 Continue\r\n\r\n")
+        try edge.send(body)
+        let answer = try await edge.response()
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(answer.contains("condition='host-unknown'"))
+
+        let large = try EdgeHarness { $0.maxRequestBodyBytes = 1000 }
+        try large.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        #expect(try large.output().hasPrefix("HTTP/1.1 417 Expectation Failed\r\n"))
+
+        let other = try EdgeHarness()
+        try other.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nExpect: something-else\r\nContent-Length: 7\r\n\r\n<body/>")
+        #expect(try other.output().hasPrefix("HTTP/1.1 417 Expectation Failed\r\n"))
+    }
+
+    @Test("a BOSH content attribute may choose only an XML media type; every answer has nosniff and a CSP (regression)", arguments: [
+        ("text/html", "text/xml; charset=utf-8"),
+        ("text/html; charset=utf-8", "text/xml; charset=utf-8"),
+        ("image/svg+xml", "text/xml; charset=utf-8"),
+        ("application/xhtml+xml", "text/xml; charset=utf-8"),
+        ("application/xml; charset=utf-8", "application/xml; charset=utf-8"),
+        ("text/xml; charset=utf-8", "text/xml; charset=utf-8"),
+    ])
+    func contentType(requested: String, served: String) async throws {
+        let edge = try EdgeHarness()
+        // An unserved domain: the refusal honours `content` like any BOSH answer does.
+        try edge.send(Self.bosh("<body rid='1' to='unserved.example' content='\(requested)' wait='5' hold='1' ver='1.6' xmlns='http://jabber.org/protocol/httpbind'/>"))
+        let answer = try await edge.response()
+        #expect(answer.contains("\r\nContent-Type: \(served)\r\n"), "\(answer)")
+        #expect(answer.contains("\r\nX-Content-Type-Options: nosniff\r\n"))
+        #expect(answer.contains("\r\nContent-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"))
+    }
+
+    @Test("the edge's last word on BOSH types: anything but text/xml or application/xml becomes text/xml")
+    func xmlContentType() {
+        #expect(HTTPEdgeHandler.xmlContentType("text/html") == "text/xml; charset=utf-8")
+        #expect(HTTPEdgeHandler.xmlContentType("TEXT/XML; charset=UTF-8") == "TEXT/XML; charset=UTF-8")
+        #expect(HTTPEdgeHandler.xmlContentType("text/xmlx") == "text/xml; charset=utf-8")
+        #expect(HTTPEdgeHandler.xmlContentType("text/xml\r\nSet-Cookie: a=b") == "text/xml; charset=utf-8")
+    }
+
+    @Test("metrics, health and errors carry nosniff and the data-only CSP", arguments: ["/metrics", "/healthz", "/nothing-here"])
+    func securityHeaders(path: String) throws {
+        let edge = try EdgeHarness()
+        try edge.send("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        let answer = try edge.output()
+        #expect(answer.contains("\r\nX-Content-Type-Options: nosniff\r\n"))
+        #expect(answer.contains("\r\nContent-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"))
+    }
+
+    @Test("with --public-host, another Host gets 421 Misdirected Request; the public name and IP literals are served")
+    func publicHost() throws {
+        for (host, status) in [("rebind.attacker.example:5280", "421 Misdirected Request"), ("chat.example.org", "200 OK"), ("127.0.0.1:5280", "200 OK")] {
+            let edge = try EdgeHarness { $0.publicHosts = ["chat.example.org"] }
+            try edge.send("GET /healthz HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+            #expect(try edge.output().hasPrefix("HTTP/1.1 \(status)\r\n"), "Host: \(host)")
+        }
+    }
+}
