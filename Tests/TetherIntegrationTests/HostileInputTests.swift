@@ -201,9 +201,13 @@ struct HostileInputTests {
     }
 }
 
-/// A plain HTTP client for `body`, shut down afterwards whatever happens.
+/// A plain HTTP client for `body`, shut down afterwards whatever happens. It drops idle pooled
+/// connections after a second, before a server with a short `--http-request-timeout` closes them
+/// (a request sent on a connection the server is closing fails with remoteConnectionClosed).
 func withHTTPClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(5))))
+    var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(5)))
+    configuration.connectionPool = .init(idleTimeout: .seconds(1), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     do {
         let result = try await body(http)
         try await http.shutdown()

@@ -94,6 +94,7 @@ struct HTTPHostTests {
         #expect(configuration.acceptsHost("CHAT.example.org:443"))
         #expect(configuration.acceptsHost("127.0.0.1:5280"))
         #expect(configuration.acceptsHost("[::1]:5280"))
+        #expect(configuration.acceptsHost("localhost:5280"))
         #expect(!configuration.acceptsHost("rebind.attacker.example:5280"))
         #expect(!configuration.acceptsHost(nil))
 
