@@ -9,14 +9,14 @@ import NIOCore
 /// forwarded byte for byte, never re-serialised.
 ///
 /// Hostile input is refused rather than tolerated: DTDs, entity declarations, comments and
-/// processing instructions (RFC 6120 §11.1), elements deeper than `Limits.maxDepth`, and any
-/// element (or unparsed tail) larger than `Limits.maxElementBytes`.
+/// processing instructions (RFC 6120 §11.1, by `HardenedXMLParser`), elements deeper than
+/// `Limits.maxDepth`, and any element (or unparsed tail) larger than `Limits.maxElementBytes`.
 ///
 /// A framer left idle between children can `hibernate()`: expat's state (about 10 KiB) is freed
 /// and rebuilt on the next bytes, primed with the root's start tag so namespaces resolve as before.
 ///
 /// Not thread-safe: one framer belongs to one connection.
-public final class XMLStreamFramer {
+public final class XMLStreamFramer: XMLParserOwner {
     public struct Limits: Hashable, Sendable {
         /// Largest top-level child, in bytes (Prosody's default stanza limit is 256 KiB).
         public var maxElementBytes: Int
@@ -39,8 +39,6 @@ public final class XMLStreamFramer {
     /// Non-whitespace text directly inside the root is an error when set (BOSH §6); otherwise it is dropped.
     public let rejectsRootText: Bool
 
-    /// `nil` while hibernating.
-    private var parser: XML_Parser?
     /// The root's start tag with its namespace declarations, to prime a parser after hibernation.
     private var rootStartTag: String?
     /// Parsing that start tag: its events are not reported.
@@ -57,7 +55,6 @@ public final class XMLStreamFramer {
     private var currentElement: ElementInProgress?
     private var declarationsForNextElement: [XMLNamespaceDeclaration] = []
     private var events: [Event] = []
-    private var failure: XMLFramerError?
     private var rootClosed = false
 
     private struct ElementInProgress {
@@ -71,32 +68,28 @@ public final class XMLStreamFramer {
     public init(limits: Limits = Limits(), rejectsRootText: Bool = false) {
         self.limits = limits
         self.rejectsRootText = rejectsRootText
-        self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
-        self.configureParser()
+        super.init()
+        HardenedXMLParser.make(for: self)
+        self.installHandlers()
     }
 
-    deinit {
-        if let parser = self.parser { XML_ParserFree(parser) }
-    }
-
-    /// Whether expat's state is currently freed.
+    /// Whether expat's state is currently freed (`parser` is `nil` while hibernating).
     public var isHibernating: Bool { self.parser == nil }
 
     /// Frees expat's state while the stream is between children (nothing buffered, root open);
     /// does nothing otherwise. The next `feed` rebuilds it.
     public func hibernate() {
-        guard let parser = self.parser, self.depth == 1, self.currentElement == nil, self.pending.readableBytes == 0,
+        guard self.parser != nil, self.depth == 1, self.currentElement == nil, self.pending.readableBytes == 0,
             !self.inCDATA, self.failure == nil, !self.rootClosed, self.rootStartTag != nil
         else { return }
-        XML_ParserFree(parser)
-        self.parser = nil
+        self.releaseParser()
     }
 
     /// A fresh parser that has read the root's start tag (and reported nothing).
     private func wake() throws(XMLFramerError) {
         guard self.parser == nil, let tag = self.rootStartTag else { return }
-        self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
-        self.configureParser()
+        HardenedXMLParser.make(for: self)
+        self.installHandlers()
         self.depth = 0
         self.priming = true
         let status = XML_Parse(self.parser!, tag, Int32(tag.utf8.count), 0)
@@ -144,12 +137,11 @@ public final class XMLStreamFramer {
 
     /// Starts a fresh document on the same framer: after STARTTLS and SASL the peer opens a new stream.
     public func reset() {
-        if let parser = self.parser {
-            XML_ParserReset(parser, "UTF-8")
-        } else {
-            self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
+        if self.parser == nil || !HardenedXMLParser.reset(self) {
+            self.releaseParser()
+            HardenedXMLParser.make(for: self)
         }
-        self.configureParser()
+        self.installHandlers()
         self.rootStartTag = nil
         self.inCDATA = false
         self.pending = ByteBuffer()
@@ -195,11 +187,6 @@ public final class XMLStreamFramer {
         let events = self.events
         self.events.removeAll(keepingCapacity: true)
         return events
-    }
-
-    private func fail(_ error: XMLFramerError) {
-        if self.failure == nil { self.failure = error }
-        if let parser = self.parser { XML_StopParser(parser, 0) }
     }
 
     private var currentByteIndex: Int { Int(XML_GetCurrentByteIndex(self.parser!)) }
@@ -321,10 +308,6 @@ public final class XMLStreamFramer {
         self.lastEventEnd = self.currentEventEnd
     }
 
-    fileprivate func forbidden(_ construct: String) {
-        self.fail(.forbiddenConstruct(construct))
-    }
-
     /// `<prefix:name xmlns…='…'>`: enough for a new parser to resolve the children's names.
     private static func startTag(of root: XMLRootElement) -> String {
         var tag = "<" + root.name.qualifiedName
@@ -348,14 +331,9 @@ public final class XMLStreamFramer {
         return result
     }
 
-    private func configureParser() {
+    /// The framer's own handlers; `HardenedXMLParser` has installed the guards.
+    private func installHandlers() {
         let parser = self.parser!
-        XML_SetReturnNSTriplet(parser, 1)
-        XML_SetUserData(parser, Unmanaged.passUnretained(self).toOpaque())
-        XML_SetParamEntityParsing(parser, XML_PARAM_ENTITY_PARSING_NEVER)
-        XML_SetBillionLaughsAttackProtectionMaximumAmplification(parser, 10.0)
-        XML_SetBillionLaughsAttackProtectionActivationThreshold(parser, 64 * 1024)
-        tether_disable_reparse_deferral(parser)
         XML_SetStartNamespaceDeclHandler(parser) { userData, prefix, uri in
             XMLStreamFramer.from(userData).startNamespaceDeclaration(prefix: prefix, uri: uri)
         }
@@ -379,18 +357,6 @@ public final class XMLStreamFramer {
             { userData in XMLStreamFramer.from(userData).inCDATA = true },
             { userData in XMLStreamFramer.from(userData).inCDATA = false }
         )
-        XML_SetStartDoctypeDeclHandler(parser) { userData, _, _, _, _ in
-            XMLStreamFramer.from(userData).forbidden("DTD")
-        }
-        XML_SetEntityDeclHandler(parser) { userData, _, _, _, _, _, _, _, _ in
-            XMLStreamFramer.from(userData).forbidden("entity declaration")
-        }
-        XML_SetCommentHandler(parser) { userData, _ in
-            XMLStreamFramer.from(userData).forbidden("comment")
-        }
-        XML_SetProcessingInstructionHandler(parser) { userData, _, _ in
-            XMLStreamFramer.from(userData).forbidden("processing instruction")
-        }
     }
 
     private static func from(_ userData: UnsafeMutableRawPointer?) -> XMLStreamFramer {
