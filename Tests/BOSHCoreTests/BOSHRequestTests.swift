@@ -83,11 +83,63 @@ struct BOSHRequestTests {
 }
 
 extension BOSHRequestTests {
-    @Test("§7.1 content: a plausible media type is kept; one with control characters (an HTTP header injection) is ignored")
-    func contentAttribute() throws {
-        let good = try BOSHRequest.parse(ByteBuffer(string: "<body rid='1' content='text/xml; charset=utf-8' xmlns='http://jabber.org/protocol/httpbind'/>"))
-        #expect(good.content == "text/xml; charset=utf-8")
-        let injected = try BOSHRequest.parse(ByteBuffer(string: "<body rid='1' content='text/xml&#13;&#10;Set-Cookie: x=1' xmlns='http://jabber.org/protocol/httpbind'/>"))
-        #expect(injected.content == nil)
+    static func content(_ value: String) throws -> String? {
+        try BOSHRequest.parse(ByteBuffer(string: "<body rid='1' content='\(XMLEscaping.escapeAttribute(value))' xmlns='http://jabber.org/protocol/httpbind'/>")).content
+    }
+
+    @Test(
+        "§7.1 content: text/xml and application/xml (charset utf-8 at most) are kept, normalised; anything else is ignored",
+        arguments: [
+            ("text/xml; charset=utf-8", "text/xml; charset=utf-8"),
+            ("text/xml", "text/xml; charset=utf-8"),
+            ("application/xml", "application/xml; charset=utf-8"),
+            ("TEXT/XML; CHARSET=UTF-8", "text/xml; charset=utf-8"),
+            ("Application/Xml;charset=Utf-8", "application/xml; charset=utf-8"),
+            (" text/xml ;\tcharset=utf-8 ", "text/xml; charset=utf-8"),
+            ("text/xml;", "text/xml; charset=utf-8"),
+            ("text/html", nil),
+            ("text/html; charset=utf-8", nil),
+            ("image/svg+xml", nil),
+            ("application/xhtml+xml", nil),
+            ("application/xml-dtd", nil),
+            ("text/xmlx", nil),
+            ("text/ xml", nil),
+            ("text/plain", nil),
+            ("text/xml; charset=iso-8859-1", nil),
+            ("text/xml; charset=utf-7", nil),
+            ("text/xml; charset=utf-16", nil),
+            ("text/xml; charset=\"utf-8\"", nil),
+            ("text/xml; charset='utf-8'", nil),
+            ("text/xml; charset =utf-8", nil),
+            ("text/xml; charset=", nil),
+            ("text/xml; charset=utf-8; charset=utf-8", nil),
+            ("text/xml; charset=utf-8; boundary=x", nil),
+            ("text/xml; q=1", nil),
+            ("text/xml charset=utf-8", nil),
+            ("text/xml\r\nSet-Cookie: x=1", nil),
+            ("text/xml; charset=utf-8\nX-Injected: 1", nil),
+            ("text/xml; charset=utf\u{2011}8", nil),
+            ("", nil),
+            ("text/xml; charset=utf-8" + String(repeating: " ", count: 120), nil),
+        ] as [(String, String?)]
+    )
+    func contentAttribute(value: String, expected: String?) throws {
+        #expect(try Self.content(value) == expected)
+    }
+
+    @Test("§7.1 a content Tether does not honour leaves responses at text/xml; charset=utf-8; an honoured one is used")
+    func contentTypeOfResponses() throws {
+        for (content, expected) in [("text/html", "text/xml; charset=utf-8"), ("application/xml", "application/xml; charset=utf-8")] {
+            let creation = try BOSHRequest.parse(
+                ByteBuffer(string: "<body rid='1' to='localhost' wait='60' hold='1' ver='1.6' content='\(content)' xmlns='http://jabber.org/protocol/httpbind'/>")
+            )
+            var machine = BOSHSessionStateMachine(sid: "s1", creation: creation, id: 0, domain: "localhost", limits: BOSHLimits(), isSecure: false, now: .uptimeNanoseconds(0))
+            let actions = machine.upstreamReceived([ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, now: .uptimeNanoseconds(0))
+            guard case .respond(0, let response) = actions.first else {
+                Issue.record("no answer to the creation request: \(actions)")
+                continue
+            }
+            #expect(response.contentType == expected)
+        }
     }
 }
