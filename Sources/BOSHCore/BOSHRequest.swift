@@ -9,7 +9,8 @@ public struct BOSHRequest: Sendable {
     public var rid: UInt64
     public var sid: String?
     public var attributes: [XMLAttribute]
-    /// Child elements, byte for byte as the client sent them.
+    /// Child elements, byte for byte as the client sent them, plus the declarations of prefixes
+    /// they use that only `<body/>` declared (so each parses on its own upstream).
     public var payloads: [ByteBuffer]
 
     public init(rid: UInt64, sid: String? = nil, attributes: [XMLAttribute] = [], payloads: [ByteBuffer] = []) {
@@ -122,7 +123,13 @@ extension BOSHRequest {
         for event in events {
             switch event {
             case .rootOpened(let element): root = element
-            case .element(let element): payloads.append(element.bytes)
+            case .element(var element):
+                // Prefixes declared on <body/> go with the payloads that use them. Its httpbind
+                // default namespace does not: an unqualified stanza is meant as jabber:client, the
+                // upstream stream's default, as before. Any other default namespace (only possible
+                // with a prefixed <b:body/>) is carried like a prefix: the payload keeps its meaning.
+                element.inheritedNamespaces.removeAll { $0.prefix == nil && $0.uri == XMLNamespaces.httpBind }
+                payloads.append(element.standaloneBytes())
             case .rootClosed: break
             }
         }

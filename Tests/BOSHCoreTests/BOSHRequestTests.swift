@@ -143,3 +143,65 @@ extension BOSHRequestTests {
         }
     }
 }
+
+extension BOSHRequestTests {
+    static func payloads(_ body: String) throws -> [String] {
+        try BOSHRequest.parse(ByteBuffer(string: body)).payloads.map { String(buffer: $0) }
+    }
+
+    @Test(
+        "prefixes declared on <body/> go with the payloads that use them, at any depth; nothing else is added",
+        arguments: [
+            // The example from the field: <foo:x/> would reach the server with an unbound prefix.
+            (
+                "<body rid='2' sid='s' xmlns='http://jabber.org/protocol/httpbind' xmlns:foo='urn:foo'><message xmlns='jabber:client' to='a@b'><foo:x/></message></body>",
+                ["<message xmlns:foo='urn:foo' xmlns='jabber:client' to='a@b'><foo:x/></message>"]
+            ),
+            // Attribute prefixes, deep down; unused body prefixes (xmpp, bar) are not added.
+            (
+                "<body rid='2' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmlns:foo='urn:foo' xmlns:bar='urn:bar'><iq xmlns='jabber:client' type='set'><q xmlns='urn:q'><item foo:k='v'/></q></iq><presence xmlns='jabber:client'/></body>",
+                ["<iq xmlns:foo='urn:foo' xmlns='jabber:client' type='set'><q xmlns='urn:q'><item foo:k='v'/></q></iq>", "<presence xmlns='jabber:client'/>"]
+            ),
+            // Redeclared by the payload: its own binding, nothing spliced.
+            (
+                "<body rid='2' xmlns='http://jabber.org/protocol/httpbind' xmlns:foo='urn:foo'><message xmlns='jabber:client' xmlns:foo='urn:mine'><foo:x/></message></body>",
+                ["<message xmlns='jabber:client' xmlns:foo='urn:mine'><foo:x/></message>"]
+            ),
+            // Unqualified payloads stay unqualified (jabber:client upstream), never httpbind.
+            (
+                "<body rid='2' xmlns='http://jabber.org/protocol/httpbind' xmlns:foo='urn:foo'><message to='a@b'><body>hi</body><foo:x/></message><presence/></body>",
+                ["<message xmlns:foo='urn:foo' to='a@b'><body>hi</body><foo:x/></message>", "<presence/>"]
+            ),
+            // xml:lang needs no declaration.
+            (
+                "<body rid='2' xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client' xml:lang='en'/></body>",
+                ["<message xmlns='jabber:client' xml:lang='en'/>"]
+            ),
+            // A prefixed <b:body/> with another default namespace: the payload keeps it.
+            (
+                "<b:body rid='2' xmlns:b='http://jabber.org/protocol/httpbind' xmlns='jabber:client'><message to='a@b'/></b:body>",
+                ["<message xmlns='jabber:client' to='a@b'/>"]
+            ),
+        ]
+    )
+    func bodyNamespaces(body: String, expected: [String]) throws {
+        #expect(try Self.payloads(body) == expected)
+    }
+
+    @Test("relayed payloads parse on their own with the namespaces they had inside <body/>")
+    func payloadsAreStandalone() throws {
+        let body = """
+            <body rid='2' xmlns='http://jabber.org/protocol/httpbind' xmlns:foo='urn:foo' xmlns:q="urn:a'b&amp;c">\
+            <message xmlns='jabber:client' to='a@b'><foo:x q:attr='1'><y/></foo:x><z xmlns:foo='urn:other'><foo:w/></z></message></body>
+            """
+        let payload = try #require(try BOSHRequest.parse(ByteBuffer(string: body)).payloads.first)
+        #expect(String(buffer: payload).hasPrefix("<message xmlns:foo='urn:foo' xmlns:q='urn:a&apos;b&amp;c' xmlns='jabber:client' "))
+        let message = try XMLElement.parse(payload)
+        #expect(message.name == XMLName(namespace: "jabber:client", localName: "message"))
+        let x = try #require(message.child("x"))
+        #expect(x.name == XMLName(namespace: "urn:foo", localName: "x", prefix: "foo"))
+        #expect(x.attributes.value(of: "attr", namespace: "urn:a'b&c") == "1")
+        #expect(x.child("y")?.name.namespace == "jabber:client")
+        #expect(message.child("z")?.child("w")?.name.namespace == "urn:other")
+    }
+}

@@ -54,6 +54,9 @@ public final class XMLStreamFramer: XMLParserOwner {
     private var lastEventEnd = 0
     private var currentElement: ElementInProgress?
     private var declarationsForNextElement: [XMLNamespaceDeclaration] = []
+    /// Prefixes (`nil`: the default namespace) declared inside the current child, with the depth
+    /// that declared them: names using anything else take it from the root.
+    private var childDeclarations: [(prefix: String?, depth: Int)] = []
     private var events: [Event] = []
     private var rootClosed = false
 
@@ -63,6 +66,7 @@ public final class XMLStreamFramer: XMLParserOwner {
         var declaredPrefixes: [String]
         var children: [XMLChildRange]
         var childStart: Int
+        var inheritedNamespaces: [XMLNamespaceDeclaration]
     }
 
     public init(limits: Limits = Limits(), rejectsRootText: Bool = false) {
@@ -83,6 +87,7 @@ public final class XMLStreamFramer: XMLParserOwner {
             !self.inCDATA, self.failure == nil, !self.rootClosed, self.rootStartTag != nil
         else { return }
         self.releaseParser()
+        self.childDeclarations = []
     }
 
     /// A fresh parser that has read the root's start tag (and reported nothing).
@@ -151,6 +156,7 @@ public final class XMLStreamFramer: XMLParserOwner {
         self.lastEventEnd = 0
         self.currentElement = nil
         self.declarationsForNextElement = []
+        self.childDeclarations = []
         self.events = []
         self.failure = nil
         self.rootClosed = false
@@ -239,17 +245,72 @@ public final class XMLStreamFramer: XMLParserOwner {
                 declaresDefaultNamespace: declarations.contains { $0.prefix == nil },
                 declaredPrefixes: declarations.compactMap(\.prefix),
                 children: [],
-                childStart: 0
+                childStart: 0,
+                inheritedNamespaces: []
             )
         case 3:
             self.currentElement?.childStart = self.currentByteIndex
         default:
             break
         }
+        if self.depth >= 2 {
+            self.recordNamespaceUse(name: name, attributes: attributes, declarations: declarations)
+        }
+    }
+
+    /// Notes which of the root's namespace declarations the current child relies on: the prefix
+    /// (or default namespace) of this element's name and its attributes' prefixes, unless declared
+    /// inside the child. `xml` is bound in every document and never needs declaring.
+    private func recordNamespaceUse(
+        name: UnsafePointer<CChar>,
+        attributes: UnsafeMutablePointer<UnsafePointer<CChar>?>,
+        declarations: [XMLNamespaceDeclaration]
+    ) {
+        for declaration in declarations {
+            self.childDeclarations.append((declaration.prefix, self.depth))
+        }
+        self.recordUse(of: name, isElement: true)
+        var index = 0
+        while let attribute = attributes[index] {
+            self.recordUse(of: attribute, isElement: false)
+            index += 2
+        }
+    }
+
+    /// `name` is expat's triplet: `local` (no namespace), `uri local` (an element in the default
+    /// namespace) or `uri local prefix`. Unprefixed attributes are in no namespace.
+    private func recordUse(of name: UnsafePointer<CChar>, isElement: Bool) {
+        var first: Int?
+        var second: Int?
+        var index = 0
+        while name[index] != 0 {
+            if name[index] == 0x20 {
+                if first == nil { first = index } else { second = index }
+            }
+            index += 1
+        }
+        guard let first, self.currentElement != nil else { return }
+        let prefix: String?
+        if let second {
+            let start = name + second + 1
+            if start[0] == 0x78, start[1] == 0x6D, start[2] == 0x6C, start[3] == 0 { return }  // "xml"
+            prefix = String(cString: start)
+        } else {
+            guard isElement else { return }
+            prefix = nil
+        }
+        guard !self.childDeclarations.contains(where: { $0.prefix == prefix }),
+            !self.currentElement!.inheritedNamespaces.contains(where: { $0.prefix == prefix })
+        else { return }
+        let uri = String(decoding: UnsafeRawBufferPointer(start: name, count: first), as: UTF8.self)
+        self.currentElement!.inheritedNamespaces.append(XMLNamespaceDeclaration(prefix: prefix, uri: uri))
     }
 
     fileprivate func endElement(name: UnsafePointer<CChar>) {
         defer { self.depth -= 1 }
+        while let last = self.childDeclarations.last, last.depth == self.depth {
+            self.childDeclarations.removeLast()
+        }
         switch self.depth {
         case 1:
             self.rootClosed = true
@@ -280,7 +341,8 @@ public final class XMLStreamFramer: XMLParserOwner {
                         bytes: bytes,
                         declaresDefaultNamespace: element.declaresDefaultNamespace,
                         declaredPrefixes: element.declaredPrefixes,
-                        children: element.children
+                        children: element.children,
+                        inheritedNamespaces: element.inheritedNamespaces
                     )
                 )
             )
@@ -393,6 +455,9 @@ public struct XMLElementSlice: Sendable {
     public var declaredPrefixes: [String]
     /// The element's own children with their byte ranges inside `bytes`.
     public var children: [XMLChildRange]
+    /// Declarations in scope from the root that the element relies on (for its name, its
+    /// attributes' names or any descendant's), in order of first use: what makes it standalone.
+    public var inheritedNamespaces: [XMLNamespaceDeclaration]
 }
 
 public enum XMLFramerError: Error, Hashable, Sendable, CustomStringConvertible {
