@@ -127,6 +127,14 @@ extension BOSHRequestTests {
         #expect(try Self.content(value) == expected)
     }
 
+    @Test("§7.1 every BOSH answer is labelled as XML, whoever sets its Content-Type (a peer's relayed answer too)", arguments: [
+        (nil, "text/xml; charset=utf-8"), ("text/xml; charset=utf-8", "text/xml; charset=utf-8"), ("APPLICATION/XML", "application/xml; charset=utf-8"),
+        ("text/html; charset=utf-8", "text/xml; charset=utf-8"), ("text/xml\r\nSet-Cookie: a=b", "text/xml; charset=utf-8"),
+    ] as [(String?, String)])
+    func responseContentType(given: String?, expected: String) {
+        #expect(BOSHHTTPResponse(body: ByteBuffer(), contentType: given).contentType == expected)
+    }
+
     @Test("§7.1 a content Tether does not honour leaves responses at text/xml; charset=utf-8; an honoured one is used")
     func contentTypeOfResponses() throws {
         for (content, expected) in [("text/html", "text/xml; charset=utf-8"), ("application/xml", "application/xml; charset=utf-8")] {
