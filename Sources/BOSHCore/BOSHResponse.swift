@@ -61,7 +61,7 @@ public struct BOSHHTTPResponse: Sendable, Equatable {
     public var status: Int
     public var body: ByteBuffer
     /// The client's `content` from session creation, else `text/xml; charset=utf-8` (§7.1).
-    public var contentType: String
+    public let contentType: String
 
     /// `contentType` is checked like the client's `content` (`BOSHRequest.xmlMediaType(_:)`),
     /// whatever it came from (a session, a refusal, a peer's relayed answer): a BOSH answer is
