@@ -6,8 +6,9 @@
 import Glibc
 #endif
 import Logging
-import NIOCore
+@testable import NIOCore
 import NIOEmbedded
+import NIOHTTP1
 @testable import TetherServer
 
 /// A connection on its own server and event loop, so no state carries over from one input to
@@ -17,6 +18,8 @@ public final class FuzzConnection {
     public let server: TetherServer
     /// Everything written to the client so far, in order.
     public private(set) var output: [UInt8] = []
+    /// The requests the HTTP edge was handed, in order (the order of its answers).
+    public let requests = RequestRecorder()
     /// Errors the pipeline passed to its end (EmbeddedChannel rethrows them from writeInbound).
     public private(set) var inboundErrors = 0
 
@@ -42,6 +45,8 @@ public final class FuzzConnection {
         do {
             try self.server.connectionInitializer()(self.channel)
             try self.channel.pipeline.syncOperations.addHandler(ClosedSocketGate(), position: .first)
+            let edge = try self.channel.pipeline.syncOperations.handler(type: HTTPEdgeHandler.self)
+            try self.channel.pipeline.syncOperations.addHandler(self.requests, position: .before(edge))
         } catch {
             fatalError("the production pipeline could not be set up: \(error)")
         }
@@ -94,7 +99,9 @@ public final class FuzzConnection {
         _ = try? self.channel.finish(acceptAlreadyClosed: true)
         self.collect()
         if Self.prints {
-            print("server wrote \(self.output.count) bytes:\n\(printable(self.output.prefix(4000)))")
+            // To stderr, unbuffered: a failing check right after must not swallow it.
+            let text = "server wrote \(self.output.count) bytes:\n\(printable(self.output.prefix(4000)))\n"
+            _ = text.withCString { write(2, $0, strlen($0)) }
         }
         // Timers of a closed connection are cancelled or harmless: an hour of time must pass.
         self.channel.embeddedEventLoop.advanceTime(by: .hours(1))
@@ -132,6 +139,27 @@ final class ClosedSocketGate: ChannelOutboundHandler {
             return
         }
         context.write(data, promise: promise)
+    }
+}
+
+/// Notes each request head on its way to the HTTP edge (a response to HEAD has no body, and the
+/// BOSH rules apply to answers of POST /http-bind); leaves the pipeline when it is upgraded.
+public final class RequestRecorder: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = NIOAny
+    public private(set) var heads: [HTTPRequestHead] = []
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = data.tryAs(type: HTTPServerRequestPart.self) {
+            self.heads.append(head)
+        }
+        context.fireChannelRead(data)
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is HTTPServerUpgradeEvents {
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 
