@@ -9,7 +9,8 @@ public struct BOSHRequest: Sendable {
     public var rid: UInt64
     public var sid: String?
     public var attributes: [XMLAttribute]
-    /// Child elements, byte for byte as the client sent them.
+    /// Child elements, byte for byte as the client sent them, plus the declarations of prefixes
+    /// they use that only `<body/>` declared (so each parses on its own upstream).
     public var payloads: [ByteBuffer]
 
     public init(rid: UInt64, sid: String? = nil, attributes: [XMLAttribute] = [], payloads: [ByteBuffer] = []) {
@@ -27,15 +28,10 @@ public struct BOSHRequest: Sendable {
     public var from: String? { self.attribute("from") }
     public var route: String? { self.attribute("route") }
     public var language: String? { self.attributes.value(of: "lang", namespace: XMLNamespaces.xml) }
-    /// The `Content-Type` the client asks answers to carry (§7.1), when it is a plausible media
-    /// type: it becomes an HTTP header, so anything with control characters (or absurdly long)
-    /// is ignored rather than echoed.
-    public var content: String? {
-        guard let value = self.attribute("content"), !value.isEmpty, value.utf8.count <= 128,
-            value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
-        else { return nil }
-        return value
-    }
+    /// The `Content-Type` the client asks answers to carry (§7.1), normalised, when it is an XML
+    /// media type Tether can truthfully answer with; else `nil`, and answers carry
+    /// `BOSHHTTPResponse.defaultContentType`. See `xmlMediaType(_:)`.
+    public var content: String? { self.attribute("content").flatMap(Self.xmlMediaType) }
     public var type: String? { self.attribute("type") }
     public var key: String? { self.attribute("key") }
     public var newKey: String? { self.attribute("newkey") }
@@ -49,6 +45,43 @@ public struct BOSHRequest: Sendable {
     public var ack: UInt64? { self.attribute("ack").flatMap { UInt64($0) } }
     /// No payloads and no control meaning: a plain poll.
     public var isEmpty: Bool { self.payloads.isEmpty && !self.isTerminate && !self.isRestart && self.pause == nil }
+}
+
+extension BOSHRequest {
+    /// `text/xml` or `application/xml` (RFC 7303 §9.1, §9.2), matched case-insensitively, with at
+    /// most a `charset` parameter (RFC 9110 §8.3.1), written back as `TYPE; charset=utf-8`.
+    ///
+    /// The value becomes an HTTP response header, so only these two are honoured: a browser would
+    /// render or run `text/html`, `image/svg+xml` or `application/xhtml+xml` (script in a client's
+    /// stanza would run on Tether's origin), and anything carrying control characters could split
+    /// the header. Tether always writes UTF-8 (RFC 6120 §11.6), so the only charset it can honour is
+    /// `utf-8`, which is also stated when the client names none (RFC 3023 read a bare `text/xml` as
+    /// US-ASCII). Other parameters, quoted values or another charset (UTF-7 and UTF-16 labels make
+    /// browsers misread bytes) cannot be honoured, and the whole value is ignored.
+    static func xmlMediaType(_ value: String) -> String? {
+        guard value.utf8.count <= 128, value.utf8.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x09 }) else { return nil }
+        var parts = value.split(separator: ";", omittingEmptySubsequences: false).map(Self.trimmingWhitespace)
+        let type = parts.removeFirst().lowercased()
+        guard type == "text/xml" || type == "application/xml" else { return nil }
+        var charset: String?
+        for parameter in parts where !parameter.isEmpty {
+            guard charset == nil, let equals = parameter.firstIndex(of: "="), parameter[..<equals].lowercased() == "charset" else {
+                return nil
+            }
+            charset = parameter[parameter.index(after: equals)...].lowercased()
+        }
+        guard charset == nil || charset == "utf-8" else { return nil }
+        return type + "; charset=utf-8"
+    }
+
+    /// Without optional whitespace (`OWS`: spaces and tabs, RFC 9110 §5.6.3) at either end.
+    private static func trimmingWhitespace(_ text: Substring) -> Substring {
+        let isWhitespace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = text.firstIndex(where: { !isWhitespace($0) }), let last = text.lastIndex(where: { !isWhitespace($0) }) else {
+            return ""
+        }
+        return text[first...last]
+    }
 }
 
 /// Why a request body was refused before it reached a session.
@@ -90,7 +123,13 @@ extension BOSHRequest {
         for event in events {
             switch event {
             case .rootOpened(let element): root = element
-            case .element(let element): payloads.append(element.bytes)
+            case .element(var element):
+                // Prefixes declared on <body/> go with the payloads that use them. Its httpbind
+                // default namespace does not: an unqualified stanza is meant as jabber:client, the
+                // upstream stream's default, as before. Any other default namespace (only possible
+                // with a prefixed <b:body/>) is carried like a prefix: the payload keeps its meaning.
+                element.inheritedNamespaces.removeAll { $0.prefix == nil && $0.uri == XMLNamespaces.httpBind }
+                payloads.append(element.standaloneBytes())
             case .rootClosed: break
             }
         }

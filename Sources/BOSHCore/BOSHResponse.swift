@@ -61,11 +61,14 @@ public struct BOSHHTTPResponse: Sendable, Equatable {
     public var status: Int
     public var body: ByteBuffer
     /// The client's `content` from session creation, else `text/xml; charset=utf-8` (§7.1).
-    public var contentType: String
+    public let contentType: String
 
+    /// `contentType` is checked like the client's `content` (`BOSHRequest.xmlMediaType(_:)`),
+    /// whatever it came from (a session, a refusal, a peer's relayed answer): a BOSH answer is
+    /// only ever labelled as XML, and anything else gets the default.
     public init(status: Int = 200, body: ByteBuffer, contentType: String? = nil) {
         self.status = status
         self.body = body
-        self.contentType = contentType ?? Self.defaultContentType
+        self.contentType = contentType.flatMap(BOSHRequest.xmlMediaType) ?? Self.defaultContentType
     }
 }

@@ -41,6 +41,33 @@ public struct BOSHSessionStateMachine {
     private struct HeldRequest {
         var rid: UInt64
         var id: BOSHRequestID
+        var keys: RequestKeys
+    }
+
+    /// The §15 keys a processed request carried. A retransmission of its rid must carry the same
+    /// ones; otherwise anyone who learnt the sid could collect a cached response or take over a
+    /// held request without the key sequence that protects the session.
+    private struct RequestKeys {
+        var key: String?
+        var newKey: String?
+
+        init(_ request: BOSHRequest) {
+            self.key = request.key
+            self.newKey = request.newKey
+        }
+
+        /// Whether `retransmission` carries the same `key` (and the same `newkey`, when there was
+        /// one). A request without keys (a session that does not use them) accepts any, as before.
+        func admit(_ retransmission: BOSHRequest) -> Bool {
+            guard self.key != nil || self.newKey != nil else { return true }
+            return Self.same(retransmission.key, self.key) && (self.newKey == nil || Self.same(retransmission.newKey, self.newKey))
+        }
+
+        /// Keys are hex digests: compared as `process` compares them, case-insensitively.
+        private static func same(_ offered: String?, _ original: String?) -> Bool {
+            guard let offered, let original else { return offered == nil && original == nil }
+            return offered.lowercased() == original.lowercased()
+        }
     }
 
     private struct PendingRequest {
@@ -52,6 +79,7 @@ public struct BOSHSessionStateMachine {
     private struct CachedResponse {
         var rid: UInt64
         var id: BOSHRequestID
+        var keys: RequestKeys
         /// Kept whole; the payloads are read back from it only if it never reaches the client
         /// (keeping them as slices would pin the upstream read buffers they came from).
         var response: BOSHHTTPResponse
@@ -90,9 +118,9 @@ public struct BOSHSessionStateMachine {
     private var lastRequestAt: NIODeadline?
     private var lastResponseHadPayload = true
     private var pendingReport: (rid: UInt64, milliseconds: Int64)?
-    /// Processed rids whose HTTP request went away unanswered (or whose answer never left):
-    /// a retransmission of one is held again instead of refused.
-    private var unansweredRIDs: Set<UInt64> = []
+    /// Processed rids whose HTTP request went away unanswered (or whose answer never left), with
+    /// their keys: a retransmission of one is held again instead of refused.
+    private var unansweredRIDs: [UInt64: RequestKeys] = [:]
 
     /// Starts a session from its creation request (§7.1), which is held until stream features arrive.
     public init(
@@ -113,7 +141,7 @@ public struct BOSHSessionStateMachine {
         self.sessionIsSecure = isSecure
         self.expectedKeyHash = request.newKey?.lowercased()
         self.lastRequestAt = now
-        self.held.append(HeldRequest(rid: request.rid, id: id))
+        self.held.append(HeldRequest(rid: request.rid, id: id, keys: RequestKeys(request)))
     }
 
     /// The actions that follow creation: hold the request for at most `wait`.
@@ -132,7 +160,11 @@ public struct BOSHSessionStateMachine {
     /// A request for this session arrived (§14.2 rid window, §14.3 retransmission, §19.1 security).
     public mutating func receive(_ request: BOSHRequest, id: BOSHRequestID, isSecure: Bool, now: NIODeadline) -> [Action] {
         switch self.phase {
-        case .terminated(let body, _):
+        case .terminated(let body, let condition):
+            // §15: on a keyed session only the client's next key collects what was queued.
+            if let expected = self.expectedKeyHash, request.key.map(Self.sha1Hex) != expected {
+                return [.respond(id, self.terminalResponse(.terminate(condition), condition: condition))]
+            }
             return [.respond(id, body)]
         case .ended:
             return [.respond(id, self.terminalResponse(.terminate(.itemNotFound), condition: .itemNotFound))]
@@ -144,7 +176,7 @@ public struct BOSHSessionStateMachine {
         }
         let rid = request.rid
         if rid <= self.lastRID {
-            return self.retransmission(of: rid, id: id, now: now)
+            return self.retransmission(request, id: id, now: now)
         }
         if rid > self.lastRID + UInt64(self.parameters.requests) {
             return self.terminate(.itemNotFound, triggering: id)
@@ -169,21 +201,27 @@ public struct BOSHSessionStateMachine {
         return actions
     }
 
-    private mutating func retransmission(of rid: UInt64, id: BOSHRequestID, now: NIODeadline) -> [Action] {
+    /// §14.3, with §15: a repeated rid without the keys of the original is an invalid key.
+    private mutating func retransmission(_ request: BOSHRequest, id: BOSHRequestID, now: NIODeadline) -> [Action] {
+        let rid = request.rid
         self.retransmissions += 1
         if let cached = self.cache.first(where: { $0.rid == rid }) {
+            guard cached.keys.admit(request) else { return self.terminate(.itemNotFound, triggering: id) }
             return [.respond(id, cached.response)]
         }
         if let index = self.held.firstIndex(where: { $0.rid == rid }) {
+            guard self.held[index].keys.admit(request) else { return self.terminate(.itemNotFound, triggering: id) }
             // §14.3: the older HTTP request gets a recoverable error, the newest one waits for the answer.
             let older = self.held[index].id
             self.held[index].id = id
             return [.respond(older, self.plainResponse(.recoverableError)), .startWaitTimer(id, seconds: self.parameters.wait)]
         }
-        if self.unansweredRIDs.remove(rid) != nil {
+        if let keys = self.unansweredRIDs[rid] {
+            guard keys.admit(request) else { return self.terminate(.itemNotFound, triggering: id) }
+            self.unansweredRIDs[rid] = nil
             // Its first HTTP request went away unanswered: this one takes its place, in rid order.
             let index = self.held.firstIndex(where: { $0.rid > rid }) ?? self.held.endIndex
-            self.held.insert(HeldRequest(rid: rid, id: id), at: index)
+            self.held.insert(HeldRequest(rid: rid, id: id, keys: keys), at: index)
             self.inactivityGeneration &+= 1
             self.inactivityRunning = false
             return [.startWaitTimer(id, seconds: self.parameters.wait)] + self.drain(now: now)
@@ -200,7 +238,7 @@ public struct BOSHSessionStateMachine {
     public mutating func requestAbandoned(_ id: BOSHRequestID) -> [Action] {
         guard self.phase == .active else { return [] }
         if let index = self.held.firstIndex(where: { $0.id == id }) {
-            self.unansweredRIDs.insert(self.held[index].rid)
+            self.unansweredRIDs[self.held[index].rid] = self.held[index].keys
             self.held.remove(at: index)
         } else if let pending = self.outOfOrder.first(where: { $0.value.id == id }) {
             // Never processed: a resend is simply a new request.
@@ -217,7 +255,7 @@ public struct BOSHSessionStateMachine {
     public mutating func responseUndelivered(_ id: BOSHRequestID, now: NIODeadline) -> [Action] {
         guard self.phase == .active, let index = self.cache.firstIndex(where: { $0.id == id }) else { return [] }
         let lost = self.cache.remove(at: index)
-        self.unansweredRIDs.insert(lost.rid)
+        self.unansweredRIDs[lost.rid] = lost.keys
         self.forgetOldUnansweredRIDs()
         let (payloads, streamElements) = Self.payloads(of: lost.response.body)
         if !payloads.isEmpty {
@@ -244,7 +282,7 @@ public struct BOSHSessionStateMachine {
     /// Only rids still inside the window can be retransmitted.
     private mutating func forgetOldUnansweredRIDs() {
         let oldest = self.lastRID >= UInt64(self.parameters.requests) ? self.lastRID - UInt64(self.parameters.requests) : 0
-        self.unansweredRIDs = self.unansweredRIDs.filter { $0 > oldest }
+        self.unansweredRIDs = self.unansweredRIDs.filter { $0.key > oldest }
     }
 
     private mutating func process(_ request: BOSHRequest, id: BOSHRequestID, now: NIODeadline) -> [Action] {
@@ -284,7 +322,7 @@ public struct BOSHSessionStateMachine {
         }
         if let pause = request.pause {
             guard pause <= self.parameters.maxPause else {
-                return self.terminate(.policyViolation, triggering: id)
+                return self.terminate(.policyViolation, triggering: id, triggeringVerified: true)
             }
             // §10: answer everything at once, without payloads; keep queued stanzas for the return.
             if !request.payloads.isEmpty { actions.append(.forwardUpstream(request.payloads)) }
@@ -293,7 +331,7 @@ public struct BOSHSessionStateMachine {
             for request in older {
                 actions.append(self.answer(request, with: BOSHResponse(), now: now))
             }
-            actions.append(self.answer(HeldRequest(rid: request.rid, id: id), with: BOSHResponse(), now: now))
+            actions.append(self.answer(HeldRequest(rid: request.rid, id: id, keys: RequestKeys(request)), with: BOSHResponse(), now: now))
             self.pausedFor = pause
             return actions
         }
@@ -302,11 +340,11 @@ public struct BOSHSessionStateMachine {
             if self.parameters.isPolling {
                 // §12: two empty polls within `polling` seconds, the first answered with nothing.
                 if tooSoon && !self.lastResponseHadPayload && self.held.isEmpty {
-                    return self.terminate(.policyViolation, triggering: id)
+                    return self.terminate(.policyViolation, triggering: id, triggeringVerified: true)
                 }
             } else if tooSoon && self.parameters.hold > 0 && self.held.count >= self.parameters.hold {
                 // §11: with this one all `requests` are outstanding, it is empty, and it came too soon.
-                return self.terminate(.policyViolation, triggering: id)
+                return self.terminate(.policyViolation, triggering: id, triggeringVerified: true)
             }
         }
         if request.isRestart {
@@ -315,7 +353,7 @@ public struct BOSHSessionStateMachine {
         } else if !request.payloads.isEmpty {
             actions.append(.forwardUpstream(request.payloads))
         }
-        self.held.append(HeldRequest(rid: request.rid, id: id))
+        self.held.append(HeldRequest(rid: request.rid, id: id, keys: RequestKeys(request)))
         actions.append(.startWaitTimer(id, seconds: self.parameters.wait))
         return actions
     }
@@ -477,7 +515,7 @@ public struct BOSHSessionStateMachine {
         let response = self.plainResponse(body)
         self.lastResponseHadPayload = !body.payloads.isEmpty
         self.highestAnsweredRID = max(self.highestAnsweredRID, request.rid)
-        self.cache.append(CachedResponse(rid: request.rid, id: request.id, response: response, sentAt: now))
+        self.cache.append(CachedResponse(rid: request.rid, id: request.id, keys: request.keys, response: response, sentAt: now))
         let keep = self.parameters.acknowledgements ? self.limits.maxUnackedResponses : self.parameters.requests
         while self.cache.count > keep { self.cache.removeFirst() }
         return .respond(request.id, response)
@@ -520,9 +558,15 @@ public struct BOSHSessionStateMachine {
     /// Ends the session: the oldest open request gets the verdict and the queued stanzas, the others
     /// (and `triggering`, the request that caused it, if not held) get the verdict alone. With no
     /// request to answer, the verdict waits for the next one until inactivity (a tombstone).
+    ///
+    /// On a keyed session (§15) the stanzas only go to a request that passed the key check: a held
+    /// one, or `triggering` when `triggeringVerified`. Never to an unprocessed (out-of-order) or
+    /// refused request, which may come from anyone who learnt the sid; with no verified request
+    /// they wait in the tombstone for the client's next key.
     private mutating func terminate(
         _ condition: TerminateCondition?,
         triggering: BOSHRequestID? = nil,
+        triggeringVerified: Bool = false,
         extraPayload: ByteBuffer? = nil,
         upstreamAlreadyClosed: Bool = false
     ) -> [Action] {
@@ -545,20 +589,31 @@ public struct BOSHSessionStateMachine {
             return actions
         }
         let rest = self.terminalResponse(.terminate(condition), condition: condition)
-        var answered = 0
+        // Without keys the sid is the only credential: every request is as good as another.
+        let unkeyed = self.expectedKeyHash == nil
+        var delivered = false
         for request in self.held {
-            actions.append(.respond(request.id, answered == 0 ? first : rest))
-            answered += 1
+            actions.append(.respond(request.id, delivered ? rest : first))
+            delivered = true
         }
         for pending in self.outOfOrder.values.sorted(by: { $0.request.rid < $1.request.rid }) {
-            actions.append(.respond(pending.id, answered == 0 ? first : rest))
-            answered += 1
+            let gets = !delivered && unkeyed
+            actions.append(.respond(pending.id, gets ? first : rest))
+            delivered = delivered || gets
         }
         if let triggering {
-            actions.append(.respond(triggering, answered == 0 ? first : rest))
+            let gets = !delivered && (unkeyed || triggeringVerified)
+            actions.append(.respond(triggering, gets ? first : rest))
+            delivered = delivered || gets
         }
         self.held.removeAll()
         self.outOfOrder.removeAll()
+        if !delivered && !payloads.payloads.isEmpty {
+            self.phase = .terminated(body: first, condition: condition)
+            self.inactivityGeneration &+= 1
+            actions.append(.startInactivityTimer(generation: self.inactivityGeneration, seconds: self.parameters.inactivity))
+            return actions
+        }
         self.phase = .ended
         actions.append(.endSession(condition))
         return actions

@@ -44,18 +44,11 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(String(describing: error))
         }
         let level = options.logLevel
-        let format = options.logFormat
+        let format: LineLogHandler.Format = options.logFormat == .json ? .json : .text
         LoggingSystem.bootstrap { label in
-            switch format {
-            case .text:
-                var handler = TextLogHandler(label: label)
-                handler.logLevel = level
-                return handler
-            case .json:
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            var handler = LineLogHandler(label: label, format: format)
+            handler.logLevel = level
+            return handler
         }
         let logger = Logger(label: "tether")
         let server = TetherServer(configuration: configuration, logger: logger)

@@ -83,11 +83,133 @@ struct BOSHRequestTests {
 }
 
 extension BOSHRequestTests {
-    @Test("§7.1 content: a plausible media type is kept; one with control characters (an HTTP header injection) is ignored")
-    func contentAttribute() throws {
-        let good = try BOSHRequest.parse(ByteBuffer(string: "<body rid='1' content='text/xml; charset=utf-8' xmlns='http://jabber.org/protocol/httpbind'/>"))
-        #expect(good.content == "text/xml; charset=utf-8")
-        let injected = try BOSHRequest.parse(ByteBuffer(string: "<body rid='1' content='text/xml&#13;&#10;Set-Cookie: x=1' xmlns='http://jabber.org/protocol/httpbind'/>"))
-        #expect(injected.content == nil)
+    static func content(_ value: String) throws -> String? {
+        try BOSHRequest.parse(ByteBuffer(string: "<body rid='1' content='\(XMLEscaping.escapeAttribute(value))' xmlns='http://jabber.org/protocol/httpbind'/>")).content
+    }
+
+    @Test(
+        "§7.1 content: text/xml and application/xml (charset utf-8 at most) are kept, normalised; anything else is ignored",
+        arguments: [
+            ("text/xml; charset=utf-8", "text/xml; charset=utf-8"),
+            ("text/xml", "text/xml; charset=utf-8"),
+            ("application/xml", "application/xml; charset=utf-8"),
+            ("TEXT/XML; CHARSET=UTF-8", "text/xml; charset=utf-8"),
+            ("Application/Xml;charset=Utf-8", "application/xml; charset=utf-8"),
+            (" text/xml ;\tcharset=utf-8 ", "text/xml; charset=utf-8"),
+            ("text/xml;", "text/xml; charset=utf-8"),
+            ("text/html", nil),
+            ("text/html; charset=utf-8", nil),
+            ("image/svg+xml", nil),
+            ("application/xhtml+xml", nil),
+            ("application/xml-dtd", nil),
+            ("text/xmlx", nil),
+            ("text/ xml", nil),
+            ("text/plain", nil),
+            ("text/xml; charset=iso-8859-1", nil),
+            ("text/xml; charset=utf-7", nil),
+            ("text/xml; charset=utf-16", nil),
+            ("text/xml; charset=\"utf-8\"", nil),
+            ("text/xml; charset='utf-8'", nil),
+            ("text/xml; charset =utf-8", nil),
+            ("text/xml; charset=", nil),
+            ("text/xml; charset=utf-8; charset=utf-8", nil),
+            ("text/xml; charset=utf-8; boundary=x", nil),
+            ("text/xml; q=1", nil),
+            ("text/xml charset=utf-8", nil),
+            ("text/xml\r\nSet-Cookie: x=1", nil),
+            ("text/xml; charset=utf-8\nX-Injected: 1", nil),
+            ("text/xml; charset=utf\u{2011}8", nil),
+            ("", nil),
+            ("text/xml; charset=utf-8" + String(repeating: " ", count: 120), nil),
+        ] as [(String, String?)]
+    )
+    func contentAttribute(value: String, expected: String?) throws {
+        #expect(try Self.content(value) == expected)
+    }
+
+    @Test("§7.1 every BOSH answer is labelled as XML, whoever sets its Content-Type (a peer's relayed answer too)", arguments: [
+        (nil, "text/xml; charset=utf-8"), ("text/xml; charset=utf-8", "text/xml; charset=utf-8"), ("APPLICATION/XML", "application/xml; charset=utf-8"),
+        ("text/html; charset=utf-8", "text/xml; charset=utf-8"), ("text/xml\r\nSet-Cookie: a=b", "text/xml; charset=utf-8"),
+    ] as [(String?, String)])
+    func responseContentType(given: String?, expected: String) {
+        #expect(BOSHHTTPResponse(body: ByteBuffer(), contentType: given).contentType == expected)
+    }
+
+    @Test("§7.1 a content Tether does not honour leaves responses at text/xml; charset=utf-8; an honoured one is used")
+    func contentTypeOfResponses() throws {
+        for (content, expected) in [("text/html", "text/xml; charset=utf-8"), ("application/xml", "application/xml; charset=utf-8")] {
+            let creation = try BOSHRequest.parse(
+                ByteBuffer(string: "<body rid='1' to='localhost' wait='60' hold='1' ver='1.6' content='\(content)' xmlns='http://jabber.org/protocol/httpbind'/>")
+            )
+            var machine = BOSHSessionStateMachine(sid: "s1", creation: creation, id: 0, domain: "localhost", limits: BOSHLimits(), isSecure: false, now: .uptimeNanoseconds(0))
+            let actions = machine.upstreamReceived([ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, now: .uptimeNanoseconds(0))
+            guard case .respond(0, let response) = actions.first else {
+                Issue.record("no answer to the creation request: \(actions)")
+                continue
+            }
+            #expect(response.contentType == expected)
+        }
+    }
+}
+
+extension BOSHRequestTests {
+    static func payloads(_ body: String) throws -> [String] {
+        try BOSHRequest.parse(ByteBuffer(string: body)).payloads.map { String(buffer: $0) }
+    }
+
+    @Test(
+        "prefixes declared on <body/> go with the payloads that use them, at any depth; nothing else is added",
+        arguments: [
+            // The example from the field: <foo:x/> would reach the server with an unbound prefix.
+            (
+                "<body rid='2' sid='s' xmlns='http://jabber.org/protocol/httpbind' xmlns:foo='urn:foo'><message xmlns='jabber:client' to='a@b'><foo:x/></message></body>",
+                ["<message xmlns:foo='urn:foo' xmlns='jabber:client' to='a@b'><foo:x/></message>"]
+            ),
+            // Attribute prefixes, deep down; unused body prefixes (xmpp, bar) are not added.
+            (
+                "<body rid='2' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmlns:foo='urn:foo' xmlns:bar='urn:bar'><iq xmlns='jabber:client' type='set'><q xmlns='urn:q'><item foo:k='v'/></q></iq><presence xmlns='jabber:client'/></body>",
+                ["<iq xmlns:foo='urn:foo' xmlns='jabber:client' type='set'><q xmlns='urn:q'><item foo:k='v'/></q></iq>", "<presence xmlns='jabber:client'/>"]
+            ),
+            // Redeclared by the payload: its own binding, nothing spliced.
+            (
+                "<body rid='2' xmlns='http://jabber.org/protocol/httpbind' xmlns:foo='urn:foo'><message xmlns='jabber:client' xmlns:foo='urn:mine'><foo:x/></message></body>",
+                ["<message xmlns='jabber:client' xmlns:foo='urn:mine'><foo:x/></message>"]
+            ),
+            // Unqualified payloads stay unqualified (jabber:client upstream), never httpbind.
+            (
+                "<body rid='2' xmlns='http://jabber.org/protocol/httpbind' xmlns:foo='urn:foo'><message to='a@b'><body>hi</body><foo:x/></message><presence/></body>",
+                ["<message xmlns:foo='urn:foo' to='a@b'><body>hi</body><foo:x/></message>", "<presence/>"]
+            ),
+            // xml:lang needs no declaration.
+            (
+                "<body rid='2' xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client' xml:lang='en'/></body>",
+                ["<message xmlns='jabber:client' xml:lang='en'/>"]
+            ),
+            // A prefixed <b:body/> with another default namespace: the payload keeps it.
+            (
+                "<b:body rid='2' xmlns:b='http://jabber.org/protocol/httpbind' xmlns='jabber:client'><message to='a@b'/></b:body>",
+                ["<message xmlns='jabber:client' to='a@b'/>"]
+            ),
+        ]
+    )
+    func bodyNamespaces(body: String, expected: [String]) throws {
+        #expect(try Self.payloads(body) == expected)
+    }
+
+    @Test("relayed payloads parse on their own with the namespaces they had inside <body/>")
+    func payloadsAreStandalone() throws {
+        let body = """
+            <body rid='2' xmlns='http://jabber.org/protocol/httpbind' xmlns:foo='urn:foo' xmlns:q="urn:a'b&amp;c">\
+            <message xmlns='jabber:client' to='a@b'><foo:x q:attr='1'><y/></foo:x><z xmlns:foo='urn:other'><foo:w/></z></message></body>
+            """
+        let payload = try #require(try BOSHRequest.parse(ByteBuffer(string: body)).payloads.first)
+        #expect(String(buffer: payload).hasPrefix("<message xmlns:foo='urn:foo' xmlns:q='urn:a&apos;b&amp;c' xmlns='jabber:client' "))
+        let message = try XMLElement.parse(payload)
+        #expect(message.name == XMLName(namespace: "jabber:client", localName: "message"))
+        let x = try #require(message.child("x"))
+        #expect(x.name == XMLName(namespace: "urn:foo", localName: "x", prefix: "foo"))
+        #expect(x.attributes.value(of: "attr", namespace: "urn:a'b&c") == "1")
+        #expect(x.child("y")?.name.namespace == "jabber:client")
+        #expect(message.child("z")?.child("w")?.name.namespace == "urn:other")
     }
 }

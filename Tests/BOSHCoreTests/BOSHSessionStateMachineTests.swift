@@ -4,6 +4,14 @@ import XMPPCore
 
 @testable import BOSHCore
 
+/// §15 keys for rids 101, 102 and 103 and the creation `newkey`: each key hashes to the one before.
+enum KeyChain {
+    static let k103 = "seed"
+    static let k102 = BOSHSessionStateMachine.sha1Hex(k103)
+    static let k101 = BOSHSessionStateMachine.sha1Hex(k102)
+    static let creationNewKey = BOSHSessionStateMachine.sha1Hex(k101)
+}
+
 /// Event → action tables for the BOSH rules, with no I/O (XEP-0124 section numbers in test names).
 @Suite("BOSH session state machine")
 struct BOSHSessionStateMachineTests {
@@ -290,6 +298,146 @@ struct BOSHSessionStateMachineTests {
                 "end item-not-found",
             ]
         )
+    }
+
+    static let notFound = [
+        "close-upstream graceful",
+        "respond 7 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+        "end item-not-found",
+    ]
+
+    /// A key-protected session whose rid 101 (key `k101`) has been answered with a message.
+    static func keyedSessionAnswered() -> (BOSHSessionStateMachine, BOSHHTTPResponse?) {
+        var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(KeyChain.creationNewKey)'")
+        _ = machine.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 1, isSecure: false, now: Self.t0)
+        let answered = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>secret</message>")], streamElements: false, now: Self.t0)
+        guard case .respond(1, let original) = answered.first else { return (machine, nil) }
+        return (machine, original)
+    }
+
+    @Test(
+        "§15 a retransmitted rid of a keyed session must carry the original key, else item-not-found",
+        arguments: ["", "key='\(KeyChain.k102)'", "key='zzz'", "newkey='\(KeyChain.k101)'"]
+    )
+    func retransmissionWithoutTheKey(keyAttributes: String) {
+        var (machine, original) = Self.keyedSessionAnswered()
+        #expect(original != nil)
+        let actions = Self.describe(machine.receive(Self.request(101, keyAttributes), id: 7, isSecure: false, now: Self.t0))
+        #expect(actions == Self.notFound)
+        #expect(!machine.isActive)
+    }
+
+    @Test("§15 a retransmitted rid with the original key gets the buffered response")
+    func retransmissionWithTheKey() throws {
+        var (machine, original) = Self.keyedSessionAnswered()
+        let response = try #require(original)
+        #expect(machine.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 7, isSecure: false, now: Self.t0) == [.respond(7, response)])
+        // Hex keys compare case-insensitively, as in the key check itself.
+        #expect(machine.receive(Self.request(101, "key='\(KeyChain.k101.uppercased())'"), id: 8, isSecure: false, now: Self.t0) == [.respond(8, response)])
+        #expect(machine.isActive)
+        // The sequence goes on from the last processed key.
+        #expect(Self.describe(machine.receive(Self.request(102, "key='\(KeyChain.k102)'"), id: 9, isSecure: false, now: Self.t0)) == ["wait 9 50s"])
+    }
+
+    @Test("§15 the creation request's retransmission needs its newkey")
+    func creationRetransmission() {
+        var (machine, _) = Self.keyedSessionAnswered()
+        let again = Self.describe(machine.receive(Self.request(100, "newkey='\(KeyChain.creationNewKey)'"), id: 8, isSecure: false, now: Self.t0))
+        #expect(again.first?.contains("sid='s1'") == true)
+        #expect(Self.describe(machine.receive(Self.request(100), id: 7, isSecure: false, now: Self.t0)) == Self.notFound)
+    }
+
+    @Test("§15 a key change (key + newkey) is retransmitted with both, or refused")
+    func keyChangeRetransmission() {
+        let newChain = BOSHSessionStateMachine.sha1Hex("other seed")
+        for (attributes, refused) in [("key='\(KeyChain.k101)'", true), ("key='\(KeyChain.k101)' newkey='\(KeyChain.k102)'", true), ("key='\(KeyChain.k101)' newkey='\(newChain)'", false)] {
+            var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(KeyChain.creationNewKey)'")
+            _ = machine.receive(Self.request(101, "key='\(KeyChain.k101)' newkey='\(newChain)'"), id: 1, isSecure: false, now: Self.t0)
+            _ = machine.waitTimerFired(1, now: Self.t0 + .seconds(60))
+            let actions = Self.describe(machine.receive(Self.request(101, attributes), id: 7, isSecure: false, now: Self.t0 + .seconds(61)))
+            #expect((actions == Self.notFound) == refused, "\(attributes): \(actions)")
+            #expect(machine.isActive == !refused)
+        }
+    }
+
+    @Test("§15 a held rid repeated without its key ends the session; with it, the newest request waits")
+    func heldRetransmission() {
+        var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(KeyChain.creationNewKey)'")
+        _ = machine.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 1, isSecure: false, now: Self.t0)
+        var keyed = machine
+        #expect(
+            Self.describe(machine.receive(Self.request(101), id: 7, isSecure: false, now: Self.t0)) == [
+                "close-upstream graceful",
+                "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+                "respond 7 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+                "end item-not-found",
+            ]
+        )
+        #expect(
+            Self.describe(keyed.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 2, isSecure: false, now: Self.t0))
+                == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='error'/>", "wait 2 50s"]
+        )
+    }
+
+    @Test("§15 an abandoned rid repeated without its key ends the session; with it, it is held again")
+    func abandonedRetransmission() {
+        var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(KeyChain.creationNewKey)'")
+        _ = machine.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 1, isSecure: false, now: Self.t0)
+        _ = machine.requestAbandoned(1)
+        var keyed = machine
+        #expect(Self.describe(machine.receive(Self.request(101, "key='zzz'"), id: 7, isSecure: false, now: Self.t0)) == Self.notFound)
+        #expect(Self.describe(keyed.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 2, isSecure: false, now: Self.t0)) == ["wait 2 50s"])
+        #expect(keyed.heldRequestCount == 1)
+    }
+
+    @Test("§15 an undelivered answer's rid repeated without its key ends the session; the queued stanzas wait for the next key")
+    func undeliveredRetransmission() {
+        var (machine, _) = Self.keyedSessionAnswered()
+        _ = machine.responseUndelivered(1, now: Self.t0)
+        var keyed = machine
+        #expect(
+            Self.describe(machine.receive(Self.request(101), id: 7, isSecure: false, now: Self.t0)) == [
+                "close-upstream graceful",
+                "respond 7 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+                "inactivity 60s",
+            ]
+        )
+        #expect(!machine.isActive)
+        // Whoever sent it does not get them by asking again; the client's next request does.
+        #expect(Self.describe(machine.receive(Self.request(102), id: 8, isSecure: false, now: Self.t0)) == ["respond 8 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>"])
+        #expect(
+            Self.describe(machine.receive(Self.request(102, "key='\(KeyChain.k102)'"), id: 9, isSecure: false, now: Self.t0)) == [
+                "respond 9 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'><message xmlns='jabber:client'>secret</message></body>"
+            ]
+        )
+        // With the key, the retransmission is held again and answered with what was lost.
+        let again = Self.describe(keyed.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 2, isSecure: false, now: Self.t0))
+        #expect(again.first == "wait 2 50s")
+        #expect(again.contains { $0.contains("secret") })
+    }
+
+    @Test("§15 on a keyed session a request refused for its key never receives queued stanzas")
+    func refusedKeyGetsNoStanzas() {
+        var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(KeyChain.creationNewKey)'")
+        _ = machine.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 1, isSecure: false, now: Self.t0)
+        _ = machine.waitTimerFired(1, now: Self.t0 + .seconds(60))
+        _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>secret</message>")], streamElements: false, now: Self.t0 + .seconds(61))
+        let actions = Self.describe(machine.receive(Self.request(102, "key='zzz'"), id: 7, isSecure: false, now: Self.t0 + .seconds(62)))
+        #expect(actions == [Self.notFound[0], Self.notFound[1], "inactivity 60s"])
+        #expect(!actions.contains { $0.contains("secret") })
+    }
+
+    @Test("sessions without keys: a retransmission is answered whatever key attributes it carries")
+    func retransmissionWithoutKeys() throws {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        let answered = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>x</message>")], streamElements: false, now: Self.t0)
+        guard case .respond(1, let original) = answered.first else {
+            Issue.record("no answer")
+            return
+        }
+        #expect(machine.receive(Self.request(101), id: 7, isSecure: false, now: Self.t0) == [.respond(7, original)])
+        #expect(machine.receive(Self.request(101, "key='zzz'"), id: 8, isSecure: false, now: Self.t0) == [.respond(8, original)])
     }
 
     @Test("§9 acknowledgements: responses carry ack when it differs from the answered rid")

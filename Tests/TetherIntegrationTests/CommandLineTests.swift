@@ -40,7 +40,7 @@ struct CommandLineTests {
     func help() async throws {
         let result = try await Self.run(["serve", "--help"])
         #expect(result.status == 0)
-        for option in ["--listen", "--route", "--cors-origin", "--no-cors", "--upstream-tls", "--ca-file", "--bosh-max-wait", "--bosh-max-inactivity", "--bosh-max-pause", "--bosh-max-hold", "--bosh-polling", "--config"] {
+        for option in ["--listen", "--route", "--cors-origin", "--no-cors", "--upstream-tls", "--ca-file", "--bosh-max-wait", "--bosh-max-inactivity", "--bosh-max-pause", "--bosh-max-hold", "--bosh-polling", "--config", "--client-address-header", "--public-host"] {
             #expect(result.stdout.contains(option), "missing \(option)")
         }
     }
@@ -52,6 +52,8 @@ struct CommandLineTests {
         (["serve", "--route", "localhost=127.0.0.1:5222", "--ca-file", "/nonexistent.pem"], "--ca-file '/nonexistent.pem' cannot be read"),
         (["serve", "--route", "localhost=127.0.0.1:5222", "--bosh-max-inactivity", "0"], "--bosh-max-inactivity must be greater than 0"),
         (["serve"], "no domain to serve"),
+        (["serve", "--route", "localhost=127.0.0.1:5222", "--client-address-header", "x-real-ip"], "--client-address-header must be x-forwarded-for or forwarded"),
+        (["serve", "--route", "localhost=127.0.0.1:5222", "--public-host", "chat.example.org/path"], "--public-host 'chat.example.org/path' is not a host name"),
     ])
     func badFlags(arguments: [String], message: String) async throws {
         let result = try await Self.run(arguments)

@@ -148,14 +148,19 @@ struct HostileInputTests {
         }
     }
 
-    @Test("behind the shipped nginx config a client cannot forge its address, its scheme or its way past per-address limits (regression)")
-    func forgedForwardingHeaders() async throws {
+    @Test(
+        "behind nginx a client cannot forge its address, its scheme or its way past per-address limits (regression)",
+        arguments: [false, true]
+    )
+    /// - Parameter passForwarded: nginx passes the client's own `Forwarded` on (a config without
+    ///   the shipped `proxy_set_header Forwarded "";`): Tether alone must ignore it.
+    func forgedForwardingHeaders(passForwarded: Bool) async throws {
         try await withProsody { prosody in
             // nginx reaches Tether from 127.0.0.2, the only trusted proxy; the test client is 127.0.0.1.
             try await withTetherProcess([
                 "--route", "localhost=127.0.0.1:\(prosody.c2sPort)", "--trusted-proxy", "127.0.0.2/32", "--max-new-sessions-per-second", "5",
             ]) { tether in
-                try await NginxTests.withNginx(tetherPorts: [tether.port], plainHTTP: true, proxyBind: "127.0.0.2") { nginx, _, _ in
+                try await NginxTests.withNginx(tetherPorts: [tether.port], plainHTTP: true, proxyBind: "127.0.0.2", passForwarded: passForwarded) { nginx, _, _ in
                     try await withHTTPClient { http in
                         let url = "http://localhost:\(nginx.port)/http-bind"
                         var admitted = 0
@@ -201,9 +206,13 @@ struct HostileInputTests {
     }
 }
 
-/// A plain HTTP client for `body`, shut down afterwards whatever happens.
+/// A plain HTTP client for `body`, shut down afterwards whatever happens. It drops idle pooled
+/// connections after a second, before a server with a short `--http-request-timeout` closes them
+/// (a request sent on a connection the server is closing fails with remoteConnectionClosed).
 func withHTTPClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(5))))
+    var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(5)))
+    configuration.connectionPool = .init(idleTimeout: .seconds(1), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     do {
         let result = try await body(http)
         try await http.shutdown()

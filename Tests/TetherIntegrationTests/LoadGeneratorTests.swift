@@ -13,7 +13,7 @@ struct LoadGeneratorTests {
     static func scenario(_ transport: LoadScenario.Transport, _ url: String) -> LoadScenario {
         LoadScenario(
             transport: transport, endpoint: Endpoint(url)!, domain: "localhost", userPattern: "user%d", passwordPattern: "secret",
-            sessions: 6, rampRate: 50, messageRate: 60, duration: 2, drainSeconds: 3, boshWait: 10, boshRequestTimeout: 20
+            sessions: 6, rampRate: 50, messageRate: 60, duration: 2, drainSeconds: 15, boshWait: 10, boshRequestTimeout: 20
         )
     }
 

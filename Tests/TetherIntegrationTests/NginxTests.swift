@@ -18,9 +18,10 @@ struct NginxTests {
         config: String = "tether.conf",
         plainHTTP: Bool = false,
         proxyBind: String? = nil,
+        passForwarded: Bool = false,
         _ body: (NginxServer, HTTPClient, NIOSSLContext) async throws -> Void
     ) async throws {
-        let nginx = try await NginxServer.start(tetherPorts: tetherPorts, config: config, plainHTTP: plainHTTP, proxyBind: proxyBind)
+        let nginx = try await NginxServer.start(tetherPorts: tetherPorts, config: config, plainHTTP: plainHTTP, proxyBind: proxyBind, passForwarded: passForwarded)
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(nginx.caFile))
         let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))

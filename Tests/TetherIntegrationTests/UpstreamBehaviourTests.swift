@@ -61,7 +61,13 @@ struct UpstreamBehaviourTests {
                 let created = try await client.create(wait: 30)
                 #expect(created.children.first?.contains("bind") == true)
                 async let held = client.send()
-                try await Task.sleep(for: .milliseconds(300))
+                // Shut down once Tether holds the request (not after a fixed time: a busy machine may take longer).
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline {
+                    let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    if metrics.text.contains("\ntether_bosh_held_requests 1") { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
                 await tether.server.shutdown()
                 let answer = try await held
                 #expect(answer.condition == "see-other-uri")

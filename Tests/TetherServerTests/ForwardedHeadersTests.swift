@@ -94,6 +94,7 @@ struct HTTPHostTests {
         #expect(configuration.acceptsHost("CHAT.example.org:443"))
         #expect(configuration.acceptsHost("127.0.0.1:5280"))
         #expect(configuration.acceptsHost("[::1]:5280"))
+        #expect(configuration.acceptsHost("localhost:5280"))
         #expect(!configuration.acceptsHost("rebind.attacker.example:5280"))
         #expect(!configuration.acceptsHost(nil))
 
@@ -122,10 +123,10 @@ struct LogTextTests {
     @Test("text and JSON log lines stay one line whatever the metadata and message hold")
     func handlersWriteOneLine() {
         let lines = LockedLines()
-        var text = Logger(label: "tether") { label in TextLogHandler(label: label, write: { lines.append($0) }) }
+        var text = Logger(label: "tether") { label in LineLogHandler(label: label, format: .text, write: { lines.append($0) }) }
         text[metadataKey: "to"] = "evil\nINFO forged"
         text.info("session created\r\nfake", metadata: ["route": "xmpp:a\n"])
-        let json = Logger(label: "tether") { label in JSONLogHandler(label: label, write: { lines.append($0) }) }
+        let json = Logger(label: "tether") { label in LineLogHandler(label: label, format: .json, write: { lines.append($0) }) }
         json.info("m\u{2028}", metadata: ["jid": "a\u{85}b\n"])
         let written = lines.all
         #expect(written.count == 2)

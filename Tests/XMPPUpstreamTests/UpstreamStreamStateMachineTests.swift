@@ -116,32 +116,3 @@ struct UpstreamStreamStateMachineTests {
         #expect(try Self.feed("<html>", &machine, framer: XMLStreamFramer()) == ["fail XMPP protocol violation: expected <stream:stream>, got <html>"])
     }
 }
-
-@Suite("Upstream address policy and routes")
-struct AddressPolicyTests {
-    @Test("loopback, private, link-local and unique-local addresses are refused unless allowlisted", arguments: [
-        ("127.0.0.1", false), ("10.1.2.3", false), ("172.16.0.1", false), ("192.168.1.1", false), ("169.254.1.1", false),
-        ("::1", false), ("fe80::1", false), ("fd00::1", false), ("0.0.0.0", false),
-        ("93.184.216.34", true), ("2001:db8::1", true), ("8.8.8.8", true),
-    ])
-    func ranges(address: String, allowed: Bool) throws {
-        #expect(AddressPolicy().allows(try SocketAddress(ipAddress: address, port: 5222)) == allowed)
-    }
-
-    @Test("an allowlisted network is allowed")
-    func allowlist() throws {
-        let policy = AddressPolicy(allowedNetworks: [IPNetwork("10.0.0.0/8")!])
-        #expect(policy.allows(try SocketAddress(ipAddress: "10.9.9.9", port: 1)))
-        #expect(!policy.allows(try SocketAddress(ipAddress: "192.168.0.1", port: 1)))
-    }
-
-    @Test("routes parse host:port, [v6]:port and bare hosts; junk is refused")
-    func routes() {
-        #expect(UpstreamRoute("xmpp.example.org:5223") == UpstreamRoute(host: "xmpp.example.org", port: 5223))
-        #expect(UpstreamRoute("[::1]:5222") == UpstreamRoute(host: "::1", port: 5222))
-        #expect(UpstreamRoute("example.org") == UpstreamRoute(host: "example.org", port: 5222))
-        #expect(UpstreamRoute("example.org:0") == nil)
-        #expect(UpstreamRoute("a:b:c") == nil)
-        #expect(UpstreamRoute("") == nil)
-    }
-}

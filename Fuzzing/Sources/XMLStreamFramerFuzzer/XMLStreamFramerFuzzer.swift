@@ -88,7 +88,7 @@ struct Outcome {
 /// An event with every field compared by value.
 enum RecordedEvent: Equatable {
     case rootOpened(name: XMLName, attributes: [XMLAttribute], declarations: [XMLNamespaceDeclaration])
-    case element(name: XMLName, bytes: [UInt8], declaresDefault: Bool, prefixes: [String], children: [XMLChildRange])
+    case element(name: XMLName, bytes: [UInt8], declaresDefault: Bool, prefixes: [String], children: [XMLChildRange], inherited: [XMLNamespaceDeclaration])
     case rootClosed
 }
 
@@ -103,7 +103,6 @@ func frame(
     let framer = framer ?? XMLStreamFramer(limits: limits, rejectsRootText: rejectsRootText)
     var outcome = Outcome()
     var phase = 0  // 0: before the root, 1: inside it, 2: after it
-    var rootDeclaresPrefixes = false
 
     func accept(_ events: [XMLStreamFramer.Event]) {
         for event in events {
@@ -111,18 +110,18 @@ func frame(
             case .rootOpened(let root):
                 check(phase == 0, "rootOpened after \(phase == 1 ? "rootOpened" : "rootClosed")")
                 phase = 1
-                rootDeclaresPrefixes = root.namespaceDeclarations.contains { $0.prefix != nil }
                 outcome.events.append(.rootOpened(name: root.name, attributes: root.attributes, declarations: root.namespaceDeclarations))
             case .element(let element):
                 check(phase == 1, "element outside the root")
-                checkElement(element, limits: limits, rootDeclaresPrefixes: rootDeclaresPrefixes)
+                checkElement(element, limits: limits)
                 outcome.events.append(
                     .element(
                         name: element.name,
                         bytes: Array(element.bytes.readableBytesView),
                         declaresDefault: element.declaresDefaultNamespace,
                         prefixes: element.declaredPrefixes,
-                        children: element.children
+                        children: element.children,
+                        inherited: element.inheritedNamespaces
                     )
                 )
             case .rootClosed:
@@ -167,7 +166,7 @@ func frame(
 
 // MARK: Element checks
 
-func checkElement(_ element: XMLElementSlice, limits: XMLStreamFramer.Limits, rootDeclaresPrefixes: Bool) {
+func checkElement(_ element: XMLElementSlice, limits: XMLStreamFramer.Limits) {
     let bytes = Array(element.bytes.readableBytesView)
     check(bytes.count <= limits.maxElementBytes, "element of \(bytes.count) bytes, limit \(limits.maxElementBytes)")
     checkTag(bytes, 0..<bytes.count, element.name, "element")
@@ -178,37 +177,45 @@ func checkElement(_ element: XMLElementSlice, limits: XMLStreamFramer.Limits, ro
         previousEnd = child.range.upperBound
     }
 
+    // Only what the element borrows from the root is declared: borrowing nothing, it is unchanged,
+    // and an element that borrows its own name's namespace (what servers' stanzas do) declares it.
     let standalone = Array(element.standaloneBytes().readableBytesView)
-    let ownsNamespace = element.name.namespace == nil
+    check((standalone == bytes) == element.inheritedNamespaces.isEmpty, "standaloneBytes changed an element that borrows nothing, or left one that borrows \(element.inheritedNamespaces)")
+    let ownsNamespace = element.name.namespace == nil || element.name.prefix == "xml"
         || (element.name.prefix.map { element.declaredPrefixes.contains($0) } ?? element.declaresDefaultNamespace)
-    if ownsNamespace {
-        check(standalone == bytes, "standaloneBytes changed an element that declares its own namespace")
+    if !ownsNamespace {
+        check(element.inheritedNamespaces.contains { $0.prefix == element.name.prefix && $0.uri == element.name.namespace },
+              "the element's own namespace is not among those it borrows")
     }
+    check(Set(element.inheritedNamespaces.map(\.prefix)).count == element.inheritedNamespaces.count, "a prefix borrowed twice")
+    check(!element.inheritedNamespaces.contains { $0.prefix == "xml" }, "the xml prefix declared")
 
     // Standalone bytes must parse alone: in a wrapper that declares nothing they give the same element,
-    // whose standalone form is itself (a fixed point), with the same children at shifted ranges.
+    // borrowing nothing, whose standalone form is itself (a fixed point), with the same children
+    // (namespaces included) at shifted ranges.
     let shift = standalone.count - bytes.count
-    if let again = reframe(standalone, wrapper: "fuzz", maxDepth: limits.maxDepth, rootDeclaresPrefixes: rootDeclaresPrefixes) {
+    if let again = reframe(standalone, wrapper: "fuzz", maxDepth: limits.maxDepth) {
         check(again.name == element.name, "reframed name \(again.name) != \(element.name)")
         check(Array(again.bytes.readableBytesView) == standalone, "reframed bytes differ from the standalone bytes")
+        check(again.inheritedNamespaces.isEmpty, "standalone bytes still borrow \(again.inheritedNamespaces)")
         check(Array(again.standaloneBytes().readableBytesView) == standalone, "standaloneBytes is not a fixed point")
-        check(again.children.map(\.name.localName) == element.children.map(\.name.localName)
-              && again.children.map(\.name.prefix) == element.children.map(\.name.prefix), "reframed children differ")
+        check(again.children.map(\.name) == element.children.map(\.name), "reframed children differ")
         check(again.children.map(\.range) == element.children.map { ($0.range.lowerBound + shift)..<($0.range.upperBound + shift) },
               "reframed child ranges are not the original ones shifted by the inserted declaration")
     }
 
-    // Inside a fresh XMPP stream header (what a peer sees), an element with a namespace keeps its name and bytes.
+    // Inside a fresh XMPP stream header (what a peer sees), an element with a namespace keeps its
+    // name; the only thing it can still take from the header is jabber:client, for names in none.
     if element.name.namespace != nil,
         let again = reframe(
             standalone,
             wrapper: "stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'",
-            maxDepth: limits.maxDepth,
-            rootDeclaresPrefixes: rootDeclaresPrefixes
+            maxDepth: limits.maxDepth
         )
     {
         check(again.name == element.name, "in a stream wrapper: name \(again.name) != \(element.name)")
-        check(Array(again.standaloneBytes().readableBytesView) == standalone, "in a stream wrapper: standalone bytes differ")
+        check(again.inheritedNamespaces.allSatisfy { $0.prefix == nil && $0.uri == "jabber:client" },
+              "in a stream wrapper: the standalone bytes borrow \(again.inheritedNamespaces)")
     }
 
     // Removing children (as UpstreamChannelHandler removes <starttls/>) leaves the others, still parseable.
@@ -216,7 +223,7 @@ func checkElement(_ element: XMLElementSlice, limits: XMLStreamFramer.Limits, ro
         var pick = SplitMix64(seed: fnv1a(bytes))
         let removed = Set(element.children.map(\.range).filter { _ in pick.next() & 1 == 1 })
         let trimmed = Array(element.standaloneBytes(removing: { removed.contains($0.range) }).readableBytesView)
-        if let again = reframe(trimmed, wrapper: "fuzz", maxDepth: limits.maxDepth, rootDeclaresPrefixes: rootDeclaresPrefixes) {
+        if let again = reframe(trimmed, wrapper: "fuzz", maxDepth: limits.maxDepth) {
             check(again.name == element.name, "after removal: name \(again.name) != \(element.name)")
             let kept = element.children.filter { !removed.contains($0.range) }
             check(again.children.map(\.name.localName) == kept.map(\.name.localName), "after removal: children differ")
@@ -235,18 +242,14 @@ func checkTag(_ bytes: [UInt8], _ range: Range<Int>, _ name: XMLName, _ what: St
     check(bytes[range.upperBound - 1] == UInt8(ascii: ">"), "\(what) bytes do not end with >")
 }
 
-/// Frames `<wrapper>bytes</wrapper>` and returns its only element; nil when the bytes use a prefix
-/// that only the original root declared (a known limit of standaloneBytes: it declares the
-/// element's own namespace, not prefixes its attributes or descendants borrow from the root).
-func reframe(_ bytes: [UInt8], wrapper: String, maxDepth: Int, rootDeclaresPrefixes: Bool) -> XMLElementSlice? {
+/// Frames `<wrapper>bytes</wrapper>` and returns its only element (standalone bytes always parse).
+func reframe(_ bytes: [UInt8], wrapper: String, maxDepth: Int) -> XMLElementSlice? {
     let wrapperName = String(wrapper.prefix { $0 != " " })
     let document = Array("<\(wrapper)>".utf8) + bytes + Array("</\(wrapperName)>".utf8)
     let framer = XMLStreamFramer(limits: .init(maxElementBytes: bytes.count + 1, maxDepth: maxDepth))
     let events: [XMLStreamFramer.Event]
     do throws(XMLFramerError) {
         events = try framer.feed(ByteBuffer(bytes: document)) + framer.finish()
-    } catch .notWellFormed("unbound prefix") where rootDeclaresPrefixes {
-        return nil
     } catch {
         fatalError("standalone bytes do not parse on their own (\(error)): \(String(decoding: bytes, as: UTF8.self))")
     }

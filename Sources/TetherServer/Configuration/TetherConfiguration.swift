@@ -77,13 +77,14 @@ public struct TetherConfiguration: Sendable {
     }
 
     /// Whether a request's `Host` names this Tether: any host without `--public-host`; with it,
-    /// those names, or an IP literal (a browser sends one only to a page of that very address,
-    /// so no rebinding domain can produce it; operators scrape `/metrics` that way).
+    /// those names, `localhost`, or an IP literal. A browser sends an IP literal or `localhost`
+    /// only for a page of that very address, so no rebinding domain can produce them, and
+    /// operators scrape `/metrics` and `/healthz` that way.
     public func acceptsHost(_ host: String?) -> Bool {
         guard !self.publicHosts.isEmpty else { return true }
         guard let host else { return false }
         let name = HTTPHost.name(of: host)
-        return self.publicHosts.contains(name) || HTTPHost.isIPLiteral(name)
+        return self.publicHosts.contains(name) || name == "localhost" || HTTPHost.isIPLiteral(name)
     }
 
     /// Whether a client may open a session to this domain.

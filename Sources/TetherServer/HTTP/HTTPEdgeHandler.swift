@@ -371,22 +371,12 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard case .responding = self.state, context.channel.isActive else { return nil }
         return self.write(
             status: HTTPResponseStatus(statusCode: response.status),
-            contentType: Self.xmlContentType(response.contentType),
+            // Always text/xml or application/xml: BOSHHTTPResponse admits nothing else.
+            contentType: response.contentType,
             body: response.body,
             headers: self.configuration.cors.responseHeaders(origin: origin) + [("Cache-Control", "no-store")],
             context: context
         )
-    }
-
-    /// BOSH answers are XML and nothing else, whoever chose the type (the client's `content`
-    /// attribute, a peer node): a type a browser would render (`text/html`, SVG, XHTML) served from
-    /// this origin would run stanzas as script.
-    static func xmlContentType(_ type: String) -> String {
-        let essence = type.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-        guard essence == "text/xml" || essence == "application/xml", type.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
-            return BOSHHTTPResponse.defaultContentType
-        }
-        return type
     }
 
     private func writeSimple(status: HTTPResponseStatus, text: String, origin: String?, extraHeaders: [(String, String)] = [], context: ChannelHandlerContext, lingering: Bool = false) {

@@ -1,4 +1,3 @@
-import Crypto
 import BOSHCore
 import Foundation
 import Logging
@@ -37,15 +36,11 @@ final class PrebindService: Sendable {
         self.logger = logger
     }
 
-    /// `Authorization: Bearer SECRET`, compared in constant time whatever the lengths: both are
-    /// hashed to SHA-256 first, so neither the length nor the first differing byte shows in the time.
+    /// `Authorization: Bearer SECRET`, compared in constant time whatever the lengths (see `SecretComparison`).
     func authorizes(_ headers: HTTPHeaders, secret: String) -> Bool {
         guard let value = headers.first(name: "authorization"), value.lowercased().hasPrefix("bearer ") else { return false }
-        let offered = SHA256.hash(data: Array(value.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces).utf8))
-        let expected = SHA256.hash(data: Array(secret.utf8))
-        var difference: UInt8 = 0
-        for (a, b) in zip(offered, expected) { difference |= a ^ b }
-        return difference == 0
+        let offered = value.dropFirst("bearer ".count).trimmingCharacters(in: .whitespaces)
+        return SecretComparison.matches(offered, secret)
     }
 
     /// Runs the login; the answer is an HTTP status and a JSON body. Bounded by `timeout`.

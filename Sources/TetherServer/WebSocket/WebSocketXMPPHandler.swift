@@ -33,8 +33,12 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     /// permessage-deflate was negotiated for this connection.
     private let compressed: Bool
     private let frameRules: WebSocketFrameRules
-    /// A fragmented message being reassembled: its opcode, whether it is compressed, its bytes so far.
-    private var fragments: (opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer)?
+    /// A fragmented message being reassembled: its opcode, whether it is compressed, its bytes
+    /// and frames so far.
+    private var fragments: (opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer, count: Int)?
+    /// Most frames one message may come in (RFC 6455 §5.4 sets no limit; browsers send a message
+    /// in one frame). Beyond it, `policy-violation`: per-frame work stays bounded per message.
+    static let maxFragments = 1024
     private let maxMessageBytes: Int
     private var registryID: ObjectIdentifier { ObjectIdentifier(self) }
 
@@ -145,22 +149,24 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             if frame.fin {
                 self.message(opcode: frame.opcode, compressed: frame.rsv1, data: frame.unmaskedData)
             } else {
-                self.fragments = (frame.opcode, frame.rsv1, frame.unmaskedData)
+                self.fragments = (frame.opcode, frame.rsv1, frame.unmaskedData, 1)
             }
         case .continuation:
             guard var fragments = self.fragments else {
                 self.run(self.machine.violation(.notWellFormed))
                 return
             }
+            // Release the stored copy first: `fragments.data` then grows in place instead of
+            // being copied for every frame (which made many small fragments quadratic).
+            self.fragments = nil
             var data = frame.unmaskedData
-            guard fragments.data.readableBytes + data.readableBytes <= self.maxMessageBytes else {
-                self.fragments = nil
+            fragments.count += 1
+            guard fragments.data.readableBytes + data.readableBytes <= self.maxMessageBytes, fragments.count <= Self.maxFragments else {
                 self.run(self.machine.violation(.policyViolation))
                 return
             }
             fragments.data.writeBuffer(&data)
             if frame.fin {
-                self.fragments = nil
                 self.message(opcode: fragments.opcode, compressed: fragments.compressed, data: fragments.data)
             } else {
                 self.fragments = fragments

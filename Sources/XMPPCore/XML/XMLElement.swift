@@ -27,32 +27,27 @@ public struct XMLElement: Hashable, Sendable {
         self.children.first { $0.name.localName == localName && (namespace == nil || $0.name.namespace == namespace) }
     }
 
-    /// Parses one complete element (a standalone stanza); DTDs, comments and PIs are refused as
-    /// everywhere else in Tether.
+    /// Parses one complete element (a standalone stanza) with the same guards as every other
+    /// parser in Tether (`HardenedXMLParser`): DTDs, entities, comments and PIs are refused.
     public static func parse(_ bytes: ByteBuffer, maxDepth: Int = 32) throws(XMLFramerError) -> XMLElement {
         let builder = TreeBuilder(maxDepth: maxDepth)
         return try builder.parse(bytes)
     }
 }
 
-private final class TreeBuilder {
+private final class TreeBuilder: XMLParserOwner {
     private let maxDepth: Int
     private var stack: [XMLElement] = []
     private var root: XMLElement?
-    private var failure: XMLFramerError?
-    private var parser: XML_Parser?
 
     init(maxDepth: Int) {
         self.maxDepth = maxDepth
     }
 
     func parse(_ bytes: ByteBuffer) throws(XMLFramerError) -> XMLElement {
-        guard let parser = XML_ParserCreateNS("UTF-8", 0x20) else { throw .notWellFormed("parser unavailable") }
-        self.parser = parser
-        defer { XML_ParserFree(parser) }
-        XML_SetReturnNSTriplet(parser, 1)
-        XML_SetUserData(parser, Unmanaged.passUnretained(self).toOpaque())
-        XML_SetParamEntityParsing(parser, XML_PARAM_ENTITY_PARSING_NEVER)
+        HardenedXMLParser.make(for: self)
+        defer { self.releaseParser() }
+        let parser = self.parser!
         XML_SetElementHandler(
             parser,
             { userData, name, attributes in
@@ -65,9 +60,6 @@ private final class TreeBuilder {
             guard let data else { return }
             TreeBuilder.from(userData).characters(data, length: length)
         }
-        XML_SetStartDoctypeDeclHandler(parser) { userData, _, _, _, _ in TreeBuilder.from(userData).refuse("DTD") }
-        XML_SetCommentHandler(parser) { userData, _ in TreeBuilder.from(userData).refuse("comment") }
-        XML_SetProcessingInstructionHandler(parser) { userData, _, _ in TreeBuilder.from(userData).refuse("processing instruction") }
         let status = bytes.withUnsafeReadableBytes { raw in
             XML_Parse(parser, raw.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(raw.count), 1)
         }
@@ -82,7 +74,7 @@ private final class TreeBuilder {
 
     private func start(name: UnsafePointer<CChar>, attributes: UnsafeMutablePointer<UnsafePointer<CChar>?>) {
         guard self.stack.count < self.maxDepth else {
-            self.refuse(.tooDeep(limit: self.maxDepth))
+            self.fail(.tooDeep(limit: self.maxDepth))
             return
         }
         var parsed: [XMLAttribute] = []
@@ -107,15 +99,6 @@ private final class TreeBuilder {
         guard !self.stack.isEmpty else { return }
         let text = UnsafeRawBufferPointer(start: data, count: Int(length))
         self.stack[self.stack.count - 1].text += String(decoding: text, as: UTF8.self)
-    }
-
-    private func refuse(_ construct: String) {
-        self.refuse(.forbiddenConstruct(construct))
-    }
-
-    private func refuse(_ error: XMLFramerError) {
-        if self.failure == nil { self.failure = error }
-        if let parser = self.parser { XML_StopParser(parser, 0) }
     }
 
     private static func from(_ userData: UnsafeMutableRawPointer?) -> TreeBuilder {

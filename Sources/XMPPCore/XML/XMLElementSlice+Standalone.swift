@@ -3,20 +3,16 @@ import NIOCore
 extension XMLElementSlice {
     /// The element's bytes made to parse on their own, outside the stream that declared its namespaces.
     ///
-    /// Servers declare `xmlns='jabber:client'` and `xmlns:stream` once on `<stream:stream>`, so a
-    /// stanza sliced out of the stream has neither. XEP-0206 §2 and RFC 7395 §3.3.3 need every
-    /// relayed element to be self-contained, so the missing declaration is spliced in right after
+    /// Servers declare `xmlns='jabber:client'` and `xmlns:stream` once on `<stream:stream>`, and
+    /// BOSH clients may declare prefixes on `<body/>`, so an element sliced out of its root can use
+    /// names bound only there. XEP-0206 §2 and RFC 7395 §3.3.3 need every relayed element to be
+    /// self-contained, so the declarations it relies on (`inheritedNamespaces`: for its own name,
+    /// its attributes and its descendants, none of which redeclare them) are spliced in right after
     /// the element name. Children matching `removing` are cut out (e.g. `<starttls/>` from features).
     public func standaloneBytes(removing shouldRemove: (XMLChildRange) -> Bool = { _ in false }) -> ByteBuffer {
         var declaration = ""
-        if let namespace = self.name.namespace {
-            if let prefix = self.name.prefix {
-                if !self.declaredPrefixes.contains(prefix) {
-                    declaration = " xmlns:\(prefix)='\(XMLEscaping.escapeAttribute(namespace))'"
-                }
-            } else if !self.declaresDefaultNamespace {
-                declaration = " xmlns='\(XMLEscaping.escapeAttribute(namespace))'"
-            }
+        for inherited in self.inheritedNamespaces {
+            declaration += " xmlns" + (inherited.prefix.map { ":" + $0 } ?? "") + "='" + XMLEscaping.escapeAttribute(inherited.uri) + "'"
         }
         let removals = self.children.filter(shouldRemove).map(\.range)
         if declaration.isEmpty && removals.isEmpty {

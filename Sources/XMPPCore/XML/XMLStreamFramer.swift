@@ -9,14 +9,14 @@ import NIOCore
 /// forwarded byte for byte, never re-serialised.
 ///
 /// Hostile input is refused rather than tolerated: DTDs, entity declarations, comments and
-/// processing instructions (RFC 6120 §11.1), elements deeper than `Limits.maxDepth`, and any
-/// element (or unparsed tail) larger than `Limits.maxElementBytes`.
+/// processing instructions (RFC 6120 §11.1, by `HardenedXMLParser`), elements deeper than
+/// `Limits.maxDepth`, and any element (or unparsed tail) larger than `Limits.maxElementBytes`.
 ///
 /// A framer left idle between children can `hibernate()`: expat's state (about 10 KiB) is freed
 /// and rebuilt on the next bytes, primed with the root's start tag so namespaces resolve as before.
 ///
 /// Not thread-safe: one framer belongs to one connection.
-public final class XMLStreamFramer {
+public final class XMLStreamFramer: XMLParserOwner {
     public struct Limits: Hashable, Sendable {
         /// Largest top-level child, in bytes (Prosody's default stanza limit is 256 KiB).
         public var maxElementBytes: Int
@@ -39,8 +39,6 @@ public final class XMLStreamFramer {
     /// Non-whitespace text directly inside the root is an error when set (BOSH §6); otherwise it is dropped.
     public let rejectsRootText: Bool
 
-    /// `nil` while hibernating.
-    private var parser: XML_Parser?
     /// The root's start tag with its namespace declarations, to prime a parser after hibernation.
     private var rootStartTag: String?
     /// Parsing that start tag: its events are not reported.
@@ -56,8 +54,10 @@ public final class XMLStreamFramer {
     private var lastEventEnd = 0
     private var currentElement: ElementInProgress?
     private var declarationsForNextElement: [XMLNamespaceDeclaration] = []
+    /// Prefixes (`nil`: the default namespace) declared inside the current child, with the depth
+    /// that declared them: names using anything else take it from the root.
+    private var childDeclarations: [(prefix: String?, depth: Int)] = []
     private var events: [Event] = []
-    private var failure: XMLFramerError?
     private var rootClosed = false
 
     private struct ElementInProgress {
@@ -66,37 +66,35 @@ public final class XMLStreamFramer {
         var declaredPrefixes: [String]
         var children: [XMLChildRange]
         var childStart: Int
+        var inheritedNamespaces: [XMLNamespaceDeclaration]
     }
 
     public init(limits: Limits = Limits(), rejectsRootText: Bool = false) {
         self.limits = limits
         self.rejectsRootText = rejectsRootText
-        self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
-        self.configureParser()
+        super.init()
+        HardenedXMLParser.make(for: self)
+        self.installHandlers()
     }
 
-    deinit {
-        if let parser = self.parser { XML_ParserFree(parser) }
-    }
-
-    /// Whether expat's state is currently freed.
+    /// Whether expat's state is currently freed (`parser` is `nil` while hibernating).
     public var isHibernating: Bool { self.parser == nil }
 
     /// Frees expat's state while the stream is between children (nothing buffered, root open);
     /// does nothing otherwise. The next `feed` rebuilds it.
     public func hibernate() {
-        guard let parser = self.parser, self.depth == 1, self.currentElement == nil, self.pending.readableBytes == 0,
+        guard self.parser != nil, self.depth == 1, self.currentElement == nil, self.pending.readableBytes == 0,
             !self.inCDATA, self.failure == nil, !self.rootClosed, self.rootStartTag != nil
         else { return }
-        XML_ParserFree(parser)
-        self.parser = nil
+        self.releaseParser()
+        self.childDeclarations = []
     }
 
     /// A fresh parser that has read the root's start tag (and reported nothing).
     private func wake() throws(XMLFramerError) {
         guard self.parser == nil, let tag = self.rootStartTag else { return }
-        self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
-        self.configureParser()
+        HardenedXMLParser.make(for: self)
+        self.installHandlers()
         self.depth = 0
         self.priming = true
         let status = XML_Parse(self.parser!, tag, Int32(tag.utf8.count), 0)
@@ -144,12 +142,11 @@ public final class XMLStreamFramer {
 
     /// Starts a fresh document on the same framer: after STARTTLS and SASL the peer opens a new stream.
     public func reset() {
-        if let parser = self.parser {
-            XML_ParserReset(parser, "UTF-8")
-        } else {
-            self.parser = XML_ParserCreateNS("UTF-8", 0x20)!
+        if self.parser == nil || !HardenedXMLParser.reset(self) {
+            self.releaseParser()
+            HardenedXMLParser.make(for: self)
         }
-        self.configureParser()
+        self.installHandlers()
         self.rootStartTag = nil
         self.inCDATA = false
         self.pending = ByteBuffer()
@@ -159,6 +156,7 @@ public final class XMLStreamFramer {
         self.lastEventEnd = 0
         self.currentElement = nil
         self.declarationsForNextElement = []
+        self.childDeclarations = []
         self.events = []
         self.failure = nil
         self.rootClosed = false
@@ -195,11 +193,6 @@ public final class XMLStreamFramer {
         let events = self.events
         self.events.removeAll(keepingCapacity: true)
         return events
-    }
-
-    private func fail(_ error: XMLFramerError) {
-        if self.failure == nil { self.failure = error }
-        if let parser = self.parser { XML_StopParser(parser, 0) }
     }
 
     private var currentByteIndex: Int { Int(XML_GetCurrentByteIndex(self.parser!)) }
@@ -252,17 +245,72 @@ public final class XMLStreamFramer {
                 declaresDefaultNamespace: declarations.contains { $0.prefix == nil },
                 declaredPrefixes: declarations.compactMap(\.prefix),
                 children: [],
-                childStart: 0
+                childStart: 0,
+                inheritedNamespaces: []
             )
         case 3:
             self.currentElement?.childStart = self.currentByteIndex
         default:
             break
         }
+        if self.depth >= 2 {
+            self.recordNamespaceUse(name: name, attributes: attributes, declarations: declarations)
+        }
+    }
+
+    /// Notes which of the root's namespace declarations the current child relies on: the prefix
+    /// (or default namespace) of this element's name and its attributes' prefixes, unless declared
+    /// inside the child. `xml` is bound in every document and never needs declaring.
+    private func recordNamespaceUse(
+        name: UnsafePointer<CChar>,
+        attributes: UnsafeMutablePointer<UnsafePointer<CChar>?>,
+        declarations: [XMLNamespaceDeclaration]
+    ) {
+        for declaration in declarations {
+            self.childDeclarations.append((declaration.prefix, self.depth))
+        }
+        self.recordUse(of: name, isElement: true)
+        var index = 0
+        while let attribute = attributes[index] {
+            self.recordUse(of: attribute, isElement: false)
+            index += 2
+        }
+    }
+
+    /// `name` is expat's triplet: `local` (no namespace), `uri local` (an element in the default
+    /// namespace) or `uri local prefix`. Unprefixed attributes are in no namespace.
+    private func recordUse(of name: UnsafePointer<CChar>, isElement: Bool) {
+        var first: Int?
+        var second: Int?
+        var index = 0
+        while name[index] != 0 {
+            if name[index] == 0x20 {
+                if first == nil { first = index } else { second = index }
+            }
+            index += 1
+        }
+        guard let first, self.currentElement != nil else { return }
+        let prefix: String?
+        if let second {
+            let start = name + second + 1
+            if start[0] == 0x78, start[1] == 0x6D, start[2] == 0x6C, start[3] == 0 { return }  // "xml"
+            prefix = String(cString: start)
+        } else {
+            guard isElement else { return }
+            prefix = nil
+        }
+        guard !self.childDeclarations.contains(where: { $0.prefix == prefix }),
+            !self.currentElement!.inheritedNamespaces.contains(where: { $0.prefix == prefix })
+        else { return }
+        let uri = String(decoding: UnsafeRawBufferPointer(start: name, count: first), as: UTF8.self)
+        self.currentElement!.inheritedNamespaces.append(XMLNamespaceDeclaration(prefix: prefix, uri: uri))
     }
 
     fileprivate func endElement(name: UnsafePointer<CChar>) {
         defer { self.depth -= 1 }
+        while let last = self.childDeclarations.last, last.depth == self.depth {
+            self.childDeclarations.removeLast()
+        }
         switch self.depth {
         case 1:
             self.rootClosed = true
@@ -293,7 +341,8 @@ public final class XMLStreamFramer {
                         bytes: bytes,
                         declaresDefaultNamespace: element.declaresDefaultNamespace,
                         declaredPrefixes: element.declaredPrefixes,
-                        children: element.children
+                        children: element.children,
+                        inheritedNamespaces: element.inheritedNamespaces
                     )
                 )
             )
@@ -321,10 +370,6 @@ public final class XMLStreamFramer {
         self.lastEventEnd = self.currentEventEnd
     }
 
-    fileprivate func forbidden(_ construct: String) {
-        self.fail(.forbiddenConstruct(construct))
-    }
-
     /// `<prefix:name xmlns…='…'>`: enough for a new parser to resolve the children's names.
     private static func startTag(of root: XMLRootElement) -> String {
         var tag = "<" + root.name.qualifiedName
@@ -348,14 +393,9 @@ public final class XMLStreamFramer {
         return result
     }
 
-    private func configureParser() {
+    /// The framer's own handlers; `HardenedXMLParser` has installed the guards.
+    private func installHandlers() {
         let parser = self.parser!
-        XML_SetReturnNSTriplet(parser, 1)
-        XML_SetUserData(parser, Unmanaged.passUnretained(self).toOpaque())
-        XML_SetParamEntityParsing(parser, XML_PARAM_ENTITY_PARSING_NEVER)
-        XML_SetBillionLaughsAttackProtectionMaximumAmplification(parser, 10.0)
-        XML_SetBillionLaughsAttackProtectionActivationThreshold(parser, 64 * 1024)
-        tether_disable_reparse_deferral(parser)
         XML_SetStartNamespaceDeclHandler(parser) { userData, prefix, uri in
             XMLStreamFramer.from(userData).startNamespaceDeclaration(prefix: prefix, uri: uri)
         }
@@ -379,18 +419,6 @@ public final class XMLStreamFramer {
             { userData in XMLStreamFramer.from(userData).inCDATA = true },
             { userData in XMLStreamFramer.from(userData).inCDATA = false }
         )
-        XML_SetStartDoctypeDeclHandler(parser) { userData, _, _, _, _ in
-            XMLStreamFramer.from(userData).forbidden("DTD")
-        }
-        XML_SetEntityDeclHandler(parser) { userData, _, _, _, _, _, _, _, _ in
-            XMLStreamFramer.from(userData).forbidden("entity declaration")
-        }
-        XML_SetCommentHandler(parser) { userData, _ in
-            XMLStreamFramer.from(userData).forbidden("comment")
-        }
-        XML_SetProcessingInstructionHandler(parser) { userData, _, _ in
-            XMLStreamFramer.from(userData).forbidden("processing instruction")
-        }
     }
 
     private static func from(_ userData: UnsafeMutableRawPointer?) -> XMLStreamFramer {
@@ -427,6 +455,9 @@ public struct XMLElementSlice: Sendable {
     public var declaredPrefixes: [String]
     /// The element's own children with their byte ranges inside `bytes`.
     public var children: [XMLChildRange]
+    /// Declarations in scope from the root that the element relies on (for its name, its
+    /// attributes' names or any descendant's), in order of first use: what makes it standalone.
+    public var inheritedNamespaces: [XMLNamespaceDeclaration]
 }
 
 public enum XMLFramerError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -58,8 +58,25 @@ final class BOSHTestClient: @unchecked Sendable {
         self.rid = rid
     }
 
+    /// When set, a request whose HTTP connection fails is sent again, the same body with the same
+    /// rid, as XEP-0124 §14.3 has clients do (at most twice); `resends` counts them.
+    var resendsOnConnectionLoss = false
+    private(set) var resends = 0
+
     /// POSTs raw text to the endpoint.
     func post(_ text: String, headers extra: [(String, String)] = [], timeout: TimeAmount = .seconds(90)) async throws -> ParsedBody {
+        var attempt = 1
+        while true {
+            do {
+                return try await self.postOnce(text, headers: extra, timeout: timeout)
+            } catch where self.resendsOnConnectionLoss && attempt < 3 && (error is HTTPClientError || error is ChannelError) {
+                attempt += 1
+                self.resends += 1
+            }
+        }
+    }
+
+    private func postOnce(_ text: String, headers extra: [(String, String)], timeout: TimeAmount) async throws -> ParsedBody {
         var request = HTTPClientRequest(url: self.url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")

@@ -27,12 +27,17 @@ final class NginxServer: @unchecked Sendable {
     /// The shipped server block, pointed at this directory's certificate and the given addresses.
     /// `tetherPorts` replace the shipped node ports in order (5280 for the single node, 5281, 5282… for a cluster).
     /// `plainHTTP` serves plain HTTP instead of HTTPS; `proxyBind` makes nginx reach Tether from
-    /// that local address (so a test can tell nginx from its own client on loopback).
-    static func adapt(_ shipped: String, directory: URL, listenPort: Int, tetherPorts: [Int], plainHTTP: Bool = false, proxyBind: String? = nil) -> String {
+    /// that local address (so a test can tell nginx from its own client on loopback);
+    /// `passForwarded` drops the line that clears a client's `Forwarded` header (an older or
+    /// hand-written config), to show Tether itself does not believe it.
+    static func adapt(_ shipped: String, directory: URL, listenPort: Int, tetherPorts: [Int], plainHTTP: Bool = false, proxyBind: String? = nil, passForwarded: Bool = false) -> String {
         var text = shipped
         for (index, port) in tetherPorts.enumerated() {
             let shippedPort = tetherPorts.count == 1 && shipped.contains("127.0.0.1:5280") ? 5280 : 5281 + index
             text = text.replacingOccurrences(of: "127.0.0.1:\(shippedPort);", with: "127.0.0.1:\(port);")
+        }
+        if passForwarded {
+            text = text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.contains("proxy_set_header Forwarded") }.joined(separator: "\n")
         }
         if let proxyBind {
             text = text.replacingOccurrences(of: "proxy_pass http://tether;", with: "proxy_pass http://tether;\n        proxy_bind \(proxyBind);")
@@ -80,11 +85,11 @@ final class NginxServer: @unchecked Sendable {
         return (directory, caFile)
     }
 
-    static func start(tetherPorts: [Int], config: String = "tether.conf", plainHTTP: Bool = false, proxyBind: String? = nil) async throws -> NginxServer {
+    static func start(tetherPorts: [Int], config: String = "tether.conf", plainHTTP: Bool = false, proxyBind: String? = nil, passForwarded: Bool = false) async throws -> NginxServer {
         let (directory, caFile) = try await Self.makeDirectory()
         let port = try freePort()
         let shipped = try String(contentsOf: Self.kit.appendingPathComponent(config), encoding: .utf8)
-        try Self.adapt(shipped, directory: directory, listenPort: port, tetherPorts: tetherPorts, plainHTTP: plainHTTP, proxyBind: proxyBind)
+        try Self.adapt(shipped, directory: directory, listenPort: port, tetherPorts: tetherPorts, plainHTTP: plainHTTP, proxyBind: proxyBind, passForwarded: passForwarded)
             .write(to: directory.appendingPathComponent("tether.conf"), atomically: true, encoding: .utf8)
         for snippet in ["tether-bosh-proxy.conf"] {
             try FileManager.default.copyItem(at: Self.kit.appendingPathComponent(snippet), to: directory.appendingPathComponent(snippet))

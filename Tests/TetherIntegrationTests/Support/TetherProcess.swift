@@ -68,7 +68,10 @@ func withTetherProcess<T>(_ arguments: [String], _ body: (TetherProcess) async t
         await tether.stop()
         return result
     } catch {
-        print("tether log:\n\(tether.stderr.suffix(4000))")
+        // The whole log is kept for a look afterwards; its end is printed.
+        let kept = FileManager.default.temporaryDirectory.appendingPathComponent("tether-failed-\(UUID().uuidString).log")
+        try? tether.stderr.write(to: kept, atomically: true, encoding: .utf8)
+        print("tether log (whole log in \(kept.path)):\n\(tether.stderr.suffix(4000))")
         await tether.stop()
         throw error
     }

@@ -87,7 +87,8 @@ final class WebSocketTestClient: Sendable {
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
-        let timeout = channel.eventLoop.scheduleTask(in: .seconds(5)) { upgraded.fail(TestFailure("WebSocket upgrade refused or timed out")) }
+        // Generous: a refusal answers at once, and a busy machine must not fail an accepted upgrade.
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(20)) { upgraded.fail(TestFailure("WebSocket upgrade refused or timed out")) }
         channel.closeFuture.whenComplete { _ in upgraded.fail(TestFailure("connection closed during the upgrade")) }
         try await upgraded.futureResult.get()
         timeout.cancel()

@@ -1,20 +1,30 @@
 import Foundation
 import Logging
 
-/// Plain-text log lines on standard error (`--log-format text`), in swift-log's
-/// `StreamLogHandler` layout: `TIME LEVEL LABEL : key=value … [SOURCE] MESSAGE`.
+/// One line per event on standard error, for people (`--log-format text`, swift-log's
+/// `StreamLogHandler` layout: `TIME LEVEL LABEL : key=value … [SOURCE] MESSAGE`) or for log
+/// shippers (`--log-format json`: `{"time":"…","level":"info","label":"tether","message":"…",
+/// "sid":"…",…}`, metadata keys as top-level fields; the fixed fields win over metadata of the
+/// same name).
 ///
 /// Unlike `StreamLogHandler`, every control character in the message and in metadata is
-/// escaped: `to`, `route`, prebind `jid` and other values come from anonymous clients, and a raw
-/// CR/LF in one of them would let a client forge whole log lines.
-public struct TextLogHandler: LogHandler {
+/// escaped in both formats: `to`, `route`, prebind `jid` and other values come from anonymous
+/// clients, and a raw CR/LF in one of them would let a client forge whole log lines.
+public struct LineLogHandler: LogHandler {
+    public enum Format: String, Sendable {
+        case text
+        case json
+    }
+
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
     private let label: String
+    private let format: Format
     private let write: @Sendable (String) -> Void
 
-    public init(label: String, write: @escaping @Sendable (String) -> Void = JSONLogHandler.standardError) {
+    public init(label: String, format: Format, write: @escaping @Sendable (String) -> Void = LineLogHandler.standardError) {
         self.label = label
+        self.format = format
         self.write = write
     }
 
@@ -26,16 +36,25 @@ public struct TextLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var fields = self.metadata
         if let metadata = event.metadata { fields.merge(metadata) { _, new in new } }
-        var text = "\(Self.timestamp()) \(event.level) \(LogText.escaped(self.label)) :"
-        for key in fields.keys.sorted() {
-            text += " \(LogText.escaped(key))=\(LogText.escaped(fields[key]!.description))"
+        let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date())
+        switch self.format {
+        case .text:
+            var text = "\(time) \(event.level) \(LogText.escaped(self.label)) :"
+            for key in fields.keys.sorted() {
+                text += " \(LogText.escaped(key))=\(LogText.escaped(fields[key]!.description))"
+            }
+            self.write(text + " [\(LogText.escaped(event.source))] \(LogText.escaped(event.message.description))\n")
+        case .json:
+            var text = "{\"time\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"label\":\(JSONText.quoted(self.label)),\"message\":\(JSONText.quoted(event.message.description))"
+            for key in fields.keys.sorted() where !["time", "level", "label", "message"].contains(key) {
+                text += ",\(JSONText.quoted(key)):\(JSONText.quoted(fields[key]!.description))"
+            }
+            self.write(text + "}\n")
         }
-        text += " [\(LogText.escaped(event.source))] \(LogText.escaped(event.message.description))\n"
-        self.write(text)
     }
 
-    private static func timestamp() -> String {
-        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date())
+    public static let standardError: @Sendable (String) -> Void = { line in
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }
 

@@ -1,0 +1,128 @@
+import CompressNIO
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
+import Testing
+import WebSocketCore
+import XMPPUpstream
+
+@testable import TetherServer
+
+/// `WebSocketXMPPHandler` on an `EmbeddedChannel`, fed decoded frames as NIOWebSocket's decoder
+/// would hand them over. No domain is served, so no upstream connection is ever attempted.
+final class WebSocketHarness {
+    let channel = EmbeddedChannel()
+
+    init(compressed: Bool = false) throws {
+        var configuration = TetherConfiguration()
+        configuration.domains = []
+        let client = ClientOrigin(address: try SocketAddress(ipAddress: "203.0.113.9", port: 4000), isSecure: false, destination: nil)
+        try self.channel.connect(to: client.address).wait()
+        try self.channel.pipeline.syncOperations.addHandler(
+            WebSocketXMPPHandler(
+                configuration: configuration,
+                client: client,
+                compressed: compressed,
+                connector: UpstreamConnector(configuration: configuration.upstream),
+                registry: WebSocketRegistry(),
+                limiter: SessionLimiter(limits: .init()),
+                status: ServerStatus(),
+                metrics: TetherMetrics(),
+                logger: Logger(label: "test")
+            )
+        )
+    }
+
+    deinit {
+        _ = try? self.channel.finish(acceptAlreadyClosed: true)
+    }
+
+    /// A frame as a client sends it: masked unless told otherwise.
+    func send(_ opcode: WebSocketOpcode, _ text: String, fin: Bool = true, masked: Bool = true, rsv1: Bool = false, rsv2: Bool = false, rsv3: Bool = false) throws {
+        var data = ByteBuffer(string: text)
+        let key: WebSocketMaskingKey? = masked ? .random() : nil
+        if let key { data.webSocketMask(key) }
+        try self.channel.writeInbound(WebSocketFrame(fin: fin, rsv1: rsv1, rsv2: rsv2, rsv3: rsv3, opcode: opcode, maskKey: key, data: data))
+    }
+
+    /// Frames written to the client so far.
+    func written() throws -> [WebSocketFrame] {
+        var frames: [WebSocketFrame] = []
+        while let frame = try self.channel.readOutbound(as: WebSocketFrame.self) { frames.append(frame) }
+        return frames
+    }
+
+    /// Text messages to the client, inflated when they were sent compressed.
+    func texts() throws -> [String] {
+        try self.written().filter { $0.opcode == .text }.map { frame in
+            frame.rsv1 ? String(buffer: try PerMessageDeflateCodec().decompress(frame.unmaskedData, maxSize: 1 << 20)) : String(buffer: frame.unmaskedData)
+        }
+    }
+
+    static func closeCode(_ frames: [WebSocketFrame]) -> UInt16? {
+        guard let close = frames.first(where: { $0.opcode == .connectionClose }) else { return nil }
+        var data = close.unmaskedData
+        return data.readInteger(as: UInt16.self)
+    }
+}
+
+@Suite("WebSocket session handler (EmbeddedChannel)")
+struct WebSocketHandlerTests {
+    static let open = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='unserved.example' version='1.0'/>"
+
+    @Test("a message in many fragments is reassembled (in place, not copied per fragment)")
+    func fragments() throws {
+        let socket = try WebSocketHarness()
+        let pieces = Self.open.map(String.init)
+        try socket.send(.text, pieces[0], fin: false)
+        for piece in pieces.dropFirst().dropLast() { try socket.send(.continuation, piece, fin: false) }
+        try socket.send(.continuation, pieces.last!, fin: true)
+        // The whole <open/> was read: it names a domain this Tether does not serve.
+        let texts = try socket.texts()
+        #expect(texts.first?.hasPrefix("<open") == true)
+        #expect(texts.contains { $0.contains("<host-unknown") })
+    }
+
+    @Test("a message in more than maxFragments frames is policy-violation")
+    func tooManyFragments() throws {
+        let socket = try WebSocketHarness()
+        try socket.send(.text, "<", fin: false)
+        for _ in 0..<WebSocketXMPPHandler.maxFragments { try socket.send(.continuation, " ", fin: false) }
+        #expect(try socket.texts().contains { $0.contains("<policy-violation") })
+    }
+
+    @Test("unmasked frames and undefined reserved bits fail the connection with 1002 and close it (RFC 6455 §5.1, §5.2, §7.1.7)", arguments: [
+        ("unmasked", false, false, false, false),
+        ("rsv1 without permessage-deflate", true, true, false, false),
+        ("rsv2", true, false, true, false),
+        ("rsv3", true, false, false, true),
+    ])
+    func frameRules(name: String, masked: Bool, rsv1: Bool, rsv2: Bool, rsv3: Bool) throws {
+        let socket = try WebSocketHarness()
+        try socket.send(.text, Self.open, masked: masked, rsv1: rsv1, rsv2: rsv2, rsv3: rsv3)
+        let frames = try socket.written()
+        #expect(WebSocketHarness.closeCode(frames) == 1002, "\(name)")
+        #expect(!frames.contains { $0.opcode == .text }, "\(name)")
+        #expect(!socket.channel.isActive, "\(name): still open")
+    }
+
+    @Test("with permessage-deflate, a compressed message ending its DEFLATE stream is read; RSV1 on a continuation is 1002")
+    func compressed() throws {
+        let socket = try WebSocketHarness(compressed: true)
+        // Compressed to the end of the DEFLATE stream (BFINAL), as zlib's compress() + flush() does.
+        let compressor = try ZlibCompressor(algorithm: .deflate)
+        var input = ByteBuffer(string: Self.open)
+        var payload = ByteBufferAllocator().buffer(capacity: compressor.maxSize(from: input) + 64)
+        try compressor.deflate(from: &input, to: &payload, flush: .finish)
+        let key = WebSocketMaskingKey.random()
+        payload.webSocketMask(key)
+        try socket.channel.writeInbound(WebSocketFrame(fin: true, rsv1: true, opcode: .text, maskKey: key, data: payload))
+        #expect(try socket.texts().contains { $0.contains("<host-unknown") })
+
+        let other = try WebSocketHarness(compressed: true)
+        try other.send(.text, "<open", fin: false)
+        try other.send(.continuation, "/>", rsv1: true)
+        #expect(WebSocketHarness.closeCode(try other.written()) == 1002)
+    }
+}
