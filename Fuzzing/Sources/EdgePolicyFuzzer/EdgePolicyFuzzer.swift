@@ -9,10 +9,10 @@ import XMPPUpstream
 @testable import TetherServer
 
 /// IPv6 forms that carry an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo) must
-/// be refused whenever the IPv4 address they carry is refused. Off until the AddressPolicy rewrite
-/// (branch hardening-core) lands on main: today's policy allows e.g. `::7f00:1`, `64:ff9b::7f00:1`
-/// and `2002:7f00:1::1` (127.0.0.1 inside each).
-let checksEmbeddedIPv4 = false
+/// be refused whenever the IPv4 address they carry is refused. On since the AddressPolicy rewrite
+/// (hardening-core, merged into main) judges them by what they carry; before it, the policy
+/// allowed e.g. `::7f00:1`, `64:ff9b::7f00:1` and `2002:7f00:1::1` (127.0.0.1 inside each).
+let checksEmbeddedIPv4 = true
 
 /// Input: byte 0 picks the policy (modulo 3); the rest is read by `Input` as that policy's values.
 @_cdecl("LLVMFuzzerTestOneInput")
