@@ -17,6 +17,8 @@ let package = Package(
         // For the nested Fuzzing/ package.
         .library(name: "XMPPCore", targets: ["XMPPCore"]),
         .library(name: "BOSHCore", targets: ["BOSHCore"]),
+        .library(name: "WebSocketCore", targets: ["WebSocketCore"]),
+        .library(name: "XMPPUpstream", targets: ["XMPPUpstream"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

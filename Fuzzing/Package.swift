@@ -1,5 +1,6 @@
 // swift-tools-version: 6.1
-// libFuzzer targets for Tether's XML stream framer and BOSH body parser.
+// libFuzzer targets for what untrusted peers reach in Tether: the XML stream framer, the BOSH body
+// parser, the whole connection pipeline (HTTP requests, WebSocket frames) and the edge policies.
 // Build and run with ../scripts/fuzz.sh (see README.md in this directory).
 import PackageDescription
 
@@ -14,10 +15,14 @@ let package = Package(
     products: [
         .executable(name: "XMLStreamFramerFuzzer", targets: ["XMLStreamFramerFuzzer"]),
         .executable(name: "BOSHBodyFuzzer", targets: ["BOSHBodyFuzzer"]),
+        .executable(name: "WebSocketFrameFuzzer", targets: ["WebSocketFrameFuzzer"]),
+        .executable(name: "HTTPRequestFuzzer", targets: ["HTTPRequestFuzzer"]),
+        .executable(name: "EdgePolicyFuzzer", targets: ["EdgePolicyFuzzer"]),
     ],
     dependencies: [
         .package(name: "Tether", path: ".."),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(
@@ -34,6 +39,54 @@ let package = Package(
                 .product(name: "BOSHCore", package: "Tether"),
                 .product(name: "XMPPCore", package: "Tether"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The production connection pipeline (TetherServer.connectionInitializer) on an
+        // EmbeddedChannel, and a reader for what it writes; shared by the two pipeline targets.
+        .target(
+            name: "PipelineHarness",
+            dependencies: [
+                .product(name: "TetherServer", package: "Tether"),
+                .product(name: "WebSocketCore", package: "Tether"),
+                .product(name: "XMPPCore", package: "Tether"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "WebSocketFrameFuzzer",
+            dependencies: [
+                "PipelineHarness",
+                .product(name: "TetherServer", package: "Tether"),
+                .product(name: "WebSocketCore", package: "Tether"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "HTTPRequestFuzzer",
+            dependencies: [
+                "PipelineHarness",
+                .product(name: "TetherServer", package: "Tether"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "EdgePolicyFuzzer",
+            dependencies: [
+                .product(name: "TetherServer", package: "Tether"),
+                .product(name: "XMPPUpstream", package: "Tether"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in Fuzzing/ and runs them, each for a fixed time.
-#   scripts/fuzz.sh [XMLStreamFramerFuzzer|BOSHBodyFuzzer|all] [SECONDS]   (defaults: all, 600)
+#   scripts/fuzz.sh [TARGET|all] [SECONDS]   (defaults: all, 600)
+# TARGET: XMLStreamFramerFuzzer, BOSHBodyFuzzer, WebSocketFrameFuzzer, HTTPRequestFuzzer, EdgePolicyFuzzer.
 # Every target starts from a scratch copy of its committed seed corpus (Fuzzing/Corpus/<target>),
 # so runs never modify the repository; crash inputs go to Fuzzing/artifacts/. Extra libFuzzer
 # options can be passed in FUZZ_OPTIONS (e.g. FUZZ_OPTIONS='-jobs=2 -workers=2').
@@ -12,12 +13,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export SWIFT_BACKTRACE=enable=no
 target=${1:-all}
 seconds=${2:-600}
-all_targets=(XMLStreamFramerFuzzer BOSHBodyFuzzer)
+all_targets=(XMLStreamFramerFuzzer BOSHBodyFuzzer WebSocketFrameFuzzer HTTPRequestFuzzer EdgePolicyFuzzer)
 
 case "$target" in
     all) targets=("${all_targets[@]}") ;;
-    XMLStreamFramerFuzzer|BOSHBodyFuzzer) targets=("$target") ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    XMLStreamFramerFuzzer|BOSHBodyFuzzer|WebSocketFrameFuzzer|HTTPRequestFuzzer|EdgePolicyFuzzer) targets=("$target") ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "fuzz: unknown target $target (expected ${all_targets[*]} or all)" >&2; exit 2 ;;
 esac
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
@@ -30,7 +31,9 @@ fi
 # passes each sanitizer to swiftc as its own -sanitize= option and swiftc keeps only the last one,
 # so --sanitize=fuzzer --sanitize=address alone builds Swift code without coverage
 # instrumentation: the combined option, appended last, gives Swift code both.
-build_flags=(--package-path "$root/Fuzzing" -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address)
+# -enable-testing lets the pipeline and edge targets `@testable import TetherServer` (its handlers and
+# policies are internal).
+build_flags=(--package-path "$root/Fuzzing" -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing)
 swift build "${build_flags[@]}"
 bin=$(swift build "${build_flags[@]}" --show-bin-path)
 
@@ -44,11 +47,18 @@ for name in "${targets[@]}"; do
     corpus="$scratch/$name"
     mkdir -p "$corpus"
     cp "$root/Fuzzing/Corpus/$name"/* "$corpus/"
+    # XML tokens for the XML and WebSocket targets, HTTP ones for raw requests; the edge policy
+    # target reads binary records, where a dictionary of words would only get in the way.
+    case "$name" in
+        HTTPRequestFuzzer) dict=(-dict="$root/Fuzzing/http.dict") ;;
+        EdgePolicyFuzzer) dict=() ;;
+        *) dict=(-dict="$root/Fuzzing/xml.dict") ;;
+    esac
     echo "fuzz: $name for ${seconds}s (corpus $corpus, artifacts $artifacts)"
     # shellcheck disable=SC2086 # FUZZ_OPTIONS is a list of options
     if ! "$bin/$name" \
         -max_total_time="$seconds" \
-        -dict="$root/Fuzzing/xml.dict" \
+        "${dict[@]}" \
         -max_len=4096 \
         -timeout=10 \
         -rss_limit_mb=4096 \

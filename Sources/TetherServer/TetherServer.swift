@@ -104,15 +104,7 @@ public final class TetherServer: Sendable {
     }
 
     private func bootstrap() -> ServerBootstrap {
-        let store = self.store
-        let bosh = self.bosh
-        let webSockets = self.webSockets
-        let relay = self.relay
-        let prebind = self.prebind
-        let limiter = self.limiter
-        let status = self.status
-        let metrics = self.metrics
-        let logger = self.logger
+        let configureConnection = self.connectionInitializer()
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -123,60 +115,78 @@ public final class TetherServer: Sendable {
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // A connection lives under the configuration in effect when it was accepted.
-                    let configuration = store.current
-                    // Past the high mark a WebSocket client is not reading (see WebSocketXMPPHandler).
-                    let queued = configuration.webSocket.maxQueuedBytes
-                    try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: queued / 2, high: queued))
-                    let upgrader = NIOWebSocketServerUpgrader(
-                        // Slack above the stanza limit, so a message just over it gets the XMPP
-                        // `policy-violation` stream error rather than a bare close 1009.
-                        maxFrameSize: configuration.xmlLimits.maxElementBytes + 64 * 1024,
-                        automaticErrorHandling: true,
-                        shouldUpgrade: { channel, head in
-                            channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, configuration: configuration))
-                        },
-                        upgradePipelineHandler: { channel, head in
-                            channel.eventLoop.makeCompletedFuture {
-                                let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
-                                let client = configuration.forwardedHeaders
-                                    .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers)
-                                try channel.pipeline.syncOperations.addHandler(
-                                    WebSocketXMPPHandler(
-                                        configuration: configuration,
-                                        client: client,
-                                        compressed: compressed,
-                                        connector: UpstreamConnector(configuration: configuration.upstream),
-                                        registry: webSockets,
-                                        limiter: limiter,
-                                        status: status,
-                                        metrics: metrics,
-                                        logger: logger
-                                    )
-                                )
-                            }
-                        }
-                    )
-                    let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true,
-                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
-                            // The HTTP edge has no business on an upgraded connection.
-                            context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
-                        }),
-                        withErrorHandling: true
-                    )
-                    try sync.addHandler(HTTPEdgeHandler(
-                            store: store,
-                            bosh: bosh,
-                            relay: relay,
-                            prebind: prebind,
-                            status: status,
-                            metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.sessionStates) },
-                            logger: logger
-                        ), name: HTTPEdgeHandler.name)
+                    try configureConnection(channel)
                 }
             }
+    }
+
+    /// Sets up an accepted connection's pipeline: HTTP/1.1 with the WebSocket upgrader, then the
+    /// HTTP edge. Internal so the fuzzers (Fuzzing/) drive this exact pipeline on an
+    /// EmbeddedChannel. The closure captures the shared pieces, not the server.
+    func connectionInitializer() -> @Sendable (any Channel) throws -> Void {
+        let store = self.store
+        let bosh = self.bosh
+        let webSockets = self.webSockets
+        let relay = self.relay
+        let prebind = self.prebind
+        let limiter = self.limiter
+        let status = self.status
+        let metrics = self.metrics
+        let logger = self.logger
+        return { channel in
+            // A connection lives under the configuration in effect when it was accepted.
+            let configuration = store.current
+            // Past the high mark a WebSocket client is not reading (see WebSocketXMPPHandler).
+            let queued = configuration.webSocket.maxQueuedBytes
+            try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: queued / 2, high: queued))
+            let upgrader = NIOWebSocketServerUpgrader(
+                // Slack above the stanza limit, so a message just over it gets the XMPP
+                // `policy-violation` stream error rather than a bare close 1009.
+                maxFrameSize: configuration.xmlLimits.maxElementBytes + 64 * 1024,
+                automaticErrorHandling: true,
+                shouldUpgrade: { channel, head in
+                    channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, configuration: configuration))
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
+                        let client = configuration.forwardedHeaders
+                            .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers)
+                        try channel.pipeline.syncOperations.addHandler(
+                            WebSocketXMPPHandler(
+                                configuration: configuration,
+                                client: client,
+                                compressed: compressed,
+                                connector: UpstreamConnector(configuration: configuration.upstream),
+                                registry: webSockets,
+                                limiter: limiter,
+                                status: status,
+                                metrics: metrics,
+                                logger: logger
+                            )
+                        )
+                    }
+                }
+            )
+            let sync = channel.pipeline.syncOperations
+            try sync.configureHTTPServerPipeline(
+                withPipeliningAssistance: true,
+                withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                    // The HTTP edge has no business on an upgraded connection.
+                    context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
+                }),
+                withErrorHandling: true
+            )
+            try sync.addHandler(HTTPEdgeHandler(
+                    store: store,
+                    bosh: bosh,
+                    relay: relay,
+                    prebind: prebind,
+                    status: status,
+                    metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.sessionStates) },
+                    logger: logger
+                ), name: HTTPEdgeHandler.name)
+        }
     }
 }
 
