@@ -42,6 +42,14 @@ struct ForwardedHeadersTests {
         #expect(!listed.isSecure)
     }
 
+    @Test("a forged port outside 0–65535 does not crash the process (regression: it trapped in SocketAddress)", arguments: ["1.2.3.4:70000", "[2001:db8::1]:-1", "[2001:db8::1]:99999999999999999999", "1.2.3.4:-5"])
+    func forgedPort(hop: String) {
+        let origin = xff.origin(peer: proxy, local: nil, headers: HTTPHeaders([("X-Forwarded-For", "\(hop), 127.0.0.1")]))
+        #expect(origin.address.port == 0 || origin.address == proxy)
+        let forwarded = rfc7239.origin(peer: proxy, local: nil, headers: HTTPHeaders([("Forwarded", "for=\"\(hop)\"")]))
+        #expect(forwarded.address.port == 0 || forwarded.address == proxy)
+    }
+
     @Test("an unparsable X-Forwarded-For hop ends the walk: no forged entry left of it is taken")
     func unparsableHop() {
         let origin = xff.origin(peer: proxy, local: nil, headers: HTTPHeaders([("X-Forwarded-For", "198.51.100.77, not-an-address")]))

@@ -129,6 +129,10 @@ struct HTTPEdgeTests {
         let answer = try edge.output()
         #expect(answer.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
         #expect(answer.contains("X-Content-Type-Options: nosniff"))
+        // Beyond what Int holds, still refused at once (regression: it read as no length).
+        let huge = try EdgeHarness { $0.maxRequestBodyBytes = 1000 }
+        try huge.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Length: 9223372036854775808\r\n\r\n")
+        #expect(try huge.output().hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
     }
 
     @Test("Expect: 100-continue gets 100 Continue, then the answer; beyond the body limit 417; other expectations 417")

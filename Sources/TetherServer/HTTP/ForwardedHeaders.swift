@@ -99,10 +99,11 @@ struct ForwardedHeaders: Sendable {
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else { return nil }
             let rest = text[text.index(after: close)...]
-            if rest.hasPrefix(":"), let parsed = Int(rest.dropFirst()) { port = parsed }
+            // UInt16: a forged port outside 0–65535 must not reach SocketAddress (it traps).
+            if rest.hasPrefix(":"), let parsed = UInt16(rest.dropFirst()) { port = Int(parsed) }
             text = String(text[text.index(after: text.startIndex)..<close])
         } else if text.filter({ $0 == ":" }).count == 1, let colon = text.firstIndex(of: ":") {
-            port = Int(text[text.index(after: colon)...]) ?? 0
+            port = UInt16(text[text.index(after: colon)...]).map(Int.init) ?? 0
             text = String(text[..<colon])
         }
         return try? SocketAddress(ipAddress: text, port: port)

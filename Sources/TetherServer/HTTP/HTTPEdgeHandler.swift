@@ -152,7 +152,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             return (.expectationFailed, "Only the 100-continue expectation is supported.\n", [])
         }
         let bodyLimit = self.configuration.maxRequestBodyBytes
-        if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > bodyLimit {
+        // A length Int cannot hold (NIO's parser accepts up to 2^64 - 1) is beyond any limit too.
+        if let declared = head.headers.first(name: "content-length").map({ Int($0) ?? .max }), declared > bodyLimit {
             // Refused at once, without reading a byte of it; a client waiting for 100 Continue
             // is told its expectation fails (RFC 9110 §10.1.1).
             return (expectation.isEmpty ? .payloadTooLarge : .expectationFailed, "Request body larger than \(bodyLimit) bytes\n", [])
