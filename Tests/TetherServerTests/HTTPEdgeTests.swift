@@ -195,3 +195,40 @@ struct HTTPEdgeTests {
         }
     }
 }
+
+@Suite("Connection pipeline (EmbeddedChannel)")
+struct ConnectionPipelineTests {
+    /// Whether an object is still alive.
+    final class Weak: @unchecked Sendable {
+        weak var object: AnyObject?
+        init(_ object: AnyObject) { self.object = object }
+    }
+
+    @Test("an upgrade request declaring a body is refused with 400, and nothing of the connection outlives it (regression: leaked per connection)")
+    func upgradeWithBody() throws {
+        var configuration = TetherConfiguration()
+        configuration.domains = ["localhost"]
+        let server = TetherServer(configuration: configuration)
+        var weakHandlers: [Weak] = []
+        do {
+            let channel = EmbeddedChannel()
+            try server.connectionInitializer()(channel)
+            try channel.connect(to: SocketAddress(ipAddress: "203.0.113.9", port: 4000)).wait()
+            let upgrade = "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nContent-Length: 10\r\n\r\n"
+            weakHandlers.append(Weak(try channel.pipeline.syncOperations.handler(type: HTTPServerUpgradeHandler.self)))
+            weakHandlers.append(Weak(try channel.pipeline.syncOperations.handler(type: HTTPEdgeHandler.self)))
+            // The upgrader reports the refusal as an error (EmbeddedChannel rethrows it) and passes the request on.
+            _ = try? channel.writeInbound(ByteBuffer(string: upgrade))
+            var answer = ""
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { answer += String(buffer: buffer) }
+            #expect(answer.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(answer)")
+            #expect(answer.contains("carries no body"))
+            // The body never comes; the connection ends (a request timeout, or the client going).
+            _ = try? channel.close().wait()
+            _ = try? channel.finish(acceptAlreadyClosed: true)
+        }
+        #expect(!weakHandlers.isEmpty)
+        #expect(weakHandlers.allSatisfy { $0.object == nil }, "handlers still alive after close: \(weakHandlers.compactMap { $0.object.map { String(describing: type(of: $0)) } })")
+    }
+}

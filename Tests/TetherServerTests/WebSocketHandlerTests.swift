@@ -107,6 +107,16 @@ struct WebSocketHandlerTests {
         #expect(!socket.channel.isActive, "\(name): still open")
     }
 
+    @Test("a frame with a reserved opcode fails the connection with 1002 (RFC 6455 §5.2; found by WebSocketFrameFuzzer)", arguments: [0x3, 0x7, 0xB, 0xF] as [UInt8])
+    func reservedOpcode(code: UInt8) throws {
+        let socket = try WebSocketHarness()
+        let opcode = try #require(WebSocketOpcode(encodedWebSocketOpcode: code))
+        try socket.send(opcode, "junk")
+        let frames = try socket.written()
+        #expect(WebSocketHarness.closeCode(frames) == 1002)
+        #expect(!socket.channel.isActive)
+    }
+
     @Test("with permessage-deflate, a compressed message ending its DEFLATE stream is read; RSV1 on a continuation is 1002")
     func compressed() throws {
         let socket = try WebSocketHarness(compressed: true)

@@ -11,9 +11,9 @@ import XMPPCore
 @testable import TetherServer
 
 /// RFC 6455 §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail the
-/// WebSocket Connection_." Tether ignores frames with a reserved opcode (3–7, 11–15) today
-/// (regression-reserved-opcode in the corpus); turn this on once that is fixed.
-let checksReservedOpcodes = false
+/// WebSocket Connection_." Tether used to ignore frames with a reserved opcode (3–7, 11–15)
+/// (regression-reserved-opcode in the corpus); fixed, with a handler test in Tests/TetherServerTests.
+let checksReservedOpcodes = true
 
 /// Input: byte 0 chooses the connection (bit 0 offers permessage-deflate, bit 1 structured
 /// frames instead of raw bytes, bit 2 small XML limits, bit 3 the server compresses every message,

@@ -96,8 +96,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .idle):
             self.configuration = self.store.current
-            if let (status, reason) = self.refusal(of: head) {
-                self.refuse(head, status: status, reason: reason, context: context)
+            if let (status, reason, headers) = self.refusal(of: head) {
+                self.refuse(head, status: status, reason: reason, headers: headers, context: context)
                 return
             }
             if head.version.major == 1 && head.version.minor >= 1 && head.headers.contains(name: "expect") {
@@ -132,40 +132,43 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Why a request is refused from its head alone, before any of its body is read.
-    private func refusal(of head: HTTPRequestHead) -> (HTTPResponseStatus, String)? {
+    private func refusal(of head: HTTPRequestHead) -> (HTTPResponseStatus, String, [(String, String)])? {
         let headLimit = self.configuration.maxHeaderBytes
         if Self.headBytes(head) > headLimit {
-            return (.requestHeaderFieldsTooLarge, "Request head larger than \(headLimit) bytes\n")
+            return (.requestHeaderFieldsTooLarge, "Request head larger than \(headLimit) bytes\n", [])
         }
         if !self.configuration.acceptsHost(head.headers.first(name: "host")) {
             // RFC 9110 §15.5.20: not a host this server answers for (DNS rebinding, stray names).
-            return (.misdirectedRequest, "This server does not serve that host.\n")
+            return (.misdirectedRequest, "This server does not serve that host.\n", [])
+        }
+        if head.uri.split(separator: "?", maxSplits: 1).first == Substring(WebSocketUpgradePolicy.path) {
+            // Only what the upgrader refused gets here: said at once, without waiting for a body.
+            let refusal = WebSocketUpgradePolicy.refusal(head, configuration: self.configuration)
+            return (refusal.status, refusal.reason + "\n", refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [])
         }
         let expectation = head.headers[canonicalForm: "expect"].map { $0.lowercased() }
         if head.version.major == 1 && head.version.minor >= 1, !expectation.isEmpty, expectation != ["100-continue"] {
             // RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met.
-            return (.expectationFailed, "Only the 100-continue expectation is supported.\n")
+            return (.expectationFailed, "Only the 100-continue expectation is supported.\n", [])
         }
         let bodyLimit = self.configuration.maxRequestBodyBytes
         if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > bodyLimit {
             // Refused at once, without reading a byte of it; a client waiting for 100 Continue
             // is told its expectation fails (RFC 9110 §10.1.1).
-            return expectation.isEmpty
-                ? (.payloadTooLarge, "Request body larger than \(bodyLimit) bytes\n")
-                : (.expectationFailed, "Request body larger than \(bodyLimit) bytes\n")
+            return (expectation.isEmpty ? .payloadTooLarge : .expectationFailed, "Request body larger than \(bodyLimit) bytes\n", [])
         }
         return nil
     }
 
     /// Answers a request before its end and closes the connection: the output side once the
     /// answer is written, the input side after `LingeringCloseHandler` has let the client read it.
-    private func refuse(_ head: HTTPRequestHead, status: HTTPResponseStatus, reason: String, context: ChannelHandlerContext) {
+    private func refuse(_ head: HTTPRequestHead, status: HTTPResponseStatus, reason: String, headers: [(String, String)] = [], context: ChannelHandlerContext) {
         self.requestTimer?.cancel()
         self.logger.info("refused HTTP request", metadata: [
             "status": "\(status.code)", "client": "\(context.channel.remoteAddress?.ipAddress ?? "?")", "uri": "\(head.uri.prefix(200))",
         ])
         self.state = .responding(keepAlive: false)
-        self.writeSimple(status: status, text: reason, origin: head.headers.first(name: "origin"), context: context, lingering: true)
+        self.writeSimple(status: status, text: reason, origin: head.headers.first(name: "origin"), extraHeaders: headers, context: context, lingering: true)
         self.state = .refused
     }
 
@@ -200,10 +203,6 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             } else {
                 self.writeSimple(status: .ok, text: "ready\n", origin: nil, context: context)
             }
-        case "/xmpp-websocket":
-            // Only upgrades the upgrader refused get here: say why.
-            let refusal = WebSocketUpgradePolicy.refusal(head, configuration: self.configuration)
-            self.writeSimple(status: refusal.status, text: refusal.reason + "\n", origin: origin, extraHeaders: refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [], context: context)
         default:
             self.writeSimple(status: .notFound, text: "Not found.\n", origin: origin, context: context)
         }

@@ -38,6 +38,13 @@ enum WebSocketUpgradePolicy {
         guard head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
             return (.upgradeRequired, "WebSocket upgrade with the 'xmpp' subprotocol required.")
         }
+        // RFC 6455 §4.1: the opening handshake is a GET without a body. Refused before the
+        // upgrader waits for one: NIO's upgrade handler holds a reference cycle until the
+        // request's end, so a body that never comes would leak the whole connection.
+        let declaredLength = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+        guard declaredLength == 0, !head.headers.contains(name: "transfer-encoding") else {
+            return (.badRequest, "A WebSocket upgrade request carries no body.")
+        }
         let origin = head.headers.first(name: "origin")
         if origin == nil && !configuration.webSocket.allowMissingOrigin {
             return (.forbidden, "An Origin header is required.")

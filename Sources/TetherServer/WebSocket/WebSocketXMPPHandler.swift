@@ -183,7 +183,12 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         case .pong:
             self.awaitingPong = false
         default:
-            break
+            // A reserved opcode (3–7, 11–15): RFC 6455 §5.2 has the connection failed.
+            self.logger.info("client sent a reserved opcode", metadata: ["opcode": "\(frame.opcode)"])
+            self.endCondition = "protocol-error"
+            self.fragments = nil
+            self.closeAfterCloseFrame = true
+            self.run(self.machine.frameRulesBroken())
         }
     }
 
