@@ -54,21 +54,11 @@ for name in "${targets[@]}"; do
         EdgePolicyFuzzer) dict=() ;;
         *) dict=(-dict="$root/Fuzzing/xml.dict") ;;
     esac
-    # HTTPRequestFuzzer: no leak detection until NIO's HTTPServerUpgradeHandler stops leaking a
-    # connection whose upgrade request never ends (its reference cycle, see Fuzzing/README.md and
-    # Corpus/HTTPRequestFuzzer/regression-upgrade-body-leak.bin); otherwise every run stops there.
-    leaks=()
-    asan_options=${ASAN_OPTIONS:-}
-    if [ "$name" = HTTPRequestFuzzer ]; then
-        leaks=(-detect_leaks=0)
-        asan_options="detect_leaks=0${asan_options:+:$asan_options}"
-    fi
     echo "fuzz: $name for ${seconds}s (corpus $corpus, artifacts $artifacts)"
     # shellcheck disable=SC2086 # FUZZ_OPTIONS is a list of options
-    if ! ASAN_OPTIONS="$asan_options" "$bin/$name" \
+    if ! "$bin/$name" \
         -max_total_time="$seconds" \
         "${dict[@]}" \
-        "${leaks[@]}" \
         -max_len=4096 \
         -timeout=10 \
         -rss_limit_mb=4096 \
