@@ -79,6 +79,10 @@ public func readResponses(_ bytes: [UInt8], requests: [HTTPRequestHead] = []) ->
             responses.append(response)
             continue
         }
+        if !isNIOProtocolError(response) {
+            response.request = answered < requests.count ? requests[answered] : nil
+            answered += 1
+        }
         if status == 204 || status == 304 {
             // RFC 9110 §8.6: no Content-Length and no body (NIO's encoder drops the header).
             check(response.values("content-length").isEmpty, "\(status) with a Content-Length")
@@ -89,10 +93,6 @@ public func readResponses(_ bytes: [UInt8], requests: [HTTPRequestHead] = []) ->
         check(lengths.count == 1, "\(lengths.count) Content-Length headers on a \(status)")
         guard let length = Int(lengths[0]), lengths[0].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
             fatalError("invariant broken: Content-Length '\(lengths[0])'")
-        }
-        if !isNIOProtocolError(response) {
-            response.request = answered < requests.count ? requests[answered] : nil
-            answered += 1
         }
         if response.request?.method == .HEAD {
             responses.append(response)
