@@ -100,7 +100,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.refuse(head, status: status, reason: reason, headers: headers, context: context)
                 return
             }
-            if head.version.major == 1 && head.version.minor >= 1 && head.headers.contains(name: "expect") {
+            if head.honoursExpectations && head.headers.contains(name: "expect") {
                 // RFC 9110 §10.1.1: the client waits for this before sending its body.
                 context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
@@ -141,13 +141,13 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             // RFC 9110 §15.5.20: not a host this server answers for (DNS rebinding, stray names).
             return (.misdirectedRequest, "This server does not serve that host.\n", [])
         }
-        if head.uri.split(separator: "?", maxSplits: 1).first == Substring(WebSocketUpgradePolicy.path) {
+        if head.path == WebSocketUpgradePolicy.path {
             // Only what the upgrader refused gets here: said at once, without waiting for a body.
             let refusal = WebSocketUpgradePolicy.refusal(head, configuration: self.configuration)
             return (refusal.status, refusal.reason + "\n", refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [])
         }
         let expectation = head.headers[canonicalForm: "expect"].map { $0.lowercased() }
-        if head.version.major == 1 && head.version.minor >= 1, !expectation.isEmpty, expectation != ["100-continue"] {
+        if head.honoursExpectations, !expectation.isEmpty, expectation != ["100-continue"] {
             // RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met.
             return (.expectationFailed, "Only the 100-continue expectation is supported.\n", [])
         }
@@ -174,7 +174,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func route(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let path = String(head.path)
         let origin = head.headers.first(name: "origin")
         switch path {
         case "/http-bind", "/http-bind/", self.nodePath:

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 
 /// The host part of a `Host` header or an origin's authority.
 public enum HTTPHost {
@@ -17,5 +18,18 @@ public enum HTTPHost {
     /// An IPv4 or IPv6 literal (not a name that DNS could point anywhere).
     public static func isIPLiteral(_ name: String) -> Bool {
         (try? SocketAddress(ipAddress: name, port: 0)) != nil
+    }
+}
+
+extension HTTPRequestHead {
+    /// The request target without its query (`/http-bind?x` → `/http-bind`), without allocating.
+    var path: Substring {
+        let uri = Substring(self.uri)
+        return uri.firstIndex(of: "?").map { uri[..<$0] } ?? uri
+    }
+
+    /// RFC 9110 §10.1.1: expectations mean something from HTTP/1.1 on; an HTTP/1.0 server ignores them.
+    var honoursExpectations: Bool {
+        self.version.major > 1 || (self.version.major == 1 && self.version.minor >= 1)
     }
 }

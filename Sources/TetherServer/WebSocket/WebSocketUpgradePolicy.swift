@@ -27,8 +27,7 @@ enum WebSocketUpgradePolicy {
     }
 
     private static func problem(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> (status: HTTPResponseStatus, reason: String)? {
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        guard path == Self.path else { return (.notFound, "Not found.") }
+        guard head.path == Self.path else { return (.notFound, "Not found.") }
         guard HTTPEdgeHandler.headBytes(head) <= configuration.maxHeaderBytes else {
             return (.requestHeaderFieldsTooLarge, "Request head larger than \(configuration.maxHeaderBytes) bytes.")
         }
