@@ -16,6 +16,8 @@ public struct WebSocketFrameRules: Sendable, Hashable {
         case continuation
         /// Close, ping or pong.
         case control
+        /// An opcode RFC 6455 §5.2 reserves (3–7, 11–15): no extension Tether negotiates defines one.
+        case reserved
     }
 
     /// Whether a client frame keeps the rules; `false` means the connection is failed with 1002.
@@ -23,14 +25,16 @@ public struct WebSocketFrameRules: Sendable, Hashable {
     /// - §5.1: "a client MUST mask all frames that it sends"; a server MUST close on an unmasked one.
     /// - §5.2: RSV1–3 "MUST be 0 unless an extension is negotiated that defines meanings"; none
     ///   Tether negotiates defines RSV2 or RSV3.
+    /// - §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail the WebSocket
+    ///   Connection_."
     /// - RFC 7692 §6: RSV1 ("Per-Message Compressed") only on the first frame of a data message,
     ///   never on control frames or continuations, and only when the extension was negotiated.
     public func allows(kind: FrameKind, masked: Bool, rsv1: Bool, rsv2: Bool, rsv3: Bool) -> Bool {
-        guard masked, !rsv2, !rsv3 else { return false }
+        guard masked, !rsv2, !rsv3, kind != .reserved else { return false }
         guard rsv1 else { return true }
         switch kind {
         case .messageStart: return self.compressionNegotiated
-        case .continuation, .control: return false
+        case .continuation, .control, .reserved: return false
         }
     }
 }

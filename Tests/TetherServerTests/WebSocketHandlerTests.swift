@@ -14,7 +14,7 @@ import XMPPUpstream
 final class WebSocketHarness {
     let channel = EmbeddedChannel()
 
-    init(compressed: Bool = false) throws {
+    init(compressed: Bool = false, limits: SessionLimiter.Limits = .init()) throws {
         var configuration = TetherConfiguration()
         configuration.domains = []
         let client = ClientOrigin(address: try SocketAddress(ipAddress: "203.0.113.9", port: 4000), isSecure: false, destination: nil)
@@ -26,7 +26,7 @@ final class WebSocketHarness {
                 compressed: compressed,
                 connector: UpstreamConnector(configuration: configuration.upstream),
                 registry: WebSocketRegistry(),
-                limiter: SessionLimiter(limits: .init()),
+                limiter: SessionLimiter(limits: limits),
                 status: ServerStatus(),
                 metrics: TetherMetrics(),
                 logger: Logger(label: "test")
@@ -114,6 +114,16 @@ struct WebSocketHandlerTests {
         try socket.send(opcode, "junk")
         let frames = try socket.written()
         #expect(WebSocketHarness.closeCode(frames) == 1002)
+        #expect(!socket.channel.isActive)
+    }
+
+    @Test("a reserved opcode is 1002 also on a session refused at admission (found by WebSocketFrameFuzzer)")
+    func reservedOpcodeWhenRefused() throws {
+        let socket = try WebSocketHarness(limits: .init(maxSessions: 0))
+        try socket.send(try #require(WebSocketOpcode(encodedWebSocketOpcode: 0x3)), "junk")
+        let frames = try socket.written()
+        #expect(WebSocketHarness.closeCode(frames) == 1002)
+        #expect(!frames.contains { $0.opcode == .text })
         #expect(!socket.channel.isActive)
     }
 

@@ -144,6 +144,9 @@ struct WebSocketFrameRulesTests {
         (.control, true, true, false, false, true, false),
         (.continuation, true, false, false, false, true, true),
         (.control, true, false, false, false, false, true),
+        (.reserved, true, false, false, false, false, false),
+        (.reserved, true, false, false, false, true, false),
+        (.reserved, true, true, false, false, true, false),
     ])
     func rules(kind: Kind, masked: Bool, rsv1: Bool, rsv2: Bool, rsv3: Bool, negotiated: Bool, allowed: Bool) {
         let rules = WebSocketFrameRules(compressionNegotiated: negotiated)

@@ -15,11 +15,11 @@ import XMPPCore
 /// (regression-reserved-opcode in the corpus); fixed, with a handler test in Tests/TetherServerTests.
 let checksReservedOpcodes = true
 
-/// Off until fixed: while a refusal is pending (session limit, draining) `WebSocketXMPPHandler`
-/// answers the client's first frame with the refusal before looking at its opcode, so a reserved
-/// opcode gets `policy-violation` and a closing handshake that times out without a close frame,
-/// not a failed connection (Corpus/WebSocketFrameFuzzer/regression-reserved-opcode-refused.bin).
-let checksReservedOpcodesWhenRefused = false
+/// Also while a refusal is pending (session limit, draining): the handler used to answer the
+/// first frame with the refusal before looking at its opcode, so a reserved opcode got
+/// `policy-violation` instead of a failed connection
+/// (Corpus/WebSocketFrameFuzzer/regression-reserved-opcode-refused.bin). Fixed in the frame rules.
+let checksReservedOpcodesWhenRefused = true
 
 /// Input: byte 0 chooses the connection (bit 0 offers permessage-deflate, bit 1 structured
 /// frames instead of raw bytes, bit 2 small XML limits, bit 3 the server compresses every message,

@@ -123,7 +123,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
-        let kind: WebSocketFrameRules.FrameKind = frame.opcode == .continuation ? .continuation : (frame.opcode.isControlOpcode ? .control : .messageStart)
+        let kind = Self.kind(of: frame.opcode)
         guard self.frameRules.allows(kind: kind, masked: frame.maskKey != nil, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3) else {
             self.logger.info("client broke the frame rules", metadata: ["opcode": "\(frame.opcode)", "masked": "\(frame.maskKey != nil)"])
             self.endCondition = "protocol-error"
@@ -183,12 +183,17 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         case .pong:
             self.awaitingPong = false
         default:
-            // A reserved opcode (3–7, 11–15): RFC 6455 §5.2 has the connection failed.
-            self.logger.info("client sent a reserved opcode", metadata: ["opcode": "\(frame.opcode)"])
-            self.endCondition = "protocol-error"
-            self.fragments = nil
-            self.closeAfterCloseFrame = true
-            self.run(self.machine.frameRulesBroken())
+            // Reserved opcodes never get here: the frame rules above failed the connection.
+            break
+        }
+    }
+
+    static func kind(of opcode: WebSocketOpcode) -> WebSocketFrameRules.FrameKind {
+        switch opcode {
+        case .text, .binary: return .messageStart
+        case .continuation: return .continuation
+        case .connectionClose, .ping, .pong: return .control
+        default: return .reserved
         }
     }
 
