@@ -4,7 +4,9 @@
 # TARGET: XMLStreamFramerFuzzer, BOSHBodyFuzzer, WebSocketFrameFuzzer, HTTPRequestFuzzer, EdgePolicyFuzzer.
 # Every target starts from a scratch copy of its committed seed corpus (Fuzzing/Corpus/<target>),
 # so runs never modify the repository; crash inputs go to Fuzzing/artifacts/. Extra libFuzzer
-# options can be passed in FUZZ_OPTIONS (e.g. FUZZ_OPTIONS='-jobs=2 -workers=2').
+# options can be passed in FUZZ_OPTIONS (e.g. FUZZ_OPTIONS='-jobs=2 -workers=2'). With
+# FUZZ_MERGE_CORPUS=1 the inputs of the run that reach new coverage are merged (libFuzzer
+# -merge=1) into the committed corpus afterwards, to be committed with the run's results.
 # Exits non-zero when a target finds a crash. See Fuzzing/README.md.
 set -euo pipefail
 
@@ -68,6 +70,13 @@ for name in "${targets[@]}"; do
         "$corpus"; then
         echo "fuzz: $name FAILED; crash input(s) in $artifacts" >&2
         status=1
+    elif [ "${FUZZ_MERGE_CORPUS:-0}" = 1 ]; then
+        before=$(find "$root/Fuzzing/Corpus/$name" -type f | wc -l)
+        "$bin/$name" -merge=1 "${dict[@]}" -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
+            "$root/Fuzzing/Corpus/$name" "$corpus" 2>"$scratch/$name-merge.log" \
+            || { echo "fuzz: merging $name's corpus failed:" >&2; tail -5 "$scratch/$name-merge.log" >&2; status=1; }
+        after=$(find "$root/Fuzzing/Corpus/$name" -type f | wc -l)
+        echo "fuzz: $name corpus merged into Fuzzing/Corpus/$name: $before -> $after inputs"
     fi
 done
 exit "$status"

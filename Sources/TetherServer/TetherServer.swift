@@ -145,7 +145,8 @@ public final class TetherServer: Sendable {
                 maxFrameSize: configuration.xmlLimits.maxElementBytes + 64 * 1024,
                 automaticErrorHandling: true,
                 shouldUpgrade: { channel, head in
-                    channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, configuration: configuration))
+                    let secure = configuration.forwardedHeaders.origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers).isSecure
+                    return channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, secure: secure, configuration: configuration))
                 },
                 upgradePipelineHandler: { channel, head in
                     channel.eventLoop.makeCompletedFuture {

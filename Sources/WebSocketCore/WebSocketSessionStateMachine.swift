@@ -68,6 +68,24 @@ public struct WebSocketSessionStateMachine {
         }
     }
 
+    /// The longest client message this session can still use, given the configured `limit`.
+    ///
+    /// Until the stream is open and once it is closing, only RFC 7395 framing elements matter
+    /// (`<open/>`, `<close/>`: a few attributes), so anything longer is not inflated or parsed in
+    /// full: a client cannot make a session it has already broken (or never opened) inflate a
+    /// compression bomb per frame. After the session is closed nothing is read at all.
+    public func largestUsefulMessage(within limit: Int) -> Int {
+        switch self.state {
+        case .open: return limit
+        case .awaitingOpen, .opening, .closing: return min(limit, Self.framingMessageBytes)
+        case .closed: return 0
+        }
+    }
+
+    /// Room for an `<open/>` or `<close/>` with generous attributes (a JID is at most 3071 bytes,
+    /// RFC 7622 §3.1, and `<open/>` carries at most two).
+    public static let framingMessageBytes = 8192
+
     // MARK: From the client
 
     public mutating func received(_ message: WebSocketMessage) -> [Action] {
@@ -163,6 +181,13 @@ public struct WebSocketSessionStateMachine {
         }
     }
 
+    /// The client has not sent `<open/>` in the time a connection gets to say what it wants:
+    /// RFC 6120 §4.9.3.4 `connection-timeout`, then the closing handshake.
+    public mutating func openTimeoutFired() -> [Action] {
+        guard case .awaitingOpen = self.state else { return [] }
+        return self.streamError(.connectionTimeout, domain: nil)
+    }
+
     public mutating func closeTimeoutFired() -> [Action] {
         switch self.state {
         case .closing, .closed:
@@ -229,7 +254,10 @@ public struct WebSocketSessionStateMachine {
             if let uri {
                 return [.closeUpstream(graceful: false), .send(WebSocketFraming.close(seeOtherURI: uri)), .startCloseTimer]
             }
-            return [.closeUpstream(graceful: false), .send(StreamErrorCondition.systemShutdown.element), .send(WebSocketFraming.close()), .startCloseTimer]
+            // §3.5: a stream error follows an <open/>, also before the client's.
+            let open: [Action] = self.openSent ? [] : [.send(WebSocketFraming.open(StreamInfo(), fallbackFrom: nil))]
+            self.openSent = true
+            return [.closeUpstream(graceful: false)] + open + [.send(StreamErrorCondition.systemShutdown.element), .send(WebSocketFraming.close()), .startCloseTimer]
         }
     }
 

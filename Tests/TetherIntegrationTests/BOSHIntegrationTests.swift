@@ -311,7 +311,7 @@ struct BOSHIntegrationTests {
             #expect(created.status == 200)
             #expect(created.headers.first(name: "access-control-allow-origin") == nil)
         } configure: { configuration, _ in
-            configuration.cors = .disabled
+            configuration.cors = .disabled(origins: nil)
         }
     }
 

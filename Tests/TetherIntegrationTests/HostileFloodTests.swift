@@ -131,6 +131,77 @@ struct HostileFloodTests {
         var all: [String: (refused: Int, total: Int)] { self.counts.withLock { $0 } }
     }
 
+    /// `/healthz` times while the other tasks run.
+    final class HealthProbe: Sendable {
+        private let running: Mutex<Int>
+        private let measured = Mutex<[Duration]>([])
+        init(running: Int) { self.running = Mutex(running) }
+        func finished() { self.running.withLock { $0 -= 1 } }
+        var isRunning: Bool { self.running.withLock { $0 > 0 } }
+        func record(_ time: Duration) { self.measured.withLock { $0.append(time) } }
+        var times: [Duration] { self.measured.withLock { $0 }.sorted() }
+    }
+
+    /// Set by benchmarks/hostile.sh.
+    static let benchmarking = ProcessInfo.processInfo.environment["TETHER_FLOOD_BENCHMARK"] == "1"
+
+    /// 50 honest sessions (20 WebSocket pairs, 5 BOSH pairs) and a `/healthz` probe every 250 ms,
+    /// with the flood beside them when there is an attackers' client.
+    static func honestTraffic(tether: TetherProcess, http: HTTPClient, attackerHTTP: HTTPClient?, users: [String]) async throws -> (Ledger, Outcomes, [Duration]) {
+        let ledger = Ledger()
+        let outcomes = Outcomes()
+        // The probe runs while any of the others does.
+        let probe = HealthProbe(running: 25 + (attackerHTTP == nil ? 0 : 1))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for pair in 0..<20 {
+                group.addTask {
+                    defer { probe.finished() }
+                    try await Self.webSocketPair(port: tether.port, from: users[2 * pair], to: users[2 * pair + 1], count: 20, ledger: ledger)
+                }
+            }
+            for pair in 20..<25 {
+                group.addTask {
+                    defer { probe.finished() }
+                    try await Self.boshPair(http: http, url: tether.boshURL, from: users[2 * pair], to: users[2 * pair + 1], count: 8, ledger: ledger)
+                }
+            }
+            if let attackerHTTP {
+                group.addTask {
+                    defer { probe.finished() }
+                    try await Self.flood(port: tether.port, http: attackerHTTP, url: tether.boshURL, outcomes: outcomes)
+                }
+            }
+            group.addTask {
+                while probe.isRunning {
+                    // A loop that stops turning shows here as a failed probe; its time is only reported.
+                    if let elapsed = try? await HostileInputTests.health(port: tether.port) { probe.record(elapsed) }
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+            }
+            try await group.waitForAll()
+        }
+        return (ledger, outcomes, probe.times)
+    }
+
+    static func percentile(_ sorted: [Duration], _ p: Int) -> Duration {
+        sorted.isEmpty ? .zero : sorted[min(sorted.count - 1, sorted.count * p / 100)]
+    }
+
+    /// The benchmark's lines (benchmarks/hostile.sh collects them): with the flood against without.
+    static func report(reference: (Ledger, Outcomes, [Duration]), flood: (Ledger, [Duration])) {
+        func ms(_ duration: Duration) -> Double { Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15 }
+        let rows: [(String, Duration, Duration)] = [
+            ("honest message p50", Self.percentile(reference.0.latencies, 50), Self.percentile(flood.0.latencies, 50)),
+            ("honest message p99", Self.percentile(reference.0.latencies, 99), Self.percentile(flood.0.latencies, 99)),
+            ("/healthz p50", Self.percentile(reference.2, 50), Self.percentile(flood.1, 50)),
+            ("/healthz p99", Self.percentile(reference.2, 99), Self.percentile(flood.1, 99)),
+        ]
+        for (name, without, with) in rows {
+            let ratio = ms(without) > 0 ? ms(with) / ms(without) : 0
+            print(String(format: "hostile benchmark: %@: %.1f ms without the flood, %.1f ms with it, ratio %.2f", name, ms(without), ms(with), ratio))
+        }
+    }
+
     @Test("a mixed flood from many connections: each attack refused, 50 honest sessions lose nothing, memory comes back")
     func mixedFlood() async throws {
         try await withProsody { prosody in
@@ -146,19 +217,13 @@ struct HostileFloodTests {
                 try await withHTTPClient { attackerHTTP in
                     // Warm up (one login each way), then the baseline.
                     try await Self.webSocketPair(port: tether.port, from: users[48], to: users[49], count: 1, ledger: Ledger())
+                    // benchmarks/hostile.sh: the same honest traffic without the flood first, as the
+                    // reference its ratios are measured against (tests assert no speed).
+                    let reference = Self.benchmarking ? try await Self.honestTraffic(tether: tether, http: http, attackerHTTP: nil, users: users) : nil
                     let baseline = Self.residentKiB(tether.process.pid)
-                    let ledger = Ledger()
-                    let outcomes = Outcomes()
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        // 50 honest sessions: 20 WebSocket pairs and 5 BOSH pairs.
-                        for pair in 0..<20 {
-                            group.addTask { try await Self.webSocketPair(port: tether.port, from: users[2 * pair], to: users[2 * pair + 1], count: 20, ledger: ledger) }
-                        }
-                        for pair in 20..<25 {
-                            group.addTask { try await Self.boshPair(http: http, url: tether.boshURL, from: users[2 * pair], to: users[2 * pair + 1], count: 8, ledger: ledger) }
-                        }
-                        group.addTask { try await Self.flood(port: tether.port, http: attackerHTTP, url: tether.boshURL, outcomes: outcomes) }
-                        try await group.waitForAll()
+                    let (ledger, outcomes, health) = try await Self.honestTraffic(tether: tether, http: http, attackerHTTP: attackerHTTP, users: users)
+                    if let reference {
+                        Self.report(reference: reference, flood: (ledger, health))
                     }
 
                     // Nothing lost (an event loop that stalled for good would lose messages here); latency is printed, not asserted.
@@ -168,6 +233,7 @@ struct HostileFloodTests {
                     let latencies = ledger.latencies
                     let p99 = latencies.isEmpty ? .zero : latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
                     print("hostile flood: \(latencies.count) honest messages, p50 \(latencies.isEmpty ? .zero : latencies[latencies.count / 2]), p99 \(p99), max \(latencies.last ?? .zero)")
+                    print("hostile flood: \(health.count) /healthz probes, p50 \(Self.percentile(health, 50)), p99 \(Self.percentile(health, 99))")
                     // A BOSH client resends a request whose connection failed (§14.3); now and then
                     // is normal on a loaded machine, but not a pattern.
                     #expect(ledger.resentCount <= 5, "\(ledger.resentCount) BOSH requests had to be resent")

@@ -204,6 +204,34 @@ struct HostileInputTests {
             }
         }
     }
+
+    @Test("WebSocket connections beyond the per-address limit are refused at once and closed by Tether; one that never sends <open/> is timed out (regression: held open without a word)")
+    func silentWebSocketsAreClosed() async throws {
+        try await withProsody { prosody in
+            try await withTetherProcess([
+                "--route", "localhost=127.0.0.1:\(prosody.c2sPort)",
+                "--max-sessions-per-address", "2",
+                "--http-request-timeout", "3",
+            ]) { tether in
+                // Two admitted connections and five over the limit; none of them writes a frame.
+                let admitted = [try await WebSocketTestClient.connect(port: tether.port), try await WebSocketTestClient.connect(port: tether.port)]
+                var refused: [WebSocketTestClient] = []
+                for _ in 0..<5 { refused.append(try await WebSocketTestClient.connect(port: tether.port)) }
+                for client in refused {
+                    let events = try await client.eventsUntilDisconnected(timeout: .seconds(60))
+                    #expect(events.contains { if case .text(let text) = $0 { return text.contains("<policy-violation") } else { return false } }, "\(events)")
+                }
+                for client in admitted {
+                    let events = try await client.eventsUntilDisconnected(timeout: .seconds(60))
+                    #expect(events.contains { if case .text(let text) = $0 { return text.contains("<connection-timeout") } else { return false } }, "\(events)")
+                }
+                // Their places are free again: the next connection from the address gets a stream.
+                let honest = try await WebSocketTestClient.connect(port: tether.port)
+                try await honest.send(WebSocketTestClient.openTag)
+                #expect(try await honest.receive(until: { $0.contains("<mechanisms") }).first?.hasPrefix("<open") == true)
+            }
+        }
+    }
 }
 
 /// A plain HTTP client for `body`, shut down afterwards whatever happens. It drops idle pooled

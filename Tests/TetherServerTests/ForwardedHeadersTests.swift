@@ -21,6 +21,21 @@ struct ForwardedHeadersTests {
         #expect(origin.isSecure)
     }
 
+    @Test("a relayed request names its client in the header the owner believes, for both header forms and both address families (regression: the relay always wrote X-Forwarded-*)", arguments: ClientAddressHeader.allCases)
+    func relayHeadersRoundTrip(header: ClientAddressHeader) throws {
+        let owner = ForwardedHeaders(trustedProxies: ForwardedHeaders.loopback, header: header)
+        for (address, secure) in [("203.0.113.7", true), ("2001:db8::7", false)] {
+            let client = ClientOrigin(address: try SocketAddress(ipAddress: address, port: 5000), isSecure: secure, destination: nil)
+            let relayed = HTTPHeaders(header.headers(naming: client))
+            let origin = owner.origin(peer: proxy, local: nil, headers: relayed)
+            #expect(origin.address.ipAddress == address, "\(header)")
+            #expect(origin.isSecure == secure, "\(header)")
+            // The other form is not believed: a node configured differently sees only its peer.
+            let other = ForwardedHeaders(trustedProxies: ForwardedHeaders.loopback, header: header == .forwarded ? .xForwardedFor : .forwarded)
+            #expect(other.origin(peer: proxy, local: nil, headers: relayed).address == proxy)
+        }
+    }
+
     @Test("by default a client's own Forwarded header is ignored: it cannot choose its address or look secure (regression)")
     func forgedForwardedIgnored() {
         // What nginx passes on when it sets X-Forwarded-* and leaves a client's Forwarded alone.
@@ -107,11 +122,50 @@ struct HTTPHostTests {
         #expect(!configuration.acceptsHost(nil))
 
         let cors = CORSPolicy.origins(["https://app.example.org"])
-        // Without public hosts, Origin == Host is same-origin (the demo page).
-        #expect(cors.allows(origin: "http://rebind.attacker.example:5280", host: "rebind.attacker.example:5280"))
+        // A name could be a rebinding page's own: never same-origin unless the operator named it
+        // (regression: Origin == Host passed whatever the allowlist said).
+        #expect(!cors.allows(origin: "http://rebind.attacker.example:5280", host: "rebind.attacker.example:5280"))
         #expect(!cors.allows(origin: "http://rebind.attacker.example:5280", host: "rebind.attacker.example:5280", publicHosts: ["chat.example.org"]))
+        // The demo page on localhost or an address literal stays same-origin.
+        #expect(cors.allows(origin: "http://localhost:5280", host: "localhost:5280"))
+        #expect(cors.allows(origin: "http://127.0.0.1:5280", host: "127.0.0.1:5280"))
+        #expect(cors.allows(origin: "http://[::1]:5280", host: "[::1]:5280"))
         #expect(cors.allows(origin: "https://chat.example.org", host: "chat.example.org", publicHosts: ["chat.example.org"]))
         #expect(cors.allows(origin: "https://app.example.org", host: "chat.example.org", publicHosts: ["chat.example.org"]))
+    }
+
+    @Test("over TLS only an https page is same-origin: an http page of the same name is another origin (regression)")
+    func secureSameOrigin() {
+        let cors = CORSPolicy.origins(["https://app.example.org"])
+        let hosts: Set<String> = ["chat.example.org"]
+        #expect(cors.allows(origin: "https://chat.example.org", host: "chat.example.org", publicHosts: hosts, secure: true))
+        #expect(!cors.allows(origin: "http://chat.example.org", host: "chat.example.org", publicHosts: hosts, secure: true))
+        #expect(cors.allows(origin: "http://chat.example.org", host: "chat.example.org", publicHosts: hosts, secure: false))
+    }
+
+    @Test("--no-cors only stops Tether writing CORS headers: a configured origin list is still enforced, for WebSocket upgrades too (regression)")
+    func noCORSStillChecksOrigins() {
+        let cors = CORSPolicy(origins: ["https://app.example.org"], disabled: true)
+        #expect(cors.restrictsOrigins)
+        #expect(cors.allows(origin: "https://APP.example.org"))
+        #expect(!cors.allows(origin: "https://evil.example"))
+        #expect(cors.allows(origin: nil))
+        #expect(cors.responseHeaders(origin: "https://app.example.org").isEmpty)
+        #expect(cors.preflightHeaders(origin: "https://app.example.org", requestedHeaders: nil)?.isEmpty == true)
+        var configuration = TetherConfiguration()
+        configuration.cors = cors
+        let upgrade = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/xmpp-websocket", headers: HTTPHeaders([
+            ("Host", "chat.example.org"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Protocol", "xmpp"), ("Origin", "https://evil.example"),
+        ]))
+        #expect(WebSocketUpgradePolicy.accept(upgrade, secure: false, configuration: configuration) == nil)
+        #expect(WebSocketUpgradePolicy.refusal(upgrade, secure: false, configuration: configuration).status == .forbidden)
+        var allowed = upgrade
+        allowed.headers.replaceOrAdd(name: "Origin", value: "https://app.example.org")
+        #expect(WebSocketUpgradePolicy.accept(allowed, secure: false, configuration: configuration) != nil)
+        // Without a list, --no-cors checks nothing, as before.
+        #expect(!CORSPolicy(origins: [], disabled: true).restrictsOrigins)
+        #expect(!CORSPolicy(origins: ["*"], disabled: true).restrictsOrigins)
     }
 }
 
@@ -123,9 +177,20 @@ struct LogTextTests {
         ("x\u{2028}y\u{85}z\u{7F}", "x\\u2028y\\u0085z\\u007f"),
         ("back\\slash", "back\\\\slash"),
         ("plain@example.org", "plain@example.org"),
+        ("abc\u{202E}gpj.exe\u{2066}", "abc\\u202egpj.exe\\u2066"),
     ])
     func escaped(raw: String, expected: String) {
         #expect(LogText.escaped(raw) == expected)
+    }
+
+    @Test("a text field holding spaces, = or quotes is quoted: a client value cannot forge another field (regression)", arguments: [
+        ("a b=c", "\"a b=c\""),
+        ("x\" level=critical", "\"x\\\" level=critical\""),
+        ("", "\"\""),
+        ("bob@example.org/web", "bob@example.org/web"),
+    ])
+    func quotedFields(raw: String, expected: String) {
+        #expect(LogText.field(raw) == expected)
     }
 
     @Test("text and JSON log lines stay one line whatever the metadata and message hold")
@@ -142,7 +207,7 @@ struct LogTextTests {
             #expect(line.hasSuffix("\n"))
             #expect(!line.dropLast().unicodeScalars.contains { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) || $0 == "\u{2028}" })
         }
-        #expect(written[0].contains("to=evil\\nINFO forged"))
+        #expect(written[0].contains("to=\"evil\\nINFO forged\""))
         #expect(written[0].contains("route=xmpp:a\\n"))
         #expect(written[0].hasSuffix("] session created\\r\\nfake\n"))
         #expect(written[1].contains("\"jid\":\"a\\u0085b\\n\""))

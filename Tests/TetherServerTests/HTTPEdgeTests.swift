@@ -101,25 +101,74 @@ struct HTTPEdgeTests {
         "POST /http-bind HTTP/1.1\r\nHost: localhost\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
 
-    @Test("a flood of one-byte chunks is refused with 413 as soon as bytes plus chunk framing pass the limit (regression)")
+    @Test("a flood of one-byte chunks is refused with 413 once its parts, each charged at least minimumChunkCharge, pass the limit (regression)")
     func chunkFlood() throws {
         let edge = try EdgeHarness { $0.maxRequestBodyBytes = 6000 }
         try edge.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
         var chunks = 0
         var answer = ""
-        // Each "1\r\nX\r\n" is 6 bytes on the wire and is charged 6: chunk 1001 crosses the limit
-        // of 6000, in the 11th batch of 100 (charging only the data, 6000 chunks would pass).
+        // "1\r\nX\r\n" is 6 bytes on the wire and is charged 512: the 12th crosses 6000 (charging
+        // the bytes and framing only, 1000 chunks would pass; charging the data only, 6000).
         while answer.isEmpty && chunks < 100_000 {
-            try edge.send(String(repeating: "1\r\nX\r\n", count: 100))
-            chunks += 100
+            try edge.send("1\r\nX\r\n")
+            chunks += 1
             answer = try edge.output()
         }
         #expect(answer.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
-        #expect(chunks == 1100, "refused only after \(chunks) chunks")
+        #expect(chunks == 6000 / HTTPEdgeHandler.minimumChunkCharge + 1, "refused only after \(chunks) chunks")
         #expect(answer.lowercased().contains("connection: close"))
         // Nothing after the refusal is parsed: more chunks and even a whole second request get no answer.
         try edge.send(String(repeating: "1\r\nX\r\n", count: 1000) + "0\r\n\r\n" + Self.bosh("<body/>"))
         #expect(try edge.output().isEmpty)
+    }
+
+    @Test("chunk extensions count against the body limit: a chunk-size line that never ends is refused with 413 (regression: NIO skips them unreported)")
+    func chunkExtensionFlood() throws {
+        let edge = try EdgeHarness {
+            $0.maxRequestBodyBytes = 6000
+            $0.maxHeaderBytes = 1024
+        }
+        try edge.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try edge.send("1;")
+        var sent = 0
+        var answer = ""
+        while answer.isEmpty && sent < 1_000_000 {
+            try edge.send(String(repeating: "a", count: 1000))
+            sent += 1000
+            answer = try edge.output()
+        }
+        #expect(answer.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
+        // The budget is the body limit plus room for trailers and a pipelined head.
+        #expect(sent == 8000, "refused after \(sent) extension bytes")
+    }
+
+    @Test("a chunked body of ordinary chunks within the limit is served")
+    func chunkedBodyServed() async throws {
+        let edge = try EdgeHarness { $0.maxRequestBodyBytes = 6000 }
+        let body = "<body rid='1' to='unserved.example' wait='5' hold='1' ver='1.6' xmlns='http://jabber.org/protocol/httpbind'>" + String(repeating: " ", count: 3000) + "</body>"
+        let bytes = Array(body.utf8)
+        var request = "POST /http-bind HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        for start in stride(from: 0, to: bytes.count, by: 1500) {
+            let piece = bytes[start..<min(start + 1500, bytes.count)]
+            request += String(piece.count, radix: 16) + ";note=ok\r\n" + String(decoding: piece, as: UTF8.self) + "\r\n"
+        }
+        try edge.send(request + "0\r\n\r\n")
+        let answer = try await edge.response()
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer)")
+        #expect(answer.contains("condition='host-unknown'"))
+    }
+
+    @Test("RFC 9112 §3.2: two Host lines, or none in HTTP/1.1, get 400; HTTP/1.0 without Host is served (regression: the first Host won)")
+    func hostLines() throws {
+        let twice = try EdgeHarness()
+        try twice.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n")
+        #expect(try twice.output().hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        let none = try EdgeHarness()
+        try none.send("GET /healthz HTTP/1.1\r\n\r\n")
+        #expect(try none.output().hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        let old = try EdgeHarness()
+        try old.send("GET /healthz HTTP/1.0\r\n\r\n")
+        #expect(try old.output().hasPrefix("HTTP/1.1 200 OK\r\n"))
     }
 
     @Test("a body declared larger than the limit gets 413 at once, before any of it is sent")
@@ -149,6 +198,11 @@ struct HTTPEdgeTests {
         let large = try EdgeHarness { $0.maxRequestBodyBytes = 1000 }
         try large.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
         #expect(try large.output().hasPrefix("HTTP/1.1 417 Expectation Failed\r\n"))
+
+        // RFC 9110 §10.1.1: HTTP/1.0 has no expectations, so an oversized body is simply 413.
+        let old = try EdgeHarness { $0.maxRequestBodyBytes = 1000 }
+        try old.send("POST /http-bind HTTP/1.0\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        #expect(try old.output().hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
 
         let other = try EdgeHarness()
         try other.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nExpect: something-else\r\nContent-Length: 7\r\n\r\n<body/>")

@@ -46,6 +46,18 @@ final class WebSocketHarness {
         try self.channel.writeInbound(WebSocketFrame(fin: fin, rsv1: rsv1, rsv2: rsv2, rsv3: rsv3, opcode: opcode, maskKey: key, data: data))
     }
 
+    /// A text message compressed to the end of its DEFLATE stream (BFINAL), as zlib's
+    /// compress() + flush() does, in one masked frame with RSV1.
+    func sendCompressed(_ text: String) throws {
+        let compressor = try ZlibCompressor(algorithm: .deflate)
+        var input = ByteBuffer(string: text)
+        var payload = ByteBufferAllocator().buffer(capacity: compressor.maxSize(from: input) + 64)
+        try compressor.deflate(from: &input, to: &payload, flush: .finish)
+        let key = WebSocketMaskingKey.random()
+        payload.webSocketMask(key)
+        try self.channel.writeInbound(WebSocketFrame(fin: true, rsv1: true, opcode: .text, maskKey: key, data: payload))
+    }
+
     /// Frames written to the client so far.
     func written() throws -> [WebSocketFrame] {
         var frames: [WebSocketFrame] = []
@@ -117,16 +129,6 @@ struct WebSocketHandlerTests {
         #expect(!socket.channel.isActive)
     }
 
-    @Test("a reserved opcode is 1002 also on a session refused at admission (found by WebSocketFrameFuzzer)")
-    func reservedOpcodeWhenRefused() throws {
-        let socket = try WebSocketHarness(limits: .init(maxSessions: 0))
-        try socket.send(try #require(WebSocketOpcode(encodedWebSocketOpcode: 0x3)), "junk")
-        let frames = try socket.written()
-        #expect(WebSocketHarness.closeCode(frames) == 1002)
-        #expect(!frames.contains { $0.opcode == .text })
-        #expect(!socket.channel.isActive)
-    }
-
     @Test("with permessage-deflate, a compressed message ending its DEFLATE stream is read; RSV1 on a continuation is 1002")
     func compressed() throws {
         let socket = try WebSocketHarness(compressed: true)
@@ -145,4 +147,71 @@ struct WebSocketHandlerTests {
         try other.send(.continuation, "/>", rsv1: true)
         #expect(WebSocketHarness.closeCode(try other.written()) == 1002)
     }
+
+    static let framing = "urn:ietf:params:xml:ns:xmpp-framing"
+    /// A well-formed `<close/>` longer than any framing element needs to be.
+    static let paddedClose = "<close xmlns='\(framing)' pad='\(String(repeating: "x", count: WebSocketSessionStateMachine.framingMessageBytes))'/>"
+
+    @Test("a session refused at admission is told at once and closed after the closing handshake's timeout, without a word from the client (regression: told on its first frame, never closed)")
+    func refusedAtOnce() throws {
+        let socket = try WebSocketHarness(limits: .init(maxSessions: 0))
+        let texts = try socket.texts()
+        #expect(texts.first?.hasPrefix("<open") == true)
+        #expect(texts.contains { $0.contains("<policy-violation") })
+        #expect(texts.last?.hasPrefix("<close") == true)
+        #expect(socket.channel.isActive)
+        socket.channel.embeddedEventLoop.advanceTime(by: WebSocketSettings().closeTimeout)
+        #expect(!socket.channel.isActive)
+    }
+
+    @Test("a reserved opcode on a session refused at admission closes it at once (found by WebSocketFrameFuzzer)")
+    func reservedOpcodeWhenRefused() throws {
+        let socket = try WebSocketHarness(limits: .init(maxSessions: 0))
+        #expect(try socket.texts().contains { $0.contains("<policy-violation") })
+        try socket.send(try #require(WebSocketOpcode(encodedWebSocketOpcode: 0x3)), "junk")
+        #expect(!socket.channel.isActive)
+    }
+
+    @Test("a connection that never sends <open/> gets connection-timeout after the HTTP request timeout, then is closed (regression: held open forever)")
+    func openTimeout() throws {
+        let socket = try WebSocketHarness()
+        #expect(try socket.written().isEmpty)
+        let configuration = TetherConfiguration()
+        // Pings are answered, as an attacker's client would: only the missing <open/> counts.
+        socket.channel.embeddedEventLoop.advanceTime(by: configuration.httpRequestTimeout - .seconds(1))
+        let pings = try socket.written()
+        #expect(pings.allSatisfy { $0.opcode == .ping })
+        for _ in pings { try socket.send(.pong, "") }
+        socket.channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        let texts = try socket.texts()
+        #expect(texts.contains { $0.contains("<connection-timeout") })
+        #expect(texts.last?.hasPrefix("<close") == true)
+        socket.channel.embeddedEventLoop.advanceTime(by: WebSocketSettings().closeTimeout)
+        #expect(!socket.channel.isActive)
+    }
+
+    @Test("while closing, a message longer than a framing element is not inflated or read; a plain <close/> still ends the handshake (regression: every frame of a broken session was inflated in full)")
+    func closingReadsOnlyFramingElements() throws {
+        let socket = try WebSocketHarness(compressed: true)
+        try socket.send(.text, "<presence/>")
+        #expect(try socket.texts().contains { $0.contains("<not-well-formed") })
+        try socket.sendCompressed(Self.paddedClose)
+        #expect(WebSocketHarness.closeCode(try socket.written()) == nil)
+        #expect(socket.channel.isActive)
+        try socket.sendCompressed("<close xmlns='\(Self.framing)'/>")
+        #expect(WebSocketHarness.closeCode(try socket.written()) == 1000)
+    }
+
+    @Test("before <open/>, a message longer than a framing element is policy-violation, compressed or not")
+    func oversizedBeforeOpen() throws {
+        let padded = "<open xmlns='\(Self.framing)' to='unserved.example' version='1.0' pad='\(String(repeating: "x", count: WebSocketSessionStateMachine.framingMessageBytes))'/>"
+        for compressed in [true, false] {
+            let socket = try WebSocketHarness(compressed: true)
+            if compressed { try socket.sendCompressed(padded) } else { try socket.send(.text, padded) }
+            let texts = try socket.texts()
+            #expect(texts.contains { $0.contains("<policy-violation") }, "compressed: \(compressed)")
+            #expect(!texts.contains { $0.contains("<host-unknown") }, "compressed: \(compressed)")
+        }
+    }
 }
+

@@ -168,4 +168,49 @@ struct WebSocketSessionStateMachineTests {
             ]
         )
     }
+
+    @Test("a shutdown before the client's <open/> sends an <open/> before its stream error (§3.5)")
+    func shutdownBeforeOpen() {
+        var early = WebSocketSessionStateMachine(serves: { _ in true })
+        let sent = Self.describe(early.shutdown(redirect: nil))
+        #expect(sent.first == "close-upstream abrupt")
+        #expect(sent.dropFirst().first?.hasPrefix("send <open ") == true)
+        #expect(sent.contains { $0.contains("<system-shutdown") })
+        #expect(sent.suffix(2) == [Self.close, "close-timer"])
+    }
+
+    @Test("no <open/> in time: connection-timeout, then the closing handshake; after <open/> the timer does nothing")
+    func openTimeout() {
+        var silent = WebSocketSessionStateMachine(serves: { _ in true })
+        let sent = Self.describe(silent.openTimeoutFired())
+        #expect(sent.first?.hasPrefix("send <open ") == true)
+        #expect(sent.contains { $0.contains("<connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>") })
+        #expect(sent.suffix(2) == [Self.close, "close-timer"])
+        #expect(silent.openTimeoutFired().isEmpty)
+        var opening = WebSocketSessionStateMachine(serves: { _ in true })
+        _ = opening.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))
+        #expect(opening.openTimeoutFired().isEmpty)
+        var opened = Self.opened()
+        #expect(opened.openTimeoutFired().isEmpty)
+    }
+
+    @Test("only framing elements are read before the stream is open and while closing; nothing once closed")
+    func largestUsefulMessage() {
+        let limit = 1 << 20
+        let framing = WebSocketSessionStateMachine.framingMessageBytes
+        var machine = WebSocketSessionStateMachine(serves: { $0 == "example.org" })
+        #expect(machine.largestUsefulMessage(within: limit) == framing)
+        #expect(machine.largestUsefulMessage(within: 100) == 100)
+        _ = machine.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))
+        #expect(machine.largestUsefulMessage(within: limit) == framing)
+        _ = machine.upstreamOpened(StreamInfo(id: "s1", from: "example.org", version: "1.0", language: nil))
+        #expect(machine.largestUsefulMessage(within: limit) == limit)
+        _ = machine.violation(.policyViolation)
+        #expect(machine.isClosing)
+        #expect(machine.largestUsefulMessage(within: limit) == framing)
+        _ = machine.received(.close)
+        #expect(machine.isClosed)
+        #expect(machine.largestUsefulMessage(within: limit) == 0)
+    }
 }
+

@@ -32,6 +32,8 @@ struct AddressPolicyTests {
         ("::ffff:10.0.0.1", false), ("::ffff:127.0.0.1", false), ("::ffff:169.254.169.254", false), ("::ffff:8.8.8.8", true),
         // IPv4-compatible (deprecated): refused whatever it carries.
         ("::127.0.0.1", false), ("::8.8.8.8", false),
+        // IPv4-translated (SIIT, RFC 2765 §2.1): never a destination, refused whatever it carries.
+        ("::ffff:0:7f00:1", false), ("::ffff:0:808:808", false),
         // NAT64 well-known prefix (RFC 6052).
         ("64:ff9b::7f00:1", false), ("64:ff9b::a00:1", false), ("64:ff9b::c0a8:101", false), ("64:ff9b::a9fe:a9fe", false),
         ("64:ff9b::192.0.2.1", false), ("64:ff9b::808:808", true), ("64:ff9b::1.1.1.1", true),

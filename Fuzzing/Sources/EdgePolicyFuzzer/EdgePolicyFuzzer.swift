@@ -185,28 +185,54 @@ func fuzzCORS(_ input: inout Input) {
     // The operator's origins come from the command line, never with CR or LF in them.
     let configured = (0..<Int(input.byte() % 4)).map { _ in input.string() }
     let policy: CORSPolicy
-    switch input.byte() % 4 {
-    case 0: policy = .disabled
+    switch input.byte() % 5 {
+    case 0: policy = .disabled(origins: nil)
     case 1: policy = .anyOrigin
     case 2: policy = .origins(Set(configured.map { $0.lowercased() }))
+    case 3: policy = CORSPolicy(origins: configured + ["https://app.example.com"], disabled: true)
     default: policy = CORSPolicy(origins: configured + ["https://app.example.com"], disabled: false)
     }
     let choice = input.byte()
+    let requested: String? = choice & 4 != 0 ? input.string() : nil
+    let host: String?
+    if choice & 8 != 0 {
+        host = input.string()
+    } else if choice & 16 != 0 {
+        host = ["chat.example.com", "localhost:5280", "127.0.0.1:5280", "[::1]:5280", "rebind.example"][Int(input.byte() % 5)]
+    } else {
+        host = nil
+    }
+    let publicHosts: Set<String> = choice & 32 != 0 ? ["chat.example.com"] : []
+    let secure = choice & 64 != 0
     var origin: String?
     switch choice % 4 {
     case 0: origin = nil
     case 1: origin = configured.first.map { input.byte() & 1 == 0 ? $0.uppercased() : $0 }
     case 2: origin = "https://app.example.com"
-    default: origin = input.string()
+    default:
+        // Often the page's own origin: the same-origin rules below are about these.
+        if let host, input.byte() & 1 == 0 {
+            origin = (input.byte() & 1 == 0 ? "https://" : "http://") + host
+        } else {
+            origin = input.string()
+        }
     }
-    let requested: String? = choice & 4 != 0 ? input.string() : nil
-    let host: String? = choice & 8 != 0 ? input.string() : (choice & 16 != 0 ? "chat.example.com" : nil)
-    let publicHosts: Set<String> = choice & 32 != 0 ? ["chat.example.com"] : []
 
     let allows = policy.allows(origin: origin)
-    check(!allows || policy.allows(origin: origin, host: host, publicHosts: publicHosts), "same-origin check refused an allowed origin")
-    if let origin, let host, publicHosts.isEmpty, origin.lowercased() == "https://" + host.lowercased() {
-        check(policy.allows(origin: origin, host: host), "a same-origin request refused")
+    let sameOriginAllows = policy.allows(origin: origin, host: host, publicHosts: publicHosts, secure: secure)
+    check(!allows || sameOriginAllows, "same-origin check refused an allowed origin")
+    if let origin, let host {
+        let name = HTTPHost.name(of: host)
+        let vouched = publicHosts.contains(name) || name == "localhost" || HTTPHost.isIPLiteral(name)
+        let lowered = origin.lowercased()
+        let sameOrigin = lowered == "https://" + host.lowercased() || (!secure && lowered == "http://" + host.lowercased())
+        if vouched && sameOrigin {
+            check(sameOriginAllows, "a same-origin request refused")
+        } else {
+            // A name no one vouched for (a DNS-rebinding page's), or an http page over TLS, is
+            // just another origin.
+            check(sameOriginAllows == allows, "same-origin exemption for \(origin) on host \(host) (secure: \(secure), public hosts: \(publicHosts))")
+        }
     }
     let response = policy.responseHeaders(origin: origin)
     checkCORSHeaders(response, policy: policy, origin: origin, allows: allows)

@@ -25,7 +25,7 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     configuration.clientAddressHeader = flags & 0x02 != 0 ? .forwarded : .xForwardedFor
     switch (flags >> 2) & 3 {
     case 1: configuration.cors = .origins(allowedOrigins)
-    case 2: configuration.cors = .disabled
+    case 2: configuration.cors = .disabled(origins: nil)
     case 3:
         configuration.cors = .origins(allowedOrigins)
         configuration.publicHosts = ["chat.example.com"]

@@ -9,7 +9,8 @@ import NIOHTTP1
 /// The sid names its node; a request that reached another node (the client's address changed,
 /// the balancer rebalanced) is posted once to that node's BOSH endpoint, and the answer comes
 /// back unchanged. A relayed request carries `X-Tether-Relayed` so it is never relayed again,
-/// and the client's address in `X-Forwarded-For` (the owner must trust its peers as proxies).
+/// and the client's address in the header the owner believes (`--client-address-header`; the owner
+/// must trust its peers as proxies).
 final class PeerRelay: Sendable {
     static let marker = "X-Tether-Relayed"
 
@@ -30,13 +31,12 @@ final class PeerRelay: Sendable {
         return self.peers[node].map { $0.hasSuffix("/") ? "\($0)http-bind/\(node)" : "\($0)/http-bind/\(node)" }
     }
 
-    func relay(body: ByteBuffer, to url: String, client: ClientOrigin, wait: Int) async -> BOSHHTTPResponse {
+    func relay(body: ByteBuffer, to url: String, client: ClientOrigin, addressHeader: ClientAddressHeader, wait: Int) async -> BOSHHTTPResponse {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")
         request.headers.add(name: Self.marker, value: "1")
-        request.headers.add(name: "X-Forwarded-For", value: client.description)
-        request.headers.add(name: "X-Forwarded-Proto", value: client.isSecure ? "https" : "http")
+        request.headers.add(contentsOf: addressHeader.headers(naming: client))
         request.body = .bytes(body)
         do {
             guard let http = self.client else { throw HTTPClientError.alreadyShutdown }

@@ -20,6 +20,21 @@ public enum ClientAddressHeader: String, Sendable, Hashable, CaseIterable {
     case xForwardedFor = "x-forwarded-for"
     /// `Forwarded` (RFC 7239), `for=` and `proto=`.
     case forwarded
+
+    /// The header a proxy writes to name `client` in this form: what `ForwardedHeaders` reads
+    /// back. A peer node relaying a BOSH request writes the one its owner believes, so a cluster
+    /// configured for `Forwarded` keeps its clients' addresses (RFC 7239 §6: IPv6 quoted in brackets).
+    func headers(naming client: ClientOrigin) -> [(String, String)] {
+        let scheme = client.isSecure ? "https" : "http"
+        switch self {
+        case .xForwardedFor:
+            return [("X-Forwarded-For", client.description), ("X-Forwarded-Proto", scheme)]
+        case .forwarded:
+            let address = client.description
+            let node = address.contains(":") ? "\"[\(address)]\"" : address
+            return [("Forwarded", "for=\(node);proto=\(scheme)")]
+        }
+    }
 }
 
 /// Reads the client's address from exactly one proxy header, and only when the TCP peer is a

@@ -24,9 +24,17 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// What each chunk of a chunked body costs beyond its data: at least `1\r\n` before and `\r\n`
-    /// after. Charging it keeps a flood of one-byte chunks (six bytes on the wire each) from
-    /// costing a part per byte up to the limit.
+    /// after.
     static let chunkFramingBytes = 5
+    /// The least a part of a chunked body is charged. Each part costs a trip through the
+    /// pipeline whatever its size, so a flood of one-byte chunks (six bytes on the wire each)
+    /// would buy a trip per six bytes up to the limit; charged this much, a body holds at most
+    /// `--max-body-bytes / 512` parts. Browsers never send chunked bodies (nginx turns them into
+    /// `Content-Length` ones), and other clients' chunks are far larger.
+    static let minimumChunkCharge = 512
+
+    /// Counts the raw bytes of chunked bodies (extensions, size lines) before the decoder.
+    private let wireBudget = WireByteBudget()
 
     private let store: ConfigurationStore
     /// Taken from the store as each request starts, so a reload applies to the next request on a
@@ -66,10 +74,30 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.armRequestTimer(context: context)
+        try? context.pipeline.syncOperations.addHandler(self.wireBudget, name: WireByteBudget.name, position: .first)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.requestTimer?.cancel()
+        // Upgraded to WebSocket: frames are bounded by their own rules.
+        if context.channel.isActive {
+            context.pipeline.syncOperations.removeHandler(name: WireByteBudget.name, promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is WireByteBudget.Exhausted else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        guard case .receiving(let head, _, _, _) = self.state else { return }
+        self.refuseOversizedBody(head, context: context)
+    }
+
+    private func refuseOversizedBody(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        self.wireBudget.disarm()
+        let limit = self.configuration.maxRequestBodyBytes
+        self.refuse(head, status: .payloadTooLarge, reason: "Request body larger than \(limit) bytes\n", context: context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -96,7 +124,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .idle):
             self.configuration = self.store.current
-            if let (status, reason, headers) = self.refusal(of: head) {
+            if let (status, reason, headers) = self.refusal(of: head, context: context) {
                 self.refuse(head, status: status, reason: reason, headers: headers, context: context)
                 return
             }
@@ -105,20 +133,25 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
             let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased().contains("chunked") }
+            if chunked {
+                // The body with all its framing, plus room for trailers and a pipelined next head.
+                self.wireBudget.arm(self.configuration.maxRequestBodyBytes + self.configuration.maxHeaderBytes)
+            }
             self.state = .receiving(head, context.channel.allocator.buffer(capacity: 0), chunked: chunked, charged: 0)
         case (.body(var chunk), .receiving(let head, var body, let chunked, let charged)):
             // Drop the state's reference first, so `body` grows in place instead of being copied
             // for every chunk (which made a body of many small chunks quadratic).
             self.state = .idle
-            let limit = self.configuration.maxRequestBodyBytes
-            let cost = charged + chunk.readableBytes + (chunked ? Self.chunkFramingBytes : 0)
-            guard cost <= limit else {
-                self.refuse(head, status: .payloadTooLarge, reason: "Request body larger than \(limit) bytes\n", context: context)
+            let partCost = chunked ? max(chunk.readableBytes + Self.chunkFramingBytes, Self.minimumChunkCharge) : chunk.readableBytes
+            let cost = charged + partCost
+            guard cost <= self.configuration.maxRequestBodyBytes else {
+                self.refuseOversizedBody(head, context: context)
                 return
             }
             body.writeBuffer(&chunk)
             self.state = .receiving(head, body, chunked: chunked, charged: cost)
         case (.end, .receiving(let head, let body, _, _)):
+            self.wireBudget.disarm()
             self.requestTimer?.cancel()
             self.state = .responding(keepAlive: head.isKeepAlive)
             self.route(head: head, body: body, context: context)
@@ -132,10 +165,13 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Why a request is refused from its head alone, before any of its body is read.
-    private func refusal(of head: HTTPRequestHead) -> (HTTPResponseStatus, String, [(String, String)])? {
+    private func refusal(of head: HTTPRequestHead, context: ChannelHandlerContext) -> (HTTPResponseStatus, String, [(String, String)])? {
         let headLimit = self.configuration.maxHeaderBytes
         if Self.headBytes(head) > headLimit {
             return (.requestHeaderFieldsTooLarge, "Request head larger than \(headLimit) bytes\n", [])
+        }
+        if let problem = head.hostLinesProblem {
+            return (.badRequest, problem + "\n", [])
         }
         if !self.configuration.acceptsHost(head.headers.first(name: "host")) {
             // RFC 9110 §15.5.20: not a host this server answers for (DNS rebinding, stray names).
@@ -143,7 +179,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if head.path == WebSocketUpgradePolicy.path {
             // Only what the upgrader refused gets here: said at once, without waiting for a body.
-            let refusal = WebSocketUpgradePolicy.refusal(head, configuration: self.configuration)
+            let secure = self.configuration.forwardedHeaders.origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers).isSecure
+            let refusal = WebSocketUpgradePolicy.refusal(head, secure: secure, configuration: self.configuration)
             return (refusal.status, refusal.reason + "\n", refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [])
         }
         let expectation = head.headers[canonicalForm: "expect"].map { $0.lowercased() }
@@ -155,8 +192,10 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         // A length Int cannot hold (NIO's parser accepts up to 2^64 - 1) is beyond any limit too.
         if let declared = head.headers.first(name: "content-length").map({ Int($0) ?? .max }), declared > bodyLimit {
             // Refused at once, without reading a byte of it; a client waiting for 100 Continue
-            // is told its expectation fails (RFC 9110 §10.1.1).
-            return (expectation.isEmpty ? .payloadTooLarge : .expectationFailed, "Request body larger than \(bodyLimit) bytes\n", [])
+            // is told its expectation fails (RFC 9110 §10.1.1), one speaking HTTP/1.0 has none
+            // (the server MUST ignore it there).
+            let expects = head.honoursExpectations && !expectation.isEmpty
+            return (expects ? .expectationFailed : .payloadTooLarge, "Request body larger than \(bodyLimit) bytes\n", [])
         }
         return nil
     }
@@ -210,12 +249,12 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handleBOSH(head: HTTPRequestHead, body: ByteBuffer, origin: String?, context: ChannelHandlerContext) {
-        guard self.configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: self.configuration.publicHosts) else {
+        let client = self.configuration.forwardedHeaders
+            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
+        guard self.configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: self.configuration.publicHosts, secure: client.isSecure) else {
             self.writeSimple(status: .forbidden, text: "Origin not allowed.\n", origin: origin, context: context)
             return
         }
-        let client = self.configuration.forwardedHeaders
-            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
         let request: BOSHRequest
         do {
             request = try BOSHRequest.parse(body, limits: self.configuration.xmlLimits)
@@ -254,8 +293,10 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let peer = self.relay.target(sid: request.sid, ownNode: self.configuration.nodeID, headers: head.headers) {
             let relay = self.relay
             let wait = self.configuration.bosh.maxWait
+            // Peers share one configuration: the owner believes the header this node believes.
+            let addressHeader = self.configuration.forwardedHeaders.header
             Task {
-                responder.respond(await relay.relay(body: body, to: peer, client: client, wait: wait))
+                responder.respond(await relay.relay(body: body, to: peer, client: client, addressHeader: addressHeader, wait: wait))
             }
             return
         }

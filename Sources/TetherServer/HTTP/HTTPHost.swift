@@ -29,7 +29,19 @@ extension HTTPRequestHead {
     }
 
     /// RFC 9110 §10.1.1: expectations mean something from HTTP/1.1 on; an HTTP/1.0 server ignores them.
-    var honoursExpectations: Bool {
+    var honoursExpectations: Bool { self.isHTTP11OrLater }
+
+    /// What is wrong with the request's Host lines, if anything (RFC 9112 §3.2: an HTTP/1.1
+    /// request has exactly one; two could name one host to Tether and another to a proxy).
+    var hostLinesProblem: String? {
+        let hosts = self.headers["host"]
+        if hosts.count > 1 { return "More than one Host header." }
+        if hosts.isEmpty && self.isHTTP11OrLater { return "A Host header is required." }
+        return nil
+    }
+
+    /// HTTP/1.1 rules apply (RFC 9112 §3.2: exactly one Host line).
+    var isHTTP11OrLater: Bool {
         self.version.major > 1 || (self.version.major == 1 && self.version.minor >= 1)
     }
 }

@@ -41,7 +41,7 @@ public struct LineLogHandler: LogHandler {
         case .text:
             var text = "\(time) \(event.level) \(LogText.escaped(self.label)) :"
             for key in fields.keys.sorted() {
-                text += " \(LogText.escaped(key))=\(LogText.escaped(fields[key]!.description))"
+                text += " \(LogText.field(key))=\(LogText.field(fields[key]!.description))"
             }
             self.write(text + " [\(LogText.escaped(event.source))] \(LogText.escaped(event.message.description))\n")
         case .json:
@@ -83,9 +83,22 @@ enum LogText {
         return result
     }
 
+    /// A `key=value` field of a text line: escaped, and quoted (logfmt style, `"` as `\"`) when it
+    /// is empty or holds a space, `=` or `"`, so a client's `to='a b=c'` stays one field instead of
+    /// forging a second one.
+    static func field(_ text: String) -> String {
+        let escaped = Self.escaped(text)
+        guard escaped.isEmpty || escaped.unicodeScalars.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" }) else { return escaped }
+        return "\"" + escaped.replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
     static func needsEscaping(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
-        case 0x00..<0x20, 0x7F..<0xA0, 0x2028, 0x2029, 0x5C: return true
+        // C0, DEL, C1, the backslash; the line and paragraph separators; bidirectional
+        // formatting (which can make a line read in another order than it was written) and
+        // other invisible format characters.
+        case 0x00..<0x20, 0x7F..<0xA0, 0x5C, 0x2028, 0x2029: return true
+        case 0x061C, 0x200B...0x200F, 0x202A...0x202E, 0x2060...0x2069, 0xFEFF: return true
         default: return false
         }
     }

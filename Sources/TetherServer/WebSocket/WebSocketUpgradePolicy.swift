@@ -6,8 +6,9 @@ enum WebSocketUpgradePolicy {
     static let path = "/xmpp-websocket"
 
     /// Headers for an accepted upgrade (exactly `Sec-WebSocket-Protocol: xmpp`), or `nil` to refuse.
-    static func accept(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> HTTPHeaders? {
-        guard Self.problem(head, configuration: configuration) == nil else { return nil }
+    /// `secure`: the request reached the edge over TLS (see `CORSPolicy.allows(origin:host:publicHosts:secure:)`).
+    static func accept(_ head: HTTPRequestHead, secure: Bool, configuration: TetherConfiguration) -> HTTPHeaders? {
+        guard Self.problem(head, secure: secure, configuration: configuration) == nil else { return nil }
         var headers = HTTPHeaders([("Sec-WebSocket-Protocol", "xmpp")] + HTTPEdgeHandler.securityHeaders)
         if let extensions = Self.compression(head, configuration: configuration) {
             headers.add(name: "Sec-WebSocket-Extensions", value: extensions)
@@ -22,15 +23,16 @@ enum WebSocketUpgradePolicy {
     }
 
     /// Why an upgrade was refused, as the HTTP answer.
-    static func refusal(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> (status: HTTPResponseStatus, reason: String) {
-        Self.problem(head, configuration: configuration) ?? (.badRequest, "Invalid WebSocket upgrade request.")
+    static func refusal(_ head: HTTPRequestHead, secure: Bool, configuration: TetherConfiguration) -> (status: HTTPResponseStatus, reason: String) {
+        Self.problem(head, secure: secure, configuration: configuration) ?? (.badRequest, "Invalid WebSocket upgrade request.")
     }
 
-    private static func problem(_ head: HTTPRequestHead, configuration: TetherConfiguration) -> (status: HTTPResponseStatus, reason: String)? {
+    private static func problem(_ head: HTTPRequestHead, secure: Bool, configuration: TetherConfiguration) -> (status: HTTPResponseStatus, reason: String)? {
         guard head.path == Self.path else { return (.notFound, "Not found.") }
         guard HTTPEdgeHandler.headBytes(head) <= configuration.maxHeaderBytes else {
             return (.requestHeaderFieldsTooLarge, "Request head larger than \(configuration.maxHeaderBytes) bytes.")
         }
+        if let problem = head.hostLinesProblem { return (.badRequest, problem) }
         guard configuration.acceptsHost(head.headers.first(name: "host")) else {
             return (.misdirectedRequest, "This server does not serve that host.")
         }
@@ -48,7 +50,11 @@ enum WebSocketUpgradePolicy {
         if origin == nil && !configuration.webSocket.allowMissingOrigin {
             return (.forbidden, "An Origin header is required.")
         }
-        if case .origins = configuration.cors, !configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: configuration.publicHosts) {
+        // Browsers do not apply CORS to WebSockets: the Origin check is the server's (RFC 6455
+        // §10.2), also when the proxy in front writes the CORS headers (`--no-cors`).
+        if configuration.cors.restrictsOrigins,
+            !configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: configuration.publicHosts, secure: secure)
+        {
             return (.forbidden, "Origin not allowed.")
         }
         let protocols = head.headers[canonicalForm: "sec-websocket-protocol"].map { $0.trimmingWhitespace().lowercased() }

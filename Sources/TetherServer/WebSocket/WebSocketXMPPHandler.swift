@@ -25,6 +25,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var context: ChannelHandlerContext?
     private var closeTimer: Scheduled<Void>?
     private var pingTimer: Scheduled<Void>?
+    /// Ends a session whose client has not sent `<open/>` within `openTimeout`.
+    private var openTimer: Scheduled<Void>?
+    private let openTimeout: TimeAmount
     private var awaitingPong = false
     private var closeFrameSent = false
     private var peerSentClose = false
@@ -67,6 +70,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.limiter = limiter
         self.status = status
         self.redirectURI = configuration.redirectURI
+        // The time an HTTP request gets to arrive is the time a WebSocket gets to say what it wants.
+        self.openTimeout = configuration.httpRequestTimeout
         self.compressed = compressed
         self.frameRules = WebSocketFrameRules(compressionNegotiated: compressed)
         self.maxMessageBytes = configuration.xmlLimits.maxElementBytes
@@ -84,37 +89,30 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.logger[metadataKey: "client"] = "\(self.client.description)"
         self.registry.add(self, id: self.registryID, state: self.stateCell, eventLoop: context.eventLoop)
         self.schedulePing(context: context)
+        // The upgrade has already replaced the HTTP handlers by WebSocket ones (NIO adds this
+        // handler last), so a refusal is told at once, and the closing handshake's timeout closes
+        // the connection: a refused client cannot keep connections open by never writing.
         if self.status.isDraining {
-            self.refusal = .draining
+            self.run(self.machine.shutdown(redirect: self.redirectURI))
         } else if let refusal = self.limiter.admit(self.client.description) {
             self.logger.notice("limit reached", metadata: ["limit": "\(refusal.rawValue)"])
             self.metrics.limitHit(refusal.rawValue)
-            self.refusal = .limit
+            self.endCondition = "policy-violation"
+            self.run(self.machine.violation(.policyViolation))
         } else {
             self.admitted = true
             self.metrics.sessionCreated(.websocket)
             self.logger.info("websocket session opened")
+            self.openTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.openTimeout) { [weak self] in
+                guard let self else { return }
+                let actions = self.machine.openTimeoutFired()
+                if !actions.isEmpty {
+                    self.logger.info("no <open/> in time")
+                    self.endCondition = "connection-timeout"
+                }
+                self.run(actions)
+            }
         }
-    }
-
-    /// Why this session will not be served; told on the client's first message, once the upgrade
-    /// has finished rebuilding the pipeline (writing during the upgrade would reach the HTTP encoder).
-    private enum Refusal {
-        case draining
-        case limit
-    }
-
-    private var refusal: Refusal?
-
-    /// Answers a refused session's first message with the reason; `true` when refused.
-    private func refuseIfNeeded() -> Bool {
-        guard let refusal = self.refusal else { return false }
-        self.refusal = nil
-        switch refusal {
-        case .draining: self.run(self.machine.shutdown(redirect: self.redirectURI))
-        case .limit: self.run(self.machine.violation(.policyViolation))
-        }
-        return true
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -133,12 +131,13 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             self.run(self.machine.frameRulesBroken())
             return
         }
-        if !frame.opcode.isControlOpcode && self.machine.isClosed {
-            // The session is over: what else the client sends is not even decompressed.
+        // What the session can still use: nothing once closed, only framing elements while not
+        // open (see `largestUsefulMessage`), so a broken session does not inflate every frame.
+        let messageLimit = self.machine.largestUsefulMessage(within: self.maxMessageBytes)
+        if !frame.opcode.isControlOpcode && messageLimit == 0 {
             self.fragments = nil
             return
         }
-        if frame.opcode != .ping && frame.opcode != .pong && self.refuseIfNeeded() { return }
         switch frame.opcode {
         case .text, .binary:
             guard self.fragments == nil else {
@@ -147,7 +146,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                 return
             }
             if frame.fin {
-                self.message(opcode: frame.opcode, compressed: frame.rsv1, data: frame.unmaskedData)
+                self.message(opcode: frame.opcode, compressed: frame.rsv1, data: frame.unmaskedData, limit: messageLimit)
             } else {
                 self.fragments = (frame.opcode, frame.rsv1, frame.unmaskedData, 1)
             }
@@ -161,13 +160,14 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             self.fragments = nil
             var data = frame.unmaskedData
             fragments.count += 1
-            guard fragments.data.readableBytes + data.readableBytes <= self.maxMessageBytes, fragments.count <= Self.maxFragments else {
+            // The uncompressed bytes are bounded here; what they inflate to, in `message`.
+            guard fragments.data.readableBytes + data.readableBytes <= messageLimit, fragments.count <= Self.maxFragments else {
                 self.run(self.machine.violation(.policyViolation))
                 return
             }
             fragments.data.writeBuffer(&data)
             if frame.fin {
-                self.message(opcode: fragments.opcode, compressed: fragments.compressed, data: fragments.data)
+                self.message(opcode: fragments.opcode, compressed: fragments.compressed, data: fragments.data, limit: messageLimit)
             } else {
                 self.fragments = fragments
             }
@@ -197,8 +197,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         }
     }
 
-    /// One complete client message (RFC 7395 §3.3.3: one element per message).
-    private func message(opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer) {
+    /// One complete client message (RFC 7395 §3.3.3: one element per message), read only up to
+    /// `limit` bytes (inflated).
+    private func message(opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer, limit: Int) {
         guard opcode == .text else {
             self.run(self.machine.binaryReceived())
             return
@@ -207,7 +208,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             var data = data
             if compressed {
                 guard self.compressed else { throw StreamErrorCondition.notWellFormed }
-                data = try Self.codec.decompress(data, maxSize: self.maxMessageBytes)
+                data = try Self.codec.decompress(data, maxSize: limit)
+            } else if data.readableBytes > limit {
+                throw StreamErrorCondition.policyViolation
             }
             let message = try Self.parser(limits: self.xmlLimits).parse(data)
             self.run(self.machine.received(message))
@@ -319,6 +322,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     private func finish() {
         self.pingTimer?.cancel()
+        self.openTimer?.cancel()
         self.closeTimer?.cancel()
         self.registry.remove(self.registryID)
         if self.admitted {
@@ -331,6 +335,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     // MARK: UpstreamStreamDelegate
 
     func upstreamOpened(_ info: StreamInfo, secure: Bool) {
+        self.openTimer?.cancel()
         self.stateCell.set(.open)
         self.run(self.machine.upstreamOpened(info))
     }

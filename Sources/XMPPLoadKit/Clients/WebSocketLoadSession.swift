@@ -43,6 +43,9 @@ final class WebSocketLoadSession: LoadSession {
                 )
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        // Frames the server sends right behind its 101 can arrive in the same read:
+                        // they belong to the WebSocket, not to be dropped with the HTTP decoder.
+                        leftOverBytesStrategy: .forwardBytes,
                         withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
                     )
                 }

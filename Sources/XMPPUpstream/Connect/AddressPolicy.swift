@@ -160,6 +160,9 @@ extension AddressPolicy {
         // sends to the IPv4 address from this host, so it is refused whatever it carries.
         .init("::/96", "IPv4-Compatible IPv6 Address (deprecated)", "RFC 4291 §2.5.5.1"),
         .init("::ffff:0:0/96", "IPv4-mapped Address", "RFC 4291 §2.5.5.2", .carriesIPv4(.lastFourBytes)),
+        // Not in the registry: SIIT's IPv4-translated form, an address translators use
+        // internally, never one to connect to (refused whatever it carries).
+        .init("::ffff:0:0:0/96", "IPv4-translated Address", "RFC 2765 §2.1"),
         .init("64:ff9b::/96", "IPv4-IPv6 Translation (well-known prefix)", "RFC 6052 §2.1", .carriesIPv4(.lastFourBytes)),
         .init("64:ff9b:1::/48", "Local-Use IPv4/IPv6 Translation", "RFC 8215", .carriesIPv4(.localUseTranslation)),
         .init("100::/64", "Discard-Only Address Block", "RFC 6666"),
