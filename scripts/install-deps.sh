@@ -4,6 +4,7 @@
 #   --with-browser  also Chromium and its WebDriver (browser tests)
 #   --with-nginx    also nginx (deployment tests)
 #   --with-profilers also perf and heaptrack (benchmarks/profile.sh)
+#   --with-stress   also stress-ng (scripts/test.sh --under-load)
 #   --with-ejabberd also ejabberd (benchmarks/compare.sh runs a private instance; the packaged
 #                   service is kept from starting and disabled like the others)
 # Strophe.js (libjs-strophe) is always installed: the demo page and the browser tests load it.
@@ -26,8 +27,9 @@ for argument in "$@"; do
         --with-browser) packages+=(chromium chromium-driver) ;;
         --with-nginx) packages+=(nginx); daemons+=(nginx) ;;
         --with-profilers) packages+=(linux-perf heaptrack) ;;
+        --with-stress) packages+=(stress-ng) ;;
         --with-ejabberd) packages+=(ejabberd); daemons+=(ejabberd) ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "install-deps: unknown option $argument" >&2; exit 2 ;;
     esac
 done

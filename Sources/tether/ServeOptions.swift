@@ -85,14 +85,17 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Do not offer permessage-deflate (RFC 7692) to WebSocket clients.")
     var noWebsocketCompression = false
 
-    @Option(name: .long, help: ArgumentHelp("Most live sessions (BOSH and WebSocket together); beyond, new ones get policy-violation.", valueName: "count"))
-    var maxSessions: Int = 10_000
+    @Option(name: .long, help: ArgumentHelp("Most live sessions (BOSH and WebSocket together); beyond, new ones get policy-violation. Default: what the open-files limit allows, two descriptors per session.", valueName: "count"))
+    var maxSessions: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Most live sessions from one client address.", valueName: "count"))
-    var maxSessionsPerAddress: Int = 100
+    @Option(name: .long, help: ArgumentHelp("Most live sessions from one client address (a NAT can hide thousands of users).", valueName: "count"))
+    var maxSessionsPerAddress: Int = 5_000
 
-    @Option(name: .long, help: ArgumentHelp("Most new sessions per second from one client address.", valueName: "count"))
-    var maxNewSessionsPerSecond: Int = 20
+    @Option(name: .long, help: ArgumentHelp("New sessions per second from one client address, sustained.", valueName: "count"))
+    var maxNewSessionsPerSecond: Int = 50
+
+    @Option(name: .long, help: ArgumentHelp("New sessions one client address may open at once before --max-new-sessions-per-second applies.", valueName: "count"))
+    var newSessionBurst: Int = 200
 
     @Option(name: .long, help: ArgumentHelp("Seconds an HTTP connection has to deliver a complete request (idle keep-alive and slow clients are closed; held BOSH requests are not).", valueName: "seconds"))
     var httpRequestTimeout: Int = 30
@@ -290,13 +293,15 @@ struct ServeOptions: ParsableArguments {
         configuration.webSocket.closeTimeout = .seconds(Int64(self.websocketCloseTimeout))
         configuration.webSocket.allowMissingOrigin = !self.websocketRequireOrigin
         configuration.webSocket.perMessageDeflate = !self.noWebsocketCompression
-        try Self.positive("--max-sessions", self.maxSessions)
+        if let maxSessions = self.maxSessions { try Self.positive("--max-sessions", maxSessions) }
         try Self.positive("--max-sessions-per-address", self.maxSessionsPerAddress)
         try Self.positive("--max-new-sessions-per-second", self.maxNewSessionsPerSecond)
+        try Self.positive("--new-session-burst", self.newSessionBurst)
         try Self.positive("--http-request-timeout", self.httpRequestTimeout)
-        configuration.maxSessions = self.maxSessions
+        configuration.maxSessions = self.maxSessions ?? DescriptorBudget.current.sessions
         configuration.maxSessionsPerAddress = self.maxSessionsPerAddress
         configuration.newSessionsPerSecondPerAddress = self.maxNewSessionsPerSecond
+        configuration.newSessionBurstPerAddress = self.newSessionBurst
         configuration.httpRequestTimeout = .seconds(Int64(self.httpRequestTimeout))
         try Self.positive("--max-body-bytes", self.maxBodyBytes)
         try Self.positive("--max-stanza-bytes", self.maxStanzaBytes)

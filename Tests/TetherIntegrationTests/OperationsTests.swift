@@ -79,6 +79,7 @@ struct OperationsTests {
             #expect(conditions == [nil, nil, "policy-violation"])
         } configure: { configuration, _ in
             configuration.newSessionsPerSecondPerAddress = 2
+            configuration.newSessionBurstPerAddress = 2
         }
     }
 

@@ -14,6 +14,7 @@ import Testing
 final class EdgeHarness {
     let channel = EmbeddedChannel()
     let configuration: TetherConfiguration
+    let bosh: BOSHService
 
     init(_ configure: (inout TetherConfiguration) -> Void = { _ in }) throws {
         var configuration = TetherConfiguration()
@@ -25,6 +26,7 @@ final class EdgeHarness {
         let metrics = TetherMetrics()
         let limiter = SessionLimiter(limits: configuration.sessionLimits)
         let bosh = BOSHService(store: store, limiter: limiter, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        self.bosh = bosh
         let sync = self.channel.pipeline.syncOperations
         try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
         try sync.addHandler(HTTPEdgeHandler(
@@ -169,6 +171,20 @@ struct HTTPEdgeTests {
         let old = try EdgeHarness()
         try old.send("GET /healthz HTTP/1.0\r\n\r\n")
         #expect(try old.output().hasPrefix("HTTP/1.1 200 OK\r\n"))
+    }
+
+    @Test("while draining, a request for a session that is gone gets system-shutdown (or see-other-uri), not item-not-found (regression)")
+    func drainingUnknownSession() async throws {
+        for redirect in [nil, "https://other.example/http-bind"] as [String?] {
+            let edge = try EdgeHarness { $0.redirectURI = redirect }
+            let body = "<body rid='7' sid='gone' xmlns='http://jabber.org/protocol/httpbind'/>"
+            try edge.send(Self.bosh(body))
+            #expect(try await edge.response().contains("condition='item-not-found'"))
+            await edge.bosh.shutdown()
+            try edge.send(Self.bosh(body))
+            let answer = try await edge.response()
+            #expect(answer.contains(redirect == nil ? "condition='system-shutdown'" : "condition='see-other-uri'"), "\(answer)")
+        }
     }
 
     @Test("a body declared larger than the limit gets 413 at once, before any of it is sent")

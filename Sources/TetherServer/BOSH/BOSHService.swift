@@ -36,7 +36,15 @@ final class BOSHService: Sendable {
             return
         }
         guard let session = self.sessions.withLock({ $0[sid] }) else {
-            responder.respond(Self.refusal(.itemNotFound, for: request))
+            if self.shuttingDown.withLock({ $0 }) {
+                // Draining: the session this request belongs to may have just been ended by the
+                // shutdown; its client must hear the same answer as the held requests did, not
+                // item-not-found (which tells it to give up rather than to reconnect elsewhere).
+                let redirect = self.configuration.redirectURI
+                responder.respond(Self.refusal(redirect == nil ? .systemShutdown : .seeOtherURI, for: request, uri: redirect))
+            } else {
+                responder.respond(Self.refusal(.itemNotFound, for: request))
+            }
             return
         }
         session.eventLoop.execute {

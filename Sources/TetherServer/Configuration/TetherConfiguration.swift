@@ -71,6 +71,11 @@ public struct TetherConfiguration: Sendable {
         set { self.sessionLimits.newSessionsPerSecondPerAddress = newValue }
     }
 
+    public var newSessionBurstPerAddress: Int {
+        get { self.sessionLimits.newSessionBurstPerAddress }
+        set { self.sessionLimits.newSessionBurstPerAddress = newValue }
+    }
+
     /// How this configuration reads proxy headers.
     var forwardedHeaders: ForwardedHeaders {
         ForwardedHeaders(trustedProxies: self.trustedProxies, header: self.clientAddressHeader)

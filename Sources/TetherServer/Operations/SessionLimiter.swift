@@ -2,15 +2,22 @@ import NIOCore
 import Synchronization
 
 /// Bounds on sessions, shared by BOSH and WebSocket: in total, per client address, and new
-/// sessions per second per address (a token bucket). Hitting one refuses only that client.
+/// sessions per address (a token bucket). Hitting one refuses only that client.
+///
+/// The per-address defaults are sized for the largest crowds that share one address: a campus
+/// or company NAT, carrier-grade NAT, where thousands of users appear as one client and log in
+/// together at 9 a.m. or after a network blip. They bound what one address can take from the
+/// others (`maxSessions` is the process's whole budget), not how many users an address may have.
 final class SessionLimiter: Sendable {
     struct Limits: Hashable, Sendable {
-        /// Live sessions in total.
+        /// Live sessions in total (see `DescriptorBudget` for the default).
         var maxSessions = 10_000
         /// Live sessions from one client address.
-        var maxSessionsPerAddress = 100
-        /// New sessions per second from one client address (bursts up to this many at once).
-        var newSessionsPerSecondPerAddress = 20
+        var maxSessionsPerAddress = 5_000
+        /// New sessions per second from one client address, sustained.
+        var newSessionsPerSecondPerAddress = 50
+        /// New sessions one address may open at once before the rate applies (the bucket's size).
+        var newSessionBurstPerAddress = 200
     }
 
     enum Refusal: String, Error, Sendable {
@@ -48,9 +55,10 @@ final class SessionLimiter: Sendable {
             guard state.total < limits.maxSessions else { return .tooManySessions }
             guard state.perAddress[address, default: 0] < limits.maxSessionsPerAddress else { return .tooManySessionsFromAddress }
             let rate = Double(limits.newSessionsPerSecondPerAddress)
-            var bucket = state.buckets[address] ?? (rate, now)
+            let burst = Double(max(1, limits.newSessionBurstPerAddress))
+            var bucket = state.buckets[address] ?? (burst, now)
             let elapsed = Double((now - bucket.at).nanoseconds) / 1e9
-            bucket = (min(rate, bucket.tokens + elapsed * rate), now)
+            bucket = (min(burst, bucket.tokens + elapsed * rate), now)
             guard bucket.tokens >= 1 else {
                 state.buckets[address] = bucket
                 return .tooManyNewSessions
@@ -62,7 +70,7 @@ final class SessionLimiter: Sendable {
             if state.buckets.count > 4 * max(1, state.perAddress.count) + 1024 {
                 // Forget addresses with no session whose bucket has refilled: the map stays bounded.
                 state.buckets = state.buckets.filter { entry in
-                    state.perAddress[entry.key] != nil || Double((now - entry.value.at).nanoseconds) / 1e9 * rate + entry.value.tokens < rate
+                    state.perAddress[entry.key] != nil || Double((now - entry.value.at).nanoseconds) / 1e9 * rate + entry.value.tokens < burst
                 }
             }
             return nil

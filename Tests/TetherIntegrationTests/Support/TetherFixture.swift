@@ -26,6 +26,7 @@ struct TetherFixture {
         // Every test client comes from 127.0.0.1: the per-address limits are set per test where they are the subject.
         configuration.maxSessionsPerAddress = 10_000
         configuration.newSessionsPerSecondPerAddress = 10_000
+        configuration.newSessionBurstPerAddress = 10_000
         return configuration
     }
 

@@ -46,13 +46,16 @@ final class WebSocketTestClient: Sendable {
     /// - Parameter answersPings: `false` simulates a peer that stopped responding (half-open connection).
     static func connect(
         port: Int, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp", answersPings: Bool = true, offerCompression: Bool = false,
-        forwardedFor: String? = nil, tls: NIOSSLContext? = nil
+        forwardedFor: String? = nil, tls: NIOSSLContext? = nil, from source: String? = nil
     ) async throws -> WebSocketTestClient {
         let inbox = Inbox()
         let negotiated = NIOLockedValueBox<String?>(nil)
         let negotiatedExtensions = NIOLockedValueBox<String?>(nil)
         let upgraded = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        // Another loopback address (all of 127/8 is this host's): another client to Tether.
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        let channel = try await bootstrap
             .channelInitializer { channel in
                 let upgrader = NIOWebSocketClientUpgrader(
                     requestKey: Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString(),

@@ -1,0 +1,106 @@
+import Foundation
+import NIOCore
+import Synchronization
+import Testing
+
+/// The admission defaults against the `tether` binary with no limit flags: a crowd behind one
+/// address (a campus NAT) is served, a flooding address is slowed, and neither affects a third.
+/// Other loopback addresses (127.0.0.2, 127.0.0.3) stand for other clients.
+@Suite("Admission defaults against the tether binary", .serialized, .timeLimit(.minutes(4)))
+struct AdmissionDefaultsTests {
+    static let crowd = "127.0.0.1"
+    static let flooder = "127.0.0.2"
+    static let bystander = "127.0.0.3"
+
+    /// A WebSocket session from `source` that opens a stream to the fake server; `false` when
+    /// Tether refused it (`policy-violation`).
+    static func session(port: Int, from source: String) async throws -> (WebSocketTestClient, Bool) {
+        let client = try await WebSocketTestClient.connect(port: port, from: source)
+        try await client.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='crowd.example' version='1.0'/>")
+        let answer = try await client.receive(until: { $0.contains("<stream:features") || $0.contains("<stream:error") }, timeout: .seconds(60))
+        return (client, !answer.contains { $0.contains("<stream:error") })
+    }
+
+    /// What the crowd and the flooder got.
+    final class Tally: Sendable {
+        private let state = Mutex((crowd: [WebSocketTestClient](), crowdRefused: 0, served: 0, refused: 0, flooding: true))
+        func joined(_ client: WebSocketTestClient, served: Bool) { self.state.withLock { $0.crowd.append(client); if !served { $0.crowdRefused += 1 } } }
+        func flooded(served: Bool) { self.state.withLock { if served { $0.served += 1 } else { $0.refused += 1 } } }
+        func stopFlooding() { self.state.withLock { $0.flooding = false } }
+        var flooding: Bool { self.state.withLock { $0.flooding } }
+        var crowd: [WebSocketTestClient] { self.state.withLock { $0.crowd } }
+        var crowdRefused: Int { self.state.withLock { $0.crowdRefused } }
+        var flood: (served: Int, refused: Int) { self.state.withLock { ($0.served, $0.refused) } }
+    }
+
+    @Test("2,000 sessions from one address in bursts of 200 are all served with default flags; a flooding address is throttled; a third address keeps chatting")
+    func crowdBehindOneAddress() async throws {
+        let fake = try await FakeXMPPServer.start()
+        do {
+            try await withProsody { prosody in
+                for user in ["alice", "bob"] { try await prosody.register(user: user, password: "secret") }
+                try await withTetherProcess([
+                    "--route", "localhost=127.0.0.1:\(prosody.c2sPort)",
+                    "--route", "crowd.example=127.0.0.1:\(fake.port)",
+                ]) { tether in
+                    let alice = try await WebSocketTestClient.connect(port: tether.port, from: Self.bystander)
+                    let bob = try await WebSocketTestClient.connect(port: tether.port, from: Self.bystander)
+                    try await alice.login(user: "alice", password: "secret", resource: "a")
+                    try await bob.login(user: "bob", password: "secret", resource: "b")
+
+                    let tally = Tally()
+                    var chatted = 0
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        // The flooder: eight connections' worth of sessions, each one closed and
+                        // the next opened as fast as Tether answers, for as long as the crowd logs in.
+                        for _ in 0..<8 {
+                            group.addTask {
+                                while tally.flooding {
+                                    let (client, served) = try await Self.session(port: tether.port, from: Self.flooder)
+                                    tally.flooded(served: served)
+                                    await client.drop()
+                                }
+                            }
+                        }
+                        // The crowd: 10 bursts of 200 at once, 4.5 s apart (44 new sessions/s on average).
+                        for burst in 0..<10 {
+                            let started = ContinuousClock.now
+                            try await withThrowingTaskGroup(of: Void.self) { wave in
+                                for _ in 0..<200 {
+                                    wave.addTask {
+                                        let (client, served) = try await Self.session(port: tether.port, from: Self.crowd)
+                                        tally.joined(client, served: served)
+                                    }
+                                }
+                                try await wave.waitForAll()
+                            }
+                            // Meanwhile the bystanders' messages keep arriving.
+                            chatted += 1
+                            try await alice.send("<message xmlns='jabber:client' to='bob@localhost/b' id='c\(burst)'><body>burst \(burst)</body></message>")
+                            let received = try await bob.receive(until: { $0.contains("id='c\(burst)'") })
+                            #expect(received.last?.contains("burst \(burst)") == true)
+                            if burst < 9 { try await Task.sleep(until: started + .milliseconds(4500)) }
+                        }
+                        tally.stopFlooding()
+                        try await group.waitForAll()
+                    }
+                    #expect(tally.crowdRefused == 0, "\(tally.crowdRefused) of the crowd's 2,000 sessions refused")
+                    #expect(tally.crowd.count == 2000)
+                    let (served, refused) = tally.flood
+                    print("admission: flooder served \(served), refused \(refused); crowd 2000 served")
+                    // Its burst and then the sustained rate, not every attempt: refused past the burst.
+                    #expect(refused > 0, "the flooding address was never throttled (\(served) served)")
+                    #expect(served >= 200, "the flooding address did not even get its burst (\(served))")
+                    #expect(chatted == 10)
+                    for client in tally.crowd { await client.drop() }
+                    await alice.drop()
+                    await bob.drop()
+                }
+            }
+            await fake.stop()
+        } catch {
+            await fake.stop()
+            throw error
+        }
+    }
+}

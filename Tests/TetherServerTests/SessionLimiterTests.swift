@@ -1,0 +1,41 @@
+import NIOCore
+import Testing
+
+@testable import TetherServer
+
+@Suite("Session admission")
+struct SessionLimiterTests {
+    @Test("defaults serve a NAT's crowd: a burst of 200, then 50 new sessions a second, up to 5,000 live per address")
+    func defaults() {
+        let limits = SessionLimiter.Limits()
+        #expect(limits.maxSessionsPerAddress >= 2000)
+        #expect(limits.newSessionBurstPerAddress == 200)
+        #expect(limits.newSessionsPerSecondPerAddress == 50)
+    }
+
+    @Test("the token bucket: a full burst at once, then the sustained rate; other addresses untouched")
+    func bucket() {
+        let limiter = SessionLimiter(limits: .init(maxSessions: 100_000, maxSessionsPerAddress: 100_000, newSessionsPerSecondPerAddress: 50, newSessionBurstPerAddress: 200))
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+        for _ in 0..<200 { #expect(limiter.admit("192.0.2.1", now: start) == nil) }
+        #expect(limiter.admit("192.0.2.1", now: start) == .tooManyNewSessions)
+        // Another address has its own bucket.
+        #expect(limiter.admit("192.0.2.2", now: start) == nil)
+        // 1 s later: 50 more, not 51.
+        let later = start + .seconds(1)
+        for _ in 0..<50 { #expect(limiter.admit("192.0.2.1", now: later) == nil) }
+        #expect(limiter.admit("192.0.2.1", now: later) == .tooManyNewSessions)
+        // Refilled only up to the burst, however long it was idle.
+        let muchLater = later + .seconds(3600)
+        for _ in 0..<200 { #expect(limiter.admit("192.0.2.1", now: muchLater) == nil) }
+        #expect(limiter.admit("192.0.2.1", now: muchLater) == .tooManyNewSessions)
+    }
+
+    @Test("the open-files limit sizes the default --max-sessions: two descriptors a session, after a reserve")
+    func descriptorBudget() {
+        #expect(DescriptorBudget(descriptors: 1024).sessions == (1024 - DescriptorBudget.reserve) / 2)
+        #expect(DescriptorBudget(descriptors: 1_048_576).sessions == (1_048_576 - DescriptorBudget.reserve) / 2)
+        #expect(DescriptorBudget(descriptors: 10).sessions == 1)
+        #expect(DescriptorBudget.current.descriptors > 0)
+    }
+}
