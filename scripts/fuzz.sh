@@ -7,6 +7,7 @@
 # options can be passed in FUZZ_OPTIONS (e.g. FUZZ_OPTIONS='-jobs=2 -workers=2'). With
 # FUZZ_MERGE_CORPUS=1 the inputs of the run that reach new coverage are merged (libFuzzer
 # -merge=1) into the committed corpus afterwards, to be committed with the run's results.
+# FUZZ_SKIP_BUILD=1 runs the binaries already built (e.g. while the sources are being edited).
 # Exits non-zero when a target finds a crash. See Fuzzing/README.md.
 set -euo pipefail
 
@@ -36,7 +37,9 @@ fi
 # -enable-testing lets the pipeline and edge targets `@testable import TetherServer` (its handlers and
 # policies are internal).
 build_flags=(--package-path "$root/Fuzzing" -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing)
-swift build "${build_flags[@]}"
+if [ "${FUZZ_SKIP_BUILD:-0}" != 1 ]; then
+    swift build "${build_flags[@]}"
+fi
 bin=$(swift build "${build_flags[@]}" --show-bin-path)
 
 artifacts="$root/Fuzzing/artifacts"

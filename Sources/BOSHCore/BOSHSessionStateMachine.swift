@@ -29,6 +29,9 @@ public struct BOSHSessionStateMachine {
         case closeUpstream(graceful: Bool)
         /// Forget the session: later requests for its sid get `item-not-found`.
         case endSession(TerminateCondition?)
+        /// For metrics and the log: this many queued stanzas were answered with errors (in the
+        /// `forwardUpstream` before it), because the session ended for `reason`.
+        case stanzasBounced(count: Int, reason: String)
     }
 
     private enum Phase: Equatable {
@@ -109,6 +112,9 @@ public struct BOSHSessionStateMachine {
     private var outboundBytes = 0
     private var outboundHasStreamElements = false
     private var streamInfo: StreamInfo?
+    /// XEP-0198 on this stream: decides whether undeliverable stanzas are bounced by Tether or
+    /// left to the server for a resumption.
+    private var streamManagement = StreamManagementWatch()
     /// hex(SHA-1) the next `key` must hash to (§15), when the client uses keys.
     private var expectedKeyHash: String?
     private var inactivityGeneration: UInt64 = 0
@@ -349,6 +355,7 @@ public struct BOSHSessionStateMachine {
         }
         if request.isRestart {
             // XEP-0206 §5: payloads of a restart request are ignored.
+            self.streamManagement.streamRestarted()
             actions.append(.restartUpstream)
         } else if !request.payloads.isEmpty {
             actions.append(.forwardUpstream(request.payloads))
@@ -385,6 +392,7 @@ public struct BOSHSessionStateMachine {
     /// Stanzas from the server, self-contained; `streamElements` when one is a `stream:` element.
     public mutating func upstreamReceived(_ payloads: [ByteBuffer], streamElements: Bool, now: NIODeadline) -> [Action] {
         guard self.phase == .active else { return [] }
+        for payload in payloads { self.streamManagement.serverSent(payload) }
         self.outbound += payloads
         self.outboundBytes += payloads.reduce(0) { $0 + $1.readableBytes }
         self.outboundHasStreamElements = self.outboundHasStreamElements || streamElements
@@ -454,9 +462,11 @@ public struct BOSHSessionStateMachine {
         switch self.phase {
         case .active:
             guard self.held.isEmpty else { return [] }
-            // §10: silent end; the server gets `</stream:stream>` so it stores messages offline itself.
+            // §10: silent end. What the server handed over for the client is bounced (or, with
+            // XEP-0198, left to the server), then the stream ends, so later messages go offline.
             self.phase = .ended
-            return [.closeUpstream(graceful: true), .endSession(nil)]
+            let payloads = self.takeOutbound().payloads
+            return self.abandon(payloads, reason: "inactivity") + [.endSession(nil)]
         case .terminated(_, let condition):
             self.phase = .ended
             return [.endSession(condition)]
@@ -577,13 +587,19 @@ public struct BOSHSessionStateMachine {
             .terminate(condition, payloads: payloads.payloads, declaresStreamNamespace: payloads.streamElements),
             condition: condition
         )
-        if !upstreamAlreadyClosed {
-            // A terminated client is gone: close gracefully so the server keeps its stanzas offline.
-            actions.append(.closeUpstream(graceful: true))
-        }
+        let reason = condition?.rawValue ?? "terminated"
         if self.held.isEmpty && triggering == nil {
-            // Nobody to tell now: keep the verdict for the next request, until inactivity.
-            self.phase = .terminated(body: first, condition: condition)
+            // Nobody to tell now: keep the verdict for the next request, until inactivity. The
+            // stanzas cannot wait for it (the stream closes now): bounced, or left to XEP-0198.
+            var tombstone = first
+            if !upstreamAlreadyClosed {
+                let stanzas = payloads.payloads.filter { extraPayload == nil || $0 != extraPayload }
+                actions += self.abandon(stanzas, reason: reason)
+                if !self.streamManagement.isEnabled {
+                    tombstone = self.terminalResponse(.terminate(condition, payloads: extraPayload.map { [$0] } ?? []), condition: condition)
+                }
+            }
+            self.phase = .terminated(body: tombstone, condition: condition)
             self.inactivityGeneration &+= 1
             actions.append(.startInactivityTimer(generation: self.inactivityGeneration, seconds: self.parameters.inactivity))
             return actions
@@ -608,7 +624,12 @@ public struct BOSHSessionStateMachine {
         }
         self.held.removeAll()
         self.outOfOrder.removeAll()
-        if !delivered && !payloads.payloads.isEmpty {
+        if !upstreamAlreadyClosed {
+            // Delivered with the verdict, or (refused requests only) bounced: then the stream ends.
+            let undelivered = delivered ? [] : payloads.payloads.filter { extraPayload == nil || $0 != extraPayload }
+            actions = self.abandon(undelivered, reason: reason) + actions
+        }
+        if !delivered && !payloads.payloads.isEmpty && (upstreamAlreadyClosed || self.streamManagement.isEnabled) {
             self.phase = .terminated(body: first, condition: condition)
             self.inactivityGeneration &+= 1
             actions.append(.startInactivityTimer(generation: self.inactivityGeneration, seconds: self.parameters.inactivity))
@@ -617,6 +638,20 @@ public struct BOSHSessionStateMachine {
         self.phase = .ended
         actions.append(.endSession(condition))
         return actions
+    }
+
+    /// Ends the upstream stream of a session whose client will not read `stanzas`: without
+    /// XEP-0198 each is answered as a server would (`StanzaBounce`) and the stream closes with
+    /// `</stream:stream>`; with it, nothing is bounced and the connection drops without the
+    /// closing tag, so the server keeps them for `<resume/>` (XEP-0198 §5).
+    private func abandon(_ stanzas: [ByteBuffer], reason: String) -> [Action] {
+        guard !self.streamManagement.isEnabled else { return [.closeUpstream(graceful: false)] }
+        var bounces: [ByteBuffer] = []
+        for stanza in stanzas {
+            if case .bounce(let error) = StanzaBounce.outcome(for: stanza) { bounces.append(error) }
+        }
+        guard !bounces.isEmpty else { return [.closeUpstream(graceful: true)] }
+        return [.forwardUpstream(bounces), .stanzasBounced(count: bounces.count, reason: reason), .closeUpstream(graceful: true)]
     }
 
     static func sha1Hex(_ key: String) -> String {

@@ -24,6 +24,9 @@ public struct WebSocketSessionStateMachine {
         case startCloseTimer
         /// Drop the TCP connection now (the peer is gone or did not finish closing).
         case dropConnection
+        /// For metrics and the log: this many stanzas that never reached the client were
+        /// answered with errors (in the `forwardUpstream` before it), because of `reason`.
+        case stanzasBounced(count: Int, reason: String)
     }
 
     /// Why the upstream stream went away.
@@ -48,6 +51,8 @@ public struct WebSocketSessionStateMachine {
     private var state: State = .awaitingOpen
     /// An `<open/>` has been sent to the client on the current stream.
     private var openSent = false
+    /// XEP-0198 on the upstream stream (see `StreamManagementWatch`).
+    private var streamManagement = StreamManagementWatch()
     private let serves: (String) -> Bool
 
     /// - Parameter serves: whether a domain named in `<open to=…/>` is served.
@@ -104,6 +109,7 @@ public struct WebSocketSessionStateMachine {
             // §3.7: a restart after SASL; both sides' streams start afresh on the same connection.
             self.state = .opening(domain: domain)
             self.openSent = false
+            self.streamManagement.streamRestarted()
             return [.restartUpstream]
         case (.open, .element(let bytes)):
             return [.forwardUpstream(bytes)]
@@ -169,16 +175,28 @@ public struct WebSocketSessionStateMachine {
         }
     }
 
-    /// The TCP connection under the WebSocket is gone.
-    public mutating func connectionLost() -> [Action] {
+    /// The TCP connection under the WebSocket is gone, with `unwritten`: the messages the server
+    /// sent that never reached the client (still queued when the socket dropped or was cut).
+    ///
+    /// With XEP-0198 on, the upstream connection is dropped without `</stream:stream>`: the
+    /// server keeps what the client did not acknowledge for `<resume/>`. Without it, a closed
+    /// stream means "delivered" to the server, so each unwritten stanza is first answered as a
+    /// server would (`StanzaBounce`, RFC 6120 §10.4.3) and then the stream is closed.
+    public mutating func connectionLost(unwritten: [ByteBuffer] = [], reason: String = "connection-lost") -> [Action] {
+        let upstreamOpen: Bool
         switch self.state {
-        case .closed, .closing:
-            self.state = .closed
-            return [.closeUpstream(graceful: false)]
-        case .awaitingOpen, .opening, .open:
-            self.state = .closed
-            return [.closeUpstream(graceful: false)]
+        case .opening, .open: upstreamOpen = true
+        case .awaitingOpen, .closing, .closed: upstreamOpen = false
         }
+        self.state = .closed
+        guard upstreamOpen, !self.streamManagement.isEnabled else { return [.closeUpstream(graceful: false)] }
+        var bounces: [ByteBuffer] = []
+        for stanza in unwritten {
+            if case .bounce(let error) = StanzaBounce.outcome(for: stanza) { bounces.append(error) }
+        }
+        guard !bounces.isEmpty else { return [.closeUpstream(graceful: true)] }
+        return [.forwardUpstream(bounces[0]), .stanzasBounced(count: bounces.count, reason: reason)]
+            + bounces.dropFirst().map { .forwardUpstream($0) } + [.closeUpstream(graceful: true)]
     }
 
     /// The client has not sent `<open/>` in the time a connection gets to say what it wants:
@@ -210,6 +228,7 @@ public struct WebSocketSessionStateMachine {
     /// Server elements, each already self-contained: one message each.
     public mutating func upstreamReceived(_ elements: [ByteBuffer]) -> [Action] {
         guard case .open = self.state else { return [] }
+        for element in elements { self.streamManagement.serverSent(element) }
         return elements.map { .send($0) }
     }
 

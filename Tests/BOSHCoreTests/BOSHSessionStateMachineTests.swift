@@ -47,6 +47,7 @@ struct BOSHSessionStateMachineTests {
             case .startInactivityTimer(_, let seconds): return "inactivity \(seconds)s"
             case .closeUpstream(let graceful): return graceful ? "close-upstream graceful" : "close-upstream abrupt"
             case .endSession(let condition): return "end \(condition?.rawValue ?? "normal")"
+            case .stanzasBounced(let count, let reason): return "bounced \(count) \(reason)"
             }
         }
     }
@@ -390,7 +391,7 @@ struct BOSHSessionStateMachineTests {
         #expect(keyed.heldRequestCount == 1)
     }
 
-    @Test("§15 an undelivered answer's rid repeated without its key ends the session; the queued stanzas wait for the next key")
+    @Test("§15 an undelivered answer's rid repeated without its key ends the session; the queued stanzas are not given to it (bounced: the stream ends now)")
     func undeliveredRetransmission() {
         var (machine, _) = Self.keyedSessionAnswered()
         _ = machine.responseUndelivered(1, now: Self.t0)
@@ -399,17 +400,13 @@ struct BOSHSessionStateMachineTests {
             Self.describe(machine.receive(Self.request(101), id: 7, isSecure: false, now: Self.t0)) == [
                 "close-upstream graceful",
                 "respond 7 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
-                "inactivity 60s",
+                "end item-not-found",
             ]
         )
         #expect(!machine.isActive)
-        // Whoever sent it does not get them by asking again; the client's next request does.
-        #expect(Self.describe(machine.receive(Self.request(102), id: 8, isSecure: false, now: Self.t0)) == ["respond 8 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>"])
-        #expect(
-            Self.describe(machine.receive(Self.request(102, "key='\(KeyChain.k102)'"), id: 9, isSecure: false, now: Self.t0)) == [
-                "respond 9 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'><message xmlns='jabber:client'>secret</message></body>"
-            ]
-        )
+        // Nobody gets them by asking again: the upstream stream has ended (what had a sender was
+        // bounced to it; this one, from the server itself, had nobody to tell).
+        #expect(!Self.describe(machine.receive(Self.request(102, "key='\(KeyChain.k102)'"), id: 9, isSecure: false, now: Self.t0)).contains { $0.contains("secret") })
         // With the key, the retransmission is held again and answered with what was lost.
         let again = Self.describe(keyed.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 2, isSecure: false, now: Self.t0))
         #expect(again.first == "wait 2 50s")
@@ -423,7 +420,7 @@ struct BOSHSessionStateMachineTests {
         _ = machine.waitTimerFired(1, now: Self.t0 + .seconds(60))
         _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>secret</message>")], streamElements: false, now: Self.t0 + .seconds(61))
         let actions = Self.describe(machine.receive(Self.request(102, "key='zzz'"), id: 7, isSecure: false, now: Self.t0 + .seconds(62)))
-        #expect(actions == [Self.notFound[0], Self.notFound[1], "inactivity 60s"])
+        #expect(actions == [Self.notFound[0], Self.notFound[1], "end item-not-found"])
         #expect(!actions.contains { $0.contains("secret") })
     }
 
@@ -511,4 +508,90 @@ extension BOSHSessionStateMachineTests {
         // The client re-sends 101 and gets the lost stanza from the buffer.
         #expect(Self.describe(machine.receive(Self.request(101), id: 3, isSecure: false, now: Self.t0 + .seconds(6))) == ["respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'>lost</message></body>"])
     }
+    // MARK: Delivery (RFC 6120 §10.4.3, XEP-0198)
+
+    static let queued = [
+        "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/a' id='q1' type='chat'><body>one</body></message>",
+        "<presence xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/a'/>",
+        "<iq xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/a' id='q2' type='get'><query xmlns='jabber:iq:version'/></iq>",
+        "<message xmlns='jabber:client' from='room@muc.localhost/bob' to='alice@localhost/a' id='q3' type='groupchat'><body>all</body></message>",
+        "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/a' id='q4' type='error'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+    ].map { ByteBuffer(string: $0) }
+
+    static let bounces = "forward "
+        + "<message xmlns='jabber:client' type='error' to='bob@localhost/b' from='alice@localhost/a' id='q1'><error type='wait'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        + "<iq xmlns='jabber:client' type='error' to='bob@localhost/b' from='alice@localhost/a' id='q2'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+
+    /// An established session whose client stopped polling, with `queued` waiting for it; the
+    /// inactivity timer's generation.
+    static func abandoned(streamManagement: Bool) -> (BOSHSessionStateMachine, UInt64) {
+        var machine = BOSHSessionStateMachine(sid: "s1", creation: Self.creation(), id: 0, domain: "localhost", limits: .init(), isSecure: false, now: Self.t0)
+        var generation: UInt64 = 0
+        let answered = machine.upstreamReceived([Self.features], streamElements: true, now: Self.t0)
+        for case .startInactivityTimer(let g, _) in answered { generation = g }
+        if streamManagement {
+            _ = machine.receive(Self.request(101, payloads: ["<enable xmlns='urn:xmpp:sm:3' resume='true'/>"]), id: 1, isSecure: false, now: Self.t0)
+            let enabled = machine.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true'/>")], streamElements: false, now: Self.t0)
+            for case .startInactivityTimer(let g, _) in enabled { generation = g }
+        }
+        _ = machine.upstreamReceived(Self.queued, streamElements: false, now: Self.t0)
+        return (machine, generation)
+    }
+
+    @Test("inactivity without XEP-0198: queued messages and requests are bounced through the stream before it closes; presence, groupchat and errors are not (regression: dropped)")
+    func inactivityBounces() {
+        var (machine, generation) = Self.abandoned(streamManagement: false)
+        #expect(Self.describe(machine.inactivityTimerFired(generation: generation)) == [Self.bounces, "bounced 2 inactivity", "close-upstream graceful", "end normal"])
+    }
+
+    @Test("inactivity with XEP-0198 enabled: nothing bounced, the connection dropped without </stream:stream> so the server keeps them for <resume/>")
+    func inactivityLeavesStanzasToResumption() {
+        var (machine, generation) = Self.abandoned(streamManagement: true)
+        #expect(Self.describe(machine.inactivityTimerFired(generation: generation)) == ["close-upstream abrupt", "end normal"])
+    }
+
+    @Test("a terminal condition with nobody to tell: the stanzas are bounced now, the verdict waits without them; with XEP-0198 they wait with it")
+    func terminatedWithoutRequestBounces() {
+        var (machine, _) = Self.abandoned(streamManagement: false)
+        let actions = Self.describe(machine.fail(.policyViolation))
+        #expect(actions.prefix(3) == [Self.bounces, "bounced 2 policy-violation", "close-upstream graceful"])
+        let next = Self.describe(machine.receive(Self.request(101), id: 5, isSecure: false, now: Self.t0))
+        #expect(next.first == "respond 5 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>", "\(next)")
+
+        var (resumable, _) = Self.abandoned(streamManagement: true)
+        #expect(Self.describe(resumable.fail(.policyViolation)).first == "close-upstream abrupt")
+        let later = Self.describe(resumable.receive(Self.request(102), id: 6, isSecure: false, now: Self.t0))
+        #expect(later.first?.contains("id='q1'") == true, "\(later)")
+    }
+
+    @Test("shutdown with stanzas queued and a request held: delivered with the verdict, nothing bounced; with XEP-0198 the stream is dropped for resumption")
+    func shutdownDeliversToHeldRequest() {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        _ = machine.upstreamReceived([Self.queued[0]], streamElements: false, now: Self.t0)
+        _ = machine.receive(Self.request(102), id: 2, isSecure: false, now: Self.t0)
+        let actions = Self.describe(machine.shutdown())
+        #expect(actions.first == "close-upstream graceful")
+        #expect(!actions.contains { $0.hasPrefix("forward") })
+        #expect(!actions.contains { $0.hasPrefix("bounced") })
+    }
+
+    @Test("queued stanzas beyond the queue limit with no request held: every one bounced before the cut")
+    func queueCutBounces() {
+        var limits = BOSHLimits()
+        limits.maxQueuedBytes = 300
+        var machine = BOSHSessionStateMachine(sid: "s1", creation: Self.creation(), id: 0, domain: "localhost", limits: limits, isSecure: false, now: Self.t0)
+        _ = machine.upstreamReceived([Self.features], streamElements: true, now: Self.t0)
+        let actions = Self.describe(machine.upstreamReceived(Self.queued, streamElements: false, now: Self.t0))
+        #expect(actions.prefix(3) == [Self.bounces, "bounced 2 policy-violation", "close-upstream graceful"])
+    }
+
+    @Test("a stream restart forgets XEP-0198: it is enabled per stream")
+    func restartForgetsStreamManagement() {
+        var (machine, _) = Self.abandoned(streamManagement: true)
+        _ = machine.receive(Self.request(102, "xmpp:restart='true'"), id: 7, isSecure: false, now: Self.t0)
+        let actions = Self.describe(machine.fail(.policyViolation))
+        #expect(actions.first != "close-upstream abrupt", "\(actions)")
+    }
 }
+

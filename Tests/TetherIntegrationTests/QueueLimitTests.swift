@@ -77,6 +77,13 @@ struct QueueLimitTests {
         #expect(tether.logs.all.contains { $0.contains("limit=max-queued-bytes-to-client") })
         let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         #expect(metrics.text.contains("tether_limit_hits_total{limit=\"max-queued-bytes-to-client\"} 1"))
+        // What was still queued for her in Tether comes back to bob, one error per message
+        // with its id (RFC 6120 §10.4.3; regression: dropped with the connection).
+        let bounced = try await bob.receive(until: { $0.contains("recipient-unavailable") }, timeout: .seconds(20))
+        let error = try required(bounced.last, "a bounce")
+        #expect(error.hasPrefix("<message") && error.contains("id='flood") && error.contains("type='error'"), "\(error)")
+        let after = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        #expect(after.text.contains("tether_stanzas_bounced_total{transport=\"websocket\",reason=\"slow-reader\"}"), "\(after.text.prefix(3000))")
         // Bob, on the same server and the same Tether, carries on.
         try await bob.send("<iq xmlns='jabber:client' type='get' id='bob-fine' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
         _ = try await bob.receive(until: { $0.contains("bob-fine") }, timeout: .seconds(20))

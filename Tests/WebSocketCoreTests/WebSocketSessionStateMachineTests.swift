@@ -59,6 +59,7 @@ struct WebSocketSessionStateMachineTests {
             case .closeWebSocket(let code): return "close-ws \(code)"
             case .startCloseTimer: return "close-timer"
             case .dropConnection: return "drop"
+            case .stanzasBounced(let count, let reason): return "bounced \(count) \(reason)"
             }
         }
     }
@@ -114,10 +115,30 @@ struct WebSocketSessionStateMachineTests {
         #expect(Self.describe(machine.closeTimeoutFired()) == ["drop"])
     }
 
-    @Test("§3.6 a WebSocket that drops without <close/> drops upstream without </stream:stream> (XEP-0198 resumption)")
+    @Test("§3.6 a WebSocket that drops: with XEP-0198 on, upstream dropped without </stream:stream> (resumption); without it, unwritten stanzas bounced, then </stream:stream>")
     func abruptDrop() {
-        var machine = Self.opened()
-        #expect(Self.describe(machine.connectionLost()) == ["close-upstream abrupt"])
+        let unwritten = [
+            "<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a' id='w1'><body>1</body></message>",
+            "<presence xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a'/>",
+            "<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a' id='w2'><body>2</body></message>",
+        ].map { ByteBuffer(string: $0) }
+        var resumable = Self.opened()
+        _ = resumable.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm' resume='true'/>")])
+        #expect(Self.describe(resumable.connectionLost(unwritten: unwritten)) == ["close-upstream abrupt"])
+        var plain = Self.opened()
+        let actions = Self.describe(plain.connectionLost(unwritten: unwritten, reason: "slow-reader"))
+        #expect(actions.count == 4, "\(actions)")
+        #expect(actions[0].contains("id='w1'") && actions[0].contains("<recipient-unavailable"))
+        #expect(actions[1] == "bounced 2 slow-reader")
+        #expect(actions[2].contains("id='w2'"))
+        #expect(actions[3] == "close-upstream graceful")
+        var quiet = Self.opened()
+        #expect(Self.describe(quiet.connectionLost()) == ["close-upstream graceful"])
+        // A restart (after SASL) starts stream management over.
+        var restarted = Self.opened()
+        _ = restarted.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3'/>")])
+        _ = restarted.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))
+        #expect(Self.describe(restarted.connectionLost()) == ["close-upstream graceful"])
         var framed = Self.opened()
         #expect(Self.describe(framed.webSocketCloseReceived()) == ["close-upstream abrupt", "close-ws 1000"])
     }

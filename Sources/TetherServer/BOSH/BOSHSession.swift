@@ -193,6 +193,10 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
                 } else {
                     self.pendingUpstream += payloads
                 }
+            case .stanzasBounced(let count, let reason):
+                // Counts only: what the stanzas said stays out of the log.
+                self.logger.notice("undelivered stanzas bounced", metadata: ["count": "\(count)", "reason": "\(reason)"])
+                self.metrics.bounced(.bosh, count: count, reason: reason)
             case .restartUpstream:
                 self.upstream?.restart()
             case .startWaitTimer(let id, let seconds):

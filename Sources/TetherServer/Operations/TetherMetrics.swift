@@ -29,6 +29,7 @@ final class TetherMetrics: Sendable {
     private let upstreamTLSHandshake: DurationHistogram
     private let terminations = Mutex<[String: Counter]>([:])
     private let limitHits = Mutex<[String: Counter]>([:])
+    private let bounces = Mutex<[String: Counter]>([:])
 
     init() {
         let registry = self.registry
@@ -97,6 +98,22 @@ final class TetherMetrics: Sendable {
             return counter
         }
         counter.increment()
+    }
+
+    /// Stanzas Tether answered with errors because their session ended before it could deliver them.
+    func bounced(_ transport: Transport, count: Int, reason: String) {
+        let counter = self.bounces.withLock { counters in
+            let key = "\(transport.rawValue)|\(reason)"
+            if let counter = counters[key] { return counter }
+            let counter = self.registry.makeCounter(
+                name: "tether_stanzas_bounced_total",
+                labels: [("transport", transport.rawValue), ("reason", reason)],
+                help: "Queued stanzas answered with an error because their session ended"
+            )
+            counters[key] = counter
+            return counter
+        }
+        counter.increment(by: Int64(count))
     }
 
     func limitHit(_ limit: String) {

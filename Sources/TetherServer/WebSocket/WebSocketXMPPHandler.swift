@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import NIOCore
 import NIOPosix
@@ -29,6 +30,12 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var openTimer: Scheduled<Void>?
     private let openTimeout: TimeAmount
     private var awaitingPong = false
+    /// Messages written to the client whose write has not completed, oldest first (writes
+    /// complete in order). When the connection is lost they never reached the client: without
+    /// XEP-0198 they are bounced to their senders (`WebSocketSessionStateMachine.connectionLost`).
+    private var unwritten = Deque<ByteBuffer>()
+    /// Why the connection went, for the bounce metric.
+    private var lostReason = "connection-lost"
     private var closeFrameSent = false
     private var peerSentClose = false
     /// The connection is failed (RFC 6455 §7.1.7): close TCP once our close frame is written.
@@ -270,8 +277,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                 self.logger.notice("limit reached", metadata: ["limit": "max-queued-bytes-to-client"])
                 self.metrics.limitHit("max-queued-bytes-to-client")
                 self.endCondition = "policy-violation"
-                self.run(self.machine.violation(.policyViolation))
-                // It is not reading: waiting for its closing handshake would only hold memory.
+                // It is not reading: a stream error or a closing handshake would wait behind what
+                // it does not read. Cut it; what was queued for it is bounced (channelInactive).
+                self.lostReason = "slow-reader"
                 context.close(promise: nil)
             }
         }
@@ -284,7 +292,11 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.run(self.machine.connectionLost())
+        // Writes still pending when the socket closed have failed by now; what is left is
+        // everything that never reached the client.
+        let unwritten = Array(self.unwritten)
+        self.unwritten.removeAll()
+        self.run(self.machine.connectionLost(unwritten: unwritten, reason: self.lostReason))
         self.finish()
         context.fireChannelInactive()
     }
@@ -312,7 +324,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.schedulePing(context: context)
         if self.awaitingPong {
             self.logger.info("peer stopped answering pings")
-            self.run(self.machine.connectionLost())
+            self.lostReason = "ping-timeout"
             context.close(promise: nil)
             return
         }
@@ -389,12 +401,21 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                 self.metrics.relayed(.toServer, count: 1, bytes: bytes.readableBytes)
                 self.upstream?.send([bytes])
             case .send(let bytes):
+                let frame: WebSocketFrame
                 if self.compressed, bytes.readableBytes >= self.settings.compressionThreshold, let deflated = try? Self.codec.compress(bytes) {
-                    context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: deflated)), promise: nil)
+                    frame = WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: deflated)
                 } else {
-                    context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: bytes)), promise: nil)
+                    frame = WebSocketFrame(fin: true, opcode: .text, data: bytes)
+                }
+                self.unwritten.append(bytes)
+                context.write(self.wrapOutboundOut(frame)).assumeIsolated().whenSuccess { [weak self] in
+                    _ = self?.unwritten.popFirst()
                 }
                 wrote = true
+            case .stanzasBounced(let count, let reason):
+                // Counts only: what the stanzas said stays out of the log.
+                self.logger.notice("undelivered stanzas bounced", metadata: ["count": "\(count)", "reason": "\(reason)"])
+                self.metrics.bounced(.websocket, count: count, reason: reason)
             case .closeUpstream(let graceful):
                 self.upstream?.close(graceful: graceful)
                 self.upstream = nil

@@ -1,0 +1,75 @@
+import AsyncHTTPClient
+import BOSHCore
+import Foundation
+import NIOCore
+import Testing
+import TetherServer
+
+/// A stanza the server handed to Tether is delivered to the browser or reported back to its
+/// sender, never dropped in silence (RFC 6120 §10.4.3), against a real Prosody without offline
+/// storage: when the session dies, the sender gets an error for each, with its id.
+@Suite("Delivery: queued stanzas of a dying session are bounced", .serialized, .timeLimit(.minutes(3)))
+struct DeliveryTests {
+    /// bob (WebSocket) sends alice (BOSH, not polling) `count` messages; they wait in Tether.
+    static func strand(_ count: Int, body: String = "are you there?", bob: WebSocketTestClient) async throws {
+        for index in 1...count {
+            try await bob.send("<message xmlns='jabber:client' to='alice@localhost/a' id='d\(index)' type='chat'><body>\(body) \(index)</body></message>")
+        }
+    }
+
+    /// The errors bob gets back, by id, once each of `count` has arrived.
+    static func bounces(_ count: Int, to bob: WebSocketTestClient) async throws -> [String: String] {
+        var errors: [String: String] = [:]
+        while errors.count < count {
+            for text in try await bob.receive(until: { $0.contains("type='error'") || $0.contains("type=\"error\"") }, timeout: .seconds(30))
+            where text.hasPrefix("<message") && text.contains("error") {
+                if let id = HostileFloodTests.id(in: text) { errors[id] = text }
+            }
+        }
+        return errors
+    }
+
+    @Test("BOSH inactivity without XEP-0198: each queued message comes back to its sender as recipient-unavailable with its id (regression: lost)")
+    func inactivity() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let alice = BOSHTestClient(http: http, url: tether.boshURL)
+            try await alice.login(user: "alice", password: "secret", resource: "a")
+            let bob = try await WebSocketTestClient.connect(port: tether.port)
+            try await bob.login(user: "bob", password: "secret", resource: "b")
+            // alice stops polling (a closed laptop); bob writes to her.
+            try await Self.strand(3, bob: bob)
+            let errors = try await Self.bounces(3, to: bob)
+            #expect(Set(errors.keys) == ["d1", "d2", "d3"])
+            for (id, error) in errors {
+                #expect(error.contains("recipient-unavailable"), "\(id): \(error)")
+                #expect(error.contains("type='wait'") || error.contains("type=\"wait\""), "\(id): \(error)")
+            }
+            let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            #expect(metrics.text.contains("tether_stanzas_bounced_total{transport=\"bosh\",reason=\"inactivity\"} 3"), "\(metrics.text.prefix(3000))")
+            await bob.drop()
+        } configure: { configuration, _ in
+            configuration.bosh.inactivity = 3
+        }
+    }
+
+    @Test("BOSH queue cut (policy-violation) with nobody polling: every queued message is bounced before the stream ends")
+    func queueCut() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            let alice = BOSHTestClient(http: http, url: tether.boshURL)
+            try await alice.login(user: "alice", password: "secret", resource: "a")
+            let bob = try await WebSocketTestClient.connect(port: tether.port)
+            try await bob.login(user: "bob", password: "secret", resource: "b")
+            // Three of these pass the 2,000-byte queue limit.
+            try await Self.strand(3, body: String(repeating: "z", count: 900), bob: bob)
+            let errors = try await Self.bounces(3, to: bob)
+            #expect(Set(errors.keys) == ["d1", "d2", "d3"])
+            let next = try await alice.send()
+            #expect(next.condition == "policy-violation", "\(next)")
+            #expect(!next.children.contains { $0.contains("zzzz") }, "bounced and delivered too: \(next)")
+            await bob.drop()
+        } configure: { configuration, _ in
+            configuration.bosh.maxQueuedBytes = 2000
+            configuration.bosh.inactivity = 30
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import NIOCore
+import Testing
+
+@testable import XMPPCore
+
+@Suite("Bounces and stream management (RFC 6120 §8.3, §10.4.3; XEP-0198)")
+struct StanzaBounceTests {
+    static func bounce(_ stanza: String) -> String? {
+        if case .bounce(let error) = StanzaBounce.outcome(for: ByteBuffer(string: stanza)) { return String(buffer: error) }
+        return nil
+    }
+
+    @Test("a message becomes recipient-unavailable (wait), an iq request service-unavailable (cancel), addressed back to the sender with the same id")
+    func bounces() {
+        #expect(
+            Self.bounce("<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org' id='m&apos;1' type='chat'><body>hi</body></message>")
+                == "<message xmlns='jabber:client' type='error' to='bob@example.org/b' from='alice@example.org' id='m&apos;1'><error type='wait'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )
+        #expect(
+            Self.bounce("<iq xmlns='jabber:client' from='pubsub.example.org' to='alice@example.org/a' id='i1' type='set'><pubsub xmlns='http://jabber.org/protocol/pubsub'/></iq>")
+                == "<iq xmlns='jabber:client' type='error' to='pubsub.example.org' from='alice@example.org/a' id='i1'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        )
+        // A message without a type is a normal message (RFC 6121 §5.2.2).
+        #expect(Self.bounce("<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a'><body>x</body></message>")?.contains("<recipient-unavailable") == true)
+    }
+
+    @Test("nothing is answered for presence, errors, groupchat, iq results, stanzas without a sender, other namespaces or broken XML", arguments: [
+        "<presence xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a'/>",
+        "<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a' type='error'><error type='cancel'/></message>",
+        "<message xmlns='jabber:client' from='room@muc.example.org/bob' to='alice@example.org/a' type='groupchat'><body>x</body></message>",
+        "<iq xmlns='jabber:client' from='example.org' to='alice@example.org/a' id='r' type='result'/>",
+        "<iq xmlns='jabber:client' to='alice@example.org/a' id='p' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<r xmlns='urn:xmpp:sm:3'/>",
+        "<message xmlns='jabber:client' from='bob@example.org/b'",
+    ])
+    func drops(stanza: String) {
+        #expect(StanzaBounce.outcome(for: ByteBuffer(string: stanza)) == .drop)
+    }
+
+    @Test("stream management is on after <enabled/> or <resumed/>, off after <failed/> or a restart; other elements change nothing")
+    func streamManagement() {
+        var watch = StreamManagementWatch()
+        watch.serverSent(ByteBuffer(string: "<message xmlns='jabber:client' id='enabled'><body>&lt;enabled xmlns='urn:xmpp:sm:3'/&gt;</body></message>"))
+        #expect(!watch.isEnabled)
+        watch.serverSent(ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='x' resume='true'/>"))
+        #expect(watch.isEnabled)
+        watch.serverSent(ByteBuffer(string: "<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"))
+        #expect(!watch.isEnabled)
+        watch.serverSent(ByteBuffer(string: "<sm:resumed xmlns:sm=\"urn:xmpp:sm:3\" previd='x' h='3'/>"))
+        #expect(watch.isEnabled)
+        watch.streamRestarted()
+        #expect(!watch.isEnabled)
+        watch.serverSent(ByteBuffer(string: "<enabled xmlns='urn:example:other'/>"))
+        #expect(!watch.isEnabled)
+    }
+}
