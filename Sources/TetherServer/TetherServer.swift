@@ -22,6 +22,7 @@ public final class TetherServer: Sendable {
     private let status = ServerStatus()
     private let metrics = TetherMetrics()
     private let listeners = Mutex<[any Channel]>([])
+    private let trimmer: MemoryTrimmer
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
         let store = ConfigurationStore(configuration)
@@ -33,6 +34,7 @@ public final class TetherServer: Sendable {
         self.bosh = bosh
         self.relay = PeerRelay(peers: configuration.peers, logger: logger)
         self.prebind = PrebindService(store: store, bosh: bosh, logger: logger)
+        self.trimmer = MemoryTrimmer(logger: logger)
     }
 
     /// Puts a new configuration in effect for everything that starts from now on: new sessions,
@@ -77,6 +79,8 @@ public final class TetherServer: Sendable {
                 self.logger.info("listening", metadata: ["address": "\(address)"])
             }
         }
+        let limiter = self.limiter
+        self.trimmer.start(on: self.group.next()) { limiter.takePeak() }
         return bound
     }
 
@@ -100,6 +104,7 @@ public final class TetherServer: Sendable {
             try? await listener.close()
         }
         await self.relay.shutdown()
+        self.trimmer.stop()
         self.logger.info("stopped")
     }
 

@@ -28,6 +28,8 @@ final class SessionLimiter: Sendable {
 
     private struct State {
         var total = 0
+        /// The most live at once since `takePeak()` last asked.
+        var peak = 0
         var perAddress: [String: Int] = [:]
         var buckets: [String: (tokens: Double, at: NIODeadline)] = [:]
     }
@@ -66,6 +68,7 @@ final class SessionLimiter: Sendable {
             bucket.tokens -= 1
             state.buckets[address] = bucket
             state.total += 1
+            state.peak = max(state.peak, state.total)
             state.perAddress[address, default: 0] += 1
             if state.buckets.count > 4 * max(1, state.perAddress.count) + 1024 {
                 // Forget addresses with no session whose bucket has refilled: the map stays bounded.
@@ -74,6 +77,15 @@ final class SessionLimiter: Sendable {
                 }
             }
             return nil
+        }
+    }
+
+    /// The most sessions live at once since the last call, and how many are live now; the next
+    /// call's peak starts from now. Short peaks between two samples are not missed.
+    func takePeak() -> (peak: Int, live: Int) {
+        self.state.withLock { state in
+            defer { state.peak = state.total }
+            return (max(state.peak, state.total), state.total)
         }
     }
 
