@@ -571,8 +571,12 @@ public struct BOSHSessionStateMachine {
     ///
     /// On a keyed session (§15) the stanzas only go to a request that passed the key check: a held
     /// one, or `triggering` when `triggeringVerified`. Never to an unprocessed (out-of-order) or
-    /// refused request, which may come from anyone who learnt the sid; with no verified request
-    /// they wait in the tombstone for the client's next key.
+    /// refused request, which may come from anyone who learnt the sid.
+    ///
+    /// Stanzas no request takes now cannot wait for one: the upstream stream ends here. Without
+    /// XEP-0198 they are bounced to their senders (`abandon`) and the tombstone keeps the verdict
+    /// alone, so a client between polls learns the condition but not the stanzas (their senders
+    /// know); with it, they stay in the tombstone and the server keeps them for `<resume/>`.
     private mutating func terminate(
         _ condition: TerminateCondition?,
         triggering: BOSHRequestID? = nil,

@@ -175,12 +175,13 @@ public final class TetherServer: Sendable {
                 }
             )
             let sync = channel.pipeline.syncOperations
+            let upgraded: @Sendable (ChannelHandlerContext) -> Void = { context in
+                // The HTTP edge has no business on an upgraded connection.
+                context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
+            }
             try sync.configureHTTPServerPipeline(
                 withPipeliningAssistance: true,
-                withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
-                    // The HTTP edge has no business on an upgraded connection.
-                    context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
-                }),
+                withServerUpgrade: (upgraders: [upgrader], completionHandler: upgraded),
                 withErrorHandling: true
             )
             try sync.addHandler(HTTPEdgeHandler(
@@ -190,6 +191,7 @@ public final class TetherServer: Sendable {
                     prebind: prebind,
                     status: status,
                     metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.sessionStates) },
+                    laterUpgrade: HTTPEdgeHandler.LaterUpgrade(upgrader: upgrader, completion: upgraded),
                     logger: logger
                 ), name: HTTPEdgeHandler.name)
         }

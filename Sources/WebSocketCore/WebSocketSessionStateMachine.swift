@@ -160,8 +160,9 @@ public struct WebSocketSessionStateMachine {
         }
     }
 
-    /// The client's WebSocket closing handshake arrived (a close frame).
-    public mutating func webSocketCloseReceived() -> [Action] {
+    /// The client's WebSocket closing handshake arrived (a close frame), with `unwritten`: the
+    /// messages it will not read (a closing browser drops them).
+    public mutating func webSocketCloseReceived(unwritten: [ByteBuffer] = []) -> [Action] {
         switch self.state {
         case .closed:
             return [.dropConnection]
@@ -169,9 +170,9 @@ public struct WebSocketSessionStateMachine {
             self.state = .closed
             return [.closeWebSocket(code: 1000)]
         case .awaitingOpen, .opening, .open:
-            // Closed without <close/>: keep the server's XEP-0198 session resumable.
-            self.state = .closed
-            return [.closeUpstream(graceful: false), .closeWebSocket(code: 1000)]
+            // Closed without <close/>: with XEP-0198 the server's session stays resumable;
+            // without it, what the client will not read is bounced (as for a lost connection).
+            return self.connectionLost(unwritten: unwritten, reason: "closed-without-close") + [.closeWebSocket(code: 1000)]
         }
     }
 

@@ -519,7 +519,7 @@ extension BOSHSessionStateMachineTests {
     ].map { ByteBuffer(string: $0) }
 
     static let bounces = "forward "
-        + "<message xmlns='jabber:client' type='error' to='bob@localhost/b' from='alice@localhost/a' id='q1'><error type='wait'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        + "<message xmlns='jabber:client' type='error' to='bob@localhost/b' from='alice@localhost/a' id='q1'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
         + "<iq xmlns='jabber:client' type='error' to='bob@localhost/b' from='alice@localhost/a' id='q2'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
 
     /// An established session whose client stopped polling, with `queued` waiting for it; the

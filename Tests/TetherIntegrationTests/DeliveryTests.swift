@@ -29,7 +29,7 @@ struct DeliveryTests {
         return errors
     }
 
-    @Test("BOSH inactivity without XEP-0198: each queued message comes back to its sender as recipient-unavailable with its id (regression: lost)")
+    @Test("BOSH inactivity without XEP-0198: each queued message comes back to its sender as service-unavailable with its id (regression: lost)")
     func inactivity() async throws {
         try await withProsodyAndTether { _, tether, http in
             let alice = BOSHTestClient(http: http, url: tether.boshURL)
@@ -41,8 +41,8 @@ struct DeliveryTests {
             let errors = try await Self.bounces(3, to: bob)
             #expect(Set(errors.keys) == ["d1", "d2", "d3"])
             for (id, error) in errors {
-                #expect(error.contains("recipient-unavailable"), "\(id): \(error)")
-                #expect(error.contains("type='wait'") || error.contains("type=\"wait\""), "\(id): \(error)")
+                #expect(error.contains("service-unavailable"), "\(id): \(error)")
+                #expect(error.contains("type='cancel'") || error.contains("type=\"cancel\""), "\(id): \(error)")
             }
             let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             #expect(metrics.text.contains("tether_stanzas_bounced_total{transport=\"bosh\",reason=\"inactivity\"} 3"), "\(metrics.text.prefix(3000))")

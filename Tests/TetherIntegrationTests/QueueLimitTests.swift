@@ -79,7 +79,7 @@ struct QueueLimitTests {
         #expect(metrics.text.contains("tether_limit_hits_total{limit=\"max-queued-bytes-to-client\"} 1"))
         // What was still queued for her in Tether comes back to bob, one error per message
         // with its id (RFC 6120 §10.4.3; regression: dropped with the connection).
-        let bounced = try await bob.receive(until: { $0.contains("recipient-unavailable") }, timeout: .seconds(20))
+        let bounced = try await bob.receive(until: { $0.contains("service-unavailable") }, timeout: .seconds(20))
         let error = try required(bounced.last, "a bounce")
         #expect(error.hasPrefix("<message") && error.contains("id='flood") && error.contains("type='error'"), "\(error)")
         let after = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")

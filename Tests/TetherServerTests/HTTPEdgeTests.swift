@@ -107,17 +107,12 @@ struct HTTPEdgeTests {
     func chunkFlood() throws {
         let edge = try EdgeHarness { $0.maxRequestBodyBytes = 6000 }
         try edge.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
-        var chunks = 0
-        var answer = ""
-        // "1\r\nX\r\n" is 6 bytes on the wire and is charged 512: the 12th crosses 6000 (charging
-        // the bytes and framing only, 1000 chunks would pass; charging the data only, 6000).
-        while answer.isEmpty && chunks < 100_000 {
-            try edge.send("1\r\nX\r\n")
-            chunks += 1
-            answer = try edge.output()
-        }
-        #expect(answer.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
-        #expect(chunks == 6000 / HTTPEdgeHandler.minimumChunkCharge + 1, "refused only after \(chunks) chunks")
+        // "1\r\nX\r\n" is 6 bytes on the wire; packed 100 to a read, all but the first are charged
+        // 512, so the read's 12th part crosses 6000 (charging bytes and framing only, 1000 chunks
+        // would pass; charging the data only, 6000).
+        try edge.send(String(repeating: "1\r\nX\r\n", count: 100))
+        let answer = try edge.output()
+        #expect(answer.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"), "\(answer)")
         #expect(answer.lowercased().contains("connection: close"))
         // Nothing after the refusal is parsed: more chunks and even a whole second request get no answer.
         try edge.send(String(repeating: "1\r\nX\r\n", count: 1000) + "0\r\n\r\n" + Self.bosh("<body/>"))
@@ -140,8 +135,26 @@ struct HTTPEdgeTests {
             answer = try edge.output()
         }
         #expect(answer.hasPrefix("HTTP/1.1 413 Payload Too Large\r\n"))
-        // The budget is the body limit plus room for trailers and a pipelined head.
-        #expect(sent == 8000, "refused after \(sent) extension bytes")
+        // The budget is the body limit plus room for trailers and a pipelined request (one read).
+        let budget = 6000 + HTTPEdgeHandler.wireSlack
+        #expect(sent == ((budget - 2) / 1000 + 1) * 1000, "refused after \(sent) extension bytes")
+    }
+
+    @Test("a chunked body sent slowly, a small chunk or piece of one per read, is charged its bytes: served")
+    func slowChunkedBody() async throws {
+        let edge = try EdgeHarness { $0.maxRequestBodyBytes = 6000 }
+        let body = "<body rid='1' to='unserved.example' wait='5' hold='1' ver='1.6' xmlns='http://jabber.org/protocol/httpbind'>" + String(repeating: " ", count: 1500) + "</body>"
+        try edge.send("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
+        // 100-byte chunks, each in its own read: 17 parts, charged about their 1,700 bytes (at
+        // 512 each they would be 8,700, past the limit).
+        let bytes = Array(body.utf8)
+        for start in stride(from: 0, to: bytes.count, by: 100) {
+            let piece = bytes[start..<min(start + 100, bytes.count)]
+            try edge.send(String(piece.count, radix: 16) + "\r\n" + String(decoding: piece, as: UTF8.self) + "\r\n")
+        }
+        try edge.send("0\r\n\r\n")
+        let answer = try await edge.response()
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer)")
     }
 
     @Test("a chunked body of ordinary chunks within the limit is served")
@@ -305,4 +318,45 @@ struct ConnectionPipelineTests {
         #expect(!weakHandlers.isEmpty)
         #expect(weakHandlers.allSatisfy { $0.object == nil }, "handlers still alive after close: \(weakHandlers.compactMap { $0.object.map { String(describing: type(of: $0)) } })")
     }
+    static let upgradeRequest = "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n"
+
+    @Test("a WebSocket upgrade after other requests on a kept-alive connection is accepted (RFC 6455 §4.1; regression: 400 after the first request)")
+    func upgradeAfterOtherRequests() throws {
+        var configuration = TetherConfiguration()
+        configuration.domains = ["localhost"]
+        let server = TetherServer(configuration: configuration)
+        let channel = EmbeddedChannel()
+        try server.connectionInitializer()(channel)
+        try channel.connect(to: SocketAddress(ipAddress: "203.0.113.9", port: 4000)).wait()
+        func output(_ of: EmbeddedChannel? = nil) throws -> String {
+            var text = ""
+            while let buffer = try (of ?? channel).readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+            return text
+        }
+        for _ in 0..<2 {
+            try channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+            #expect(try output().hasPrefix("HTTP/1.1 200 OK\r\n"))
+        }
+        // A refused upgrade is answered, and the connection stays usable.
+        // (The fresh upgrade handler reports its refusal as an error, which EmbeddedChannel rethrows.)
+        _ = try? channel.writeInbound(ByteBuffer(string: Self.upgradeRequest.replacingOccurrences(of: "Sec-WebSocket-Protocol: xmpp\r\n", with: "")))
+        #expect(try output().hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        let fresh = EmbeddedChannel()
+        try server.connectionInitializer()(fresh)
+        try fresh.connect(to: SocketAddress(ipAddress: "203.0.113.9", port: 4000)).wait()
+        try fresh.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+        #expect(try output(fresh).hasPrefix("HTTP/1.1 200 OK\r\n"))
+        try fresh.writeInbound(ByteBuffer(string: Self.upgradeRequest))
+        fresh.embeddedEventLoop.run()
+        let answer = try output(fresh)
+        #expect(answer.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"), "\(answer)")
+        #expect(answer.lowercased().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="))
+        // The pipeline is now WebSocket's: no HTTP edge, no HTTP decoder.
+        #expect((try? fresh.pipeline.syncOperations.handler(type: HTTPEdgeHandler.self)) == nil)
+        #expect((try? fresh.pipeline.syncOperations.handler(type: WebSocketXMPPHandler.self)) != nil)
+        _ = try? fresh.finish(acceptAlreadyClosed: true)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
 }
+

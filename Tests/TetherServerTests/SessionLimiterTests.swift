@@ -38,4 +38,19 @@ struct SessionLimiterTests {
         #expect(DescriptorBudget(descriptors: 10).sessions == 1)
         #expect(DescriptorBudget.current.descriptors > 0)
     }
+
+    @Test("an IPv6 client is counted by its /64: rotating addresses inside it gets no fresh limit")
+    func ipv6Prefix() {
+        #expect(SessionLimiter.client("2001:db8:1:2::5") == "2001:db8:1:2::/64")
+        #expect(SessionLimiter.client("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64")
+        #expect(SessionLimiter.client("192.0.2.7") == "192.0.2.7")
+        #expect(SessionLimiter.client("::ffff:192.0.2.7") == "192.0.2.7")
+        let limiter = SessionLimiter(limits: .init(maxSessions: 100, maxSessionsPerAddress: 2, newSessionsPerSecondPerAddress: 50, newSessionBurstPerAddress: 200))
+        #expect(limiter.admit("2001:db8:1:2::1") == nil)
+        #expect(limiter.admit("2001:db8:1:2::2") == nil)
+        #expect(limiter.admit("2001:db8:1:2::3") == .tooManySessionsFromAddress)
+        #expect(limiter.admit("2001:db8:1:3::1") == nil)
+        limiter.release("2001:db8:1:2::1")
+        #expect(limiter.admit("2001:db8:1:2::9") == nil)
+    }
 }

@@ -128,7 +128,7 @@ struct WebSocketSessionStateMachineTests {
         var plain = Self.opened()
         let actions = Self.describe(plain.connectionLost(unwritten: unwritten, reason: "slow-reader"))
         #expect(actions.count == 4, "\(actions)")
-        #expect(actions[0].contains("id='w1'") && actions[0].contains("<recipient-unavailable"))
+        #expect(actions[0].contains("id='w1'") && actions[0].contains("<service-unavailable"))
         #expect(actions[1] == "bounced 2 slow-reader")
         #expect(actions[2].contains("id='w2'"))
         #expect(actions[3] == "close-upstream graceful")
@@ -140,7 +140,12 @@ struct WebSocketSessionStateMachineTests {
         _ = restarted.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))
         #expect(Self.describe(restarted.connectionLost()) == ["close-upstream graceful"])
         var framed = Self.opened()
-        #expect(Self.describe(framed.webSocketCloseReceived()) == ["close-upstream abrupt", "close-ws 1000"])
+        // A close frame without <close/> (a tab closing): the same rules, then the close answered.
+        let closing = Self.describe(framed.webSocketCloseReceived(unwritten: unwritten))
+        #expect(closing.count == 5 && closing[1] == "bounced 2 closed-without-close" && closing.suffix(2) == ["close-upstream graceful", "close-ws 1000"], "\(closing)")
+        var framedResumable = Self.opened()
+        _ = framedResumable.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3'/>")])
+        #expect(Self.describe(framedResumable.webSocketCloseReceived(unwritten: unwritten)) == ["close-upstream abrupt", "close-ws 1000"])
     }
 
     @Test("§3.5 upstream stream errors and lost connections")

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOWebSocket
 import XMPPCore
 
 /// Serves one HTTP/1.1 connection: routes requests, enforces the body limit, applies CORS,
@@ -26,12 +27,19 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// What each chunk of a chunked body costs beyond its data: at least `1\r\n` before and `\r\n`
     /// after.
     static let chunkFramingBytes = 5
-    /// The least a part of a chunked body is charged. Each part costs a trip through the
-    /// pipeline whatever its size, so a flood of one-byte chunks (six bytes on the wire each)
-    /// would buy a trip per six bytes up to the limit; charged this much, a body holds at most
-    /// `--max-body-bytes / 512` parts. Browsers never send chunked bodies (nginx turns them into
-    /// `Content-Length` ones), and other clients' chunks are far larger.
+    /// The least a part of a chunked body is charged when it is not the first of its read. Each
+    /// part costs a trip through the pipeline whatever its size, so one read packed with
+    /// one-byte chunks (six bytes on the wire each) would buy a trip per six bytes up to the
+    /// limit; charged this much, a body holds at most `--max-body-bytes / 512` such parts. The
+    /// first part of every read is charged its bytes only: NIO's decoder gives a chunk that spans
+    /// reads one part per read, and a slow sender pays with a packet per part anyway. Browsers
+    /// never send chunked bodies (nginx turns them into `Content-Length` ones).
     static let minimumChunkCharge = 512
+    /// Room in the raw-byte budget beyond the body limit: the read that ends a chunked body may
+    /// also carry trailers and the next pipelined request (reads go up to 64 KiB).
+    static let wireSlack = 64 * 1024
+    /// Parts of a chunked body delivered in the current read.
+    private var chunkedPartsThisRead = 0
 
     /// Counts the raw bytes of chunked bodies (extensions, size lines) before the decoder.
     private let wireBudget = WireByteBudget()
@@ -53,6 +61,17 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The BOSH request this connection is waiting to answer, if any.
     private var heldRequest: BOSHConnectionWatch?
 
+    /// What a WebSocket upgrade on a later request of the connection needs (see `upgradeLater`).
+    struct LaterUpgrade: Sendable {
+        let upgrader: NIOWebSocketServerUpgrader
+        let completion: @Sendable (ChannelHandlerContext) -> Void
+    }
+
+    private let laterUpgrade: LaterUpgrade?
+    /// An upgrade head is being replayed into a fresh upgrade handler: if it comes back here, that
+    /// handler refused it, and it is answered like any refused upgrade.
+    private var replayingUpgrade = false
+
     init(
         store: ConfigurationStore,
         bosh: BOSHService,
@@ -60,8 +79,10 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         prebind: PrebindService,
         status: ServerStatus,
         metrics: @escaping @Sendable () -> [UInt8],
+        laterUpgrade: LaterUpgrade? = nil,
         logger: Logger
     ) {
+        self.laterUpgrade = laterUpgrade
         self.store = store
         self.configuration = store.current
         self.bosh = bosh
@@ -83,6 +104,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if context.channel.isActive {
             context.pipeline.syncOperations.removeHandler(name: WireByteBudget.name, promise: nil)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.chunkedPartsThisRead = 0
+        context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -124,6 +150,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .idle):
             self.configuration = self.store.current
+            if self.replayingUpgrade {
+                self.replayingUpgrade = false
+            } else if self.upgradeLater(head, context: context) {
+                return
+            }
             if let (status, reason, headers) = self.refusal(of: head, context: context) {
                 self.refuse(head, status: status, reason: reason, headers: headers, context: context)
                 return
@@ -135,14 +166,19 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased().contains("chunked") }
             if chunked {
                 // The body with all its framing, plus room for trailers and a pipelined next head.
-                self.wireBudget.arm(self.configuration.maxRequestBodyBytes + self.configuration.maxHeaderBytes)
+                self.wireBudget.arm(self.configuration.maxRequestBodyBytes + max(self.configuration.maxHeaderBytes, Self.wireSlack))
             }
             self.state = .receiving(head, context.channel.allocator.buffer(capacity: 0), chunked: chunked, charged: 0)
         case (.body(var chunk), .receiving(let head, var body, let chunked, let charged)):
             // Drop the state's reference first, so `body` grows in place instead of being copied
             // for every chunk (which made a body of many small chunks quadratic).
             self.state = .idle
-            let partCost = chunked ? max(chunk.readableBytes + Self.chunkFramingBytes, Self.minimumChunkCharge) : chunk.readableBytes
+            var partCost = chunk.readableBytes
+            if chunked {
+                self.chunkedPartsThisRead += 1
+                partCost += Self.chunkFramingBytes
+                if self.chunkedPartsThisRead > 1 { partCost = max(partCost, Self.minimumChunkCharge) }
+            }
             let cost = charged + partCost
             guard cost <= self.configuration.maxRequestBodyBytes else {
                 self.refuseOversizedBody(head, context: context)
@@ -162,6 +198,41 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             // Pipelined requests are serialized by HTTPServerPipelineHandler; anything else is a bug in the peer.
             context.close(promise: nil)
         }
+    }
+
+    /// RFC 6455 §4.1 allows the opening handshake on any request of a kept-alive connection, but
+    /// NIO's `HTTPServerUpgradeHandler` looks only at the first and then leaves the pipeline. An
+    /// upgrade after other requests (nginx hands its upstream keep-alive connections, used by
+    /// BOSH, to upgrades too) gets a fresh upgrade handler where the first stood, and its head
+    /// is replayed into it; the rest of the request follows through it. `true` when replayed.
+    private func upgradeLater(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> Bool {
+        guard let later = self.laterUpgrade, head.path == WebSocketUpgradePolicy.path,
+            head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" })
+        else { return false }
+        let sync = context.pipeline.syncOperations
+        // Still there when this is not the first request: the first one's handler already left.
+        guard (try? sync.handler(type: HTTPServerUpgradeHandler.self)) == nil,
+            let encoder = try? sync.handler(type: HTTPResponseEncoder.self),
+            let decoder = try? sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self),
+            let errorHandler = try? sync.handler(type: HTTPServerProtocolErrorHandler.self),
+            let errors = try? sync.context(handlerType: HTTPServerProtocolErrorHandler.self)
+        else { return false }
+        // The handlers the upgrade removes, as configureHTTPServerPipeline lists them.
+        var extra: [any RemovableChannelHandler] = [decoder]
+        if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) { extra.append(pipelining) }
+        extra.append(errorHandler)
+        let handler = HTTPServerUpgradeHandler(upgraders: [later.upgrader], httpEncoder: encoder, extraHTTPHandlers: extra, upgradeCompletionHandler: later.completion)
+        do {
+            try sync.addHandler(handler, position: .after(errorHandler))
+        } catch {
+            return false
+        }
+        self.requestTimer?.cancel()
+        self.replayingUpgrade = true
+        errors.fireChannelRead(NIOAny(HTTPServerRequestPart.head(head)))
+        // Upgraded (this handler is leaving) or refused (answered here through the replay).
+        self.replayingUpgrade = false
+        return true
     }
 
     /// Why a request is refused from its head alone, before any of its body is read.

@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import XMPPUpstream
 
 /// Bounds on sessions, shared by BOSH and WebSocket: in total, per client address, and new
 /// sessions per address (a token bucket). Hitting one refuses only that client.
@@ -50,8 +51,23 @@ final class SessionLimiter: Sendable {
 
     var sessionCount: Int { self.state.withLock { $0.total } }
 
+    /// Whom the per-address limits count: an IPv4 address, or an IPv6 address's /64. One host is
+    /// given a whole /64 (RFC 6177, SLAAC), so counting single IPv6 addresses would let it take a
+    /// fresh address, and a fresh limit, for every session.
+    static func client(_ address: String) -> String {
+        guard address.contains(":"), let parsed = try? SocketAddress(ipAddress: address, port: 0),
+            let bytes = IPNetwork.bytes(of: parsed), bytes.count == 16
+        else { return address }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+            // IPv4-mapped (a dual-stack listener's IPv4 clients): each is its own client.
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":") + "::/64"
+    }
+
     /// Counts a new session for `address`, or says which limit refuses it.
     func admit(_ address: String, now: NIODeadline = .now()) -> Refusal? {
+        let address = Self.client(address)
         let limits = self.limits
         return self.state.withLock { state in
             guard state.total < limits.maxSessions else { return .tooManySessions }
@@ -91,6 +107,7 @@ final class SessionLimiter: Sendable {
 
     /// A session admitted for `address` ended.
     func release(_ address: String) {
+        let address = Self.client(address)
         self.state.withLock { state in
             state.total = max(0, state.total - 1)
             if let count = state.perAddress[address] {

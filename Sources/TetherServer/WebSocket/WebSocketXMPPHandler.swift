@@ -34,6 +34,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     /// complete in order). When the connection is lost they never reached the client: without
     /// XEP-0198 they are bounced to their senders (`WebSocketSessionStateMachine.connectionLost`).
     private var unwritten = Deque<ByteBuffer>()
+    /// Messages whose write failed while the connection stayed up: never delivered either.
+    private var failedWrites: [ByteBuffer] = []
     /// Why the connection went, for the bounce metric.
     private var lostReason = "connection-lost"
     private var closeFrameSent = false
@@ -180,7 +182,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             }
         case .connectionClose:
             self.peerSentClose = true
-            self.run(self.machine.webSocketCloseReceived())
+            // A browser that closes (a tab going away) reads nothing after its close frame.
+            self.run(self.machine.webSocketCloseReceived(unwritten: self.takeUndelivered()))
         case .ping:
             // RFC 6455 §5.5.3 lets a pong answer only the latest ping: a client that floods pings
             // without reading the pongs gets none while its queue is full, not unbounded memory.
@@ -193,6 +196,15 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             // Reserved opcodes never get here: the frame rules above failed the connection.
             break
         }
+    }
+
+    /// Everything sent to the client that it did not get: failed writes, then pending ones.
+    private func takeUndelivered() -> [ByteBuffer] {
+        defer {
+            self.failedWrites.removeAll()
+            self.unwritten.removeAll()
+        }
+        return self.failedWrites + Array(self.unwritten)
     }
 
     static func kind(of opcode: WebSocketOpcode) -> WebSocketFrameRules.FrameKind {
@@ -294,8 +306,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     func channelInactive(context: ChannelHandlerContext) {
         // Writes still pending when the socket closed have failed by now; what is left is
         // everything that never reached the client.
-        let unwritten = Array(self.unwritten)
-        self.unwritten.removeAll()
+        let unwritten = self.takeUndelivered()
         self.run(self.machine.connectionLost(unwritten: unwritten, reason: self.lostReason))
         self.finish()
         context.fireChannelInactive()
@@ -408,8 +419,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                     frame = WebSocketFrame(fin: true, opcode: .text, data: bytes)
                 }
                 self.unwritten.append(bytes)
-                context.write(self.wrapOutboundOut(frame)).assumeIsolated().whenSuccess { [weak self] in
-                    _ = self?.unwritten.popFirst()
+                context.write(self.wrapOutboundOut(frame)).assumeIsolated().whenComplete { [weak self] result in
+                    guard let self, let bytes = self.unwritten.popFirst() else { return }
+                    if case .failure = result { self.failedWrites.append(bytes) }
                 }
                 wrote = true
             case .stanzasBounced(let count, let reason):

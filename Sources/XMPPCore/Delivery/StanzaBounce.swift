@@ -28,9 +28,12 @@ public enum StanzaBounce {
         let condition: (kind: String, name: String)
         switch stanza.name.localName {
         case "message":
-            // §10.4.3 / XEP-0206: the recipient is not available; the sender may try later.
-            guard type != "error", type != "groupchat" else { return .drop }
-            condition = ("wait", "recipient-unavailable")
+            // §8.3.3.19 `service-unavailable`, not `recipient-unavailable`: §8.3.3.13 forbids
+            // telling availability to a sender that may not know it (one not subscribed to the
+            // recipient's presence), which Tether cannot check. Headlines are never answered
+            // (RFC 6121 §8.5.2.1.1: ignored when no resource takes them).
+            guard type != "error", type != "groupchat", type != "headline" else { return .drop }
+            condition = ("cancel", "service-unavailable")
         case "iq":
             // §8.2.3: a request must be answered; nobody is there to answer it.
             guard type == "get" || type == "set" else { return .drop }
