@@ -99,6 +99,33 @@ struct NginxTests {
         }
     }
 
+    @Test("BOSH requests and WebSocket upgrades interleaved from many clients through nginx: every upgrade gets 101 and a stream (regression: 400 after BOSH traffic)")
+    func webSocketAfterBOSH() async throws {
+        try await Self.withStack { _, tether, nginx, https, tls in
+            let url = "https://localhost:\(nginx.port)/http-bind"
+            for round in 0..<4 {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<6 {
+                        group.addTask {
+                            // BOSH creations keep nginx's upstream keep-alive connections busy.
+                            let creation = try await BOSHTestClient(http: https, url: url).create()
+                            #expect(creation.attributes["sid"] != nil, "round \(round): \(creation)")
+                        }
+                        group.addTask {
+                            let client = try await WebSocketTestClient.connect(port: nginx.port, tls: tls)
+                            try await client.send(WebSocketTestClient.openTag)
+                            let opened = try await client.receive(until: { $0.contains("<mechanisms") })
+                            #expect(opened.first?.hasPrefix("<open") == true, "round \(round): \(opened)")
+                            await client.drop()
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            _ = tether
+        }
+    }
+
     @Test("a 55-second idle long-poll through nginx completes normally with an empty body")
     func longPoll() async throws {
         try await Self.withStack(configure: { $0.bosh.maxWait = 55 }) { _, _, nginx, https, _ in

@@ -9,6 +9,23 @@ import XMPPCore
 /// XMPP over WebSocket (RFC 7395) through Tether to a real Prosody.
 @Suite("WebSocket against Prosody", .serialized, .timeLimit(.minutes(3)))
 struct WebSocketIntegrationTests {
+    @Test("a WebSocket upgrade after BOSH requests on the same kept-alive connection gets 101 (RFC 6455 §4.1; regression: 400, then silence)")
+    func upgradeAfterBOSH() async throws {
+        try await withProsodyAndTether(users: []) { _, tether, _ in
+            let connection = try await RawConnection.connect(port: tether.port)
+            let body = "<body rid='5' to='unserved.example' wait='5' hold='1' ver='1.6' xmlns='http://jabber.org/protocol/httpbind'/>"
+            for round in 1...2 {
+                _ = await connection.write("POST /http-bind HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+                #expect(await connection.waitFor(timeout: .seconds(20)) { $0.components(separatedBy: "condition='host-unknown'").count == round + 1 }, "\(connection.text)")
+            }
+            _ = await connection.write("GET /xmpp-websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n")
+            #expect(await connection.waitFor(timeout: .seconds(20)) { $0.contains("HTTP/1.1 101 Switching Protocols") }, "\(connection.text)")
+            #expect(connection.text.lowercased().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="))
+            await connection.close()
+        }
+    }
+
     @Test("the upgrade answers exactly 'xmpp'; no subprotocol → 400, a refused origin → 403, plain GET → 426")
     func handshake() async throws {
         try await withProsodyAndTether(users: []) { _, tether, http in

@@ -41,6 +41,7 @@ final class NginxServer: @unchecked Sendable {
         }
         if let proxyBind {
             text = text.replacingOccurrences(of: "proxy_pass http://tether;", with: "proxy_pass http://tether;\n        proxy_bind \(proxyBind);")
+            text = text.replacingOccurrences(of: "proxy_pass http://tether_websocket;", with: "proxy_pass http://tether_websocket;\n        proxy_bind \(proxyBind);")
         }
         return text
             .replacingOccurrences(of: "listen 443 ssl;", with: plainHTTP ? "listen 127.0.0.1:\(listenPort);" : "listen 127.0.0.1:\(listenPort) ssl;")
