@@ -72,4 +72,38 @@ struct DeliveryTests {
             configuration.bosh.inactivity = 30
         }
     }
+    @Test("BOSH inactivity with XEP-0198 enabled: nothing bounced; the client resumes through a second tether process and gets every queued message, in order, exactly once")
+    func inactivityThenResumeElsewhere() async throws {
+        try await withProsodyAndTether { prosody, tether, http in
+            let alice = BOSHTestClient(http: http, url: tether.boshURL)
+            try await alice.login(user: "alice", password: "secret", resource: "a")
+            let enabled = try await alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>", thenReceiveUntil: { $0.hasPrefix("<enabled") })
+            let element = try required(enabled.first { $0.hasPrefix("<enabled") })
+            let previd = try required(element.components(separatedBy: "id='").dropFirst().first?.components(separatedBy: "'").first ?? element.components(separatedBy: "id=\"").dropFirst().first?.components(separatedBy: "\"").first)
+            let bob = try await WebSocketTestClient.connect(port: tether.port)
+            try await bob.login(user: "bob", password: "secret", resource: "b")
+            try await Self.strand(3, bob: bob)
+            // alice stops polling: her session ends by inactivity, the server's stays for <resume/>.
+            try await waitUntil(timeout: .seconds(30)) { tether.server.sessionCount == 0 }
+            try await withTetherProcess(["--route", "localhost=127.0.0.1:\(prosody.c2sPort)"]) { second in
+                let again = try await WebSocketTestClient.connect(port: second.port)
+                try await again.login(user: "alice", password: "secret", bind: false)
+                try await again.send("<resume xmlns='urn:xmpp:sm:3' h='0' previd='\(previd)'/>")
+                let resumed = try await again.receive(until: { $0.contains("id='d3'") }, timeout: .seconds(30))
+                #expect(resumed.contains { $0.hasPrefix("<resumed") }, "\(resumed)")
+                let ids = resumed.filter { $0.hasPrefix("<message") }.compactMap { HostileFloodTests.id(in: $0) }
+                #expect(ids == ["d1", "d2", "d3"], "\(resumed)")
+                await again.drop()
+            }
+            // Nothing was bounced to bob: the server had them all along.
+            let late = try? await bob.receive(until: { $0.contains("type='error'") }, timeout: .seconds(2))
+            #expect(late == nil, "\(late ?? [])")
+            let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            #expect(!metrics.text.contains("tether_stanzas_bounced_total{"), "\(metrics.text.prefix(2000))")
+            await bob.drop()
+        } configure: { configuration, _ in
+            configuration.bosh.inactivity = 3
+        }
+    }
 }
+
