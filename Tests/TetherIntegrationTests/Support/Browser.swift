@@ -33,16 +33,35 @@ final class Browser: @unchecked Sendable {
         guard Self.isInstalled else {
             throw TestFailure("chromium and chromium-driver are not installed (scripts/install-deps.sh --with-browser)")
         }
-        let reserved = try ReservedPort()
-        let port = reserved.port
-        reserved.release()
         let profile = FileManager.default.temporaryDirectory.appendingPathComponent("tether-chromium-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: profile, withIntermediateDirectories: true)
         let log = profile.appendingPathComponent("chromedriver.log").path
-        let driver = try ChildProcess.spawn(Self.chromedriver, ["--port=\(port)", "--allowed-ips=127.0.0.1"], stdout: log, stderr: log)
-        let base = "http://127.0.0.1:\(port)"
+        var driver: ChildProcess
+        var base: String
+        var attempt = 0
+        while true {
+            // The port is reserved on IPv4 only; chromedriver also binds it on IPv6 and exits when
+            // that is taken (an ephemeral port of some IPv6 client): then it gets another port.
+            attempt += 1
+            let reserved = try ReservedPort()
+            let port = reserved.port
+            reserved.release()
+            driver = try ChildProcess.spawn(Self.chromedriver, ["--port=\(port)", "--allowed-ips=127.0.0.1"], stdout: log, stderr: log)
+            base = "http://127.0.0.1:\(port)"
+            do {
+                try await Self.waitForDriver(base: base, http: http, driver: driver)
+                break
+            } catch {
+                let exited = !driver.isRunning
+                await driver.stop()
+                guard exited, attempt < 3 else {
+                    print("chromedriver log:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+                    try? FileManager.default.removeItem(at: profile)
+                    throw error
+                }
+            }
+        }
         do {
-            try await Self.waitForDriver(base: base, http: http)
             let capabilities: [String: Any] = [
                 "capabilities": [
                     "alwaysMatch": [
@@ -142,9 +161,9 @@ final class Browser: @unchecked Sendable {
         return (try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any] ?? [:]
     }
 
-    private static func waitForDriver(base: String, http: HTTPClient) async throws {
+    private static func waitForDriver(base: String, http: HTTPClient, driver: ChildProcess) async throws {
         let deadline = ContinuousClock.now + .seconds(15)
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline && driver.isRunning {
             if let status = try? await Self.call(http: http, .GET, base + "/status", nil),
                 let value = status["value"] as? [String: Any], value["ready"] as? Bool == true
             {
