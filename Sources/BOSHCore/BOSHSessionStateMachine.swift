@@ -526,7 +526,7 @@ public struct BOSHSessionStateMachine {
         self.lastResponseHadPayload = !body.payloads.isEmpty
         self.highestAnsweredRID = max(self.highestAnsweredRID, request.rid)
         self.cache.append(CachedResponse(rid: request.rid, id: request.id, keys: request.keys, response: response, sentAt: now))
-        let keep = self.parameters.acknowledgements ? self.limits.maxUnackedResponses : self.parameters.requests
+        let keep = self.parameters.acknowledgements ? self.limits.maxUnackedResponses : self.parameters.requests + Self.extraCachedResponses
         while self.cache.count > keep { self.cache.removeFirst() }
         return .respond(request.id, response)
     }
@@ -657,6 +657,13 @@ public struct BOSHSessionStateMachine {
         guard !bounces.isEmpty else { return [.closeUpstream(graceful: true)] }
         return [.forwardUpstream(bounces), .stanzasBounced(count: bounces.count, reason: reason), .closeUpstream(graceful: true)]
     }
+
+    /// Responses kept beyond `requests` for clients that do not acknowledge (§14.3 says `requests`
+    /// SHOULD be kept). A client whose response was lost goes on using its other connection: by
+    /// the time it resends the lost rid (after its own timeout), one or two newer requests may have
+    /// been answered, and a buffer of exactly `requests` would have dropped the one it asks for,
+    /// ending a healthy session with item-not-found. Two more empty-ish bodies per session.
+    static let extraCachedResponses = 2
 
     static func sha1Hex(_ key: String) -> String {
         Insecure.SHA1.hash(data: Array(key.utf8)).map { byte in

@@ -181,17 +181,31 @@ struct BOSHSessionStateMachineTests {
         #expect(Self.describe(data).first == "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind'><presence xmlns='jabber:client'/></body>")
     }
 
+    @Test("§14.3 a lost response resent after the client moved on by two requests is still answered from the buffer (regression: item-not-found under load)")
+    func retransmitAfterMovingOn() {
+        var machine = Self.established()
+        var answers: [BOSHRequestID: BOSHHTTPResponse] = [:]
+        for rid in UInt64(101)...104 {
+            for case .respond(let id, let response) in machine.receive(Self.request(rid, payloads: ["<a/>"]), id: rid, isSecure: false, now: Self.t0 + .seconds(Int64(rid))) {
+                answers[id] = response
+            }
+        }
+        // 101's answer was lost on the way; 102 and 103 were answered since.
+        let again = machine.receive(Self.request(101), id: 60, isSecure: false, now: Self.t0 + .seconds(120))
+        #expect(again == [.respond(60, try! #require(answers[101]))])
+    }
+
     @Test("§14.3 a repeated rid no longer buffered ends the session with item-not-found")
     func retransmitTooOld() {
         var machine = Self.established()
-        for rid in UInt64(101)...104 {
+        for rid in UInt64(101)...106 {
             _ = machine.receive(Self.request(rid, payloads: ["<a/>"]), id: rid, isSecure: false, now: Self.t0 + .seconds(Int64(rid)))
         }
         let actions = Self.describe(machine.receive(Self.request(101), id: 50, isSecure: false, now: Self.t0 + .seconds(200)))
         #expect(
             actions == [
                 "close-upstream graceful",
-                "respond 104 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
+                "respond 106 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
                 "respond 50 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>",
                 "end item-not-found",
             ]
