@@ -17,6 +17,16 @@ struct DeliveryTests {
         }
     }
 
+    /// bob over WebSocket, then alice over BOSH (bob first: between alice's last request and
+    /// bob's messages no login has to happen).
+    static func logIn(tether: TetherFixture, http: HTTPClient) async throws -> (bob: WebSocketTestClient, alice: BOSHTestClient) {
+        let bob = try await WebSocketTestClient.connect(port: tether.port)
+        try await bob.login(user: "bob", password: "secret", resource: "b")
+        let alice = BOSHTestClient(http: http, url: tether.boshURL)
+        try await alice.login(user: "alice", password: "secret", resource: "a")
+        return (bob, alice)
+    }
+
     /// The errors bob gets back, by id, once each of `count` has arrived.
     static func bounces(_ count: Int, to bob: WebSocketTestClient) async throws -> [String: String] {
         var errors: [String: String] = [:]
@@ -34,11 +44,7 @@ struct DeliveryTests {
     @Test("BOSH inactivity without XEP-0198: each queued message comes back to its sender as service-unavailable with its id (regression: lost)")
     func inactivity() async throws {
         try await withProsodyAndTether { _, tether, http in
-            // bob first: between alice's last request and bob's messages no login has to happen.
-            let bob = try await WebSocketTestClient.connect(port: tether.port)
-            try await bob.login(user: "bob", password: "secret", resource: "b")
-            let alice = BOSHTestClient(http: http, url: tether.boshURL)
-            try await alice.login(user: "alice", password: "secret", resource: "a")
+            let (bob, _) = try await Self.logIn(tether: tether, http: http)
             // alice stops polling (a closed laptop); bob writes to her.
             try await Self.strand(3, bob: bob)
             let errors = try await Self.bounces(3, to: bob)
@@ -59,18 +65,13 @@ struct DeliveryTests {
     @Test("BOSH queue cut (policy-violation) with nobody polling: every queued message is bounced before the stream ends")
     func queueCut() async throws {
         try await withProsodyAndTether { _, tether, http in
-            // bob first: between alice's last request and bob's messages no login has to happen.
-            let bob = try await WebSocketTestClient.connect(port: tether.port)
-            try await bob.login(user: "bob", password: "secret", resource: "b")
-            let alice = BOSHTestClient(http: http, url: tether.boshURL)
-            try await alice.login(user: "alice", password: "secret", resource: "a")
+            let (bob, _) = try await Self.logIn(tether: tether, http: http)
             // Three of these pass the 2,000-byte queue limit.
             try await Self.strand(3, body: String(repeating: "z", count: 900), bob: bob)
             let errors = try await Self.bounces(3, to: bob)
             #expect(Set(errors.keys) == ["d1", "d2", "d3"])
             // That the bounced stanzas are not also handed to alice's next request is the state
             // machine's rule (BOSHSessionStateMachineTests, "a terminal condition with nobody to tell").
-            _ = alice
             await bob.drop()
         } configure: { configuration, _ in
             configuration.bosh.maxQueuedBytes = 2000

@@ -86,44 +86,31 @@ final class TetherMetrics: Sendable {
 
     /// A session ended: `condition` is the terminal condition, or `normal`.
     func terminated(_ transport: Transport, condition: String) {
-        let counter = self.terminations.withLock { counters in
-            let key = "\(transport.rawValue)|\(condition)"
-            if let counter = counters[key] { return counter }
-            let counter = self.registry.makeCounter(
-                name: "tether_terminations_total",
-                labels: [("transport", transport.rawValue), ("condition", condition)],
-                help: "Sessions ended, by condition"
-            )
-            counters[key] = counter
-            return counter
-        }
-        counter.increment()
+        self.counter(in: self.terminations, "tether_terminations_total", [("transport", transport.rawValue), ("condition", condition)], help: "Sessions ended, by condition")
+            .increment()
     }
 
     /// Stanzas Tether answered with errors because their session ended before it could deliver them.
     func bounced(_ transport: Transport, count: Int, reason: String) {
-        let counter = self.bounces.withLock { counters in
-            let key = "\(transport.rawValue)|\(reason)"
-            if let counter = counters[key] { return counter }
-            let counter = self.registry.makeCounter(
-                name: "tether_stanzas_bounced_total",
-                labels: [("transport", transport.rawValue), ("reason", reason)],
-                help: "Queued stanzas answered with an error because their session ended"
-            )
-            counters[key] = counter
-            return counter
-        }
-        counter.increment(by: Int64(count))
+        self.counter(
+            in: self.bounces, "tether_stanzas_bounced_total", [("transport", transport.rawValue), ("reason", reason)],
+            help: "Queued stanzas answered with an error because their session ended"
+        ).increment(by: Int64(count))
     }
 
     func limitHit(_ limit: String) {
-        let counter = self.limitHits.withLock { counters in
-            if let counter = counters[limit] { return counter }
-            let counter = self.registry.makeCounter(name: "tether_limit_hits_total", labels: [("limit", limit)], help: "Requests refused by a limit")
-            counters[limit] = counter
+        self.counter(in: self.limitHits, "tether_limit_hits_total", [("limit", limit)], help: "Requests refused by a limit").increment()
+    }
+
+    /// The counter for these label values, made on first use (label values come from a small set).
+    private func counter(in cache: borrowing Mutex<[String: Counter]>, _ name: String, _ labels: [(String, String)], help: String) -> Counter {
+        cache.withLock { counters in
+            let key = labels.map(\.1).joined(separator: "|")
+            if let counter = counters[key] { return counter }
+            let counter = self.registry.makeCounter(name: name, labels: labels, help: help)
+            counters[key] = counter
             return counter
         }
-        counter.increment()
     }
 
     /// The exposition text, with live gauges refreshed.

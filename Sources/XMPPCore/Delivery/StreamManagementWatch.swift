@@ -40,6 +40,8 @@ public struct StreamManagementWatch: Sendable, Equatable {
             nameEnd += 1
             if nameEnd - view.startIndex > 32 { return nil }
         }
+        // `enabled`, `resumed` and `failed` all end in `d`: every stanza stops here, unallocated.
+        guard view[nameEnd - 1] == UInt8(ascii: "d") else { return nil }
         let qualified = String(decoding: view[(view.startIndex + 1)..<nameEnd], as: UTF8.self)
         let local = qualified.split(separator: ":").last.map(String.init) ?? qualified
         guard ["enabled", "resumed", "failed"].contains(local) else { return nil }
