@@ -98,6 +98,10 @@ struct OperationsTests {
             #expect(!channel.isActive)
 
             let client = BOSHTestClient(http: http, url: tether.boshURL)
+            // Idle keep-alive connections are closed by the same 1 s timer; a pooled one may be
+            // reused just as Tether closes it. Browsers and Strophe resend then (§14.3), so do we
+            // (regression: "I/O on closed channel" under load).
+            client.resendsOnConnectionLoss = true
             try await client.login(user: "alice", password: "secret")
             let started = ContinuousClock.now
             let held = try await client.send()
