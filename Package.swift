@@ -173,7 +173,10 @@ let package = Package(
         ),
         .testTarget(
             name: "XMPPUpstreamTests",
-            dependencies: ["XMPPUpstream", "XMPPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "XMPPUpstream", "XMPPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The HTTP edge, proxy headers and logging of TetherServer, on EmbeddedChannel (no sockets).

@@ -264,20 +264,23 @@ public struct WebSocketSessionStateMachine {
     }
 
     /// Tether is shutting down: send clients elsewhere, or tell them why.
-    /// Upstream is dropped without `</stream:stream>` so XEP-0198 sessions can resume elsewhere.
+    /// With XEP-0198 the upstream connection is dropped without `</stream:stream>`, so the
+    /// session resumes elsewhere; without it the stream is closed, so what the server still
+    /// sends is bounced (regression: dropped, and lost in silence).
     public mutating func shutdown(redirect uri: String?) -> [Action] {
         switch self.state {
         case .closing, .closed:
             return []
         case .awaitingOpen, .opening, .open:
             self.state = .closing
+            let closeUpstream = Action.closeUpstream(graceful: !self.streamManagement.isEnabled)
             if let uri {
-                return [.closeUpstream(graceful: false), .send(WebSocketFraming.close(seeOtherURI: uri)), .startCloseTimer]
+                return [closeUpstream, .send(WebSocketFraming.close(seeOtherURI: uri)), .startCloseTimer]
             }
             // §3.5: a stream error follows an <open/>, also before the client's.
             let open: [Action] = self.openSent ? [] : [.send(WebSocketFraming.open(StreamInfo(), fallbackFrom: nil))]
             self.openSent = true
-            return [.closeUpstream(graceful: false)] + open + [.send(StreamErrorCondition.systemShutdown.element), .send(WebSocketFraming.close()), .startCloseTimer]
+            return [closeUpstream] + open + [.send(StreamErrorCondition.systemShutdown.element), .send(WebSocketFraming.close()), .startCloseTimer]
         }
     }
 

@@ -6,8 +6,9 @@ import Testing
 import TetherServer
 
 /// A stanza the server handed to Tether is delivered to the browser or reported back to its
-/// sender, never dropped in silence (RFC 6120 §10.4.3), against a real Prosody without offline
-/// storage: when the session dies, the sender gets an error for each, with its id.
+/// sender, never dropped in silence (RFC 6120 §10.4.3), against a real Prosody without and
+/// with offline storage: when the session dies, the sender gets an error for each, with its id.
+/// DeliveryEndingsTests has the other endings.
 @Suite("Delivery: queued stanzas of a dying session are bounced", .serialized, .timeLimit(.minutes(3)))
 struct DeliveryTests {
     /// bob (WebSocket) sends alice (BOSH, not polling) `count` messages; they wait in Tether.
@@ -41,9 +42,9 @@ struct DeliveryTests {
         return errors
     }
 
-    @Test("BOSH inactivity without XEP-0198: each queued message comes back to its sender as service-unavailable with its id (regression: lost)")
-    func inactivity() async throws {
-        try await withProsodyAndTether { _, tether, http in
+    @Test("BOSH inactivity without XEP-0198: each queued message comes back to its sender as service-unavailable with its id (regression: lost)", arguments: [false, true])
+    func inactivity(offline: Bool) async throws {
+        try await withProsodyAndTether(prosody: DeliveryEndingsTests.prosody(offline: offline)) { _, tether, http in
             let (bob, _) = try await Self.logIn(tether: tether, http: http)
             // alice stops polling (a closed laptop); bob writes to her.
             try await Self.strand(3, bob: bob)
@@ -62,9 +63,9 @@ struct DeliveryTests {
         }
     }
 
-    @Test("BOSH queue cut (policy-violation) with nobody polling: every queued message is bounced before the stream ends")
-    func queueCut() async throws {
-        try await withProsodyAndTether { _, tether, http in
+    @Test("BOSH queue cut (policy-violation) with nobody polling: every queued message is bounced before the stream ends", arguments: [false, true])
+    func queueCut(offline: Bool) async throws {
+        try await withProsodyAndTether(prosody: DeliveryEndingsTests.prosody(offline: offline)) { _, tether, http in
             let (bob, _) = try await Self.logIn(tether: tether, http: http)
             // Three of these pass the 2,000-byte queue limit.
             try await Self.strand(3, body: String(repeating: "z", count: 900), bob: bob)
@@ -78,9 +79,9 @@ struct DeliveryTests {
             configuration.bosh.inactivity = 30
         }
     }
-    @Test("BOSH inactivity with XEP-0198 enabled: nothing bounced; the client resumes through a second tether process and gets every queued message, in order, exactly once")
-    func inactivityThenResumeElsewhere() async throws {
-        try await withProsodyAndTether { prosody, tether, http in
+    @Test("BOSH inactivity with XEP-0198 enabled: nothing bounced; the client resumes through a second tether process and gets every queued message, in order, exactly once", arguments: [false, true])
+    func inactivityThenResumeElsewhere(offline: Bool) async throws {
+        try await withProsodyAndTether(prosody: DeliveryEndingsTests.prosody(offline: offline)) { prosody, tether, http in
             let alice = BOSHTestClient(http: http, url: tether.boshURL)
             try await alice.login(user: "alice", password: "secret", resource: "a")
             let enabled = try await alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>", thenReceiveUntil: { $0.hasPrefix("<enabled") })

@@ -1,4 +1,7 @@
 import CompressNIO
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -94,6 +97,17 @@ struct WebSocketHandlerTests {
         let texts = try socket.texts()
         #expect(texts.first?.hasPrefix("<open") == true)
         #expect(texts.contains { $0.contains("<host-unknown") })
+    }
+
+    @Test("a socket error (connection reset) closes the connection as lost, with no stream error; a frame error is policy-violation (regression: a reset was a violation, which closed XEP-0198 streams for good)")
+    func socketErrors() throws {
+        let reset = try WebSocketHarness()
+        reset.channel.pipeline.fireErrorCaught(IOError(errnoCode: ECONNRESET, reason: "read"))
+        #expect(try reset.texts().isEmpty)
+        #expect(!reset.channel.isActive)
+        let violated = try WebSocketHarness()
+        violated.channel.pipeline.fireErrorCaught(NIOWebSocketError.invalidFrameLength)
+        #expect(try violated.texts().contains { $0.contains("<policy-violation") })
     }
 
     @Test("a message in more than maxFragments frames is policy-violation")

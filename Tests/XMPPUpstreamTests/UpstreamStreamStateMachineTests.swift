@@ -30,6 +30,8 @@ struct UpstreamStreamStateMachineTests {
         case .streamError(let bytes): return "stream-error \(String(buffer: bytes))"
         case .fail(let error): return "fail \(error)"
         case .closed: return "closed"
+        case .bounce(let error): return "bounce \(String(buffer: error))"
+        case .finishClosing: return "finish"
         }
     }
 

@@ -63,7 +63,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
             switch result {
             case .success(let connection):
                 if self.ended {
-                    connection.close(graceful: true)
+                    connection.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                     return
                 }
                 self.metrics.upstreamConnected(after: ContinuousClock.now - started)
@@ -213,13 +213,13 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
                     self.run(self.machine.inactivityTimerFired(generation: generation))
                 }
             case .closeUpstream(let graceful):
-                self.upstream?.close(graceful: graceful)
+                self.upstream?.close(graceful: graceful, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil
             case .endSession(let condition):
                 guard !self.ended else { continue }
                 self.ended = true
                 self.inactivityTimer?.cancel()
-                self.upstream?.close(graceful: true)
+                self.upstream?.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil
                 for (_, entry) in self.responders {
                     entry.timer?.cancel()

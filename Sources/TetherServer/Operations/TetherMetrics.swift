@@ -1,3 +1,4 @@
+import Logging
 import Prometheus
 import Synchronization
 
@@ -96,6 +97,16 @@ final class TetherMetrics: Sendable {
             in: self.bounces, "tether_stanzas_bounced_total", [("transport", transport.rawValue), ("reason", reason)],
             help: "Queued stanzas answered with an error because their session ended"
         ).increment(by: Int64(count))
+    }
+
+    /// For `UpstreamConnection.close(graceful:bounced:)`: counts (and logs, counts only) the
+    /// stanzas still on their way from the server that were bounced while the stream closed.
+    func reportingInFlightBounces(_ transport: Transport, logger: Logger) -> (Int) -> Void {
+        { count in
+            guard count > 0 else { return }
+            logger.notice("undelivered stanzas bounced", metadata: ["count": "\(count)", "reason": "in-flight"])
+            self.bounced(transport, count: count, reason: "in-flight")
+        }
     }
 
     func limitHit(_ limit: String) {

@@ -313,9 +313,23 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if Self.isConnectionFailure(error) {
+            // The socket itself failed (reset, broken pipe): a lost connection, handled by
+            // channelInactive, not a client breaking the rules. Regression: a reset closed the
+            // upstream stream as a policy violation, which ended XEP-0198 sessions for good
+            // and left the unwritten stanzas unbounced.
+            self.logger.debug("websocket connection failed", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+            return
+        }
         // Oversized or malformed frames (the aggregator and decoder report them here).
         self.logger.info("websocket error", metadata: ["error": "\(error)"])
         self.run(self.machine.violation(.policyViolation))
+    }
+
+    /// Errors of the connection rather than of what the client sent.
+    static func isConnectionFailure(_ error: any Error) -> Bool {
+        error is IOError || error is ChannelError
     }
 
     /// Shutdown or draining.
@@ -429,7 +443,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                 self.logger.notice("undelivered stanzas bounced", metadata: ["count": "\(count)", "reason": "\(reason)"])
                 self.metrics.bounced(.websocket, count: count, reason: reason)
             case .closeUpstream(let graceful):
-                self.upstream?.close(graceful: graceful)
+                self.upstream?.close(graceful: graceful, bounced: self.metrics.reportingInFlightBounces(.websocket, logger: self.logger))
                 self.upstream = nil
             case .closeWebSocket(let code):
                 guard !self.closeFrameSent else { continue }
@@ -470,7 +484,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             case .success(let connection):
                 self.metrics.upstreamConnected(after: ContinuousClock.now - started)
                 if self.machine.isClosed {
-                    connection.close(graceful: true)
+                    connection.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.websocket, logger: self.logger))
                 } else {
                     self.upstream = connection
                 }

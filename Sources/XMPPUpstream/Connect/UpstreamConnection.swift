@@ -34,17 +34,17 @@ public final class UpstreamConnection: @unchecked Sendable {
         self.handler.restart()
     }
 
-    /// Ends the stream. Graceful sends `</stream:stream>` first so the server ends the session
-    /// normally; otherwise the TCP connection just drops, which keeps an XEP-0198 session resumable.
-    public func close(graceful: Bool) {
+    /// Ends the stream. Graceful ends it as RFC 6120 §4.4 says, so the server ends the session
+    /// normally, after bouncing whatever the server still sends until it has answered a closing
+    /// ping (`UpstreamStreamStateMachine.close(barrierID:)`); `bounced` is told how many.
+    /// Otherwise the TCP connection just drops, which keeps an XEP-0198 session resumable.
+    public func close(graceful: Bool, bounced: @escaping (Int) -> Void = { _ in }) {
         guard !self.closed else { return }
         self.closed = true
-        self.handler.detach()
         if graceful && self.channel.isActive {
-            self.channel.writeAndFlush(ByteBuffer(string: StreamHeader.closing)).whenComplete { [channel = self.channel] _ in
-                channel.close(promise: nil)
-            }
+            self.handler.beginClosing(barrierID: "tether-close-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))", bounced: bounced)
         } else {
+            self.handler.detach()
             self.channel.close(promise: nil)
         }
     }

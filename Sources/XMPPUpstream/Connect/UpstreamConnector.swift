@@ -65,6 +65,9 @@ public struct UpstreamConfiguration: Sendable {
     /// this cuts at once: memory stays bounded whatever the client sends.
     public var maxQueuedBytes = 1 << 20
     public var slowReaderTimeout: TimeAmount = .seconds(10)
+    /// How long a closing stream waits for the server to answer its closing ping (see
+    /// `UpstreamStreamStateMachine.close(barrierID:)`) before it closes anyway.
+    public var closingTimeout: TimeAmount = .seconds(5)
 
     public init() {}
 }
@@ -181,6 +184,7 @@ public struct UpstreamConnector: Sendable {
                     streamOpenTimeout: configuration.streamOpenTimeout,
                     maxQueuedBytes: configuration.maxQueuedBytes,
                     slowReaderTimeout: configuration.slowReaderTimeout,
+                    closingTimeout: configuration.closingTimeout,
                     delegate: delegate.value
                 )
                 try channel.pipeline.syncOperations.addHandler(handler)

@@ -42,6 +42,11 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     let maxQueuedBytes: Int
     private let slowReaderTimeout: TimeAmount
     private var slowReaderTimer: Scheduled<Void>?
+    private let closingTimeout: TimeAmount
+    private var closingTimer: Scheduled<Void>?
+    /// Told once how many in-flight stanzas were bounced while closing.
+    private var closingReport: ((Int) -> Void)?
+    private var bouncedWhileClosing = 0
     private var tlsStarted: ContinuousClock.Instant?
     private var delegate: (any UpstreamStreamDelegate)?
     private var batch: [ByteBuffer] = []
@@ -65,8 +70,10 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         streamOpenTimeout: TimeAmount,
         maxQueuedBytes: Int = 1 << 20,
         slowReaderTimeout: TimeAmount = .seconds(10),
+        closingTimeout: TimeAmount = .seconds(5),
         delegate: any UpstreamStreamDelegate
     ) {
+        self.closingTimeout = closingTimeout
         self.maxQueuedBytes = maxQueuedBytes
         self.slowReaderTimeout = slowReaderTimeout
         self.machine = machine
@@ -110,7 +117,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !self.finished else { return }
+        guard !self.finished || self.machine.isClosing else { return }
         let bytes = self.unwrapInboundIn(data)
         let events: [XMLStreamFramer.Event]
         do {
@@ -119,7 +126,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
             self.run(self.machine.fail(.malformedXML(error)), context: context)
             return
         }
-        for event in events where !self.finished {
+        for event in events where !self.finished || self.machine.isClosing {
             self.run(self.machine.receive(event), context: context)
         }
     }
@@ -191,6 +198,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     func channelInactive(context: ChannelHandlerContext) {
         self.flushBatch()
         self.finish(error: .closedByPeer)
+        self.reportClosing()
         context.fireChannelInactive()
     }
 
@@ -248,6 +256,16 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
                 self.flushBatch()
                 self.finish(error: nil)
                 context.close(promise: nil)
+            case .bounce(let error):
+                self.bouncedWhileClosing += 1
+                context.writeAndFlush(self.wrapOutboundOut(error), promise: nil)
+            case .finishClosing:
+                self.closingTimer?.cancel()
+                self.reportClosing()
+                guard context.channel.isActive else { continue }
+                context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: StreamHeader.closing))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
             }
         }
     }
@@ -269,6 +287,36 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         let delegate = self.delegate
         self.delegate = nil
         delegate?.upstreamClosed(error)
+    }
+
+    /// Ends the stream of a client that is gone (without XEP-0198): what the server is still
+    /// sending is read and bounced until it answers the closing ping, then `</stream:stream>`
+    /// (`UpstreamStreamStateMachine.close(barrierID:)`). `bounced` is told how many, once.
+    func beginClosing(barrierID: String, bounced: @escaping (Int) -> Void) {
+        self.detach()
+        guard let context = self.context, context.channel.isActive else {
+            bounced(0)
+            self.context?.close(promise: nil)
+            return
+        }
+        self.closingReport = bounced
+        let actions = self.machine.close(barrierID: barrierID)
+        if self.machine.isClosing {
+            // A session whose client stopped reading paused this side: it must be read now.
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            self.closingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.closingTimeout) { [weak self] in
+                guard let self, let context = self.context else { return }
+                self.run(self.machine.closingTimedOut(), context: context)
+            }
+        }
+        self.run(actions, context: context)
+    }
+
+    private func reportClosing() {
+        guard let report = self.closingReport else { return }
+        self.closingReport = nil
+        self.closingTimer?.cancel()
+        report(self.bouncedWhileClosing)
     }
 
     /// Stop reporting: the session is going away on its own terms.

@@ -76,6 +76,11 @@ public struct UpstreamStreamStateMachine {
         case fail(UpstreamError)
         /// The server closed its stream.
         case closed
+        /// While closing: write this error, the answer to a stanza the server sent for a client
+        /// that is gone (`StanzaBounce`).
+        case bounce(ByteBuffer)
+        /// Write `</stream:stream>` and close the connection: nothing more can arrive unread.
+        case finishClosing
     }
 
     private enum State: Equatable {
@@ -85,12 +90,18 @@ public struct UpstreamStreamStateMachine {
         case awaitingProceed
         case handshaking
         case open(tlsDone: Bool)
+        /// `close(barrierID:)` sent a ping; everything the server wrote before its answer is
+        /// read (and bounced) before `</stream:stream>`.
+        case closing(barrierID: String)
         case closed
     }
 
     public let header: StreamHeader
     public let tlsPolicy: UpstreamTLSPolicy
     private var state: State = .idle
+    /// A resource is bound on the stream: from here on the server routes stanzas to it, so some
+    /// may be on their way at any moment.
+    public private(set) var isBound = false
 
     public init(header: StreamHeader, tlsPolicy: UpstreamTLSPolicy) {
         self.header = header
@@ -105,8 +116,13 @@ public struct UpstreamStreamStateMachine {
     public var tlsEstablished: Bool {
         switch self.state {
         case .awaitingHeader(let done), .awaitingFeatures(let done, _), .open(let done): return done
-        case .handshaking, .awaitingProceed, .idle, .closed: return false
+        case .handshaking, .awaitingProceed, .idle, .closed, .closing: return false
         }
+    }
+
+    public var isClosing: Bool {
+        if case .closing = self.state { return true }
+        return false
     }
 
     public mutating func connected() -> [Action] {
@@ -120,7 +136,7 @@ public struct UpstreamStreamStateMachine {
         case .open(let tlsDone), .awaitingFeatures(let tlsDone, _), .awaitingHeader(let tlsDone):
             self.state = .awaitingHeader(tlsDone: tlsDone)
             return [.resetFramer, .send(self.header.serialized)]
-        case .idle, .awaitingProceed, .handshaking, .closed:
+        case .idle, .awaitingProceed, .handshaking, .closed, .closing:
             return []
         }
     }
@@ -133,6 +149,8 @@ public struct UpstreamStreamStateMachine {
 
     public mutating func receive(_ event: XMLStreamFramer.Event) -> [Action] {
         switch (self.state, event) {
+        case (.closing(let barrierID), _):
+            return self.receiveWhileClosing(event, barrierID: barrierID)
         case (.awaitingHeader(let tlsDone), .rootOpened(let root)):
             guard root.name.localName == "stream", root.name.namespace == XMLNamespaces.streams else {
                 return self.fail(.protocolViolation("expected <stream:stream>, got <\(root.name)>"))
@@ -175,11 +193,89 @@ public struct UpstreamStreamStateMachine {
             }
             return self.fail(.tlsRefused)
         case (.open, .element(let element)):
+            if !self.isBound { self.isBound = Self.binds(element) }
             return [.deliver(element)]
         case (.idle, .element), (.awaitingHeader, .element), (.handshaking, .element):
             return self.fail(.protocolViolation("element before the stream opened"))
         }
     }
+
+    // MARK: Closing without losing what is in flight
+
+    /// Ends the stream of a client that is gone, without XEP-0198 (with it, the session drops
+    /// the connection instead, so the server keeps what is unacknowledged).
+    ///
+    /// The server may be writing stanzas for the client at this moment, and once it reads
+    /// `</stream:stream>` it counts everything it wrote as delivered. So on a bound stream a
+    /// ping goes first (XEP-0199 §4.2; a server without it answers `service-unavailable`, RFC
+    /// 6120 §8.4, which serves as well): the server answers it after everything it sent before,
+    /// and each stanza read until then is bounced through this stream (RFC 6120 §10.4.3). Only
+    /// then `</stream:stream>` (§4.4). What the server routes after its answer meets a closed
+    /// stream and is its to store or bounce. Call `closingTimedOut()` if the answer is late.
+    public mutating func close(barrierID: String) -> [Action] {
+        switch self.state {
+        case .open where self.isBound:
+            self.state = .closing(barrierID: barrierID)
+            let to = self.header.to.isEmpty ? "" : " to='\(XMLEscaping.escapeAttribute(self.header.to))'"
+            return [.send("<iq type='get' id='\(XMLEscaping.escapeAttribute(barrierID))'\(to)><ping xmlns='urn:xmpp:ping'/></iq>")]
+        case .closing:
+            return []
+        case .closed:
+            return []
+        case .idle, .awaitingHeader, .awaitingFeatures, .awaitingProceed, .handshaking, .open:
+            // Nothing can be routed to a stream without a bound resource.
+            self.state = .closed
+            return [.finishClosing]
+        }
+    }
+
+    /// The server did not answer the closing ping in time: close anyway.
+    public mutating func closingTimedOut() -> [Action] {
+        guard self.isClosing else { return [] }
+        self.state = .closed
+        return [.finishClosing]
+    }
+
+    private mutating func receiveWhileClosing(_ event: XMLStreamFramer.Event, barrierID: String) -> [Action] {
+        guard case .element(let element) = event else {
+            // The server closed first (or restarted, which it may not): nothing more will come.
+            self.state = .closed
+            return [.finishClosing]
+        }
+        if element.name.namespace == XMLNamespaces.streams {
+            // A stream error (or features): the server is ending the stream itself.
+            self.state = .closed
+            return [.finishClosing]
+        }
+        let bytes = element.standaloneBytes()
+        if element.name.localName == "iq", let iq = try? XMLElement.parse(bytes, maxDepth: 64), iq.attribute("id") == barrierID,
+            iq.attribute("type") == "result" || iq.attribute("type") == "error"
+        {
+            self.state = .closed
+            return [.finishClosing]
+        }
+        if case .bounce(let error) = StanzaBounce.outcome(for: bytes) { return [.bounce(error)] }
+        return []
+    }
+
+    /// Whether a server element completes resource binding: the bind result (RFC 6120 §7.6.1),
+    /// SASL2 success with an inline bind (XEP-0388, XEP-0386), or a resumed XEP-0198 stream.
+    static func binds(_ element: XMLElementSlice) -> Bool {
+        switch (element.name.localName, element.name.namespace) {
+        case ("iq", XMLNamespaces.jabberClient):
+            return element.children.contains { $0.name.localName == "bind" && $0.name.namespace == Self.bindNamespace }
+        case ("success", Self.sasl2Namespace):
+            return element.children.contains { $0.name.localName == "bound" && $0.name.namespace == Self.bind2Namespace }
+        case ("resumed", let namespace):
+            return namespace?.hasPrefix("urn:xmpp:sm:") == true
+        default:
+            return false
+        }
+    }
+
+    static let bindNamespace = "urn:ietf:params:xml:ns:xmpp-bind"
+    static let sasl2Namespace = "urn:xmpp:sasl:2"
+    static let bind2Namespace = "urn:xmpp:bind:0"
 
     public mutating func fail(_ error: UpstreamError) -> [Action] {
         guard self.state != .closed else { return [] }

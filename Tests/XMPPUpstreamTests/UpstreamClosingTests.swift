@@ -1,0 +1,166 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+import XMPPCore
+
+@testable import XMPPUpstream
+
+/// Closing the stream of a client that is gone: what the server still sends is bounced until it
+/// has answered the closing ping, then `</stream:stream>` (RFC 6120 §4.4, §10.4.3).
+@Suite("Upstream stream: closing without losing what is in flight")
+struct UpstreamClosingTests {
+    static let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='localhost' version='1.0'>"
+    static let features = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    static let bindResult = "<iq type='result' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/a</jid></bind></iq>"
+    static let fromBob = "<message from='bob@localhost/b' to='alice@localhost/a' id='m1' type='chat'><body>hi</body></message>"
+
+    /// A machine and a framer fed the way the channel handler feeds them.
+    struct Stream {
+        var machine = UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off)
+        let framer = XMLStreamFramer(limits: .init())
+
+        init() {
+            _ = self.machine.connected()
+        }
+
+        mutating func receive(_ text: String) throws -> [String] {
+            try UpstreamStreamStateMachineTests.feed(text, &self.machine, framer: self.framer)
+        }
+    }
+
+    static func describe(_ action: UpstreamStreamStateMachine.Action) -> String {
+        UpstreamStreamStateMachineTests.name(action)
+    }
+
+    static let ping = "send <iq type='get' id='barrier' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+
+    @Test("a stream with no bound resource closes at once: nothing can be routed to it")
+    func unbound() throws {
+        var stream = Stream()
+        _ = try stream.receive(Self.header + Self.features)
+        #expect(!stream.machine.isBound)
+        #expect(stream.machine.close(barrierID: "barrier").map(Self.describe) == ["finish"])
+        #expect(try stream.receive(Self.fromBob).isEmpty)
+    }
+
+    @Test("a bound stream pings first; each stanza read until the answer is bounced, presence dropped; the answer ends it")
+    func bound() throws {
+        var stream = Stream()
+        _ = try stream.receive(Self.header + Self.features + Self.bindResult)
+        #expect(stream.machine.isBound)
+        #expect(stream.machine.close(barrierID: "barrier").map(Self.describe) == [Self.ping])
+        #expect(stream.machine.isClosing)
+        #expect(stream.machine.close(barrierID: "again").isEmpty)
+        #expect(
+            try stream.receive(Self.fromBob) == [
+                "bounce <message xmlns='jabber:client' type='error' to='bob@localhost/b' from='alice@localhost/a' id='m1'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+            ]
+        )
+        #expect(try stream.receive("<presence from='bob@localhost/b' to='alice@localhost/a'/>").isEmpty)
+        // An answer to some other iq is no barrier (and an answer is never answered).
+        #expect(try stream.receive("<iq type='result' id='other' from='localhost' to='alice@localhost/a'/>").isEmpty)
+        #expect(try stream.receive("<iq type='result' id='barrier' from='localhost' to='alice@localhost/a'/>") == ["finish"])
+        #expect(!stream.machine.isClosing)
+        #expect(try stream.receive(Self.fromBob).isEmpty)
+    }
+
+    @Test("the barrier also ends with an error answer (a server without XEP-0199), the server's own close, a stream error or the timeout")
+    func otherEnds() throws {
+        let ends = [
+            "<iq type='error' id='barrier' from='localhost'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+            "</stream:stream>",
+            "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+        ]
+        for end in ends {
+            var stream = Stream()
+            _ = try stream.receive(Self.header + Self.features + Self.bindResult)
+            _ = stream.machine.close(barrierID: "barrier")
+            #expect(try stream.receive(end) == ["finish"], "\(end)")
+        }
+        var late = Stream()
+        _ = try late.receive(Self.header + Self.features + Self.bindResult)
+        _ = late.machine.close(barrierID: "barrier")
+        #expect(late.machine.closingTimedOut().map(Self.describe) == ["finish"])
+        #expect(late.machine.closingTimedOut().isEmpty)
+    }
+
+    @Test("binding is also a SASL2 success with an inline bind or a resumed XEP-0198 stream; a plain SASL success or another result is not")
+    func bindingForms() throws {
+        let binding = [
+            "<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@localhost/a</authorization-identifier><bound xmlns='urn:xmpp:bind:0'/></success>",
+            "<resumed xmlns='urn:xmpp:sm:3' h='0' previd='x'/>",
+        ]
+        for element in binding {
+            var stream = Stream()
+            _ = try stream.receive(Self.header + Self.features + element)
+            #expect(stream.machine.isBound, "\(element)")
+        }
+        let notBinding = [
+            "<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@localhost</authorization-identifier></success>",
+            "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+            "<iq type='result' id='x'><query xmlns='jabber:iq:roster'/></iq>",
+        ]
+        for element in notBinding {
+            var stream = Stream()
+            _ = try stream.receive(Self.header + Self.features + element)
+            #expect(!stream.machine.isBound, "\(element)")
+        }
+    }
+
+    final class Delegate: UpstreamStreamDelegate {
+        var received: [String] = []
+        func upstreamOpened(_ info: StreamInfo, secure: Bool) {}
+        func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) { self.received += elements.map { String(buffer: $0) } }
+        func upstreamStreamError(_ error: ByteBuffer) {}
+        func upstreamClosed(_ error: UpstreamError?) {}
+    }
+
+    /// The handler on an open, bound stream, with what it wrote so far read off.
+    static func boundHandler(closingTimeout: TimeAmount = .seconds(5)) throws -> (EmbeddedChannel, UpstreamChannelHandler, Delegate) {
+        let delegate = Delegate()
+        let handler = UpstreamChannelHandler(
+            machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off),
+            framerLimits: .init(), tlsContext: nil, serverHostname: "localhost", addressIsLoopback: true,
+            streamOpenTimeout: .seconds(15), closingTimeout: closingTimeout, delegate: delegate
+        )
+        let channel = EmbeddedChannel(handler: handler)
+        try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 5222)).wait()
+        try channel.writeInbound(ByteBuffer(string: Self.header + Self.features + Self.bindResult))
+        while try channel.readOutbound(as: ByteBuffer.self) != nil {}
+        #expect(delegate.received.count == 2)
+        return (channel, handler, delegate)
+    }
+
+    @Test("the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream> and the connection closed")
+    func handler() throws {
+        let (channel, handler, delegate) = try Self.boundHandler()
+        var reports: [Int] = []
+        handler.beginClosing(barrierID: "barrier") { reports.append($0) }
+        #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == String(Self.ping.dropFirst(5)))
+        try channel.writeInbound(ByteBuffer(string: Self.fromBob))
+        let bounce = String(buffer: try #require(try channel.readOutbound(as: ByteBuffer.self)))
+        #expect(bounce.hasPrefix("<message xmlns='jabber:client' type='error' to='bob@localhost/b'"))
+        // Nothing reaches the session once it is closing.
+        #expect(delegate.received.count == 2)
+        try channel.writeInbound(ByteBuffer(string: "<iq type='result' id='barrier' from='localhost'/>"))
+        #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == StreamHeader.closing)
+        channel.embeddedEventLoop.run()
+        #expect(!channel.isActive)
+        #expect(reports == [1])
+    }
+
+    @Test("the channel handler: a server that never answers the ping is closed after the closing timeout")
+    func handlerTimeout() throws {
+        let (channel, handler, _) = try Self.boundHandler(closingTimeout: .seconds(5))
+        var reports: [Int] = []
+        handler.beginClosing(barrierID: "barrier") { reports.append($0) }
+        _ = try channel.readOutbound(as: ByteBuffer.self)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(4))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == StreamHeader.closing)
+        channel.embeddedEventLoop.run()
+        #expect(!channel.isActive)
+        #expect(reports == [0])
+    }
+}
