@@ -23,6 +23,8 @@ public final class TetherServer: Sendable {
     private let metrics = TetherMetrics()
     private let listeners = Mutex<[any Channel]>([])
     private let trimmer: MemoryTrimmer
+    /// Upstream streams of ended sessions that are still bouncing what the server sends.
+    private let closingStreams = ClosingStreams()
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
         let store = ConfigurationStore(configuration)
@@ -30,7 +32,7 @@ public final class TetherServer: Sendable {
         self.group = group
         self.logger = logger
         self.limiter = SessionLimiter(limits: configuration.sessionLimits)
-        let bosh = BOSHService(store: store, limiter: self.limiter, metrics: self.metrics, group: group, logger: logger)
+        let bosh = BOSHService(store: store, limiter: self.limiter, metrics: self.metrics, closingStreams: self.closingStreams, group: group, logger: logger)
         self.bosh = bosh
         self.relay = PeerRelay(peers: configuration.peers, logger: logger)
         self.prebind = PrebindService(store: store, bosh: bosh, logger: logger)
@@ -93,7 +95,7 @@ public final class TetherServer: Sendable {
         await self.bosh.shutdown()
         await self.webSockets.shutdown(redirect: self.configuration.redirectURI)
         let deadline = NIODeadline.now() + self.configuration.shutdownGracePeriod
-        while self.bosh.sessionCount + self.webSockets.count > 0 && NIODeadline.now() < deadline {
+        while self.bosh.sessionCount + self.webSockets.count + self.closingStreams.current > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
         let listeners = self.listeners.withLock { channels in
@@ -135,6 +137,7 @@ public final class TetherServer: Sendable {
         let relay = self.relay
         let prebind = self.prebind
         let limiter = self.limiter
+        let closingStreams = self.closingStreams
         let status = self.status
         let metrics = self.metrics
         let logger = self.logger
@@ -163,7 +166,7 @@ public final class TetherServer: Sendable {
                                 configuration: configuration,
                                 client: client,
                                 compressed: compressed,
-                                connector: UpstreamConnector(configuration: configuration.upstream),
+                                connector: UpstreamConnector(configuration: configuration.upstream, closing: closingStreams),
                                 registry: webSockets,
                                 limiter: limiter,
                                 status: status,

@@ -9,7 +9,8 @@ import TetherServer
 /// without XEP-0198 (every undelivered stanza comes back to its sender with its id) and with it
 /// (the client resumes through a second tether process and gets each once, in order), against
 /// a real Prosody with and without offline storage (mod_offline).
-@Suite("Delivery: terminate, shutdown and dropped WebSockets", .timeLimit(.minutes(3)))
+// Serialized: two of the tests strand 6 MB each, which is enough load for one at a time.
+@Suite("Delivery: terminate, shutdown and dropped WebSockets", .serialized, .timeLimit(.minutes(3)))
 struct DeliveryEndingsTests {
     static func prosody(offline: Bool) -> ProsodyServer.Options {
         var options = ProsodyServer.Options()
@@ -120,8 +121,9 @@ struct DeliveryEndingsTests {
     }
 
     /// 150 messages of 40 KB from bob to alice, who has stopped reading: 6 MB, more than the
-    /// sockets on the way hold (loopback send buffers grow to 4 MB), so once Tether's socket to
-    /// her is full and it stops reading the server, the rest waits in the server's connection.
+    /// sockets on the way hold (loopback send buffers grow to 4 MB, whatever the receiver's
+    /// window), so once Tether's socket to her is full and it stops reading the server, the
+    /// rest waits in the server's connection.
     static let stranded = 150
     static func strandMany(bob: WebSocketTestClient) async throws {
         try await DeliveryTests.strand(Self.stranded, body: String(repeating: "w", count: 40_000), bob: bob)

@@ -116,12 +116,12 @@ struct UpstreamClosingTests {
     }
 
     /// The handler on an open, bound stream, with what it wrote so far read off.
-    static func boundHandler(closingTimeout: TimeAmount = .seconds(5)) throws -> (EmbeddedChannel, UpstreamChannelHandler, Delegate) {
+    static func boundHandler(closingTimeout: TimeAmount = .seconds(5), closing: ClosingStreams = ClosingStreams()) throws -> (EmbeddedChannel, UpstreamChannelHandler, Delegate) {
         let delegate = Delegate()
         let handler = UpstreamChannelHandler(
             machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off),
             framerLimits: .init(), tlsContext: nil, serverHostname: "localhost", addressIsLoopback: true,
-            streamOpenTimeout: .seconds(15), closingTimeout: closingTimeout, delegate: delegate
+            streamOpenTimeout: .seconds(15), closingTimeout: closingTimeout, closingStreams: closing, delegate: delegate
         )
         let channel = EmbeddedChannel(handler: handler)
         try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 5222)).wait()
@@ -133,9 +133,12 @@ struct UpstreamClosingTests {
 
     @Test("the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream> and the connection closed")
     func handler() throws {
-        let (channel, handler, delegate) = try Self.boundHandler()
+        let closing = ClosingStreams()
+        let (channel, handler, delegate) = try Self.boundHandler(closing: closing)
         var reports: [Int] = []
         handler.beginClosing(barrierID: "barrier") { reports.append($0) }
+        // Counted while closing: a shutting-down server waits for it.
+        #expect(closing.current == 1)
         #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == String(Self.ping.dropFirst(5)))
         try channel.writeInbound(ByteBuffer(string: Self.fromBob))
         let bounce = String(buffer: try #require(try channel.readOutbound(as: ByteBuffer.self)))
@@ -147,6 +150,7 @@ struct UpstreamClosingTests {
         channel.embeddedEventLoop.run()
         #expect(!channel.isActive)
         #expect(reports == [1])
+        #expect(closing.current == 0)
     }
 
     @Test("the channel handler: a server that never answers the ping is closed after the closing timeout")

@@ -15,8 +15,10 @@ final class BOSHService: Sendable {
     private let shuttingDown = Mutex(false)
     private let limiter: SessionLimiter
     private let metrics: TetherMetrics
+    private let closingStreams: ClosingStreams
 
-    init(store: ConfigurationStore, limiter: SessionLimiter, metrics: TetherMetrics, group: any EventLoopGroup, logger: Logger) {
+    init(store: ConfigurationStore, limiter: SessionLimiter, metrics: TetherMetrics, closingStreams: ClosingStreams = ClosingStreams(), group: any EventLoopGroup, logger: Logger) {
+        self.closingStreams = closingStreams
         self.store = store
         self.limiter = limiter
         self.metrics = metrics
@@ -68,7 +70,7 @@ final class BOSHService: Sendable {
             responder.respond(Self.refusal(.hostUnknown, for: request))
             return
         }
-        var connector = UpstreamConnector(configuration: configuration.upstream)
+        var connector = UpstreamConnector(configuration: configuration.upstream, closing: self.closingStreams)
         if let route = request.route {
             guard configuration.allowedRouteAttributes.contains(route), let target = Self.parseRouteAttribute(route) else {
                 self.logger.notice("refused route attribute", metadata: ["route": "\(route)", "client": "\(clientAddress)"])

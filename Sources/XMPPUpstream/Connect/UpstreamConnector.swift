@@ -75,9 +75,12 @@ public struct UpstreamConfiguration: Sendable {
 /// Resolves a domain to candidate addresses and opens a negotiated stream to the first that answers.
 public struct UpstreamConnector: Sendable {
     public var configuration: UpstreamConfiguration
+    /// Counts this connector's streams while they close (shared by the whole server).
+    public let closing: ClosingStreams
 
-    public init(configuration: UpstreamConfiguration) {
+    public init(configuration: UpstreamConfiguration, closing: ClosingStreams = ClosingStreams()) {
         self.configuration = configuration
+        self.closing = closing
     }
 
     /// Opens a stream for `header.to`. Must be called on `eventLoop`; the delegate is called there.
@@ -185,6 +188,7 @@ public struct UpstreamConnector: Sendable {
                     maxQueuedBytes: configuration.maxQueuedBytes,
                     slowReaderTimeout: configuration.slowReaderTimeout,
                     closingTimeout: configuration.closingTimeout,
+                    closingStreams: self.closing,
                     delegate: delegate.value
                 )
                 try channel.pipeline.syncOperations.addHandler(handler)

@@ -43,6 +43,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     private let slowReaderTimeout: TimeAmount
     private var slowReaderTimer: Scheduled<Void>?
     private let closingTimeout: TimeAmount
+    private let closingStreams: ClosingStreams
     private var closingTimer: Scheduled<Void>?
     /// Told once how many in-flight stanzas were bounced while closing.
     private var closingReport: ((Int) -> Void)?
@@ -71,9 +72,11 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         maxQueuedBytes: Int = 1 << 20,
         slowReaderTimeout: TimeAmount = .seconds(10),
         closingTimeout: TimeAmount = .seconds(5),
+        closingStreams: ClosingStreams = ClosingStreams(),
         delegate: any UpstreamStreamDelegate
     ) {
         self.closingTimeout = closingTimeout
+        self.closingStreams = closingStreams
         self.maxQueuedBytes = maxQueuedBytes
         self.slowReaderTimeout = slowReaderTimeout
         self.machine = machine
@@ -299,15 +302,18 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
             self.context?.close(promise: nil)
             return
         }
-        self.closingReport = bounced
         let actions = self.machine.close(barrierID: barrierID)
         if self.machine.isClosing {
+            self.closingReport = bounced
+            self.closingStreams.begin()
             // A session whose client stopped reading paused this side: it must be read now.
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             self.closingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.closingTimeout) { [weak self] in
                 guard let self, let context = self.context else { return }
                 self.run(self.machine.closingTimedOut(), context: context)
             }
+        } else {
+            bounced(0)
         }
         self.run(actions, context: context)
     }
@@ -316,6 +322,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         guard let report = self.closingReport else { return }
         self.closingReport = nil
         self.closingTimer?.cancel()
+        self.closingStreams.end()
         report(self.bouncedWhileClosing)
     }
 

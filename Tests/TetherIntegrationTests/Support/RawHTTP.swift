@@ -38,7 +38,7 @@ func rawHTTP(port: Int, _ request: String) async throws -> (status: Int, text: S
         .channelInitializer { $0.pipeline.addHandler(reader) }
         .connect(host: "127.0.0.1", port: port).get()
     try await channel.writeAndFlush(ByteBuffer(string: request))
-    let timeout = channel.eventLoop.scheduleTask(in: TimeAmount.seconds(5)) { done.fail(TestFailure("no complete response")) }
+    let timeout = channel.eventLoop.scheduleTask(in: TimeAmount.seconds(30)) { done.fail(TestFailure("no complete response in 30 s")) }
     try await done.futureResult.get()
     timeout.cancel()
     try? await channel.close()
