@@ -43,6 +43,25 @@ struct UpstreamClosingTests {
         #expect(try stream.receive(Self.fromBob).isEmpty)
     }
 
+    @Test("with XEP-0198 on, or without a barrier id, a bound stream closes at once: the server answers for what is unacknowledged")
+    func streamManagementOrNoBarrier() throws {
+        var managed = Stream()
+        _ = try managed.receive(Self.header + Self.features + Self.bindResult + "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true'/>")
+        #expect(managed.machine.streamManagementEnabled)
+        #expect(managed.machine.close(barrierID: "barrier").map(Self.describe) == ["finish"])
+        var failed = Stream()
+        _ = try failed.receive(Self.header + Self.features + Self.bindResult + "<enabled xmlns='urn:xmpp:sm:3'/><failed xmlns='urn:xmpp:sm:3'/>")
+        #expect(!failed.machine.streamManagementEnabled)
+        #expect(failed.machine.close(barrierID: "barrier").map(Self.describe) == [Self.ping])
+        var capped = Stream()
+        _ = try capped.receive(Self.header + Self.features + Self.bindResult)
+        #expect(capped.machine.close(barrierID: nil).map(Self.describe) == ["finish"])
+        var inline = Stream()
+        _ = try inline.receive(Self.header + Self.features + "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>")
+        #expect(inline.machine.isBound)
+        #expect(inline.machine.streamManagementEnabled)
+    }
+
     @Test("a bound stream pings first; each stanza read until the answer is bounced, presence dropped; the answer ends it")
     func bound() throws {
         var stream = Stream()
@@ -84,7 +103,7 @@ struct UpstreamClosingTests {
         #expect(late.machine.closingTimedOut().isEmpty)
     }
 
-    @Test("binding is also a SASL2 success with an inline bind or a resumed XEP-0198 stream; a plain SASL success or another result is not")
+    @Test("binding is also a SASL2 success with an inline bind or a resumed XEP-0198 stream; a plain SASL success, another result or a bind error is not")
     func bindingForms() throws {
         let binding = [
             "<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@localhost/a</authorization-identifier><bound xmlns='urn:xmpp:bind:0'/></success>",
@@ -99,6 +118,7 @@ struct UpstreamClosingTests {
             "<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@localhost</authorization-identifier></success>",
             "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
             "<iq type='result' id='x'><query xmlns='jabber:iq:roster'/></iq>",
+            "<iq type='error' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>a</resource></bind><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
         ]
         for element in notBinding {
             var stream = Stream()
@@ -131,13 +151,15 @@ struct UpstreamClosingTests {
         return (channel, handler, delegate)
     }
 
-    @Test("the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream> and the connection closed")
+    @Test("the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream>; the connection closes when the server closes it, read to the end (RFC 6120 §4.4)")
     func handler() throws {
         let closing = ClosingStreams()
         let (channel, handler, delegate) = try Self.boundHandler(closing: closing)
         var reports: [Int] = []
         handler.beginClosing(barrierID: "barrier") { reports.append($0) }
-        // Counted while closing: a shutting-down server waits for it.
+        // Counted while closing: a shutting-down server waits for it. A second call does nothing.
+        #expect(closing.current == 1)
+        handler.beginClosing(barrierID: "again") { reports.append($0) }
         #expect(closing.current == 1)
         #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == String(Self.ping.dropFirst(5)))
         try channel.writeInbound(ByteBuffer(string: Self.fromBob))
@@ -145,15 +167,22 @@ struct UpstreamClosingTests {
         #expect(bounce.hasPrefix("<message xmlns='jabber:client' type='error' to='bob@localhost/b'"))
         // Nothing reaches the session once it is closing.
         #expect(delegate.received.count == 2)
+        // An answer that does not come from the server is no barrier.
+        try channel.writeInbound(ByteBuffer(string: "<iq type='result' id='barrier' from='mallory@localhost/x'/>"))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
         try channel.writeInbound(ByteBuffer(string: "<iq type='result' id='barrier' from='localhost'/>"))
         #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == StreamHeader.closing)
-        channel.embeddedEventLoop.run()
-        #expect(!channel.isActive)
         #expect(reports == [1])
         #expect(closing.current == 0)
+        // What still comes is read and dropped until the server closes.
+        try channel.writeInbound(ByteBuffer(string: Self.fromBob + "</stream:stream>"))
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(channel.isActive)
+        channel.pipeline.fireChannelInactive()
+        #expect(reports == [1])
     }
 
-    @Test("the channel handler: a server that never answers the ping is closed after the closing timeout")
+    @Test("the channel handler: a server that never answers the ping gets </stream:stream> after the closing timeout, and is closed after another")
     func handlerTimeout() throws {
         let (channel, handler, _) = try Self.boundHandler(closingTimeout: .seconds(5))
         var reports: [Int] = []
@@ -163,8 +192,20 @@ struct UpstreamClosingTests {
         #expect(channel.isActive)
         channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == StreamHeader.closing)
-        channel.embeddedEventLoop.run()
-        #expect(!channel.isActive)
         #expect(reports == [0])
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        #expect(!channel.isActive)
+    }
+
+    @Test("the channel handler: past the cap of streams closing at once, a stream closes without the ping")
+    func handlerCap() throws {
+        let closing = ClosingStreams(limit: 0)
+        let (channel, handler, _) = try Self.boundHandler(closing: closing)
+        var reports: [Int] = []
+        handler.beginClosing(barrierID: "barrier") { reports.append($0) }
+        #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == StreamHeader.closing)
+        #expect(reports == [0])
+        #expect(closing.current == 0)
     }
 }

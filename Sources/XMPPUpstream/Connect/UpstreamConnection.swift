@@ -36,8 +36,8 @@ public final class UpstreamConnection: @unchecked Sendable {
 
     /// Ends the stream. Graceful ends it as RFC 6120 §4.4 says, so the server ends the session
     /// normally, after bouncing whatever the server still sends until it has answered a closing
-    /// ping (`UpstreamStreamStateMachine.close(barrierID:)`); `bounced` is told how many.
-    /// Otherwise the TCP connection just drops, which keeps an XEP-0198 session resumable.
+    /// ping (`UpstreamStreamStateMachine.close(barrierID:)`); `bounced` is then told how many,
+    /// once. Otherwise the TCP connection just drops, which keeps an XEP-0198 session resumable.
     public func close(graceful: Bool, bounced: @escaping (Int) -> Void = { _ in }) {
         guard !self.closed else { return }
         self.closed = true

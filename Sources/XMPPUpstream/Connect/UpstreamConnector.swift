@@ -67,7 +67,7 @@ public struct UpstreamConfiguration: Sendable {
     public var slowReaderTimeout: TimeAmount = .seconds(10)
     /// How long a closing stream waits for the server to answer its closing ping (see
     /// `UpstreamStreamStateMachine.close(barrierID:)`) before it closes anyway.
-    public var closingTimeout: TimeAmount = .seconds(5)
+    public var closingTimeout: TimeAmount = .seconds(3)
 
     public init() {}
 }

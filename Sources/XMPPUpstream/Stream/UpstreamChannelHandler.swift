@@ -71,7 +71,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         streamOpenTimeout: TimeAmount,
         maxQueuedBytes: Int = 1 << 20,
         slowReaderTimeout: TimeAmount = .seconds(10),
-        closingTimeout: TimeAmount = .seconds(5),
+        closingTimeout: TimeAmount = .seconds(3),
         closingStreams: ClosingStreams = ClosingStreams(),
         delegate: any UpstreamStreamDelegate
     ) {
@@ -202,6 +202,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         self.flushBatch()
         self.finish(error: .closedByPeer)
         self.reportClosing()
+        self.closingTimer?.cancel()
         context.fireChannelInactive()
     }
 
@@ -262,11 +263,20 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
             case .bounce(let error):
                 self.bouncedWhileClosing += 1
                 context.writeAndFlush(self.wrapOutboundOut(error), promise: nil)
+                // A server that sends without reading would make the bounces pile up: stop.
+                if let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes), queued > self.maxQueuedBytes {
+                    self.run(self.machine.closingTimedOut(), context: context)
+                    return
+                }
             case .finishClosing:
-                self.closingTimer?.cancel()
                 self.reportClosing()
                 guard context.channel.isActive else { continue }
-                context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: StreamHeader.closing))).assumeIsolated().whenComplete { _ in
+                context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: StreamHeader.closing)), promise: nil)
+                // RFC 6120 §4.4: wait for the server's closing tag (it closes the connection), reading
+                // and dropping what still comes: closing over unread bytes would reset the
+                // connection and could destroy the bounces before the server reads them. A
+                // server that never closes is closed after the closing timeout.
+                self.closingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.closingTimeout) {
                     context.close(promise: nil)
                 }
             }
@@ -296,16 +306,18 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     /// sending is read and bounced until it answers the closing ping, then `</stream:stream>`
     /// (`UpstreamStreamStateMachine.close(barrierID:)`). `bounced` is told how many, once.
     func beginClosing(barrierID: String, bounced: @escaping (Int) -> Void) {
+        guard self.closingReport == nil, !self.machine.isClosing else { return }
         self.detach()
         guard let context = self.context, context.channel.isActive else {
             bounced(0)
             self.context?.close(promise: nil)
             return
         }
-        let actions = self.machine.close(barrierID: barrierID)
+        // Past the cap of streams closing at once, close at once (bounded sockets and timers).
+        let started = self.closingStreams.begin()
+        let actions = self.machine.close(barrierID: started ? barrierID : nil)
         if self.machine.isClosing {
             self.closingReport = bounced
-            self.closingStreams.begin()
             // A session whose client stopped reading paused this side: it must be read now.
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             self.closingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.closingTimeout) { [weak self] in
@@ -313,6 +325,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
                 self.run(self.machine.closingTimedOut(), context: context)
             }
         } else {
+            if started { self.closingStreams.end() }
             bounced(0)
         }
         self.run(actions, context: context)
@@ -322,6 +335,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         guard let report = self.closingReport else { return }
         self.closingReport = nil
         self.closingTimer?.cancel()
+        self.closingTimer = nil
         self.closingStreams.end()
         report(self.bouncedWhileClosing)
     }

@@ -102,6 +102,9 @@ public struct UpstreamStreamStateMachine {
     /// A resource is bound on the stream: from here on the server routes stanzas to it, so some
     /// may be on their way at any moment.
     public private(set) var isBound = false
+    /// XEP-0198 is on for this stream (the server said `<enabled/>` or `<resumed/>`): the server
+    /// then answers for every unacknowledged stanza itself, so a closing stream bounces nothing.
+    public private(set) var streamManagementEnabled = false
 
     public init(header: StreamHeader, tlsPolicy: UpstreamTLSPolicy) {
         self.header = header
@@ -135,6 +138,8 @@ public struct UpstreamStreamStateMachine {
         switch self.state {
         case .open(let tlsDone), .awaitingFeatures(let tlsDone, _), .awaitingHeader(let tlsDone):
             self.state = .awaitingHeader(tlsDone: tlsDone)
+            // XEP-0198 §4: enabled per stream.
+            self.streamManagementEnabled = false
             return [.resetFramer, .send(self.header.serialized)]
         case .idle, .awaitingProceed, .handshaking, .closed, .closing:
             return []
@@ -193,7 +198,7 @@ public struct UpstreamStreamStateMachine {
             }
             return self.fail(.tlsRefused)
         case (.open, .element(let element)):
-            if !self.isBound { self.isBound = Self.binds(element) }
+            self.observe(element)
             return [.deliver(element)]
         case (.idle, .element), (.awaitingHeader, .element), (.handshaking, .element):
             return self.fail(.protocolViolation("element before the stream opened"))
@@ -202,19 +207,22 @@ public struct UpstreamStreamStateMachine {
 
     // MARK: Closing without losing what is in flight
 
-    /// Ends the stream of a client that is gone, without XEP-0198 (with it, the session drops
-    /// the connection instead, so the server keeps what is unacknowledged).
+    /// Ends the stream of a client that is gone. `barrierID` is the id of the closing ping, or
+    /// `nil` to close at once (too many streams are closing already).
     ///
-    /// The server may be writing stanzas for the client at this moment, and once it reads
-    /// `</stream:stream>` it counts everything it wrote as delivered. So on a bound stream a
-    /// ping goes first (XEP-0199 §4.2; a server without it answers `service-unavailable`, RFC
-    /// 6120 §8.4, which serves as well): the server answers it after everything it sent before,
-    /// and each stanza read until then is bounced through this stream (RFC 6120 §10.4.3). Only
-    /// then `</stream:stream>` (§4.4). What the server routes after its answer meets a closed
-    /// stream and is its to store or bounce. Call `closingTimedOut()` if the answer is late.
-    public mutating func close(barrierID: String) -> [Action] {
+    /// Without XEP-0198 the server may be writing stanzas for the client at this moment, and once
+    /// it reads `</stream:stream>` it counts everything it wrote as delivered. So on a bound
+    /// stream a ping goes first (XEP-0199 §4.2; a server without it answers
+    /// `service-unavailable`, RFC 6120 §8.4, which serves as well): the server answers it after
+    /// everything it sent before, and each stanza read until then is bounced through this stream
+    /// (RFC 6120 §10.4.3). Only then `</stream:stream>` (§4.4). What the server routes after its
+    /// answer meets a closed stream and is its to store or bounce. With XEP-0198 the server
+    /// answers for what the client did not acknowledge (§5), so nothing is bounced. Call
+    /// `closingTimedOut()` if the answer is late.
+    public mutating func close(barrierID: String?) -> [Action] {
         switch self.state {
-        case .open where self.isBound:
+        case .open where self.isBound && !self.streamManagementEnabled && barrierID != nil:
+            let barrierID = barrierID!
             self.state = .closing(barrierID: barrierID)
             let to = self.header.to.isEmpty ? "" : " to='\(XMLEscaping.escapeAttribute(self.header.to))'"
             return [.send("<iq type='get' id='\(XMLEscaping.escapeAttribute(barrierID))'\(to)><ping xmlns='urn:xmpp:ping'/></iq>")]
@@ -229,7 +237,8 @@ public struct UpstreamStreamStateMachine {
         }
     }
 
-    /// The server did not answer the closing ping in time: close anyway.
+    /// The server did not answer the closing ping in time (or the bounces it causes pile up
+    /// unread): close anyway.
     public mutating func closingTimedOut() -> [Action] {
         guard self.isClosing else { return [] }
         self.state = .closed
@@ -249,7 +258,9 @@ public struct UpstreamStreamStateMachine {
         }
         let bytes = element.standaloneBytes()
         if element.name.localName == "iq", let iq = try? XMLElement.parse(bytes, maxDepth: 64), iq.attribute("id") == barrierID,
-            iq.attribute("type") == "result" || iq.attribute("type") == "error"
+            iq.attribute("type") == "result" || iq.attribute("type") == "error",
+            // From the server itself (it stamps the domain, or leaves `from` out).
+            iq.attribute("from").map({ $0.lowercased() == self.header.to.lowercased() }) ?? true
         {
             self.state = .closed
             return [.finishClosing]
@@ -258,21 +269,45 @@ public struct UpstreamStreamStateMachine {
         return []
     }
 
-    /// Whether a server element completes resource binding: the bind result (RFC 6120 §7.6.1),
-    /// SASL2 success with an inline bind (XEP-0388, XEP-0386), or a resumed XEP-0198 stream.
-    static func binds(_ element: XMLElementSlice) -> Bool {
-        switch (element.name.localName, element.name.namespace) {
+    /// What a server element says about binding and XEP-0198: the bind result (RFC 6120
+    /// §7.6.1), SASL2 success with an inline bind or resumption (XEP-0388, XEP-0386, XEP-0198
+    /// §5 inside it), `<enabled/>`, `<resumed/>` and `<failed/>` (XEP-0198 §4, §5).
+    private mutating func observe(_ element: XMLElementSlice) {
+        let name = element.name.localName
+        let namespace = element.name.namespace ?? ""
+        if namespace.hasPrefix(Self.streamManagementPrefix) {
+            switch name {
+            case "enabled": self.streamManagementEnabled = true
+            case "resumed":
+                self.streamManagementEnabled = true
+                self.isBound = true
+            case "failed": self.streamManagementEnabled = false
+            default: break
+            }
+            return
+        }
+        guard !self.isBound else { return }
+        switch (name, namespace) {
         case ("iq", XMLNamespaces.jabberClient):
-            return element.children.contains { $0.name.localName == "bind" && $0.name.namespace == Self.bindNamespace }
+            guard element.children.contains(where: { $0.name.localName == "bind" && $0.name.namespace == Self.bindNamespace }),
+                let iq = try? XMLElement.parse(element.standaloneBytes(), maxDepth: 64), iq.attribute("type") == "result"
+            else { return }
+            self.isBound = true
         case ("success", Self.sasl2Namespace):
-            return element.children.contains { $0.name.localName == "bound" && $0.name.namespace == Self.bind2Namespace }
-        case ("resumed", let namespace):
-            return namespace?.hasPrefix("urn:xmpp:sm:") == true
+            guard let success = try? XMLElement.parse(element.standaloneBytes(), maxDepth: 64) else { return }
+            self.isBound = success.children.contains { $0.name.localName == "bound" && $0.name.namespace == Self.bind2Namespace }
+                || success.children.contains { $0.name.localName == "resumed" && ($0.name.namespace ?? "").hasPrefix(Self.streamManagementPrefix) }
+            func enables(_ element: XMPPCore.XMLElement) -> Bool {
+                (["enabled", "resumed"].contains(element.name.localName) && (element.name.namespace ?? "").hasPrefix(Self.streamManagementPrefix))
+                    || element.children.contains(where: enables)
+            }
+            if success.children.contains(where: enables) { self.streamManagementEnabled = true }
         default:
-            return false
+            break
         }
     }
 
+    static let streamManagementPrefix = "urn:xmpp:sm:"
     static let bindNamespace = "urn:ietf:params:xml:ns:xmpp-bind"
     static let sasl2Namespace = "urn:xmpp:sasl:2"
     static let bind2Namespace = "urn:xmpp:bind:0"

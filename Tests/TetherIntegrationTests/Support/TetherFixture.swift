@@ -62,6 +62,8 @@ func withTether<T>(
         await tether.server.shutdown()
         return result
     } catch {
+        // What this in-process Tether logged (info and up), for failures that show only here.
+        print("in-process tether log tail (\(error)):\n" + tether.logs.all.suffix(80).joined(separator: "\n"))
         try? await http.shutdown()
         await tether.server.shutdown()
         throw error
