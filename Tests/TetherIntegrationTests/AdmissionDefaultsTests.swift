@@ -13,18 +13,26 @@ struct AdmissionDefaultsTests {
     static let bystander = "127.0.0.3"
 
     /// A WebSocket session from `source` that opens a stream to the fake server; `false` when
-    /// Tether refused it (`policy-violation`).
-    static func session(port: Int, from source: String) async throws -> (WebSocketTestClient, Bool) {
+    /// Tether refused it (`policy-violation`, or whatever stream error it got: `error`).
+    static func session(port: Int, from source: String) async throws -> (WebSocketTestClient, Bool, error: String?) {
         let client = try await WebSocketTestClient.connect(port: port, from: source)
         try await client.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='crowd.example' version='1.0'/>")
         let answer = try await client.receive(until: { $0.contains("<stream:features") || $0.contains("<stream:error") }, timeout: .seconds(60))
-        return (client, !answer.contains { $0.contains("<stream:error") })
+        let error = answer.first { $0.contains("<stream:error") }
+        return (client, error == nil, error)
     }
 
     /// What the crowd and the flooder got.
     final class Tally: Sendable {
-        private let state = Mutex((crowd: [WebSocketTestClient](), crowdRefused: 0, served: 0, refused: 0, flooding: true))
-        func joined(_ client: WebSocketTestClient, served: Bool) { self.state.withLock { $0.crowd.append(client); if !served { $0.crowdRefused += 1 } } }
+        private let state = Mutex((crowd: [WebSocketTestClient](), crowdRefused: 0, crowdErrors: Set<String>(), served: 0, refused: 0, flooding: true))
+        func joined(_ client: WebSocketTestClient, served: Bool, error: String?) {
+            self.state.withLock {
+                $0.crowd.append(client)
+                if !served { $0.crowdRefused += 1 }
+                if let error { $0.crowdErrors.insert(error) }
+            }
+        }
+        var crowdErrors: Set<String> { self.state.withLock { $0.crowdErrors } }
         func flooded(served: Bool) { self.state.withLock { if served { $0.served += 1 } else { $0.refused += 1 } } }
         func stopFlooding() { self.state.withLock { $0.flooding = false } }
         var flooding: Bool { self.state.withLock { $0.flooding } }
@@ -57,7 +65,7 @@ struct AdmissionDefaultsTests {
                         for _ in 0..<8 {
                             group.addTask {
                                 while tally.flooding {
-                                    let (client, served) = try await Self.session(port: tether.port, from: Self.flooder)
+                                    let (client, served, _) = try await Self.session(port: tether.port, from: Self.flooder)
                                     tally.flooded(served: served)
                                     await client.drop()
                                 }
@@ -69,8 +77,8 @@ struct AdmissionDefaultsTests {
                             try await withThrowingTaskGroup(of: Void.self) { wave in
                                 for _ in 0..<200 {
                                     wave.addTask {
-                                        let (client, served) = try await Self.session(port: tether.port, from: Self.crowd)
-                                        tally.joined(client, served: served)
+                                        let (client, served, error) = try await Self.session(port: tether.port, from: Self.crowd)
+                                        tally.joined(client, served: served, error: error)
                                     }
                                 }
                                 try await wave.waitForAll()
@@ -85,7 +93,7 @@ struct AdmissionDefaultsTests {
                         tally.stopFlooding()
                         try await group.waitForAll()
                     }
-                    #expect(tally.crowdRefused == 0, "\(tally.crowdRefused) of the crowd's 2,000 sessions refused")
+                    #expect(tally.crowdRefused == 0, "\(tally.crowdRefused) of the crowd's 2,000 sessions refused: \(tally.crowdErrors)")
                     #expect(tally.crowd.count == 2000)
                     let (served, refused) = tally.flood
                     let elapsed = (ContinuousClock.now - started).components.seconds

@@ -33,7 +33,7 @@ struct MemoryAfterPeakTests {
                 "--new-session-burst", "5000",
             ]) { tether in
                 // Warm-up: one session, so one-time allocations are in the baseline.
-                let (first, _) = try await AdmissionDefaultsTests.session(port: tether.port, from: "127.0.0.1")
+                let (first, _, _) = try await AdmissionDefaultsTests.session(port: tether.port, from: "127.0.0.1")
                 await first.drop()
                 try await Task.sleep(for: .seconds(1))
                 let before = HostileFloodTests.residentKiB(tether.process.pid)

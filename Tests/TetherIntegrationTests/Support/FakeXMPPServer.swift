@@ -59,7 +59,9 @@ final class FakeXMPPServer: Sendable {
     ///     its receive buffer is kept small so Tether's queue toward it fills quickly.
     static func start(silent: Bool = false, stopsReading: Bool = false) async throws -> FakeXMPPServer {
         let state = State()
-        var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        // A crowd of sessions connects upstream at once: a short accept queue would drop SYNs
+        // (retried after 1 s, 3 s, …) and fail connects under load.
+        var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).serverChannelOption(.backlog, value: 4096)
         if stopsReading {
             bootstrap = bootstrap.serverChannelOption(.socketOption(.so_rcvbuf), value: 4096)
         }

@@ -195,6 +195,8 @@ final class ProsodyServer: Sendable {
             log = { { levels = { min = \(luaString(options.logLevel)) }, to = "file", filename = \(path("prosody.log")) } }
             interfaces = \(lua(interfaces))
             local_interfaces = \(lua(interfaces))
+            -- Crowds of sessions connect at once: the default accept queue (128) drops SYNs.
+            network_settings = { tcp_backlog = 4096 }
             c2s_ports = { \(c2sPort) }
             c2s_direct_tls_ports = { }
             legacy_ssl_ports = { }
