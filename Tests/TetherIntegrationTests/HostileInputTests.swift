@@ -243,7 +243,7 @@ struct HostileInputTests {
 /// connections after a second, before a server with a short `--http-request-timeout` closes them
 /// (a request sent on a connection the server is closing fails with remoteConnectionClosed).
 func withHTTPClient<T>(_ body: (HTTPClient) async throws -> T) async throws -> T {
-    var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(5)))
+    var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(30)))
     configuration.connectionPool = .init(idleTimeout: .seconds(1), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
     let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     do {

@@ -13,15 +13,25 @@ import Glibc
 /// this a process that served 10,000 sessions once stays at that size with 10 left. `malloc_trim`
 /// returns the free pages of every arena; it costs a walk over the heap, so it runs only after
 /// a real fall (half the peak, at least `minimumFall` sessions), at most once per `interval`.
+///
+/// A fall that is slow (sessions ending over a minute, a loaded machine) is trimmed in steps:
+/// after a trim the next one comes when the live count has halved again, the fall still counted
+/// from the peak that started it, until it is nearly complete (regression: a trim at 205 of
+/// 1,000 sessions was the only one, and RSS stayed near the peak with none live).
 struct MemoryTrimPolicy: Sendable, Equatable {
     var minimumFall = 256
+    /// The most live at once since the last trim.
     private(set) var peak = 0
+    /// The peak that started the fall being trimmed, until the fall is nearly complete.
+    private var fallingFrom = 0
 
     /// The sessions live now (and the most live at once since the last observation, when
     /// known); `true` when memory should be trimmed now.
     mutating func observe(sessions: Int, peakSince: Int = 0) -> Bool {
         self.peak = max(self.peak, sessions, peakSince)
-        guard self.peak - sessions >= self.minimumFall, sessions <= self.peak / 2 else { return false }
+        let from = max(self.peak, self.fallingFrom)
+        guard from - sessions >= self.minimumFall, sessions <= self.peak / 2, sessions < self.peak else { return false }
+        self.fallingFrom = sessions <= from / 8 ? 0 : from
         self.peak = sessions
         return true
     }

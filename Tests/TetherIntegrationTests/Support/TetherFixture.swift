@@ -55,7 +55,7 @@ func withTether<T>(
     _ body: (TetherFixture, HTTPClient) async throws -> T
 ) async throws -> T {
     let tether = try await TetherFixture.start(configuration)
-    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(5))))
+    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(30))))
     do {
         let result = try await body(tether, http)
         try await http.shutdown()

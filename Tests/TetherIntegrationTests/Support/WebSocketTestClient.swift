@@ -140,18 +140,21 @@ final class WebSocketTestClient: Sendable {
     /// The next event, or a failure after `timeout`.
     func next(timeout: Duration = .seconds(10)) async throws -> Event {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
+        while true {
             if let event = self.inbox.take() { return event }
+            guard ContinuousClock.now < deadline else { break }
             try await Task.sleep(for: .milliseconds(5))
         }
         throw TestFailure("no WebSocket event within \(timeout)")
     }
 
-    /// Reads text messages until one satisfies `predicate`; returns all of them.
+    /// Reads text messages until one satisfies `predicate` within `timeout` in all; returns all of
+    /// them. (Not per message: Tether's pings would restart a per-message wait forever.)
     func receive(until predicate: (String) -> Bool, timeout: Duration = .seconds(10)) async throws -> [String] {
         var texts: [String] = []
+        let deadline = ContinuousClock.now + timeout
         while true {
-            switch try await self.next(timeout: timeout) {
+            switch try await self.next(timeout: max(deadline - ContinuousClock.now, .zero)) {
             case .text(let text), .compressedText(let text):
                 texts.append(text)
                 if predicate(text) { return texts }
