@@ -21,6 +21,9 @@ struct MemoryAfterPeakTests {
         var slow = MemoryTrimPolicy()
         let slowSeen = [1000, 205, 0, 0, 10, 0].map { slow.observe(sessions: $0) }
         #expect(slowSeen == [false, true, true, false, false, false], "regression: only the trim at 205")
+        var tail = MemoryTrimPolicy()
+        let tailSeen = [1000, 60, 0].map { tail.observe(sessions: $0) }
+        #expect(tailSeen == [false, true, true], "regression: the last 60 kept their memory")
         var small = MemoryTrimPolicy()
         let smallSeen = [100, 0].map { small.observe(sessions: $0) }
         #expect(smallSeen == [false, false], "too small a peak to be worth a heap walk")
