@@ -84,8 +84,8 @@ struct DeliveryTests {
             configuration.bosh.inactivity = 30
         }
     }
-    @Test("BOSH inactivity with XEP-0198 enabled: nothing bounced; the client resumes through a second tether process and gets every queued message, in order, exactly once", arguments: [false, true])
-    func inactivityThenResumeElsewhere(offline: Bool) async throws {
+    @Test("BOSH inactivity or a queue cut with XEP-0198 enabled: nothing bounced; the client resumes through a second tether process and gets every queued message, in order, exactly once", arguments: [false, true], [false, true])
+    func endThenResumeElsewhere(offline: Bool, cut: Bool) async throws {
         try await withProsodyAndTether(prosody: DeliveryEndingsTests.prosody(offline: offline)) { prosody, tether, http in
             let alice = BOSHTestClient(http: http, url: tether.boshURL)
             try await alice.login(user: "alice", password: "secret", resource: "a")
@@ -94,9 +94,13 @@ struct DeliveryTests {
             let previd = try required(element.components(separatedBy: "id='").dropFirst().first?.components(separatedBy: "'").first ?? element.components(separatedBy: "id=\"").dropFirst().first?.components(separatedBy: "\"").first)
             let bob = try await WebSocketTestClient.connect(port: tether.port)
             try await bob.login(user: "bob", password: "secret", resource: "b")
-            try await Self.strand(3, bob: bob)
-            // alice stops polling: her session ends by inactivity, the server's stays for <resume/>.
+            // Past the queue limit with the third (see queueCut), or under it.
+            try await Self.strand(3, body: cut ? String(repeating: "z", count: 900) : "are you there?", bob: bob)
+            // alice stops polling: her session ends (cut, or by inactivity), the server's stays for <resume/>.
             try await waitUntil(timeout: .seconds(30)) { tether.server.sessionCount == 0 }
+            let ended = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            let condition = cut ? "policy-violation" : "normal"
+            #expect(ended.text.contains("tether_terminations_total{transport=\"bosh\",condition=\"\(condition)\"} 1"), "\(ended.text.prefix(2000))")
             try await withTetherProcess(["--route", "localhost=127.0.0.1:\(prosody.c2sPort)"]) { second in
                 let again = try await WebSocketTestClient.connect(port: second.port)
                 try await again.login(user: "alice", password: "secret", bind: false)
@@ -115,6 +119,7 @@ struct DeliveryTests {
             await bob.drop()
         } configure: { configuration, _ in
             configuration.bosh.inactivity = 3
+            if cut { configuration.bosh.maxQueuedBytes = 2800 }
         }
     }
 }
