@@ -79,7 +79,8 @@ public struct UpstreamStreamStateMachine {
         /// While closing: write this error, the answer to a stanza the server sent for a client
         /// that is gone (`StanzaBounce`).
         case bounce(ByteBuffer)
-        /// Write `</stream:stream>` and close the connection: nothing more can arrive unread.
+        /// Write `</stream:stream>`, then read and drop until the server closes the connection
+        /// (closed after the closing timeout at the latest).
         case finishClosing
     }
 
@@ -221,17 +222,16 @@ public struct UpstreamStreamStateMachine {
     /// `closingTimedOut()` if the answer is late.
     public mutating func close(barrierID: String?) -> [Action] {
         switch self.state {
-        case .open where self.isBound && !self.streamManagementEnabled && barrierID != nil:
-            let barrierID = barrierID!
+        case .closing, .closed:
+            return []
+        case .open where self.isBound && !self.streamManagementEnabled:
+            guard let barrierID else { fallthrough }
             self.state = .closing(barrierID: barrierID)
             let to = self.header.to.isEmpty ? "" : " to='\(XMLEscaping.escapeAttribute(self.header.to))'"
             return [.send("<iq type='get' id='\(XMLEscaping.escapeAttribute(barrierID))'\(to)><ping xmlns='urn:xmpp:ping'/></iq>")]
-        case .closing:
-            return []
-        case .closed:
-            return []
         case .idle, .awaitingHeader, .awaitingFeatures, .awaitingProceed, .handshaking, .open:
-            // Nothing can be routed to a stream without a bound resource.
+            // Nothing in flight can be lost: no resource is bound (nothing is routed to the
+            // stream), XEP-0198 is on (the server answers for it), or no barrier is allowed.
             self.state = .closed
             return [.finishClosing]
         }
