@@ -82,7 +82,12 @@ public final class TetherServer: Sendable {
             }
         }
         let limiter = self.limiter
-        self.trimmer.start(on: self.group.next()) { limiter.takePeak() }
+        let closing = self.closingStreams
+        self.trimmer.start(on: self.group.next()) {
+            let sessions = limiter.takePeak()
+            let streams = closing.current
+            return (sessions.peak + streams, sessions.live + streams)
+        }
         return bound
     }
 

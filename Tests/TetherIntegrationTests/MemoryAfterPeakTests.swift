@@ -24,6 +24,9 @@ struct MemoryAfterPeakTests {
         var tail = MemoryTrimPolicy()
         let tailSeen = [1000, 60, 0].map { tail.observe(sessions: $0) }
         #expect(tailSeen == [false, true, true], "regression: the last 60 kept their memory")
+        var last = MemoryTrimPolicy()
+        let lastSeen = [1000, 14, 0, 0].map { last.observe(sessions: $0) }
+        #expect(lastSeen == [false, true, true, false], "regression: the fall counted as over at 14 of 1,000")
         var small = MemoryTrimPolicy()
         let smallSeen = [100, 0].map { small.observe(sessions: $0) }
         #expect(smallSeen == [false, false], "too small a peak to be worth a heap walk")

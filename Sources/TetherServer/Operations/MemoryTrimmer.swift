@@ -16,8 +16,8 @@ import Glibc
 ///
 /// A fall that is slow (sessions ending over a minute, a loaded machine) is trimmed in steps:
 /// after a trim the next one comes when the live count has halved again, the fall still counted
-/// from the peak that started it, until it is nearly complete (regression: a trim at 205 of
-/// 1,000 sessions was the only one, and RSS stayed near the peak with none live).
+/// from the peak that started it, until nothing is left (regression: a trim at 205 of 1,000
+/// sessions was the only one, and RSS stayed near the peak with none live).
 struct MemoryTrimPolicy: Sendable, Equatable {
     var minimumFall = 256
     /// The most live at once since the last trim.
@@ -31,9 +31,10 @@ struct MemoryTrimPolicy: Sendable, Equatable {
         self.peak = max(self.peak, sessions, peakSince)
         let from = max(self.peak, self.fallingFrom)
         guard from - sessions >= self.minimumFall, sessions <= self.peak / 2, sessions < self.peak else { return false }
-        // Over once almost nothing of it is left (regression: "nearly" was an eighth, and the
-        // 60 of 1,000 sessions still live at that trim kept their memory after they ended).
-        self.fallingFrom = sessions <= from / 64 ? 0 : from
+        // Over once nothing of it is left (regression: "nearly" was a sixty-fourth, and the last
+        // trim of a 1,000-session fall came at 14, with hundreds of upstream streams still
+        // closing: what they held stayed after they ended).
+        self.fallingFrom = sessions == 0 ? 0 : from
         self.peak = sessions
         return true
     }
@@ -49,7 +50,8 @@ final class MemoryTrimmer: Sendable {
         self.logger = logger
     }
 
-    /// `sessions`: the most live at once since the last call, and the number live now.
+    /// `sessions`: the most live at once since the last call, and the number live now (upstream
+    /// streams still closing included: each holds its memory until it is gone).
     func start(on eventLoop: any EventLoop, interval: TimeAmount = .seconds(10), sessions: @escaping @Sendable () -> (peak: Int, live: Int)) {
         let repeated = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
             let (peak, live) = sessions()
