@@ -44,15 +44,23 @@ struct FaultTests {
                 let victim = BOSHTestClient(http: http, url: tether.boshURL)
                 async let refused = victim.create(to: "stalled.test", wait: 10)
                 try await Self.stillWorks(healthy, id: "during-stall")
-                // Meanwhile /metrics shows one session still connecting, one open.
-                let during = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").text
+                // Meanwhile /metrics shows one session still connecting, one open (polled: on a
+                // loaded machine the victim's request may not have arrived yet; regression: read once).
+                var during = ""
+                let deadline = ContinuousClock.now + .seconds(5)
+                repeat {
+                    during = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").text
+                    if during.contains("state=\"connecting\"} 1.0") { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                } while ContinuousClock.now < deadline
                 #expect(during.contains("tether_sessions_by_state{transport=\"bosh\",state=\"connecting\"} 1.0"))
                 #expect(during.contains("tether_sessions_by_state{transport=\"bosh\",state=\"open\"} 1.0"))
                 #expect(try await refused.condition == "remote-connection-failed")
                 try await Self.stillWorks(healthy, id: "after-stall")
             } configure: { configuration, _ in
                 configuration.upstream.routes["stalled.test"] = UpstreamRoute(host: "127.0.0.1", port: stalled.port)
-                configuration.upstream.streamOpenTimeout = .seconds(2)
+                // Long enough that the poll above sees it connecting on a loaded machine.
+                configuration.upstream.streamOpenTimeout = .seconds(8)
             }
         }
     }

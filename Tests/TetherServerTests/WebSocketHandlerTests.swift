@@ -114,7 +114,7 @@ struct WebSocketHandlerTests {
     func tooManyFragments() throws {
         let socket = try WebSocketHarness()
         try socket.send(.text, "<", fin: false)
-        for _ in 0..<WebSocketXMPPHandler.maxFragments { try socket.send(.continuation, " ", fin: false) }
+        for _ in 0..<WebSocketSessionStateMachine.Configuration().maxFragments { try socket.send(.continuation, " ", fin: false) }
         #expect(try socket.texts().contains { $0.contains("<policy-violation") })
     }
 

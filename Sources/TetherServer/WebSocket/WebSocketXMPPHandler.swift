@@ -8,8 +8,9 @@ import XMPPCore
 import Synchronization
 import XMPPUpstream
 
-/// One XMPP-over-WebSocket session on an upgraded connection. The upstream stream runs on the
-/// same event loop, so nothing here needs a lock or a hop.
+/// One XMPP-over-WebSocket session on an upgraded connection: performs what
+/// `WebSocketSessionStateMachine` decides and tells it what happened. The upstream stream runs
+/// on the same event loop, so nothing here needs a lock or a hop.
 final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
@@ -17,49 +18,27 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var machine: WebSocketSessionStateMachine
     private let xmlLimits: XMLStreamFramer.Limits
     private let connector: UpstreamConnector
-    private let settings: WebSocketSettings
+    private let compressionThreshold: Int
     private var logger: Logger
     private let registry: WebSocketRegistry
     private var upstream: UpstreamConnection?
-    private var slowClientTimer: Scheduled<Void>?
     private let stateCell = SessionStateCell()
     private var context: ChannelHandlerContext?
-    private var closeTimer: Scheduled<Void>?
-    private var pingTimer: Scheduled<Void>?
-    /// Ends a session whose client has not sent `<open/>` within `openTimeout`.
-    private var openTimer: Scheduled<Void>?
-    private let openTimeout: TimeAmount
-    private var awaitingPong = false
+    private var timers: [WebSocketSessionStateMachine.Timer: Scheduled<Void>] = [:]
     /// Messages written to the client whose write has not completed, oldest first (writes
     /// complete in order). When the connection is lost they never reached the client: without
     /// XEP-0198 they are bounced to their senders (`WebSocketSessionStateMachine.connectionLost`).
     private var unwritten = Deque<ByteBuffer>()
     /// Messages whose write failed while the connection stayed up: never delivered either.
     private var failedWrites: [ByteBuffer] = []
-    /// Why the connection went, for the bounce metric.
-    private var lostReason = "connection-lost"
-    private var closeFrameSent = false
-    private var peerSentClose = false
-    /// The connection is failed (RFC 6455 §7.1.7): close TCP once our close frame is written.
-    private var closeAfterCloseFrame = false
     /// permessage-deflate was negotiated for this connection.
     private let compressed: Bool
-    private let frameRules: WebSocketFrameRules
-    /// A fragmented message being reassembled: its opcode, whether it is compressed, its bytes
-    /// and frames so far.
-    private var fragments: (opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer, count: Int)?
-    /// Most frames one message may come in (RFC 6455 §5.4 sets no limit; browsers send a message
-    /// in one frame). Beyond it, `policy-violation`: per-frame work stays bounded per message.
-    static let maxFragments = 1024
-    private let maxMessageBytes: Int
     private var registryID: ObjectIdentifier { ObjectIdentifier(self) }
 
     private let client: ClientOrigin
     private let limiter: SessionLimiter
     private let status: ServerStatus
     private let metrics: TetherMetrics
-    /// How the session ended, for metrics: a stream error condition, or `normal`.
-    private var endCondition = "normal"
     private let redirectURI: String?
     private var admitted = false
 
@@ -79,15 +58,23 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.limiter = limiter
         self.status = status
         self.redirectURI = configuration.redirectURI
-        // The time an HTTP request gets to arrive is the time a WebSocket gets to say what it wants.
-        self.openTimeout = configuration.httpRequestTimeout
         self.compressed = compressed
-        self.frameRules = WebSocketFrameRules(compressionNegotiated: compressed)
-        self.maxMessageBytes = configuration.xmlLimits.maxElementBytes
-        self.machine = WebSocketSessionStateMachine(serves: configuration.serves(domain:))
+        let settings = configuration.webSocket
+        self.compressionThreshold = settings.compressionThreshold
+        self.machine = WebSocketSessionStateMachine(
+            configuration: .init(
+                pingInterval: settings.pingInterval,
+                closeTimeout: settings.closeTimeout,
+                // The time an HTTP request gets to arrive is the time a WebSocket gets to say what it wants.
+                openTimeout: configuration.httpRequestTimeout,
+                slowReaderTimeout: settings.slowReaderTimeout,
+                maxMessageBytes: configuration.xmlLimits.maxElementBytes,
+                compressionNegotiated: compressed
+            ),
+            serves: configuration.serves(domain:)
+        )
         self.xmlLimits = configuration.xmlLimits
         self.connector = connector
-        self.settings = configuration.webSocket
         self.registry = registry
         self.logger = logger
     }
@@ -97,31 +84,21 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.logger[metadataKey: "transport"] = "websocket"
         self.logger[metadataKey: "client"] = "\(self.client.description)"
         self.registry.add(self, id: self.registryID, state: self.stateCell, eventLoop: context.eventLoop)
-        self.schedulePing(context: context)
         // The upgrade has already replaced the HTTP handlers by WebSocket ones (NIO adds this
         // handler last), so a refusal is told at once, and the closing handshake's timeout closes
         // the connection: a refused client cannot keep connections open by never writing.
+        let admission: WebSocketSessionStateMachine.Admission
         if self.status.isDraining {
-            self.run(self.machine.shutdown(redirect: self.redirectURI))
+            admission = .draining(redirect: self.redirectURI)
         } else if let refusal = self.limiter.admit(self.client.description) {
-            self.logger.notice("limit reached", metadata: ["limit": "\(refusal.rawValue)"])
-            self.metrics.limitHit(refusal.rawValue)
-            self.endCondition = "policy-violation"
-            self.run(self.machine.violation(.policyViolation))
+            admission = .refused(limit: refusal.rawValue)
         } else {
             self.admitted = true
             self.metrics.sessionCreated(.websocket)
             self.logger.info("websocket session opened")
-            self.openTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.openTimeout) { [weak self] in
-                guard let self else { return }
-                let actions = self.machine.openTimeoutFired()
-                if !actions.isEmpty {
-                    self.logger.info("no <open/> in time")
-                    self.endCondition = "connection-timeout"
-                }
-                self.run(actions)
-            }
+            admission = .admitted
         }
+        self.run(self.machine.start(admission))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -130,72 +107,18 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
-        let kind = Self.kind(of: frame.opcode)
-        guard self.frameRules.allows(kind: kind, masked: frame.maskKey != nil, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3) else {
-            self.logger.info("client broke the frame rules", metadata: ["opcode": "\(frame.opcode)", "masked": "\(frame.maskKey != nil)"])
-            self.endCondition = "protocol-error"
-            self.fragments = nil
-            // §7.1.7: a failed connection is closed once the close frame is out, not after a handshake.
-            self.closeAfterCloseFrame = true
-            self.run(self.machine.frameRulesBroken())
-            return
-        }
-        // What the session can still use: nothing once closed, only framing elements while not
-        // open (see `largestUsefulMessage`), so a broken session does not inflate every frame.
-        let messageLimit = self.machine.largestUsefulMessage(within: self.maxMessageBytes)
-        if !frame.opcode.isControlOpcode && messageLimit == 0 {
-            self.fragments = nil
-            return
-        }
-        switch frame.opcode {
-        case .text, .binary:
-            guard self.fragments == nil else {
-                // A new data frame inside a fragmented message (RFC 6455 §5.4).
-                self.run(self.machine.violation(.notWellFormed))
-                return
+        let inbound = WebSocketInboundFrame(
+            fin: frame.fin, opcode: .init(rawValue: UInt8(webSocketOpcode: frame.opcode)), rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3,
+            masked: frame.maskKey != nil, payload: frame.unmaskedData
+        )
+        let limits = self.xmlLimits
+        self.run(
+            self.machine.frameReceived(inbound, undelivered: self.takeUndelivered) { payload, compressed, limit in
+                var payload = payload
+                if compressed { payload = try Self.codec.decompress(payload, maxSize: limit) }
+                return try Self.parser(limits: limits).parse(payload)
             }
-            if frame.fin {
-                self.message(opcode: frame.opcode, compressed: frame.rsv1, data: frame.unmaskedData, limit: messageLimit)
-            } else {
-                self.fragments = (frame.opcode, frame.rsv1, frame.unmaskedData, 1)
-            }
-        case .continuation:
-            guard var fragments = self.fragments else {
-                self.run(self.machine.violation(.notWellFormed))
-                return
-            }
-            // Release the stored copy first: `fragments.data` then grows in place instead of
-            // being copied for every frame (which made many small fragments quadratic).
-            self.fragments = nil
-            var data = frame.unmaskedData
-            fragments.count += 1
-            // The uncompressed bytes are bounded here; what they inflate to, in `message`.
-            guard fragments.data.readableBytes + data.readableBytes <= messageLimit, fragments.count <= Self.maxFragments else {
-                self.run(self.machine.violation(.policyViolation))
-                return
-            }
-            fragments.data.writeBuffer(&data)
-            if frame.fin {
-                self.message(opcode: fragments.opcode, compressed: fragments.compressed, data: fragments.data, limit: messageLimit)
-            } else {
-                self.fragments = fragments
-            }
-        case .connectionClose:
-            self.peerSentClose = true
-            // A browser that closes (a tab going away) reads nothing after its close frame.
-            self.run(self.machine.webSocketCloseReceived(unwritten: self.takeUndelivered()))
-        case .ping:
-            // RFC 6455 §5.5.3 lets a pong answer only the latest ping: a client that floods pings
-            // without reading the pongs gets none while its queue is full, not unbounded memory.
-            guard context.channel.isWritable else { return }
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
-            context.writeAndFlush(self.wrapOutboundOut(pong), promise: nil)
-        case .pong:
-            self.awaitingPong = false
-        default:
-            // Reserved opcodes never get here: the frame rules above failed the connection.
-            break
-        }
+        )
     }
 
     /// Everything sent to the client that it did not get: failed writes, then pending ones.
@@ -207,41 +130,6 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         return self.failedWrites + Array(self.unwritten)
     }
 
-    static func kind(of opcode: WebSocketOpcode) -> WebSocketFrameRules.FrameKind {
-        switch opcode {
-        case .text, .binary: return .messageStart
-        case .continuation: return .continuation
-        case .connectionClose, .ping, .pong: return .control
-        default: return .reserved
-        }
-    }
-
-    /// One complete client message (RFC 7395 §3.3.3: one element per message), read only up to
-    /// `limit` bytes (inflated).
-    private func message(opcode: WebSocketOpcode, compressed: Bool, data: ByteBuffer, limit: Int) {
-        guard opcode == .text else {
-            self.run(self.machine.binaryReceived())
-            return
-        }
-        do {
-            var data = data
-            if compressed {
-                guard self.compressed else { throw StreamErrorCondition.notWellFormed }
-                data = try Self.codec.decompress(data, maxSize: limit)
-            } else if data.readableBytes > limit {
-                throw StreamErrorCondition.policyViolation
-            }
-            let message = try Self.parser(limits: self.xmlLimits).parse(data)
-            self.run(self.machine.received(message))
-        } catch {
-            self.logger.info("client broke the framing rules", metadata: ["condition": "\(error)"])
-            let condition = error as? StreamErrorCondition ?? .notWellFormed
-            self.endCondition = condition.rawValue
-            self.run(self.machine.violation(condition))
-        }
-    }
-
-    /// One zlib state per event-loop thread: with no context takeover, messages do not share history.
     /// Client messages are whole elements, parsed synchronously: one parser per event-loop
     /// thread serves every session on it (an expat parser is ~10 KiB; per session it would be
     /// the largest part of an idle WebSocket session's memory).
@@ -266,6 +154,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         return parser
     }
 
+    /// One zlib state per event-loop thread: with no context takeover, messages do not share history.
     private static let codecs = ThreadSpecificVariable<PerMessageDeflateCodec>()
     private static var codec: PerMessageDeflateCodec {
         if let codec = Self.codecs.currentValue { return codec }
@@ -275,26 +164,12 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     }
 
     /// Unwritable: more than `maxQueuedBytes` wait for the client. The server's side is not read
-    /// meanwhile (it keeps its stanzas), and a client that has not caught up within
-    /// `slowReaderTimeout` is cut off.
+    /// meanwhile (it keeps its stanzas); the machine decides when a client that does not catch
+    /// up is cut.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         let writable = context.channel.isWritable
         self.upstream?.channel.setOption(ChannelOptions.autoRead, value: writable).whenComplete { _ in }
-        if writable {
-            self.slowClientTimer?.cancel()
-            self.slowClientTimer = nil
-        } else if self.slowClientTimer == nil {
-            self.slowClientTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.settings.slowReaderTimeout) { [weak self] in
-                guard let self, let context = self.context, !context.channel.isWritable, self.endCondition == "normal" else { return }
-                self.logger.notice("limit reached", metadata: ["limit": "max-queued-bytes-to-client"])
-                self.metrics.limitHit("max-queued-bytes-to-client")
-                self.endCondition = "policy-violation"
-                // It is not reading: a stream error or a closing handshake would wait behind what
-                // it does not read. Cut it; what was queued for it is bounced (channelInactive).
-                self.lostReason = "slow-reader"
-                context.close(promise: nil)
-            }
-        }
+        self.run(self.machine.writabilityChanged(isWritable: writable))
         context.fireChannelWritabilityChanged()
     }
 
@@ -306,8 +181,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     func channelInactive(context: ChannelHandlerContext) {
         // Writes still pending when the socket closed have failed by now; what is left is
         // everything that never reached the client.
-        let unwritten = self.takeUndelivered()
-        self.run(self.machine.connectionLost(unwritten: unwritten, reason: self.lostReason))
+        self.run(self.machine.connectionLost(unwritten: self.takeUndelivered()))
         self.finish()
         context.fireChannelInactive()
     }
@@ -324,7 +198,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         }
         // Oversized or malformed frames (the aggregator and decoder report them here).
         self.logger.info("websocket error", metadata: ["error": "\(error)"])
-        self.run(self.machine.violation(.policyViolation))
+        self.run(self.machine.decoderFailed())
     }
 
     /// Errors of the connection rather than of what the client sent.
@@ -334,45 +208,24 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     /// Shutdown or draining.
     func shutdown(redirect: String?) {
-        self.endCondition = redirect == nil ? "system-shutdown" : "see-other-uri"
         self.run(self.machine.shutdown(redirect: redirect))
     }
 
-    private func schedulePing(context: ChannelHandlerContext) {
-        self.pingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.settings.pingInterval) { [weak self] in
-            self?.ping()
-        }
-    }
-
-    private func ping() {
-        guard let context = self.context else { return }
-        self.schedulePing(context: context)
-        if self.awaitingPong {
-            self.logger.info("peer stopped answering pings")
-            self.lostReason = "ping-timeout"
-            context.close(promise: nil)
-            return
-        }
-        self.awaitingPong = true
-        context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
-    }
-
     private func finish() {
-        self.pingTimer?.cancel()
-        self.openTimer?.cancel()
-        self.closeTimer?.cancel()
+        for timer in self.timers.values { timer.cancel() }
+        self.timers.removeAll()
         self.registry.remove(self.registryID)
-        if self.admitted {
-            self.admitted = false
-            self.limiter.release(self.client.description)
-            self.metrics.terminated(.websocket, condition: self.endCondition)
-        }
+        guard self.admitted else { return }
+        self.admitted = false
+        self.limiter.release(self.client.description)
+        let condition = self.machine.end?.label ?? "normal"
+        self.metrics.terminated(.websocket, condition: condition)
+        self.logger.info("websocket session closed", metadata: ["condition": "\(condition)", "connection": "\(self.machine.lostReason)"])
     }
 
     // MARK: UpstreamStreamDelegate
 
     func upstreamOpened(_ info: StreamInfo, secure: Bool) {
-        self.openTimer?.cancel()
         self.stateCell.set(.open)
         self.run(self.machine.upstreamOpened(info))
     }
@@ -387,7 +240,6 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     }
 
     func upstreamStreamError(_ error: ByteBuffer) {
-        self.endCondition = "remote-stream-error"
         self.upstream = nil
         self.run(self.machine.upstreamStreamError(error))
     }
@@ -395,13 +247,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     func upstreamClosed(_ error: UpstreamError?) {
         self.upstream = nil
         if case .serverNotReading = error {
-            self.logger.notice("limit reached", metadata: ["limit": "max-queued-bytes-to-server"])
-            self.metrics.limitHit("max-queued-bytes-to-server")
-            self.endCondition = "policy-violation"
-            self.run(self.machine.violation(.policyViolation))
+            self.run(self.machine.upstreamEnded(.serverNotReading))
         } else if let error {
             self.logger.info("upstream closed", metadata: ["error": "\(error)"])
-            self.endCondition = error.isResolutionFailure ? "host-unknown" : "remote-connection-failed"
             self.run(self.machine.upstreamEnded(.failed(unreachable: error.isResolutionFailure)))
         } else {
             self.run(self.machine.upstreamEnded(.closed))
@@ -425,53 +273,61 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             case .forwardUpstream(let bytes):
                 self.metrics.relayed(.toServer, count: 1, bytes: bytes.readableBytes)
                 self.upstream?.send([bytes])
-            case .send(let bytes):
-                let frame: WebSocketFrame
-                if self.compressed, bytes.readableBytes >= self.settings.compressionThreshold, let deflated = try? Self.codec.compress(bytes) {
-                    frame = WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: deflated)
-                } else {
-                    frame = WebSocketFrame(fin: true, opcode: .text, data: bytes)
-                }
-                self.unwritten.append(bytes)
-                context.write(self.wrapOutboundOut(frame)).assumeIsolated().whenComplete { [weak self] result in
-                    guard let self, let bytes = self.unwritten.popFirst() else { return }
-                    if case .failure = result { self.failedWrites.append(bytes) }
-                }
+            case .closeUpstream(let graceful):
+                self.upstream?.close(graceful: graceful, bounced: self.metrics.reportingInFlightBounces(.websocket, logger: self.logger))
+                self.upstream = nil
+            case .sendText(let bytes):
+                self.sendText(bytes, context: context)
                 wrote = true
+            case .sendPing(let payload):
+                context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
+                wrote = true
+            case .sendPong(let payload):
+                context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
+                wrote = true
+            case .sendClose(let code, let thenClose):
+                var data = context.channel.allocator.buffer(capacity: 2)
+                data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code)))
+                let written = context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+                wrote = false
+                if thenClose {
+                    written.whenComplete { _ in context.close(promise: nil) }
+                }
+            case .closeConnection:
+                context.close(promise: nil)
+            case .scheduleTimer(let timer, let delay):
+                self.timers[timer]?.cancel()
+                self.timers[timer] = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+                    guard let self else { return }
+                    self.timers[timer] = nil
+                    self.run(self.machine.timerFired(timer))
+                }
+            case .cancelTimer(let timer):
+                self.timers.removeValue(forKey: timer)?.cancel()
             case .stanzasBounced(let count, let reason):
                 // Counts only: what the stanzas said stays out of the log.
                 self.logger.notice("undelivered stanzas bounced", metadata: ["count": "\(count)", "reason": "\(reason)"])
                 self.metrics.bounced(.websocket, count: count, reason: reason)
-            case .closeUpstream(let graceful):
-                self.upstream?.close(graceful: graceful, bounced: self.metrics.reportingInFlightBounces(.websocket, logger: self.logger))
-                self.upstream = nil
-            case .closeWebSocket(let code):
-                guard !self.closeFrameSent else { continue }
-                self.closeFrameSent = true
-                var data = context.channel.allocator.buffer(capacity: 2)
-                data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code)))
-                let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
-                let written = context.writeAndFlush(self.wrapOutboundOut(frame))
-                wrote = false
-                if self.peerSentClose || self.closeAfterCloseFrame {
-                    written.whenComplete { _ in context.close(promise: nil) }
-                } else {
-                    self.startCloseTimer(context: context)
-                }
-            case .startCloseTimer:
-                self.startCloseTimer(context: context)
-            case .dropConnection:
-                context.close(promise: nil)
+            case .limitReached(let limit):
+                self.logger.notice("limit reached", metadata: ["limit": "\(limit)"])
+                self.metrics.limitHit(limit)
             }
         }
         if wrote { context.flush() }
     }
 
-    private func startCloseTimer(context: ChannelHandlerContext) {
-        self.closeTimer?.cancel()
-        self.closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.settings.closeTimeout) { [weak self] in
-            guard let self else { return }
-            self.run(self.machine.closeTimeoutFired())
+    /// One text message, compressed when negotiated and long enough, remembered until written.
+    private func sendText(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        let frame: WebSocketFrame
+        if self.compressed, bytes.readableBytes >= self.compressionThreshold, let deflated = try? Self.codec.compress(bytes) {
+            frame = WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: deflated)
+        } else {
+            frame = WebSocketFrame(fin: true, opcode: .text, data: bytes)
+        }
+        self.unwritten.append(bytes)
+        context.write(self.wrapOutboundOut(frame)).assumeIsolated().whenComplete { [weak self] result in
+            guard let self, let bytes = self.unwritten.popFirst() else { return }
+            if case .failure = result { self.failedWrites.append(bytes) }
         }
     }
 
@@ -483,11 +339,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             switch result {
             case .success(let connection):
                 self.metrics.upstreamConnected(after: ContinuousClock.now - started)
-                if self.machine.isClosed {
-                    connection.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.websocket, logger: self.logger))
-                } else {
-                    self.upstream = connection
-                }
+                self.upstream = connection
+                self.run(self.machine.upstreamConnected())
             case .failure(let error):
                 self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
                 self.run(self.machine.upstreamEnded(.failed(unreachable: (error as? UpstreamError)?.isResolutionFailure == true)))

@@ -81,9 +81,12 @@ public final class WebSocketMessageParser {
 /// The framing elements Tether sends (RFC 7395 §3.4, §3.6).
 public enum WebSocketFraming {
     /// The answer to the client's `<open/>`, from the server's stream header.
-    public static func open(_ info: StreamInfo, fallbackFrom: String?) -> ByteBuffer {
+    /// `to` is the client's `from`, when it gave one (RFC 6120 §4.7.2: the response header's
+    /// `to` is the initiating entity's `from`).
+    public static func open(_ info: StreamInfo, fallbackFrom: String?, to: String? = nil) -> ByteBuffer {
         var text = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'"
         if let from = info.from ?? fallbackFrom { text += " from='\(XMLEscaping.escapeAttribute(from))'" }
+        if let to { text += " to='\(XMLEscaping.escapeAttribute(to))'" }
         if let id = info.id { text += " id='\(XMLEscaping.escapeAttribute(id))'" }
         text += " version='\(XMLEscaping.escapeAttribute(info.version ?? "1.0"))'"
         if let language = info.language { text += " xml:lang='\(XMLEscaping.escapeAttribute(language))'" }
