@@ -168,6 +168,47 @@ struct UpstreamDirectTLSTests {
         }
     }
 
+    @Test("the tether binary: a tls:// route in the configuration file and --ca-file reach a Direct-TLS-only Prosody; --no-direct-tls and --connection-attempt-delay are accepted")
+    func binaryWithConfigurationFile() async throws {
+        let prosody = ProsodyServer.Options(tls: true, extraHosts: ["dtls.test"], directTLS: true, plainC2S: false)
+        try await withProsody(prosody) { prosody in
+            try await prosody.register(user: "alice", host: "dtls.test", password: "secret")
+            let port = try required(prosody.directTLSPort)
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("tether-dtls-\(UUID().uuidString).conf")
+            defer { try? FileManager.default.removeItem(at: file) }
+            try """
+                route = dtls.test=tls://127.0.0.1:\(port)
+                ca-file = \(try required(prosody.caFile))
+                no-direct-tls = true
+                connection-attempt-delay = 100
+                """.write(to: file, atomically: true, encoding: .utf8)
+            try await withTetherProcess(["--config", file.path]) { tether in
+                let http = HTTPClient(eventLoopGroupProvider: .singleton)
+                do {
+                    let alice = BOSHTestClient(http: http, url: tether.boshURL)
+                    try await alice.login(user: "alice", password: "secret", domain: "dtls.test")
+                    #expect(alice.jid == "alice@dtls.test/test")
+                    try await http.shutdown()
+                } catch {
+                    try? await http.shutdown()
+                    throw error
+                }
+            }
+        }
+    }
+
+    @Test("bad route kinds and attempt delays stop tether with a message naming them", arguments: [
+        (["serve", "--route", "x.test=udp://127.0.0.1:5222"], "--route 'x.test=udp://127.0.0.1:5222' is not domain=host:port, domain=tcp://host:port or domain=tls://host:port"),
+        (["serve", "--route", "x.test=tls://127.0.0.1:5223/path"], "--route 'x.test=tls://127.0.0.1:5223/path' is not"),
+        (["serve", "--route", "x.test=tls://127.0.0.1:5223", "--connection-attempt-delay", "5"], "--connection-attempt-delay must be 10 to 2000 milliseconds"),
+        (["serve", "--route", "x.test=tls://127.0.0.1:5223", "--connection-attempt-delay", "2001"], "--connection-attempt-delay must be 10 to 2000 milliseconds"),
+    ])
+    func badRouteKinds(arguments: [String], message: String) async throws {
+        let result = try await CommandLineTests.run(arguments)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
+    }
+
     // MARK: Happy Eyeballs
 
     /// A Tether routing `he.test` to `dual.test:PORT`, whose AAAA is ::1 and A is 127.0.0.1.
