@@ -86,7 +86,7 @@ func establishedConnections(toPort port: Int) -> Int {
     var count = 0
     let wanted = String(format: "%04X", port)
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+        guard let text = readProcFile(table) else { continue }
         for line in text.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ")
             // sl local_address rem_address st …; addresses are HEX_IP:HEX_PORT, state 01 = ESTABLISHED.
@@ -95,4 +95,22 @@ func establishedConnections(toPort port: Int) -> Int {
         }
     }
     return count
+}
+
+/// The whole of a /proc file. Foundation's `String(contentsOfFile:)` trusts the size /proc
+/// reports and returns only the first 4096 bytes (27 lines of /proc/net/tcp): read to EOF.
+func readProcFile(_ path: String) -> String? {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return nil }
+    defer { Glibc.close(descriptor) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    // Bounded: /proc/net/tcp of a test machine is far below this.
+    while bytes.count < 64 << 20 {
+        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { break }
+        bytes += chunk[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
