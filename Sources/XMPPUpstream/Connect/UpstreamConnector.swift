@@ -243,10 +243,11 @@ public struct UpstreamConnector: Sendable {
         }
         return services.flatMap { plan -> EventLoopFuture<[ResolvedTarget]> in
             let targets: [UpstreamTarget]
-            var lookupFailures: [String] = []
+            let lookupFailures: [String]
             switch plan {
             case .targets(let ordered):
                 targets = ordered
+                lookupFailures = []
             case .fallback(let target, let failures):
                 // RFC 6120 §3.2.1: no answer to the SRV queries is not "no service": fall back to
                 // DOMAIN:5222. If that cannot be resolved either, DNS is failing (not the domain).
