@@ -209,6 +209,33 @@ struct UpstreamDirectTLSTests {
         #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
     }
 
+    @Test("Direct TLS sends SNI = the XMPP domain and ALPN xmpp-client; STARTTLS sends the same SNI and no ALPN", arguments: [TLSProbeServer.Mode.directTLS, .startTLS])
+    func sniAndALPN(mode: TLSProbeServer.Mode) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-probe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let caFile = try await makeCertificates(in: directory, hosts: ["probe.test"])
+        let certificate = directory.appendingPathComponent("probe.test.crt").path
+        let key = directory.appendingPathComponent("probe.test.key").path
+        try await withTLSProbe(mode, certificate: certificate, key: key) { probe in
+            var configuration = try Self.configuration(dnsPort: 1, domains: [], caFile: caFile)
+            configuration.upstream.srvResolver = nil
+            // Loopback routes skip STARTTLS by default: required here, so it is negotiated.
+            configuration.upstream.tlsPolicy = .required
+            let scheme = mode == .directTLS ? "tls" : "tcp"
+            configuration.upstream.routes = ["probe.test": try required(UpstreamRoute(route: "\(scheme)://127.0.0.1:\(probe.port)"))]
+            try await withTether(configuration) { tether, http in
+                let created = try await BOSHTestClient(http: http, url: tether.boshURL).create(to: "probe.test")
+                #expect(created.attributes["authid"] == "probe")
+                #expect(created.children.contains { $0.contains("urn:ietf:params:xml:ns:xmpp-bind") })
+                #expect(!created.children.contains { $0.contains("starttls") })
+                let expected = TLSProbeServer.Handshake(serverName: "probe.test", negotiatedProtocol: mode == .directTLS ? "xmpp-client" : nil)
+                #expect(probe.handshakes == [expected])
+                #expect(try await Self.handshakes(tether, kind: mode == .directTLS ? "direct" : "starttls") == 1)
+            }
+        }
+    }
+
     // MARK: Happy Eyeballs
 
     /// A Tether routing `he.test` to `dual.test:PORT`, whose AAAA is ::1 and A is 127.0.0.1.
