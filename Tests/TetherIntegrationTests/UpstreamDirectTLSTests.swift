@@ -236,6 +236,29 @@ struct UpstreamDirectTLSTests {
         }
     }
 
+    @Test("with --upstream-proxy-protocol the PROXY header goes first, in the clear, before the Direct TLS ClientHello")
+    func proxyHeaderBeforeDirectTLS() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-probe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let caFile = try await makeCertificates(in: directory, hosts: ["probe.test"])
+        let certificate = directory.appendingPathComponent("probe.test.crt").path
+        let key = directory.appendingPathComponent("probe.test.key").path
+        try await withTLSProbe(.directTLS, certificate: certificate, key: key, proxyHeader: true) { probe in
+            var configuration = try Self.configuration(dnsPort: 1, domains: [], caFile: caFile)
+            configuration.upstream.srvResolver = nil
+            configuration.upstream.proxyProtocol = .v1
+            configuration.upstream.routes = ["probe.test": try required(UpstreamRoute(route: "tls://127.0.0.1:\(probe.port)"))]
+            try await withTether(configuration) { tether, http in
+                let created = try await BOSHTestClient(http: http, url: tether.boshURL).create(to: "probe.test")
+                #expect(created.attributes["authid"] == "probe")
+                #expect(probe.proxyHeaders.count == 1)
+                #expect(probe.proxyHeaders.first?.hasPrefix("PROXY TCP4 127.0.0.1 127.0.0.1 ") == true)
+                #expect(probe.handshakes == [.init(serverName: "probe.test", negotiatedProtocol: "xmpp-client")])
+            }
+        }
+    }
+
     // MARK: Happy Eyeballs
 
     /// A Tether routing `he.test` to `dual.test:PORT`, whose AAAA is ::1 and A is 127.0.0.1.

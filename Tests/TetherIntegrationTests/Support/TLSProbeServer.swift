@@ -23,7 +23,11 @@ final class TLSProbeServer: Sendable {
     final class State: Sendable {
         let serverNames = Mutex<[String?]>([])
         let protocols = Mutex<[String?]>([])
+        let proxyHeaders = Mutex<[String]>([])
     }
+
+    /// The PROXY protocol v1 lines received in the clear before anything else (with `proxyHeader`).
+    var proxyHeaders: [String] { self.state.proxyHeaders.withLock { $0 } }
 
     let port: Int
     private let server: any Channel
@@ -43,7 +47,8 @@ final class TLSProbeServer: Sendable {
     }
 
     /// - Parameters: certificate and key: PEM files for the server (see `makeCertificates`).
-    static func start(_ mode: Mode, certificate: String, key: String) async throws -> TLSProbeServer {
+    ///   - proxyHeader: expect a PROXY protocol v1 line first, in the clear (recorded, then removed).
+    static func start(_ mode: Mode, certificate: String, key: String, proxyHeader: Bool = false) async throws -> TLSProbeServer {
         let state = State()
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
@@ -59,6 +64,7 @@ final class TLSProbeServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if proxyHeader { try sync.addHandler(ProxyLineReader(state: state)) }
                     if case .directTLS = mode { try sync.addHandler(NIOSSLServerHandler(context: context)) }
                     try sync.addHandler(Responder(state: state, context: context, tlsDone: false, mode: mode))
                 }
@@ -69,6 +75,33 @@ final class TLSProbeServer: Sendable {
 
     func stop() async {
         try? await self.server.close()
+    }
+
+    /// Reads one `PROXY …\r\n` line, passes on what follows it, and leaves the pipeline.
+    private final class ProxyLineReader: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        let state: State
+        var buffer = ByteBuffer()
+
+        init(state: State) { self.state = state }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var bytes = self.unwrapInboundIn(data)
+            self.buffer.writeBuffer(&bytes)
+            guard let end = self.buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+                if self.buffer.readableBytes > 108 { context.close(promise: nil) }  // v1's longest line
+                return
+            }
+            let length = end - self.buffer.readerIndex + 1
+            let line = self.buffer.readString(length: length) ?? ""
+            self.state.proxyHeaders.withLock { $0.append(line) }
+            let rest = self.buffer
+            self.buffer = ByteBuffer()
+            // What followed the line (a ClientHello in the same segment) goes on first.
+            if rest.readableBytes > 0 { context.fireChannelRead(self.wrapInboundOut(rest)) }
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
     }
 
     private final class Responder: ChannelInboundHandler {
@@ -119,8 +152,10 @@ final class TLSProbeServer: Sendable {
 }
 
 /// A probe server for `body`, stopped afterwards.
-func withTLSProbe<T>(_ mode: TLSProbeServer.Mode, certificate: String, key: String, _ body: (TLSProbeServer) async throws -> T) async throws -> T {
-    let probe = try await TLSProbeServer.start(mode, certificate: certificate, key: key)
+func withTLSProbe<T>(
+    _ mode: TLSProbeServer.Mode, certificate: String, key: String, proxyHeader: Bool = false, _ body: (TLSProbeServer) async throws -> T
+) async throws -> T {
+    let probe = try await TLSProbeServer.start(mode, certificate: certificate, key: key, proxyHeader: proxyHeader)
     do {
         let result = try await body(probe)
         await probe.stop()
