@@ -27,7 +27,7 @@ public final class TetherServer: Sendable {
     private let closingStreams = ClosingStreams()
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
-        let store = ConfigurationStore(configuration)
+        let store = ConfigurationStore(configuration, upstreamTLSHandshakeObserver: { [metrics = self.metrics] in metrics.upstreamTLSHandshook($0) })
         self.store = store
         self.group = group
         self.logger = logger

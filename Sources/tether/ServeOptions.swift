@@ -19,7 +19,7 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Serve any domain a client names (resolved addresses are still checked). Off: Tether is never an open proxy.")
     var openDomains = false
 
-    @Option(name: .long, help: ArgumentHelp("Upstream for a domain, bypassing DNS (repeatable).", valueName: "domain=host:port"))
+    @Option(name: .long, help: ArgumentHelp("Upstream for a domain, bypassing SRV (repeatable): domain=host:port or domain=tcp://host:port (STARTTLS per --upstream-tls), domain=tls://host:port (Direct TLS, XEP-0368; port 5223 when omitted).", valueName: "domain=[tls://|tcp://]host:port"))
     var route: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("A BOSH 'route' attribute value clients may use (repeatable); others get host-unknown.", valueName: "xmpp:host:port"))
@@ -28,8 +28,11 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Private/loopback network that DNS-resolved upstreams may use (repeatable).", valueName: "cidr"))
     var allowUpstreamNetwork: [String] = []
 
-    @Flag(name: .long, help: "Do not look up _xmpp-client._tcp SRV records; connect to DOMAIN:5222.")
+    @Flag(name: .long, help: "Do not look up SRV records (neither _xmpp-client nor _xmpps-client); connect to DOMAIN:5222.")
     var noSrv = false
+
+    @Flag(name: .long, help: "Do not look up _xmpps-client._tcp SRV records (XEP-0368 Direct TLS); only _xmpp-client._tcp with STARTTLS.")
+    var noDirectTls = false
 
     @Option(name: .long, help: ArgumentHelp("Browser origin allowed by CORS and the WebSocket Origin check (repeatable; * for any). Default *.", valueName: "origin"))
     var corsOrigin: [String] = []
@@ -57,6 +60,9 @@ struct ServeOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("Seconds to connect to an upstream address.", valueName: "seconds"))
     var connectTimeout: Int = 10
+
+    @Option(name: .long, help: ArgumentHelp("Happy Eyeballs (RFC 8305): milliseconds to wait for a connection attempt before the next address is tried alongside it (10 to 2000).", valueName: "ms"))
+    var connectionAttemptDelay: Int = 250
 
     @Option(name: .long, help: ArgumentHelp("Longest BOSH 'wait' granted, seconds (keep it under the proxy's read timeout).", valueName: "seconds"))
     var boshMaxWait: Int = 50
@@ -205,8 +211,8 @@ struct ServeOptions: ParsableArguments {
         configuration.openDomains = self.openDomains
         for entry in self.route {
             let parts = entry.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, !parts[0].isEmpty, let target = UpstreamRoute(String(parts[1])) else {
-                throw ValidationError("--route '\(entry)' is not domain=host:port")
+            guard parts.count == 2, !parts[0].isEmpty, let target = UpstreamRoute(route: String(parts[1])) else {
+                throw ValidationError("--route '\(entry)' is not domain=host:port, domain=tcp://host:port or domain=tls://host:port")
             }
             configuration.upstream.routes[parts[0].lowercased()] = target
         }
@@ -223,6 +229,7 @@ struct ServeOptions: ParsableArguments {
             }
         )
         if self.noSrv { configuration.upstream.srvResolver = nil }
+        configuration.upstream.directTLS = !self.noDirectTls
         if !self.trustedProxy.isEmpty {
             configuration.trustedProxies = try self.trustedProxy.filter { $0 != "none" }.map { text in
                 guard let network = IPNetwork(text) else { throw ValidationError("--trusted-proxy '\(text)' is not a CIDR network") }
@@ -271,12 +278,18 @@ struct ServeOptions: ParsableArguments {
             }
         }
         do {
-            configuration.upstream.tlsContext = try NIOSSLContext(configuration: tls)
+            // STARTTLS and Direct TLS trust the same roots; Direct TLS also offers ALPN xmpp-client.
+            try configuration.upstream.setTLS(tls)
         } catch {
             throw ValidationError("cannot set up TLS: \(error)")
         }
         try Self.positive("--connect-timeout", self.connectTimeout)
         configuration.upstream.connectTimeout = .seconds(Int64(self.connectTimeout))
+        let attemptDelay = TimeAmount.milliseconds(Int64(self.connectionAttemptDelay))
+        guard HappyEyeballsStateMachine<SocketAddress>.attemptDelayRange.contains(attemptDelay) else {
+            throw ValidationError("--connection-attempt-delay must be 10 to 2000 milliseconds (RFC 8305 §5), not \(self.connectionAttemptDelay)")
+        }
+        configuration.upstream.connectionAttemptDelay = attemptDelay
         try Self.nonNegative("--bosh-max-wait", self.boshMaxWait)
         try Self.nonNegative("--bosh-max-hold", self.boshMaxHold)
         try Self.positive("--bosh-max-inactivity", self.boshMaxInactivity)

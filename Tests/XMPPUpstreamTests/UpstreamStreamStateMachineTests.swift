@@ -118,3 +118,34 @@ struct UpstreamStreamStateMachineTests {
         #expect(try Self.feed("<html>", &machine, framer: XMLStreamFramer()) == ["fail XMPP protocol violation: expected <stream:stream>, got <html>"])
     }
 }
+
+@Suite("Upstream stream over Direct TLS")
+struct UpstreamDirectTLSStreamTests {
+    typealias Base = UpstreamStreamStateMachineTests
+
+    @Test("Direct TLS: nothing is sent before the handshake, then the header; STARTTLS is never negotiated and is stripped")
+    func directTLS() throws {
+        var machine = UpstreamStreamStateMachine(header: Base.header, tlsPolicy: .required)
+        let framer = XMLStreamFramer()
+        #expect(machine.connectedOverTLS().isEmpty)
+        #expect(!machine.tlsEstablished)
+        #expect(machine.tlsHandshakeCompleted().map(Base.name) == ["reset", "send header"])
+        // A server that still offers STARTTLS over TLS: the stream opens as it is.
+        let relayed = try Base.feed(Base.streamOpen + Base.featuresWithTLS, &machine, framer: framer)
+        #expect(relayed == ["opened s1", "deliver <stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"])
+        #expect(machine.tlsEstablished)
+        // A restart keeps the stream secure.
+        #expect(machine.restart().map(Base.name) == ["reset", "send header"])
+        #expect(machine.tlsEstablished)
+    }
+
+    @Test("Direct TLS: a server that talks before the handshake ended is a protocol violation")
+    func bytesBeforeHandshake() throws {
+        var machine = UpstreamStreamStateMachine(header: Base.header, tlsPolicy: .off)
+        _ = machine.connectedOverTLS()
+        #expect(machine.connectedOverTLS().isEmpty)
+        let framer = XMLStreamFramer()
+        let actions = try Base.feed(Base.streamOpen, &machine, framer: framer)
+        #expect(actions.count == 1 && actions[0].hasPrefix("fail"))
+    }
+}

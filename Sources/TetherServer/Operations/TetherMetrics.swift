@@ -1,6 +1,7 @@
 import Logging
 import Prometheus
 import Synchronization
+import XMPPUpstream
 
 /// What `GET /metrics` reports, in the Prometheus text format (swift-prometheus).
 ///
@@ -27,7 +28,8 @@ final class TetherMetrics: Sendable {
     private let boshRequests: Counter
     private let retransmissions: Counter
     private let upstreamConnect: DurationHistogram
-    private let upstreamTLSHandshake: DurationHistogram
+    /// By `kind` (`direct`, `starttls`), made on first use like the labelled counters.
+    private let upstreamTLSHandshake = Mutex<[String: DurationHistogram]>([:])
     private let terminations = Mutex<[String: Counter]>([:])
     private let limitHits = Mutex<[String: Counter]>([:])
     private let bounces = Mutex<[String: Counter]>([:])
@@ -62,11 +64,6 @@ final class TetherMetrics: Sendable {
             buckets: [.milliseconds(5), .milliseconds(20), .milliseconds(100), .milliseconds(500), .seconds(2), .seconds(10)],
             help: "Time to a negotiated upstream stream (resolution, TCP, STARTTLS)"
         )
-        self.upstreamTLSHandshake = registry.makeDurationHistogram(
-            name: "tether_upstream_tls_handshake_seconds",
-            buckets: [.milliseconds(2), .milliseconds(10), .milliseconds(50), .milliseconds(250), .seconds(1), .seconds(5)],
-            help: "STARTTLS handshakes with upstream servers, from <proceed/> to the handshake's end"
-        )
     }
 
     func requestHeld() { self.heldRequests.increment() }
@@ -74,7 +71,24 @@ final class TetherMetrics: Sendable {
     func boshRequestReceived() { self.boshRequests.increment() }
     func retransmissionReceived() { self.retransmissions.increment() }
     func upstreamConnected(after duration: Duration) { self.upstreamConnect.record(duration) }
-    func upstreamTLSEstablished(after duration: Duration) { self.upstreamTLSHandshake.record(duration) }
+    /// No longer called by the upstream code (see `upstreamTLSHandshook`); kept for the
+    /// sessions' `UpstreamStreamDelegate` conformances, which still forward to it.
+    func upstreamTLSEstablished(after duration: Duration) {}
+    /// `UpstreamConfiguration.tlsHandshakeObserver`: one handshake, by kind.
+    func upstreamTLSHandshook(_ handshake: UpstreamTLSHandshake) {
+        let histogram = self.upstreamTLSHandshake.withLock { histograms in
+            if let histogram = histograms[handshake.kind] { return histogram }
+            let histogram = self.registry.makeDurationHistogram(
+                name: "tether_upstream_tls_handshake_seconds",
+                labels: [("kind", handshake.kind)],
+                buckets: [.milliseconds(2), .milliseconds(10), .milliseconds(50), .milliseconds(250), .seconds(1), .seconds(5)],
+                help: "TLS handshakes with upstream servers: Direct TLS (XEP-0368) from connect, STARTTLS from <proceed/>, to the handshake's end"
+            )
+            histograms[handshake.kind] = histogram
+            return histogram
+        }
+        histogram.record(handshake.duration)
+    }
 
     func sessionCreated(_ transport: Transport) {
         self.sessionsCreated[transport]?.increment()

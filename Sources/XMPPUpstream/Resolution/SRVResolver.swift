@@ -106,6 +106,16 @@ public struct SystemSRVResolver: SRVResolving {
     static let answerCapacity = 65_536
 
     func blockingLookup(_ name: String) throws -> SRVLookupResult {
+        guard let received = try self.blockingQuery(name, type: Int32(ns_t_srv.rawValue)) else { return .noRecords }
+        do throws(SRVAnswerParser.Malformed) {
+            return SRVAnswerParser.result(of: try SRVAnswerParser.records(in: received))
+        } catch {
+            throw SRVLookupError(name: name, reason: .malformedAnswer, detail: error.detail)
+        }
+    }
+
+    /// One query of `type` for `name`: the raw reply, or `nil` for NXDOMAIN and NODATA.
+    func blockingQuery(_ name: String, type: Int32) throws -> [UInt8]? {
         func failure(_ reason: SRVLookupError.Reason, _ detail: String) -> SRVLookupError {
             SRVLookupError(name: name, reason: reason, detail: detail)
         }
@@ -135,15 +145,13 @@ public struct SystemSRVResolver: SRVResolving {
 
         var answer = [UInt8](repeating: 0, count: Self.answerCapacity)
         let (length, queryErrno) = answer.withUnsafeMutableBufferPointer { buffer in
-            let length = tether_res_nquery(
-                state, name, Int32(ns_c_in.rawValue), Int32(ns_t_srv.rawValue), buffer.baseAddress, Int32(buffer.count)
-            )
+            let length = tether_res_nquery(state, name, Int32(ns_c_in.rawValue), type, buffer.baseAddress, Int32(buffer.count))
             return (length, errno)
         }
         guard length >= 0 else {
             switch tether_res_h_errno(state) {
             case HOST_NOT_FOUND, NO_DATA:
-                return .noRecords
+                return nil
             case TRY_AGAIN:
                 throw failure(.temporaryFailure, "no usable reply (timeout, SERVFAIL or REFUSED)")
             case NO_RECOVERY:
@@ -153,12 +161,7 @@ public struct SystemSRVResolver: SRVResolving {
             }
         }
         // glibc reports the full reply length even when it had to cut the reply to fit the buffer.
-        let received = Array(answer.prefix(min(Int(length), answer.count)))
-        do throws(SRVAnswerParser.Malformed) {
-            return SRVAnswerParser.result(of: try SRVAnswerParser.records(in: received))
-        } catch {
-            throw failure(.malformedAnswer, error.detail)
-        }
+        return Array(answer.prefix(min(Int(length), answer.count)))
     }
 }
 

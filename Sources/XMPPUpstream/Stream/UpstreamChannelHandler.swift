@@ -18,7 +18,8 @@ public protocol UpstreamStreamDelegate: AnyObject {
     /// The server fell behind (`false`) or caught up again (`true`): a session that can, stops
     /// reading its client meanwhile.
     func upstreamWritabilityChanged(_ isWritable: Bool)
-    /// A STARTTLS handshake completed after this long (for metrics).
+    /// No longer called: TLS handshakes (STARTTLS and Direct TLS) are reported, with their
+    /// kind, to `UpstreamConfiguration.tlsHandshakeObserver`. Kept so existing delegates compile.
     func upstreamTLSEstablished(after duration: Duration)
 }
 
@@ -28,7 +29,8 @@ extension UpstreamStreamDelegate {
 }
 
 /// Runs `UpstreamStreamStateMachine` on a connection: frames bytes with expat, negotiates
-/// STARTTLS and restarts, and relays elements to the delegate.
+/// STARTTLS and restarts, and relays elements to the delegate. On a Direct TLS connection the
+/// TLS handler is already in front of it: the stream header waits for the handshake's end.
 final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -49,6 +51,10 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     private var closingReport: ((Int) -> Void)?
     private var bouncedWhileClosing = 0
     private var tlsStarted: ContinuousClock.Instant?
+    /// TLS from the first byte (XEP-0368): the handshake runs before the stream header.
+    private let directTLS: Bool
+    private let tlsHandshakeObserver: (@Sendable (UpstreamTLSHandshake) -> Void)?
+    private let logger: Logger
     private var delegate: (any UpstreamStreamDelegate)?
     private var batch: [ByteBuffer] = []
     private var batchHasStreamElements = false
@@ -73,8 +79,14 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         slowReaderTimeout: TimeAmount = .seconds(10),
         closingTimeout: TimeAmount = .seconds(3),
         closingStreams: ClosingStreams = ClosingStreams(),
+        directTLS: Bool = false,
+        tlsHandshakeObserver: (@Sendable (UpstreamTLSHandshake) -> Void)? = nil,
+        logger: Logger = Logger(label: "tether.upstream"),
         delegate: any UpstreamStreamDelegate
     ) {
+        self.directTLS = directTLS
+        self.tlsHandshakeObserver = tlsHandshakeObserver
+        self.logger = logger
         self.closingTimeout = closingTimeout
         self.closingStreams = closingStreams
         self.maxQueuedBytes = maxQueuedBytes
@@ -116,7 +128,12 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         if let prelude = self.prelude {
             context.write(self.wrapOutboundOut(prelude), promise: nil)
         }
-        self.run(self.machine.connected(), context: context)
+        if self.directTLS {
+            self.tlsStarted = .now
+            self.run(self.machine.connectedOverTLS(), context: context)
+        } else {
+            self.run(self.machine.connected(), context: context)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -143,10 +160,25 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted(let negotiatedProtocol) = event {
             if let started = self.tlsStarted {
-                self.delegate?.upstreamTLSEstablished(after: ContinuousClock.now - started)
                 self.tlsStarted = nil
+                let handshake = UpstreamTLSHandshake(
+                    transport: self.directTLS ? .directTLS : .startTLS,
+                    duration: ContinuousClock.now - started,
+                    tlsVersion: try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion,
+                    negotiatedProtocol: negotiatedProtocol
+                )
+                // swift-nio-ssl does not expose the negotiated cipher suite; the version and ALPN are logged.
+                self.logger.debug(
+                    "upstream TLS established",
+                    metadata: [
+                        "kind": "\(handshake.kind)", "domain": "\(self.serverHostname)",
+                        "tls_version": "\(handshake.tlsVersion.map { "\($0)" } ?? "unknown")",
+                        "alpn": "\(negotiatedProtocol ?? "none")", "duration": "\(handshake.duration)",
+                    ]
+                )
+                self.tlsHandshakeObserver?(handshake)
             }
             self.run(self.machine.tlsHandshakeCompleted(), context: context)
         }

@@ -134,6 +134,15 @@ public struct UpstreamStreamStateMachine {
         return [.send(self.header.serialized)]
     }
 
+    /// Direct TLS (XEP-0368): the connection negotiates TLS from its first byte, so nothing is
+    /// sent until `tlsHandshakeCompleted()`; the stream then opens over TLS and STARTTLS is
+    /// never negotiated on it.
+    public mutating func connectedOverTLS() -> [Action] {
+        guard self.state == .idle else { return [] }
+        self.state = .handshaking
+        return []
+    }
+
     /// The client restarts the stream (after SASL): new header, same TCP connection (XEP-0206 §5, RFC 7395 §3.7).
     public mutating func restart() -> [Action] {
         switch self.state {

@@ -5,11 +5,12 @@ import Testing
 import XMPPUpstream
 
 /// A real DNS server (Debian's dnsmasq) on a free loopback port, authoritative for `.test`,
-/// serving the given `--srv-host` records. Killed by PID when `body` ends.
+/// serving the given `--srv-host` records and `--host-record` addresses (`name,ipv4,ipv6`).
+/// Killed by PID when `body` ends.
 ///
 /// dnsmasq binds the port for UDP and TCP; a port free for UDP may be taken for TCP by another
 /// test's connection, so a start that fails is retried on another port.
-func withDnsmasq(srvHosts: [String], _ body: (Int) async throws -> Void) async throws {
+func withDnsmasq(srvHosts: [String], hostRecords: [String] = [], _ body: (Int) async throws -> Void) async throws {
     guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/dnsmasq") else {
         throw TestFailure("dnsmasq is not installed: run scripts/install-deps.sh")
     }
@@ -20,7 +21,7 @@ func withDnsmasq(srvHosts: [String], _ body: (Int) async throws -> Void) async t
         let process = try ChildProcess.spawn("/usr/sbin/dnsmasq", [
             "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root", "--pid-file=",
             "--port=\(port)", "--listen-address=127.0.0.1", "--bind-interfaces", "--local=/test/", "--log-facility=-",
-        ] + srvHosts.map { "--srv-host=\($0)" }, stderr: log)
+        ] + srvHosts.map { "--srv-host=\($0)" } + hostRecords.map { "--host-record=\($0)" }, stderr: log)
         // Ready when it answers (NXDOMAIN for a name under --local); a loaded machine can take a while.
         let probe = SystemSRVResolver(nameserver: ("127.0.0.1", port), timeoutSeconds: 1, attempts: 1)
         var ready = false

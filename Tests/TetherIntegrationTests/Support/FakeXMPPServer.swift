@@ -57,7 +57,8 @@ final class FakeXMPPServer: Sendable {
     ///   - silent: accept TCP and read, but never answer (a stalled server).
     ///   - stopsReading: answer the stream header, then stop reading (a server stalled mid-stream);
     ///     its receive buffer is kept small so Tether's queue toward it fills quickly.
-    static func start(silent: Bool = false, stopsReading: Bool = false) async throws -> FakeXMPPServer {
+    ///   - host, port: where to listen (loopback only; port 0 picks a free one).
+    static func start(silent: Bool = false, stopsReading: Bool = false, host: String = "127.0.0.1", port: Int = 0) async throws -> FakeXMPPServer {
         let state = State()
         // A crowd of sessions connects upstream at once: a short accept queue would drop SYNs
         // (retried after 1 s, 3 s, …) and fail connects under load.
@@ -67,7 +68,7 @@ final class FakeXMPPServer: Sendable {
         }
         let server = try await bootstrap
             .childChannelInitializer { channel in channel.pipeline.addHandler(Handler(state: state, silent: silent, stopsReading: stopsReading)) }
-            .bind(host: "127.0.0.1", port: 0).get()
+            .bind(host: host, port: port).get()
         return FakeXMPPServer(port: server.localAddress!.port!, server: server, state: state)
     }
 
@@ -75,6 +76,9 @@ final class FakeXMPPServer: Sendable {
     var received: String { String(decoding: self.receivedBytes, as: UTF8.self) }
     /// Everything Tether has sent so far, byte for byte.
     var receivedBytes: [UInt8] { self.state.received.withLock { $0 } }
+
+    /// How many connections were accepted so far.
+    var connectionCount: Int { self.state.clients.withLock { $0.count } }
 
     /// Sends raw bytes to every connected client.
     func send(_ text: String) async throws {

@@ -52,6 +52,12 @@ final class ProsodyServer: Sendable {
         var extraConfig = ""
         /// Minimum level written to the log file: debug, info, warn or error.
         var logLevel = "info"
+        /// Also listen for XEP-0368 Direct TLS on `directTLSPort` (`c2s_direct_tls_ports`;
+        /// needs `tls`). Prosody picks each host's certificate by SNI.
+        var directTLS = false
+        /// Listen for plain c2s (STARTTLS when `tls`) on `c2sPort`. Off with `directTLS`: a
+        /// server reachable over Direct TLS only (`c2sPort` then has no listener).
+        var plainC2S = true
     }
 
     /// Where the per-server directories go: /dev/shm (tmpfs) when writable — creating a file
@@ -74,6 +80,8 @@ final class ProsodyServer: Sendable {
     let directory: URL
     let options: Options
     let c2sPort: Int
+    /// The Direct TLS c2s port, when `directTLS`.
+    let directTLSPort: Int?
     /// mod_bosh at http://127.0.0.1:<httpPort>/http-bind and mod_websocket at
     /// ws://127.0.0.1:<httpPort>/xmpp-websocket, when `httpEndpoints`.
     let httpPort: Int?
@@ -91,10 +99,11 @@ final class ProsodyServer: Sendable {
     private var consolePath: String { self.directory.appendingPathComponent("console.log").path }
     private var process: ChildProcess { self.child.withLock { $0 } }
 
-    private init(directory: URL, options: Options, c2sPort: Int, httpPort: Int?, caFile: String?, process: ChildProcess) {
+    private init(directory: URL, options: Options, c2sPort: Int, directTLSPort: Int?, httpPort: Int?, caFile: String?, process: ChildProcess) {
         self.directory = directory
         self.options = options
         self.c2sPort = c2sPort
+        self.directTLSPort = directTLSPort
         self.httpPort = httpPort
         self.caFile = caFile
         self.child = Mutex(process)
@@ -127,11 +136,14 @@ final class ProsodyServer: Sendable {
             for attempt in 1...3 {
                 let c2sPort = try freePort()
                 let httpPort = options.httpEndpoints ? try freePort() : nil
-                let config = Self.config(directory: directory, options: options, c2sPort: c2sPort, httpPort: httpPort)
+                let directTLSPort = options.directTLS ? try freePort() : nil
+                let config = Self.config(directory: directory, options: options, c2sPort: c2sPort, directTLSPort: directTLSPort, httpPort: httpPort)
                 try config.write(to: directory.appendingPathComponent("prosody.cfg.lua"), atomically: true, encoding: .utf8)
                 let logOffset = Self.fileSize(directory.appendingPathComponent("prosody.log").path)
                 let process = try Self.launch(directory: directory)
-                let server = ProsodyServer(directory: directory, options: options, c2sPort: c2sPort, httpPort: httpPort, caFile: caFile, process: process)
+                let server = ProsodyServer(
+                    directory: directory, options: options, c2sPort: c2sPort, directTLSPort: directTLSPort, httpPort: httpPort, caFile: caFile, process: process
+                )
                 do {
                     try await server.waitUntilReady(logOffset: logOffset)
                     return server
@@ -173,7 +185,7 @@ final class ProsodyServer: Sendable {
         return try ChildProcess.spawn("/bin/bash", ["-c", script, "bash", executable] + arguments, directory: directory, stdout: stdout, stderr: stderr)
     }
 
-    private static func config(directory: URL, options: Options, c2sPort: Int, httpPort: Int?) -> String {
+    private static func config(directory: URL, options: Options, c2sPort: Int, directTLSPort: Int?, httpPort: Int?) -> String {
         func lua(_ list: [String]) -> String { "{ " + list.map(luaString).joined(separator: ", ") + " }" }
         func path(_ name: String) -> String { luaString(directory.appendingPathComponent(name).path) }
         var modules = ["roster", "saslauth", "disco", "ping", "smacks", "posix"]
@@ -197,8 +209,8 @@ final class ProsodyServer: Sendable {
             local_interfaces = \(lua(interfaces))
             -- Crowds of sessions connect at once: the default accept queue (128) drops SYNs.
             network_settings = { tcp_backlog = 4096 }
-            c2s_ports = { \(c2sPort) }
-            c2s_direct_tls_ports = { }
+            c2s_ports = { \(options.plainC2S ? String(c2sPort) : "") }
+            c2s_direct_tls_ports = { \(directTLSPort.map(String.init) ?? "") }
             legacy_ssl_ports = { }
             s2s_ports = { }
             s2s_direct_tls_ports = { }
@@ -378,8 +390,11 @@ final class ProsodyServer: Sendable {
     /// logs an error and keeps running, and the port would then answer for someone else.
     private func waitUntilReady(logOffset: UInt64, timeout: Duration = .seconds(15)) async throws {
         let deadline = ContinuousClock.now + timeout
-        var wanted = ["'c2s' on ": self.c2sPort]
+        var wanted: [String: Int] = [:]
+        if self.options.plainC2S { wanted["'c2s' on "] = self.c2sPort }
+        if let directTLSPort = self.directTLSPort { wanted["'c2s_direct_tls' on "] = directTLSPort }
         if let httpPort = self.httpPort { wanted["'http' on "] = httpPort }
+        let probedPort = self.options.plainC2S ? self.c2sPort : (self.directTLSPort ?? self.c2sPort)
         // Those lines are logged at info; with a quieter log only the TCP check is left.
         if !["debug", "info"].contains(self.options.logLevel) { wanted = [:] }
         while ContinuousClock.now < deadline {
@@ -397,10 +412,10 @@ final class ProsodyServer: Sendable {
             // mod_posix writes the pidfile while loading, which may come after c2s is listening.
             let pidfile = try? String(contentsOfFile: self.directory.appendingPathComponent("prosody.pid").path, encoding: .utf8)
             let pidWritten = pidfile?.trimmingCharacters(in: .whitespacesAndNewlines) == String(self.pid)
-            if listening, pidWritten, await Self.acceptsTCP(port: self.c2sPort) { return }
+            if listening, pidWritten, await Self.acceptsTCP(port: probedPort) { return }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw TestFailure("Prosody did not listen on 127.0.0.1:\(self.c2sPort) within \(timeout)")
+        throw TestFailure("Prosody did not listen on 127.0.0.1:\(probedPort) within \(timeout)")
     }
 
     private static func acceptsTCP(port: Int) async -> Bool {
