@@ -128,10 +128,6 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
         self.machine.upstreamOpened(info)
     }
 
-    func upstreamTLSEstablished(after duration: Duration) {
-        self.metrics.upstreamTLSEstablished(after: duration)
-    }
-
     func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
         self.metrics.relayed(.toClient, count: elements.count, bytes: elements.reduce(0) { $0 + $1.readableBytes })
         self.run(self.machine.upstreamReceived(elements, streamElements: streamElements, now: .now()))

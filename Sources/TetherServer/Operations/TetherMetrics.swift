@@ -71,9 +71,6 @@ final class TetherMetrics: Sendable {
     func boshRequestReceived() { self.boshRequests.increment() }
     func retransmissionReceived() { self.retransmissions.increment() }
     func upstreamConnected(after duration: Duration) { self.upstreamConnect.record(duration) }
-    /// No longer called by the upstream code (see `upstreamTLSHandshook`); kept for the
-    /// sessions' `UpstreamStreamDelegate` conformances, which still forward to it.
-    func upstreamTLSEstablished(after duration: Duration) {}
     /// `UpstreamConfiguration.tlsHandshakeObserver`: one handshake, by kind.
     func upstreamTLSHandshook(_ handshake: UpstreamTLSHandshake) {
         let histogram = self.upstreamTLSHandshake.withLock { histograms in

@@ -18,14 +18,10 @@ public protocol UpstreamStreamDelegate: AnyObject {
     /// The server fell behind (`false`) or caught up again (`true`): a session that can, stops
     /// reading its client meanwhile.
     func upstreamWritabilityChanged(_ isWritable: Bool)
-    /// No longer called: TLS handshakes (STARTTLS and Direct TLS) are reported, with their
-    /// kind, to `UpstreamConfiguration.tlsHandshakeObserver`. Kept so existing delegates compile.
-    func upstreamTLSEstablished(after duration: Duration)
 }
 
 extension UpstreamStreamDelegate {
     public func upstreamWritabilityChanged(_ isWritable: Bool) {}
-    public func upstreamTLSEstablished(after duration: Duration) {}
 }
 
 /// Runs `UpstreamStreamStateMachine` on a connection: frames bytes with expat, negotiates
