@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "XMPPCore", targets: ["XMPPCore"]),
         .library(name: "BOSHCore", targets: ["BOSHCore"]),
         .library(name: "WebSocketCore", targets: ["WebSocketCore"]),
+        .library(name: "XMPPUpstreamCore", targets: ["XMPPUpstreamCore"]),
         .library(name: "XMPPUpstream", targets: ["XMPPUpstream"]),
     ],
     dependencies: [
@@ -69,11 +70,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The client-to-server stream towards the XMPP server: resolution, connect, STARTTLS, restarts.
+        // The rules of the client-to-server stream, with no I/O: the stream state machine
+        // (STARTTLS, restarts, closing), Happy Eyeballs scheduling, XEP-0368 record order,
+        // the address policy and the PROXY header.
+        .target(
+            name: "XMPPUpstreamCore",
+            dependencies: [
+                "XMPPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The client-to-server stream towards the XMPP server, on sockets: resolution, connect,
+        // TLS, and the handler that runs XMPPUpstreamCore's machine.
         .target(
             name: "XMPPUpstream",
             dependencies: [
                 "XMPPCore",
+                "XMPPUpstreamCore",
                 "CResolv",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -174,7 +188,7 @@ let package = Package(
         .testTarget(
             name: "XMPPUpstreamTests",
             dependencies: [
-                "XMPPUpstream", "XMPPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                "XMPPUpstream", "XMPPUpstreamCore", "XMPPCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -398,7 +398,7 @@ struct BOSHIntegrationTests {
             #expect(!response.raw.contains("starttls"))
             // Both sessions did a STARTTLS handshake, and the histogram counted each.
             let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            #expect(metrics.text.contains("tether_upstream_tls_handshake_seconds_count 2"))
+            #expect(metrics.text.contains("tether_upstream_tls_handshake_seconds_count{kind=\"starttls\"} 2"))
         } configure: { configuration, prosody in
             configuration.upstream.tlsPolicy = .required
             var tls = TLSConfiguration.makeClientConfiguration()

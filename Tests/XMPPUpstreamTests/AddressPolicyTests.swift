@@ -2,6 +2,7 @@ import NIOCore
 import Testing
 
 @testable import XMPPUpstream
+@testable import XMPPUpstreamCore
 
 @Suite("Upstream address policy and routes")
 struct AddressPolicyTests {

@@ -2,6 +2,7 @@ import NIOCore
 import Testing
 
 @testable import XMPPUpstream
+@testable import XMPPUpstreamCore
 
 /// RFC 8305 §4–§5 connection racing, as events in and actions out with the time passed in.
 @Suite("Happy Eyeballs scheduling (RFC 8305)")

@@ -3,6 +3,7 @@ import Testing
 import XMPPCore
 
 @testable import XMPPUpstream
+@testable import XMPPUpstreamCore
 
 @Suite("Upstream stream negotiation")
 struct UpstreamStreamStateMachineTests {

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import XMPPUpstream
+@testable import XMPPUpstreamCore
 
 /// How `_xmpps-client._tcp` and `_xmpp-client._tcp` answers become the targets to try (XEP-0368 §3).
 @Suite("XEP-0368 record merge and order")
