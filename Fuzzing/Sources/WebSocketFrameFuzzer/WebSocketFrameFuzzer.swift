@@ -1,6 +1,6 @@
 // libFuzzer target for the WebSocket side of a connection as Tether builds it: a fixed upgrade
 // request (GET /xmpp-websocket, subprotocol xmpp, permessage-deflate offered or not), then client
-// frames through NIOWebSocket's decoder, WebSocketXMPPHandler's frame rules, fragment reassembly,
+// frames through NIOWebSocket's decoder, WebSocketSessionStateMachine's frame rules, fragment reassembly,
 // permessage-deflate inflating, RFC 7395 message validation and XML framing.
 // Broken invariants stop the process with fatalError; see Fuzzing/README.md.
 
