@@ -410,15 +410,17 @@ public struct BOSHSessionStateMachine {
         return self.terminate(.remoteStreamError, upstreamAlreadyClosed: true)
     }
 
-    /// The upstream stream ended: `clean` when the server closed it with `</stream:stream>`.
-    public mutating func upstreamClosed(clean: Bool) -> [Action] {
+    /// The upstream stream ended, or could not be opened, as `UpstreamEnding` names it: a normal
+    /// end when the server closed it with `</stream:stream>`, else the matching condition.
+    public mutating func upstreamEnded(_ ending: UpstreamEnding) -> [Action] {
         guard self.phase == .active else { return [] }
-        return self.terminate(clean ? nil : .remoteConnectionFailed, upstreamAlreadyClosed: true)
-    }
-
-    /// Upstream could not be reached or secured.
-    public mutating func upstreamFailed(_ condition: TerminateCondition) -> [Action] {
-        guard self.phase == .active else { return [] }
+        let condition: TerminateCondition?
+        switch ending {
+        case .closed: condition = nil
+        case .unreachable: condition = .hostUnknown
+        case .failed: condition = .remoteConnectionFailed
+        case .serverNotReading: condition = .policyViolation
+        }
         return self.terminate(condition, upstreamAlreadyClosed: true)
     }
 

@@ -291,10 +291,23 @@ struct BOSHSessionStateMachineTests {
     func upstreamLostBetweenRequests() {
         var machine = Self.established()
         _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>last</message>")], streamElements: false, now: Self.t0)
-        let lost = Self.describe(machine.upstreamClosed(clean: false))
+        let lost = Self.describe(machine.upstreamEnded(.failed))
         #expect(lost == ["inactivity 60s"])
         let next = Self.describe(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0))
         #expect(next == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='remote-connection-failed'><message xmlns='jabber:client'>last</message></body>"])
+    }
+
+    static let endingConditions: [(ending: UpstreamEnding, condition: String?)] = [
+        (.closed, nil), (.unreachable, "host-unknown"), (.failed, "remote-connection-failed"), (.serverNotReading, "policy-violation"),
+    ]
+
+    @Test("§17.2 each way the upstream stream ends has its terminate condition (a clean close has none)", arguments: Self.endingConditions)
+    func upstreamEndings(ending: UpstreamEnding, condition: String?) {
+        var machine = Self.established()
+        _ = machine.upstreamEnded(ending)
+        let next = Self.describe(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0))
+        let expected = condition.map { " condition='\($0)'" } ?? ""
+        #expect(next == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate'\(expected)/>"], "\(next)")
     }
 
     @Test("§15 key sequences: the right key continues, a wrong or missing key is item-not-found")

@@ -428,11 +428,11 @@ struct WebSocketSessionStateMachineTests {
         #expect(Self.describe(machine.upstreamStreamError(error)) == ["send \(String(buffer: error))", Self.close, "schedule close"])
         #expect(machine.end?.label == "remote-stream-error")
         var lost = Self.opened()
-        #expect(Self.describe(lost.upstreamEnded(.failed(unreachable: false))) == [Self.streamError("remote-connection-failed"), Self.close, "schedule close"])
+        #expect(Self.describe(lost.upstreamEnded(.failed)) == [Self.streamError("remote-connection-failed"), Self.close, "schedule close"])
         #expect(lost.end?.label == "remote-connection-failed")
         var unknown = Self.fresh()
         _ = unknown.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))
-        #expect(Self.describe(unknown.upstreamEnded(.failed(unreachable: true))) == [
+        #expect(Self.describe(unknown.upstreamEnded(.unreachable)) == [
             "send <open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='example.org' version='1.0'/>", Self.streamError("host-unknown"), Self.close, "schedule close",
         ])
         var stalled = Self.opened()

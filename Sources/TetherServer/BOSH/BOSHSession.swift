@@ -75,8 +75,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
                 }
             case .failure(let error):
                 self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
-                let condition: TerminateCondition = (error as? UpstreamError)?.isResolutionFailure == true ? .hostUnknown : .remoteConnectionFailed
-                self.run(self.machine.upstreamFailed(condition))
+                self.run(self.machine.upstreamEnded(UpstreamEnding(connectFailure: error)))
             }
         }
     }
@@ -144,17 +143,12 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
             self.logger.info("upstream closed", metadata: ["error": "\(error)"])
         }
         self.upstream = nil
-        switch error {
-        case nil:
-            self.run(self.machine.upstreamClosed(clean: true))
-        case .some(let error) where error.isResolutionFailure:
-            self.run(self.machine.upstreamFailed(.hostUnknown))
-        case .some(.serverNotReading):
-            self.metrics.limitHit("max-queued-bytes-to-server")
-            self.run(self.machine.upstreamFailed(.policyViolation))
-        case .some:
-            self.run(self.machine.upstreamClosed(clean: false))
+        let ending = UpstreamEnding(error)
+        if let limit = ending.limit {
+            self.logger.notice("limit reached", metadata: ["limit": "\(limit)"])
+            self.metrics.limitHit(limit)
         }
+        self.run(self.machine.upstreamEnded(ending))
     }
 
     // MARK: Actions

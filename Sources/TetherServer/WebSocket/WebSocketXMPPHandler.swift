@@ -242,14 +242,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     func upstreamClosed(_ error: UpstreamError?) {
         self.upstream = nil
-        if case .serverNotReading = error {
-            self.run(self.machine.upstreamEnded(.serverNotReading))
-        } else if let error {
-            self.logger.info("upstream closed", metadata: ["error": "\(error)"])
-            self.run(self.machine.upstreamEnded(.failed(unreachable: error.isResolutionFailure)))
-        } else {
-            self.run(self.machine.upstreamEnded(.closed))
-        }
+        if let error { self.logger.info("upstream closed", metadata: ["error": "\(error)"]) }
+        self.run(self.machine.upstreamEnded(UpstreamEnding(error)))
     }
 
     // MARK: Actions
@@ -339,7 +333,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                 self.run(self.machine.upstreamConnected())
             case .failure(let error):
                 self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
-                self.run(self.machine.upstreamEnded(.failed(unreachable: (error as? UpstreamError)?.isResolutionFailure == true)))
+                self.run(self.machine.upstreamEnded(UpstreamEnding(connectFailure: error)))
             }
         }
     }

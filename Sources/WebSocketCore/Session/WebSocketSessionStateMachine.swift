@@ -92,16 +92,6 @@ public struct WebSocketSessionStateMachine {
         case limitReached(String)
     }
 
-    /// Why the upstream stream went away.
-    public enum UpstreamEnd: Sendable, Hashable {
-        /// `</stream:stream>` from the server.
-        case closed
-        /// TCP lost, refused, TLS failure, timeout; `unreachable` when the domain did not resolve.
-        case failed(unreachable: Bool)
-        /// The server stopped reading and Tether's queue towards it filled.
-        case serverNotReading
-    }
-
     /// RFC 7395 stream states.
     enum Stream {
         /// Waiting for the client's first `<open/>`.
@@ -321,19 +311,23 @@ public struct WebSocketSessionStateMachine {
         }
     }
 
-    public mutating func upstreamEnded(_ end: UpstreamEnd) -> [Action] {
+    /// The upstream stream ended (or could not be opened), as `UpstreamEnding` names it.
+    public mutating func upstreamEnded(_ ending: UpstreamEnding) -> [Action] {
         switch self.stream {
         case .closing, .closed, .awaitingOpen:
             return []
         case .opening(let domain), .open(let domain):
-            switch end {
+            switch ending {
             case .closed:
                 self.stream = .closing
                 return [.sendText(WebSocketFraming.close()), self.schedule(.close, after: self.configuration.closeTimeout)]
-            case .failed(let unreachable):
-                return self.streamError(unreachable ? .hostUnknown : .remoteConnectionFailed, domain: domain, upstreamGone: true)
+            case .unreachable:
+                return self.streamError(.hostUnknown, domain: domain, upstreamGone: true)
+            case .failed:
+                return self.streamError(.remoteConnectionFailed, domain: domain, upstreamGone: true)
             case .serverNotReading:
-                return [.limitReached("max-queued-bytes-to-server")] + self.streamError(.policyViolation, domain: domain, upstreamGone: true)
+                let limit = ending.limit.map { [Action.limitReached($0)] } ?? []
+                return limit + self.streamError(.policyViolation, domain: domain, upstreamGone: true)
             }
         }
     }
