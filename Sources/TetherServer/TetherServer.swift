@@ -156,7 +156,8 @@ public final class TetherServer: Sendable {
                 // Slack above the stanza limit, so a message just over it gets the XMPP
                 // `policy-violation` stream error rather than a bare close 1009.
                 maxFrameSize: configuration.xmlLimits.maxElementBytes + 64 * 1024,
-                automaticErrorHandling: true,
+                // The session answers decoder errors itself (WebSocketSessionStateMachine.decoderFailed).
+                automaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     let secure = configuration.forwardedHeaders.origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers).isSecure
                     return channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, secure: secure, configuration: configuration))

@@ -65,6 +65,36 @@ struct FaultTests {
         }
     }
 
+    @Test("a WebSocket client gone before its upstream connection is established: the connection is closed once it completes (regression: the handler, removed with the client, dropped the close and kept it open)")
+    func lateUpstreamAfterClientLeft() async throws {
+        try await withFakeUpstream(silent: true, acceptsLate: true) { late in
+            try await withProsodyAndTether { _, tether, _ in
+                let fillers = late.fillAcceptQueue()
+                try await Task.sleep(for: .milliseconds(300))
+                let client = try await WebSocketTestClient.connect(port: tether.port)
+                try await client.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='late.test' version='1.0'/>")
+                // Tether is connecting (its SYN dropped by the full accept queue) when the client goes.
+                try await Task.sleep(for: .milliseconds(500))
+                await client.drop()
+                try await Task.sleep(for: .milliseconds(1000))
+                try await late.startAccepting()
+                for filler in fillers { try? await filler.get().close() }
+                // Tether's connection arrives with a SYN retry; it must then be closed, long
+                // before the silent server's stream-open timeout (60 s here) would close it.
+                let deadline = ContinuousClock.now + .seconds(20)
+                while !late.received.contains("<stream:stream") && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(late.received.contains("<stream:stream"), "Tether's connection was accepted")
+                try await late.waitForDisconnect(timeout: .seconds(20))
+            } configure: { configuration, _ in
+                configuration.upstream.routes["late.test"] = UpstreamRoute(host: "127.0.0.1", port: late.port)
+                configuration.upstream.connectTimeout = .seconds(30)
+                configuration.upstream.streamOpenTimeout = .seconds(60)
+            }
+        }
+    }
+
     @Test("a BOSH client that vanishes mid-request: the session survives and the answer can be fetched again")
     func vanishingClient() async throws {
         try await withProsodyAndTether { _, tether, http in

@@ -99,15 +99,20 @@ struct WebSocketHandlerTests {
         #expect(texts.contains { $0.contains("<host-unknown") })
     }
 
-    @Test("a socket error (connection reset) closes the connection as lost, with no stream error; a frame error is policy-violation (regression: a reset was a violation, which closed XEP-0198 streams for good)")
+    @Test("a socket error (connection reset) closes the connection as lost, with no stream error; a decoder error fails it with 1009 or 1002 and nothing after the close frame (regression: a reset was a violation, which closed XEP-0198 streams for good; NIO's own close frame was followed by a stream error)")
     func socketErrors() throws {
         let reset = try WebSocketHarness()
         reset.channel.pipeline.fireErrorCaught(IOError(errnoCode: ECONNRESET, reason: "read"))
         #expect(try reset.texts().isEmpty)
         #expect(!reset.channel.isActive)
-        let violated = try WebSocketHarness()
-        violated.channel.pipeline.fireErrorCaught(NIOWebSocketError.invalidFrameLength)
-        #expect(try violated.texts().contains { $0.contains("<policy-violation") })
+        for (error, code) in [(NIOWebSocketError.invalidFrameLength, UInt16(1009)), (.fragmentedControlFrame, 1002), (.multiByteControlFrameLength, 1002)] {
+            let violated = try WebSocketHarness()
+            violated.channel.pipeline.fireErrorCaught(error)
+            let frames = try violated.written()
+            #expect(frames.map(\.opcode) == [.connectionClose], "\(error)")
+            #expect(WebSocketHarness.closeCode(frames) == code, "\(error)")
+            #expect(!violated.channel.isActive, "\(error): closed once the close frame is written")
+        }
     }
 
     @Test("a message in more than maxFragments frames is policy-violation")

@@ -22,7 +22,7 @@ struct WebSocketSessionStateMachineTests {
             case .sendPong(let payload): return "pong \(String(buffer: payload))"
             case .sendClose(let code, let thenClose): return thenClose ? "close-ws \(code) then-close" : "close-ws \(code)"
             case .closeConnection: return "drop"
-            case .scheduleTimer(let timer, _): return "schedule \(timer)"
+            case .scheduleTimer(let timer, _): return "schedule \(timer.kind)"
             case .cancelTimer(let timer): return "cancel \(timer)"
             case .stanzasBounced(let count, let reason): return "bounced \(count) \(reason)"
             case .limitReached(let limit): return "limit \(limit)"
@@ -109,7 +109,7 @@ struct WebSocketSessionStateMachineTests {
         #expect(Self.frame(&machine, .text, "<presence/>") == ["forward <presence/>"])
         #expect(Self.describe(machine.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))) == ["restart"])
         // The open timer was cancelled with the client's <open/>: a late firing does nothing.
-        #expect(machine.timerFired(.open).isEmpty)
+        #expect(machine.fire(.open).isEmpty)
     }
 
     @Test("§3.5 an error while opening follows an <open/>; unknown hosts, a missing to, a stanza first")
@@ -128,20 +128,105 @@ struct WebSocketSessionStateMachineTests {
     @Test("no <open/> in time: connection-timeout, then the closing handshake, and the connection dropped when it does not finish")
     func openTimeout() {
         var silent = Self.fresh(serves: { _ in true })
-        let sent = Self.describe(silent.timerFired(.open))
+        let sent = Self.describe(silent.fire(.open))
         #expect(sent.first?.hasPrefix("send <open ") == true)
         #expect(sent.suffix(3) == [Self.streamError("connection-timeout"), Self.close, "schedule close"])
         #expect(silent.end?.label == "connection-timeout")
-        #expect(silent.timerFired(.open).isEmpty, "a timer fires once")
-        #expect(Self.describe(silent.timerFired(.close)) == ["drop"])
+        #expect(silent.fire(.open).isEmpty, "a timer fires once")
+        #expect(Self.describe(silent.fire(.close)) == ["drop"])
     }
 
     @Test("a timer that was never scheduled, or was cancelled, does nothing when it fires")
     func staleTimers() {
         var machine = Self.opened()
-        #expect(machine.timerFired(.close).isEmpty)
-        #expect(machine.timerFired(.slowReader).isEmpty)
-        #expect(machine.timerFired(.open).isEmpty)
+        #expect(machine.fire(.close).isEmpty)
+        #expect(machine.fire(.slowReader).isEmpty)
+        #expect(machine.fire(.open).isEmpty)
+    }
+
+    /// The generation a `scheduleTimer` action hands out for `kind`.
+    static func scheduled(_ kind: Machine.Timer, in actions: [Machine.Action]) -> Machine.TimerID? {
+        for case .scheduleTimer(let timer, _) in actions where timer.kind == kind { return timer }
+        return nil
+    }
+
+    @Test("a firing from an older scheduling of a timer, or after it was cancelled, changes nothing (regression: timers were told apart by kind only)")
+    func timerGenerations() throws {
+        var machine = Self.opened()
+        let first = try #require(Self.scheduled(.close, in: machine.upstreamEnded(.closed)))
+        // The client's <close/> answers ours: Tether's close frame goes out under a new close timer.
+        let second = try #require(Self.scheduled(.close, in: machine.received(.close)))
+        #expect(first != second)
+        #expect(machine.timerFired(first).isEmpty, "the replaced scheduling fired late")
+        // The close frame is answered: the timer is cancelled, and its late firing does nothing.
+        #expect(Self.frame(&machine, .close, Self.closeBody(1000)) == ["cancel close", "drop"])
+        #expect(machine.timerFired(second).isEmpty)
+    }
+
+    static let closeFramePaths = ["unmasked", "binary", "invalid-close-body", "client-close-frame", "frame-too-large", "malformed-frame", "handshake"]
+
+    @Test("every close frame Tether sends goes out under the close timer, whose firing closes the connection, also for a client that stopped reading (regression: a failed connection whose close frame was never written stayed open)", arguments: Self.closeFramePaths)
+    func everyCloseFrameIsBounded(path: String) {
+        var machine = Self.opened()
+        _ = machine.writabilityChanged(isWritable: false)
+        let actions: [String]
+        switch path {
+        case "unmasked": actions = Self.frame(&machine, .text, "<presence/>", masked: false)
+        case "binary": actions = Self.frame(&machine, .binary, "<presence/>")
+        case "invalid-close-body": actions = Self.frame(&machine, .close, ByteBuffer(bytes: [0x03]))
+        case "client-close-frame": actions = Self.frame(&machine, .close, Self.closeBody(1001))
+        case "frame-too-large": actions = Self.describe(machine.decoderFailed(.frameTooLarge))
+        case "malformed-frame": actions = Self.describe(machine.decoderFailed(.malformedFrame))
+        default:
+            _ = machine.upstreamEnded(.closed)
+            actions = Self.describe(machine.received(.close))
+        }
+        let close = actions.firstIndex { $0.hasPrefix("close-ws ") }
+        #expect(close != nil && actions.dropFirst((close ?? 0) + 1).contains("schedule close"), "\(path): \(actions)")
+        #expect(Self.describe(machine.fire(.close)) == ["drop"], "\(path)")
+    }
+
+    @Test("RFC 6455 §7.4.1: a frame over the decoder's limit fails the connection with 1009, another decoder error with 1002; nothing follows the close frame, and after Tether's close frame nothing more is sent")
+    func decoderFailures() {
+        var large = Self.opened()
+        #expect(Self.describe(large.decoderFailed(.frameTooLarge)) == ["close-upstream graceful", "close-ws 1009 then-close", "schedule close"])
+        #expect(large.end?.label == "message-too-big")
+        #expect(large.decoderFailed(.malformedFrame).isEmpty)
+        var malformed = Self.fresh()
+        #expect(Self.describe(malformed.decoderFailed(.malformedFrame)) == ["close-ws 1002 then-close", "schedule close"])
+        #expect(malformed.end?.label == "protocol-error")
+        // During a closing handshake Tether started.
+        var closing = Self.opened()
+        _ = closing.upstreamEnded(.closed)
+        _ = closing.received(.close)
+        #expect(closing.decoderFailed(.frameTooLarge).isEmpty)
+        #expect(Self.describe(closing.fire(.close)) == ["drop"])
+    }
+
+    @Test("a stream error to a client that is not reading ends with the close timer even though the slow-reader cut no longer applies")
+    func streamErrorToSlowReader() {
+        var machine = Self.opened()
+        _ = machine.writabilityChanged(isWritable: false)
+        #expect(Self.describe(machine.violation(.policyViolation)).last == "schedule close")
+        #expect(machine.fire(.slowReader).isEmpty, "already ending: the first reason stays")
+        #expect(Self.describe(machine.fire(.close)) == ["drop"])
+        #expect(machine.end?.label == "policy-violation")
+    }
+
+    @Test("a close frame in the middle of a fragmented message ends it; the rest of the message is not read")
+    func closeBetweenFragments() {
+        var machine = Self.opened()
+        #expect(Self.frame(&machine, .text, "<presence", fin: false).isEmpty)
+        #expect(Self.frame(&machine, .close, Self.closeBody(1000)) == ["close-upstream graceful", "close-ws 1000 then-close", "schedule close"])
+        #expect(Self.frame(&machine, .continuation, "/>").isEmpty)
+    }
+
+    @Test("an upstream connection that completes after the client's connection was lost is closed")
+    func upstreamConnectedAfterLoss() {
+        var machine = Self.fresh()
+        _ = machine.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))
+        #expect(Self.describe(machine.connectionLost()) == ["close-upstream graceful", "cancel ping"])
+        #expect(Self.describe(machine.upstreamConnected()) == ["close-upstream graceful"])
     }
 
     // MARK: Closing
@@ -150,7 +235,7 @@ struct WebSocketSessionStateMachineTests {
     func clientClose() {
         var machine = Self.opened()
         #expect(Self.frame(&machine, .text, "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>") == ["close-upstream graceful", Self.close, "schedule close"])
-        #expect(Self.frame(&machine, .close, Self.closeBody(1000)) == ["close-ws 1000 then-close"])
+        #expect(Self.frame(&machine, .close, Self.closeBody(1000)) == ["close-ws 1000 then-close", "schedule close"])
         #expect(machine.isClosed)
         #expect(machine.end == nil, "a normal end")
     }
@@ -166,11 +251,11 @@ struct WebSocketSessionStateMachineTests {
         var silent = Self.opened()
         _ = silent.upstreamEnded(.closed)
         _ = Self.frame(&silent, .text, "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
-        #expect(Self.describe(silent.timerFired(.close)) == ["drop"])
+        #expect(Self.describe(silent.fire(.close)) == ["drop"])
         // Or not even with <close/>.
         var mute = Self.opened()
         _ = mute.upstreamEnded(.closed)
-        #expect(Self.describe(mute.timerFired(.close)) == ["drop"])
+        #expect(Self.describe(mute.fire(.close)) == ["drop"])
     }
 
     @Test("RFC 6455 §5.5.1: a close frame is answered with the code it carried (1000 when it carried none)")
@@ -178,7 +263,7 @@ struct WebSocketSessionStateMachineTests {
         for (body, answer) in [(Self.closeBody(1001), "close-ws 1001 then-close"), (ByteBuffer(), "close-ws 1000 then-close"), (Self.closeBody(4000, reason: Array("bye".utf8)), "close-ws 4000 then-close")] {
             var machine = Self.opened()
             _ = machine.upstreamEnded(.closed)
-            #expect(Self.frame(&machine, .close, body) == [answer])
+            #expect(Self.frame(&machine, .close, body) == [answer, "schedule close"])
         }
     }
 
@@ -199,7 +284,7 @@ struct WebSocketSessionStateMachineTests {
         #expect(WebSocketCloseStatus(body: ByteBuffer(bytes: body)) == .invalid(failureCode: failure))
         var machine = Self.opened()
         let actions = Self.frame(&machine, .close, ByteBuffer(bytes: body))
-        #expect(actions == ["close-upstream graceful", "close-ws \(failure) then-close"], "\(actions)")
+        #expect(actions == ["close-upstream graceful", "close-ws \(failure) then-close", "schedule close"], "\(actions)")
         #expect(machine.end == .webSocketFailed(code: failure))
     }
 
@@ -219,10 +304,10 @@ struct WebSocketSessionStateMachineTests {
         ].map { ByteBuffer(string: $0) }
         var plain = Self.opened()
         let closing = Self.frame(&plain, .close, Self.closeBody(1001), undelivered: unwritten)
-        #expect(closing.count == 5 && closing[1] == "bounced 2 closed-without-close" && closing.suffix(2) == ["close-upstream graceful", "close-ws 1001 then-close"], "\(closing)")
+        #expect(closing.count == 6 && closing[1] == "bounced 2 closed-without-close" && closing.suffix(3) == ["close-upstream graceful", "close-ws 1001 then-close", "schedule close"], "\(closing)")
         var resumable = Self.opened()
         _ = resumable.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3'/>")])
-        #expect(Self.frame(&resumable, .close, Self.closeBody(1001), undelivered: unwritten) == ["close-upstream abrupt", "close-ws 1001 then-close"])
+        #expect(Self.frame(&resumable, .close, Self.closeBody(1001), undelivered: unwritten) == ["close-upstream abrupt", "close-ws 1001 then-close", "schedule close"])
     }
 
     @Test("a dropped connection: with XEP-0198 upstream dropped without </stream:stream> (resumption); without it unwritten stanzas bounced, then </stream:stream>; pending timers cancelled")
@@ -267,15 +352,15 @@ struct WebSocketSessionStateMachineTests {
     @Test("RFC 6455 §5.5.2–3: Tether's pings carry a counter; only a pong with the same payload answers; an unanswered ping ends the connection as ping-timeout")
     func pings() {
         var machine = Self.opened()
-        #expect(Self.describe(machine.timerFired(.ping)) == ["ping 0.0.0.0.0.0.0.1", "schedule ping"])
+        #expect(Self.describe(machine.fire(.ping)) == ["ping 0.0.0.0.0.0.0.1", "schedule ping"])
         #expect(Self.frame(&machine, .pong, "unrelated").isEmpty)
         var counter = ByteBuffer()
         counter.writeInteger(UInt64(1))
         #expect(Self.frame(&machine, .pong, counter).isEmpty)
-        #expect(Self.describe(machine.timerFired(.ping)) == ["ping 0.0.0.0.0.0.0.2", "schedule ping"], "answered: the next ping goes out")
+        #expect(Self.describe(machine.fire(.ping)) == ["ping 0.0.0.0.0.0.0.2", "schedule ping"], "answered: the next ping goes out")
         // An unsolicited pong (or one for an older ping) is no answer.
         _ = Self.frame(&machine, .pong, counter)
-        #expect(Self.describe(machine.timerFired(.ping)) == ["drop"])
+        #expect(Self.describe(machine.fire(.ping)) == ["drop"])
         #expect(machine.lostReason == "ping-timeout")
         #expect(Self.describe(machine.connectionLost()) == ["close-upstream graceful"])
     }
@@ -291,7 +376,7 @@ struct WebSocketSessionStateMachineTests {
         _ = machine.upstreamEnded(.closed)
         _ = machine.received(.close)
         #expect(Self.frame(&machine, .ping, "p4").isEmpty)
-        #expect(machine.timerFired(.ping).isEmpty, "no pings once closing")
+        #expect(machine.fire(.ping).isEmpty, "no pings once closing")
     }
 
     // MARK: Fragments and frame rules
@@ -367,7 +452,7 @@ struct WebSocketSessionStateMachineTests {
         default: actions = Self.frame(&machine, .binary, "<presence/>")
         }
         let code = rule == "binary" ? 1003 : 1002
-        #expect(actions == ["close-upstream graceful", "close-ws \(code) then-close"], "\(actions)")
+        #expect(actions == ["close-upstream graceful", "close-ws \(code) then-close", "schedule close"], "\(actions)")
         #expect(machine.end?.label == (rule == "binary" ? "unsupported-data" : "protocol-error"))
         // The connection is failed: nothing more is read or answered.
         #expect(Self.frame(&machine, .text, "<presence/>").isEmpty)
@@ -379,7 +464,7 @@ struct WebSocketSessionStateMachineTests {
     func uncompressedConnection() {
         var machine = Machine(configuration: .init(maxMessageBytes: 1000), serves: { _ in true })
         _ = machine.start(.admitted)
-        #expect(Self.frame(&machine, .text, "<open/>", rsv1: true) == ["close-ws 1002 then-close"])
+        #expect(Self.frame(&machine, .text, "<open/>", rsv1: true) == ["close-ws 1002 then-close", "schedule close"])
     }
 
     @Test("only framing elements are read before the stream is open and while closing; nothing once closed")
@@ -409,7 +494,7 @@ struct WebSocketSessionStateMachineTests {
         var machine = Self.opened()
         #expect(Self.describe(machine.writabilityChanged(isWritable: false)) == ["schedule slowReader"])
         #expect(machine.writabilityChanged(isWritable: false).isEmpty, "one timer")
-        #expect(Self.describe(machine.timerFired(.slowReader)) == ["limit max-queued-bytes-to-client", "drop"])
+        #expect(Self.describe(machine.fire(.slowReader)) == ["limit max-queued-bytes-to-client", "drop"])
         #expect(machine.end?.label == "policy-violation")
         let unwritten = [ByteBuffer(string: "<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a' id='w1'><body>1</body></message>")]
         let lost = Self.describe(machine.connectionLost(unwritten: unwritten))
@@ -418,7 +503,7 @@ struct WebSocketSessionStateMachineTests {
         var recovered = Self.opened()
         _ = recovered.writabilityChanged(isWritable: false)
         _ = recovered.writabilityChanged(isWritable: true)
-        #expect(recovered.timerFired(.slowReader).isEmpty)
+        #expect(recovered.fire(.slowReader).isEmpty)
     }
 
     @Test("§3.5 upstream stream errors and failures, each with its condition")
@@ -476,5 +561,13 @@ struct WebSocketSessionStateMachineTests {
         #expect(WebSocketSessionEnd.webSocketFailed(code: 1003).label == "unsupported-data")
         #expect(WebSocketSessionEnd.webSocketFailed(code: 1007).label == "invalid-payload")
         #expect(WebSocketSessionEnd.redirected.label == "see-other-uri")
+    }
+}
+
+extension WebSocketSessionStateMachine {
+    /// Fires the pending timer of this kind as the handler would (a kind with none pending fires
+    /// with a generation never handed out, as a stale firing would).
+    mutating func fire(_ kind: Timer) -> [Action] {
+        self.timerFired(TimerID(kind: kind, generation: self.pendingTimers[kind] ?? 0))
     }
 }

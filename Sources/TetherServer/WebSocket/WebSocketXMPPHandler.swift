@@ -24,7 +24,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var upstream: UpstreamConnection?
     private let stateCell = SessionStateCell()
     private var context: ChannelHandlerContext?
-    private var timers: [WebSocketSessionStateMachine.Timer: Scheduled<Void>] = [:]
+    private var timers: [WebSocketSessionStateMachine.Timer: (generation: UInt64, scheduled: Scheduled<Void>)] = [:]
     /// Messages written to the client whose write has not completed, oldest first (writes
     /// complete in order). When the connection is lost they never reached the client: without
     /// XEP-0198 they are bounced to their senders (`WebSocketSessionStateMachine.connectionLost`).
@@ -196,9 +196,15 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             context.close(promise: nil)
             return
         }
-        // Oversized or malformed frames (the aggregator and decoder report them here).
+        // Oversized or malformed frames (the decoder reports them here, and reads no more).
         self.logger.info("websocket error", metadata: ["error": "\(error)"])
-        self.run(self.machine.decoderFailed())
+        self.run(self.machine.decoderFailed(Self.decoderFailure(error)))
+    }
+
+    /// RFC 6455 §7.4.1: a frame over the size limit is 1009, any other framing error 1002.
+    static func decoderFailure(_ error: any Error) -> WebSocketSessionStateMachine.DecoderFailure {
+        if let error = error as? NIOWebSocketError, error == .invalidFrameLength { return .frameTooLarge }
+        return .malformedFrame
     }
 
     /// Errors of the connection rather than of what the client sent.
@@ -212,7 +218,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     }
 
     private func finish() {
-        for timer in self.timers.values { timer.cancel() }
+        for timer in self.timers.values { timer.scheduled.cancel() }
         self.timers.removeAll()
         self.registry.remove(self.registryID)
         guard self.admitted else { return }
@@ -248,16 +254,16 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     // MARK: Actions
 
+    /// Performs the machine's actions. Those on the upstream connection and the counters do not
+    /// need the client's connection: once this handler is removed (the client gone), an upstream
+    /// connection that completes late is still closed (regression: it was kept open for good).
     private func run(_ actions: [WebSocketSessionStateMachine.Action]) {
         defer {
             if self.machine.isClosing { self.stateCell.set(.closing) }
         }
-        guard let context = self.context else { return }
         var wrote = false
         for action in actions {
             switch action {
-            case .connectUpstream(let header):
-                self.connect(header, context: context)
             case .restartUpstream:
                 self.upstream?.restart()
             case .forwardUpstream(let bytes):
@@ -266,34 +272,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             case .closeUpstream(let graceful):
                 self.upstream?.close(graceful: graceful, bounced: self.metrics.reportingInFlightBounces(.websocket, logger: self.logger))
                 self.upstream = nil
-            case .sendText(let bytes):
-                self.sendText(bytes, context: context)
-                wrote = true
-            case .sendPing(let payload):
-                context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
-                wrote = true
-            case .sendPong(let payload):
-                context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
-                wrote = true
-            case .sendClose(let code, let thenClose):
-                var data = context.channel.allocator.buffer(capacity: 2)
-                data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code)))
-                let written = context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
-                wrote = false
-                if thenClose {
-                    written.whenComplete { _ in context.close(promise: nil) }
-                }
-            case .closeConnection:
-                context.close(promise: nil)
-            case .scheduleTimer(let timer, let delay):
-                self.timers[timer]?.cancel()
-                self.timers[timer] = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
-                    guard let self else { return }
-                    self.timers[timer] = nil
-                    self.run(self.machine.timerFired(timer))
-                }
             case .cancelTimer(let timer):
-                self.timers.removeValue(forKey: timer)?.cancel()
+                self.timers.removeValue(forKey: timer)?.scheduled.cancel()
             case .stanzasBounced(let count, let reason):
                 // Counts only: what the stanzas said stays out of the log.
                 self.logger.notice("undelivered stanzas bounced", metadata: ["count": "\(count)", "reason": "\(reason)"])
@@ -301,9 +281,51 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             case .limitReached(let limit):
                 self.logger.notice("limit reached", metadata: ["limit": "\(limit)"])
                 self.metrics.limitHit(limit)
+            case .connectUpstream, .sendText, .sendPing, .sendPong, .sendClose, .closeConnection, .scheduleTimer:
+                guard let context = self.context else { continue }
+                wrote = self.perform(action, context: context) || wrote
             }
         }
-        if wrote { context.flush() }
+        if wrote { self.context?.flush() }
+    }
+
+    /// An action on the client's connection; `true` when it wrote something not yet flushed.
+    private func perform(_ action: WebSocketSessionStateMachine.Action, context: ChannelHandlerContext) -> Bool {
+        switch action {
+        case .connectUpstream(let header):
+            self.connect(header, context: context)
+        case .sendText(let bytes):
+            self.sendText(bytes, context: context)
+            return true
+        case .sendPing(let payload):
+            context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
+            return true
+        case .sendPong(let payload):
+            context.write(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
+            return true
+        case .sendClose(let code, let thenClose):
+            var data = context.channel.allocator.buffer(capacity: 2)
+            data.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code)))
+            // Flushes what was written before it too.
+            let written = context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+            if thenClose {
+                written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            }
+        case .closeConnection:
+            context.close(promise: nil)
+        case .scheduleTimer(let timer, let delay):
+            self.timers[timer.kind]?.scheduled.cancel()
+            let scheduled = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+                guard let self else { return }
+                // A newer scheduling of the same kind stays in place.
+                if self.timers[timer.kind]?.generation == timer.generation { self.timers[timer.kind] = nil }
+                self.run(self.machine.timerFired(timer))
+            }
+            self.timers[timer.kind] = (timer.generation, scheduled)
+        case .restartUpstream, .forwardUpstream, .closeUpstream, .cancelTimer, .stanzasBounced, .limitReached:
+            preconditionFailure("performed by run(_:)")
+        }
+        return false
     }
 
     /// One text message, compressed when negotiated and long enough, remembered until written.

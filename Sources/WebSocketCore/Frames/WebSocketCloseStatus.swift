@@ -14,6 +14,7 @@ public enum WebSocketCloseStatus: Sendable, Hashable {
     public static let protocolError: UInt16 = 1002
     public static let unsupportedData: UInt16 = 1003
     public static let invalidPayload: UInt16 = 1007
+    public static let messageTooBig: UInt16 = 1009
 
     public init(body: ByteBuffer) {
         guard body.readableBytes > 0 else {

@@ -18,6 +18,7 @@ public enum WebSocketSessionEnd: Sendable, Hashable {
             switch code {
             case WebSocketCloseStatus.unsupportedData: return "unsupported-data"
             case WebSocketCloseStatus.invalidPayload: return "invalid-payload"
+            case WebSocketCloseStatus.messageTooBig: return "message-too-big"
             default: return "protocol-error"
             }
         case .redirected: return "see-other-uri"

@@ -49,25 +49,44 @@ extension WebSocketSessionStateMachine {
     public mutating func writabilityChanged(isWritable: Bool) -> [Action] {
         self.clientIsReading = isWritable
         if isWritable {
-            return self.pendingTimers.contains(.slowReader) ? [self.cancel(.slowReader)] : []
+            return self.pendingTimers[.slowReader] != nil ? [self.cancel(.slowReader)] : []
         }
-        guard !self.pendingTimers.contains(.slowReader), self.handshake != .closed else { return [] }
+        guard self.pendingTimers[.slowReader] == nil, self.handshake != .closed else { return [] }
         return [self.schedule(.slowReader, after: self.configuration.slowReaderTimeout)]
     }
 
-    /// The frame decoder refused what the client sent (an oversized or malformed frame).
-    public mutating func decoderFailed() -> [Action] {
-        self.violation(.policyViolation)
+    /// What the frame decoder refused. After it fails it reads nothing more, so no closing
+    /// handshake can finish: the connection is failed (RFC 6455 §7.1.7) at the WebSocket layer.
+    public enum DecoderFailure: Sendable, Hashable {
+        /// A frame longer than the decoder's limit: 1009 (§7.4.1, "too big to process").
+        case frameTooLarge
+        /// A fragmented control frame or another framing error: 1002.
+        case malformedFrame
     }
 
-    public mutating func timerFired(_ timer: Timer) -> [Action] {
-        guard self.pendingTimers.remove(timer) != nil else { return [] }
-        switch timer {
+    /// The frame decoder refused what the client sent. Tether answers it itself (NIO's automatic
+    /// error handling is off): a close frame written by NIO and then a stream error queued by
+    /// the session would put data after the close frame (§5.5.1).
+    public mutating func decoderFailed(_ failure: DecoderFailure) -> [Action] {
+        self.fragments = nil
+        switch failure {
+        case .frameTooLarge: return self.failWebSocket(code: WebSocketCloseStatus.messageTooBig)
+        case .malformedFrame: return self.failWebSocket(code: WebSocketCloseStatus.protocolError)
+        }
+    }
+
+    /// A timer scheduled by `scheduleTimer` fired. One cancelled or replaced since is ignored:
+    /// its generation is no longer the pending one.
+    public mutating func timerFired(_ timer: TimerID) -> [Action] {
+        guard self.pendingTimers[timer.kind] == timer.generation else { return [] }
+        self.pendingTimers[timer.kind] = nil
+        switch timer.kind {
         case .open:
             guard self.stillAwaitingOpen else { return [] }
             return self.streamError(.connectionTimeout, domain: nil)
         case .close:
-            // The closing handshake did not finish in time.
+            // The closing handshake did not finish in time, or the close frame could not be
+            // written to a client that stopped reading: close regardless.
             self.handshake = .closed
             return [.closeConnection]
         case .ping:
@@ -169,7 +188,7 @@ extension WebSocketSessionStateMachine {
                 actions = self.streamLost(unwritten: undelivered(), reason: "closed-without-close")
             }
             if case .invalid(let code) = status { self.ending(.webSocketFailed(code: code)) }
-            return actions + [.sendClose(code: status.answerCode, thenClose: true)]
+            return actions + self.sendClose(code: status.answerCode, thenClose: true)
         }
     }
 
@@ -179,10 +198,17 @@ extension WebSocketSessionStateMachine {
         guard self.handshake == .open else { return [] }
         if failing {
             self.handshake = .closed
-            return [.sendClose(code: code, thenClose: true)]
+            return self.sendClose(code: code, thenClose: true)
         }
         self.handshake = .closeSent
-        return [.sendClose(code: code, thenClose: false), self.schedule(.close, after: self.configuration.closeTimeout)]
+        return self.sendClose(code: code, thenClose: false)
+    }
+
+    /// Every close frame goes out under the close timer: one that is to close the connection
+    /// once written may never be written to a client that stopped reading, and nothing else
+    /// would end that connection (regression: it stayed open for good).
+    private mutating func sendClose(code: UInt16, thenClose: Bool) -> [Action] {
+        [.sendClose(code: code, thenClose: thenClose), self.schedule(.close, after: self.configuration.closeTimeout)]
     }
 }
 

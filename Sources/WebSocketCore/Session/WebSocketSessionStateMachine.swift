@@ -43,9 +43,10 @@ public struct WebSocketSessionStateMachine {
         }
     }
 
-    /// The session's timers, by what they wait for. A timer fires into `timerFired(_:)`; one that
-    /// was cancelled or replaced meanwhile is ignored.
-    public enum Timer: Sendable, Hashable {
+    /// The session's timers, by what they wait for. At most one of each kind is pending; it fires
+    /// into `timerFired(_:)` with its `TimerID`, and one that was cancelled or replaced meanwhile
+    /// is ignored.
+    public enum Timer: Sendable, Hashable, CaseIterable {
         /// The client's first `<open/>`.
         case open
         /// The next ping (and the answer to the last one).
@@ -54,6 +55,13 @@ public struct WebSocketSessionStateMachine {
         case close
         /// A client that stopped reading catching up.
         case slowReader
+    }
+
+    /// One scheduling of a timer: a firing that was already under way when its timer was
+    /// cancelled or scheduled anew carries an older generation and changes nothing.
+    public struct TimerID: Sendable, Hashable {
+        public let kind: Timer
+        public let generation: UInt64
     }
 
     /// What the session limits said when the connection was upgraded.
@@ -83,7 +91,8 @@ public struct WebSocketSessionStateMachine {
         case sendClose(code: UInt16, thenClose: Bool)
         /// Close the TCP connection now.
         case closeConnection
-        case scheduleTimer(Timer, TimeAmount)
+        /// Schedule this timer, replacing (and cancelling) a pending one of the same kind.
+        case scheduleTimer(TimerID, TimeAmount)
         case cancelTimer(Timer)
         /// For metrics and the log: this many stanzas that never reached the client were
         /// answered with errors (in the `forwardUpstream` before it), because of `reason`.
@@ -124,7 +133,9 @@ public struct WebSocketSessionStateMachine {
     var fragments: FragmentedMessage?
     var pings = PingState()
     var clientIsReading = true
-    var pendingTimers: Set<Timer> = []
+    /// The generation of each pending timer.
+    var pendingTimers: [Timer: UInt64] = [:]
+    private var timerGenerations: UInt64 = 0
 
     /// - Parameter serves: whether a domain named in `<open to=…/>` is served.
     public init(configuration: Configuration = Configuration(), serves: @escaping (String) -> Bool) {
@@ -218,7 +229,7 @@ public struct WebSocketSessionStateMachine {
     /// stream means "delivered" to the server, so each unwritten stanza is first answered as a
     /// server would (`StanzaBounce`, RFC 6120 §10.4.3) and then the stream is closed.
     public mutating func connectionLost(unwritten: [ByteBuffer] = []) -> [Action] {
-        let timers = self.pendingTimers.sorted { "\($0)" < "\($1)" }.map(Action.cancelTimer)
+        let timers = Timer.allCases.filter { self.pendingTimers[$0] != nil }.map(Action.cancelTimer)
         self.pendingTimers.removeAll()
         self.handshake = .closed
         return self.streamLost(unwritten: unwritten, reason: self.lostReason) + timers
@@ -389,12 +400,13 @@ public struct WebSocketSessionStateMachine {
     // MARK: Timers
 
     mutating func schedule(_ timer: Timer, after delay: TimeAmount) -> Action {
-        self.pendingTimers.insert(timer)
-        return .scheduleTimer(timer, delay)
+        self.timerGenerations += 1
+        self.pendingTimers[timer] = self.timerGenerations
+        return .scheduleTimer(TimerID(kind: timer, generation: self.timerGenerations), delay)
     }
 
     mutating func cancel(_ timer: Timer) -> Action {
-        self.pendingTimers.remove(timer)
+        self.pendingTimers[timer] = nil
         return .cancelTimer(timer)
     }
 }

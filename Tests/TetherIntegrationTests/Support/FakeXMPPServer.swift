@@ -57,12 +57,17 @@ final class FakeXMPPServer: Sendable {
     ///   - silent: accept TCP and read, but never answer (a stalled server).
     ///   - stopsReading: answer the stream header, then stop reading (a server stalled mid-stream);
     ///     its receive buffer is kept small so Tether's queue toward it fills quickly.
+    ///   - acceptsLate: accept nothing until `startAccepting()`, with an accept queue of one
+    ///     (fill it with `fillAcceptQueue()`): further SYNs are dropped and the kernel retries
+    ///     them after 1 s, 3 s, 7 s…, so a connect completes only after `startAccepting()`.
     ///   - host, port: where to listen (loopback only; port 0 picks a free one).
-    static func start(silent: Bool = false, stopsReading: Bool = false, host: String = "127.0.0.1", port: Int = 0) async throws -> FakeXMPPServer {
+    static func start(silent: Bool = false, stopsReading: Bool = false, acceptsLate: Bool = false, host: String = "127.0.0.1", port: Int = 0) async throws -> FakeXMPPServer {
         let state = State()
         // A crowd of sessions connects upstream at once: a short accept queue would drop SYNs
         // (retried after 1 s, 3 s, …) and fail connects under load.
-        var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).serverChannelOption(.backlog, value: 4096)
+        var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.backlog, value: acceptsLate ? 0 : 4096)
+            .serverChannelOption(ChannelOptions.autoRead, value: !acceptsLate)
         if stopsReading {
             bootstrap = bootstrap.serverChannelOption(.socketOption(.so_rcvbuf), value: 4096)
         }
@@ -70,6 +75,17 @@ final class FakeXMPPServer: Sendable {
             .childChannelInitializer { channel in channel.pipeline.addHandler(Handler(state: state, silent: silent, stopsReading: stopsReading)) }
             .bind(host: host, port: port).get()
         return FakeXMPPServer(port: server.localAddress!.port!, server: server, state: state)
+    }
+
+    /// Starts accepting (after `start(acceptsLate: true)`).
+    func startAccepting() async throws {
+        try await self.server.setOption(ChannelOptions.autoRead, value: true).get()
+    }
+
+    /// Connections from the test itself that fill the accept queue of a server started with
+    /// `acceptsLate` (connects are not awaited: beyond the queue's room they hang until accepted).
+    func fillAcceptQueue(count: Int = 2) -> [EventLoopFuture<any Channel>] {
+        (0..<count).map { _ in ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: self.port) }
     }
 
     /// Everything Tether has sent so far, as text.
@@ -104,8 +120,8 @@ final class FakeXMPPServer: Sendable {
 }
 
 /// A fake upstream for `body`, stopped afterwards.
-func withFakeUpstream<T>(silent: Bool = false, _ body: (FakeXMPPServer) async throws -> T) async throws -> T {
-    let server = try await FakeXMPPServer.start(silent: silent)
+func withFakeUpstream<T>(silent: Bool = false, acceptsLate: Bool = false, _ body: (FakeXMPPServer) async throws -> T) async throws -> T {
+    let server = try await FakeXMPPServer.start(silent: silent, acceptsLate: acceptsLate)
     do {
         let result = try await body(server)
         await server.stop()
