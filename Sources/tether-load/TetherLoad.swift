@@ -22,42 +22,47 @@ struct Run: AsyncParsableCommand {
             Sessions log in (SASL PLAIN, restart, bind, presence) at --ramp-rate, then exchange messages \
             in pairs at --message-rate in total for --duration seconds, then log out. Every message \
             carries its send time; any message not delivered within --drain seconds is lost, and a run \
-            with lost messages, failed sessions or errors exits with status 1.
+            with lost messages, failed sessions or errors exits with status 1. With --scenario FILE the \
+            file describes the load instead (populations, arrival processes, behaviours such as reload \
+            and tab-close, SLOs that decide the exit status); see the README's scenario reference.
             """
     )
 
-    @Option(name: .long, help: "bosh, websocket or tcp.")
-    var transport: String = "bosh"
+    @Option(name: .long, help: ArgumentHelp("A scenario file (YAML or JSON): populations, arrivals, behaviours, SLOs. Replaces the load flags below.", valueName: "path"))
+    var scenario: String?
+
+    @Option(name: .long, help: "bosh, websocket or tcp (default bosh).")
+    var transport: String?
 
     @Option(name: .long, help: ArgumentHelp("http://host:port/http-bind, ws://host:port/xmpp-websocket or tcp://host:5222.", valueName: "url"))
     var url: String?
 
-    @Option(name: .long, help: "XMPP domain.")
-    var domain: String = "localhost"
+    @Option(name: .long, help: "XMPP domain (default localhost).")
+    var domain: String?
 
-    @Option(name: .long, help: ArgumentHelp("User name pattern; %d is the user number.", valueName: "pattern"))
-    var users: String = "user%d"
+    @Option(name: .long, help: ArgumentHelp("User name pattern; %d is the user number (default user%d).", valueName: "pattern"))
+    var users: String?
 
-    @Option(name: .long, help: ArgumentHelp("Password pattern; %d is the user number.", valueName: "pattern"))
-    var password: String = "pass%d"
+    @Option(name: .long, help: ArgumentHelp("Password pattern; %d is the user number (default pass%d).", valueName: "pattern"))
+    var password: String?
 
-    @Option(name: .long, help: "Number of the first user.")
-    var firstUser: Int = 1
+    @Option(name: .long, help: "Number of the first user (default 1).")
+    var firstUser: Int?
 
-    @Option(name: .long, help: "Sessions in all.")
-    var sessions: Int = 2
+    @Option(name: .long, help: "Sessions in all (default 2).")
+    var sessions: Int?
 
-    @Option(name: .long, help: "How many of the sessions stay idle (log in, no messages).")
-    var idleSessions: Int = 0
+    @Option(name: .long, help: "How many of the sessions stay idle (log in, no messages; default 0).")
+    var idleSessions: Int?
 
-    @Option(name: .long, help: "New sessions per second.")
-    var rampRate: Double = 100
+    @Option(name: .long, help: "New sessions per second (default 100).")
+    var rampRate: Double?
 
-    @Option(name: .long, help: "Messages per second, all pairs together.")
-    var messageRate: Double = 10
+    @Option(name: .long, help: "Messages per second, all pairs together (default 10).")
+    var messageRate: Double?
 
-    @Option(name: .long, help: "Seconds of message exchange (per step with --stepped); an all-idle run (--idle-sessions = --sessions) holds its sessions this long.")
-    var duration: Double = 10
+    @Option(name: .long, help: "Seconds of message exchange (per step with --stepped; default 10); an all-idle run (--idle-sessions = --sessions) holds its sessions this long.")
+    var duration: Double?
 
     @Option(name: .long, help: ArgumentHelp("Stepped rates START:STEP:MAX (msg/s): find the knee.", valueName: "start:step:max"))
     var stepped: String?
@@ -65,32 +70,32 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("With --stepped: a first step at this rate (msg/s), reported but left out of the knee search.", valueName: "rate"))
     var referenceRate: Double?
 
-    @Option(name: .customLong("p99-bound-ms"), help: "The p99 latency bound of a stepped run, milliseconds.")
-    var p99BoundMs: Double = 100
+    @Option(name: .customLong("p99-bound-ms"), help: "The p99 latency bound of a stepped run, milliseconds (default 100).")
+    var p99BoundMs: Double?
 
-    @Option(name: .long, help: "Seconds to wait for messages in flight after sending stops.")
-    var drain: Double = 5
+    @Option(name: .long, help: "Seconds to wait for messages in flight after sending stops (default 5).")
+    var drain: Double?
 
-    @Option(name: .long, help: "Extra body bytes per message.")
-    var payloadBytes: Int = 0
+    @Option(name: .long, help: "Extra body bytes per message (default 0).")
+    var payloadBytes: Int?
 
-    @Option(name: .long, help: "Resource asked for at bind.")
-    var resource: String = "load"
+    @Option(name: .long, help: "Resource asked for at bind (default load).")
+    var resource: String?
 
-    @Option(name: .long, help: "SASL mechanism: PLAIN or SCRAM-SHA-1.")
-    var sasl: String = "PLAIN"
+    @Option(name: .long, help: "SASL mechanism: PLAIN (default) or SCRAM-SHA-1.")
+    var sasl: String?
 
     @Flag(name: .long, help: "Leave without unavailable presence and stream close/terminate.")
     var noLogout = false
 
-    @Option(name: .long, help: "BOSH 'wait', seconds.")
-    var boshWait: Int = 30
+    @Option(name: .long, help: "BOSH 'wait', seconds (default 30).")
+    var boshWait: Int?
 
-    @Option(name: .long, help: "Seconds a session may take to log in.")
-    var loginTimeout: Double = 30
+    @Option(name: .long, help: "Seconds a session may take to log in (default 30).")
+    var loginTimeout: Double?
 
-    @Option(name: .long, help: "Event-loop threads of the load generator (1 keeps its CPU easy to read).")
-    var threads: Int = 1
+    @Option(name: .long, help: "Event-loop threads of the load generator (default 1, which keeps its CPU easy to read).")
+    var threads: Int?
 
     @Option(name: .long, help: "PID of the server process, to sample its RSS and read its CPU time per step (Linux /proc).")
     var serverPid: Int32?
@@ -110,10 +115,37 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Where the stub listens with --upstream-stub.", valueName: "host:port"))
     var stubListen: String = "127.0.0.1:0"
 
+    var options: CommandLineOptions {
+        var options = CommandLineOptions()
+        options.scenarioFile = self.scenario
+        options.transport = self.transport
+        options.url = self.url
+        options.domain = self.domain
+        options.users = self.users
+        options.password = self.password
+        options.firstUser = self.firstUser
+        options.sessions = self.sessions
+        options.idleSessions = self.idleSessions
+        options.rampRate = self.rampRate
+        options.messageRate = self.messageRate
+        options.duration = self.duration
+        options.stepped = self.stepped
+        options.referenceRate = self.referenceRate
+        options.p99BoundMilliseconds = self.p99BoundMs
+        options.drain = self.drain
+        options.payloadBytes = self.payloadBytes
+        options.resource = self.resource
+        options.sasl = self.sasl
+        options.noLogout = self.noLogout
+        options.boshWait = self.boshWait
+        options.loginTimeout = self.loginTimeout
+        options.threads = self.threads
+        options.serverPID = self.serverPid
+        options.upstreamPID = self.upstreamPid
+        return options
+    }
+
     func run() async throws {
-        guard let transport = LoadScenario.Transport(rawValue: self.transport) else {
-            throw ValidationError("--transport must be bosh, websocket or tcp")
-        }
         var stub: UpstreamStub?
         if self.upstreamStub {
             let (host, port) = try parseHostPort(self.stubListen)
@@ -121,36 +153,14 @@ struct Run: AsyncParsableCommand {
             stub = started
             FileHandle.standardError.write(Data("upstream stub listening on \(host):\(started.port)\n".utf8))
         }
-        var urlText = self.url
-        if urlText == nil, transport == .tcp, let stub { urlText = "tcp://127.0.0.1:\(stub.port)" }
-        guard let urlText, let endpoint = Endpoint(urlText) else {
+        // With the stub and plain TCP, a missing --url aims at the stub.
+        let stubURL = stub.flatMap { stub in (self.transport ?? "bosh") == "tcp" && self.scenario == nil ? "tcp://127.0.0.1:\(stub.port)" : nil }
+        let scenario: LoadScenario
+        do {
+            scenario = try self.options.scenario(defaultURL: stubURL)
+        } catch {
             await stub?.stop()
-            throw ValidationError("--url is missing or not http://, ws:// or tcp://")
-        }
-        guard let mechanism = SASLMechanism(rawValue: self.sasl.uppercased()) else {
-            await stub?.stop()
-            throw ValidationError("--sasl must be PLAIN or SCRAM-SHA-1")
-        }
-        var stepped: LoadScenario.Stepped?
-        if let text = self.stepped {
-            guard let parsed = LoadScenario.Stepped(text) else {
-                await stub?.stop()
-                throw ValidationError("--stepped must be START:STEP:MAX with START > 0, STEP > 0, MAX ≥ START")
-            }
-            stepped = parsed
-        }
-        let scenario = LoadScenario(
-            transport: transport, endpoint: endpoint, domain: self.domain, userPattern: self.users, passwordPattern: self.password,
-            firstUser: self.firstUser, sessions: self.sessions, idleSessions: self.idleSessions, rampRate: self.rampRate,
-            messageRate: self.messageRate, duration: self.duration, stepped: stepped, referenceRate: self.referenceRate, p99BoundMilliseconds: self.p99BoundMs,
-            drainSeconds: self.drain, payloadBytes: self.payloadBytes, resource: self.resource, saslMechanism: mechanism, logout: !self.noLogout,
-            boshWait: self.boshWait, boshRequestTimeout: Double(self.boshWait) + 15, loginTimeout: self.loginTimeout,
-            threads: self.threads, serverPID: self.serverPid, upstreamPID: self.upstreamPid
-        )
-        let problems = scenario.validate()
-        guard problems.isEmpty else {
-            await stub?.stop()
-            throw ValidationError(problems.joined(separator: "; "))
+            throw ValidationError("\(error)")
         }
         let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
         let result: LoadResult

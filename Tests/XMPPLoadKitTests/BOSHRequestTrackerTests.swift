@@ -42,6 +42,30 @@ struct BOSHRequestTrackerTests {
         #expect(tracker.nextRequest(nowNanos: 3)?.rid == 102)
     }
 
+    @Test("a page reload: quiet only with empty polls out; abandoned requests are forgotten and the next request takes the next rid")
+    func reload() {
+        var tracker = Self.created()
+        tracker.sessionCreated(sid: "s1", requests: 2, inactivity: 30)
+        #expect(tracker.inactivity == 30)
+        _ = tracker.nextRequest(nowNanos: 1)
+        #expect(tracker.isQuiet)
+        tracker.enqueue("<message/>")
+        #expect(!tracker.isQuiet)
+        #expect(tracker.nextRequest(nowNanos: 2)?.carriesPayloads == true)
+        #expect(!tracker.isQuiet)
+        _ = tracker.responseReceived(rid: 102)
+        #expect(tracker.isQuiet)
+        tracker.abandonOutstanding()
+        #expect(tracker.outstanding.isEmpty)
+        let first = tracker.nextRequest(nowNanos: 3)
+        #expect(first?.rid == 103)
+        // The check after a tab close: the next rid, not tracked.
+        let probe = tracker.probeRequest(nowNanos: 4)
+        #expect(probe?.rid == 104)
+        #expect(probe?.body == "<body rid='104' sid='s1' xmlns='http://jabber.org/protocol/httpbind'/>")
+        #expect(tracker.outstanding.map(\.rid) == [103])
+    }
+
     @Test("payloads go out at once beside the held request, then wait for a free slot")
     func payloadsUseTheSecondSlot() {
         var tracker = Self.created()

@@ -64,6 +64,10 @@ struct EndToEndTests {
         #expect(result.messages.lost == UInt64(counters.dropped))
         #expect(result.messages.delivered + result.messages.lost == result.messages.sent)
         #expect(result.errors["lost-messages"] == counters.dropped)
+        // The chat behaviour's default SLO (nothing lost) is what fails the run.
+        let chat = result.behaviours.first { $0.behaviour == .chat }
+        #expect(chat?.failures == UInt64(counters.dropped))
+        #expect(chat?.passed == false && chat?.slo.contains { !$0.met } == true)
         #expect(!result.passed)
     }
 
@@ -125,9 +129,14 @@ struct EndToEndTests {
         #expect(
             Set(object.keys) == [
                 "tool", "formatVersion", "scenario", "startedAt", "sessions", "messages", "steps", "kneeRate", "errors",
-                "retransmissions", "cpu", "server", "timeline", "passed",
+                "retransmissions", "cpu", "server", "timeline", "passed", "otherErrors", "populations", "behaviours",
             ]
         )
+        // One chat population (the flags' model): its chat behaviour accounts for every message.
+        let behaviours = object["behaviours"] as? [[String: Any]] ?? []
+        #expect(behaviours.map { $0["behaviour"] as? String } == ["chat"])
+        #expect(behaviours.first?["attempts"] as? Int == Int(result.messages.sent))
+        #expect(result.behaviours.first?.successes == result.messages.delivered)
         let messages = object["messages"] as? [String: Any] ?? [:]
         #expect(Set(messages.keys).isSuperset(of: ["sent", "delivered", "lost", "latency", "achievedRate"]))
         let latency = messages["latency"] as? [String: Any] ?? [:]

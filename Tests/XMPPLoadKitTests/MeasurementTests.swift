@@ -27,10 +27,12 @@ struct MeasurementTests {
     @Test("worker stats: latency recorded once per message, duplicates counted as errors")
     func workerStats() {
         var stats = WorkerStats()
-        let sequence = stats.recordSend()
-        stats.recordDelivery(sequence: sequence, sentAtNanos: 1_000_000, nowNanos: 3_000_000)
-        stats.recordDelivery(sequence: sequence, sentAtNanos: 1_000_000, nowNanos: 4_000_000)
+        let sequence = stats.recordSend(population: 0)
+        stats.recordDelivery(sequence: sequence, sentAtNanos: 1_000_000, nowNanos: 3_000_000, population: 0)
+        stats.recordDelivery(sequence: sequence, sentAtNanos: 1_000_000, nowNanos: 4_000_000, population: 0)
         #expect(stats.latency.count == 1)
+        let chat = stats.behaviours[BehaviourKey(population: 0, kind: .chat)]
+        #expect(chat?.attempts == 1 && chat?.successes == 1 && chat?.latency.count == 1)
         #expect(stats.latency.summary.p50 == 2.0)
         #expect(stats.errors == ["protocol:duplicate-message": 1])
         let sample = stats.takeSample(sessionsUp: 2, threadCPUSeconds: 0)
@@ -138,12 +140,12 @@ struct LoadScenarioTests {
         #expect(LoadScenario.Stepped("5:1") == nil)
         var scenario = LoadScenario(transport: .bosh, endpoint: Endpoint("tcp://127.0.0.1:5222")!)
         #expect(scenario.validate().contains { $0.contains("does not go with") })
-        scenario.transport = .tcp
+        scenario.populations[0].transport = .tcp
         scenario.referenceRate = 1000
         #expect(scenario.validate().contains { $0.contains("reference rate goes with a stepped run") })
         scenario.stepped = LoadScenario.Stepped("500:500:2000")
         #expect(scenario.validate().isEmpty)
-        scenario.sessions = 0
+        scenario.populations = []
         #expect(!scenario.validate().isEmpty)
     }
 }

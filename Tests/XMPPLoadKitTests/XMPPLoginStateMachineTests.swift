@@ -74,6 +74,30 @@ struct XMPPLoginStateMachineTests {
         return machine
     }
 
+    @Test("resumption: the same login up to the bound features, then <resume/> instead of bind; <resumed/> or <failed/>")
+    func resumption() throws {
+        var machine = try Self.establishedMachine()
+        machine.beginResumption("<resume xmlns='urn:xmpp:sm:3' h='3' previd='x1'/>")
+        #expect(machine.phase == .connecting)
+        #expect(machine.connected() == .openStream)
+        _ = machine.received(try serverElement(Self.plainFeatures))
+        #expect(machine.received(try serverElement("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")) == .restartStream)
+        #expect(machine.received(try serverElement(Self.bindFeatures)) == .send("<resume xmlns='urn:xmpp:sm:3' h='3' previd='x1'/>"))
+        #expect(machine.phase == .resuming)
+        #expect(machine.received(try serverElement("<resumed xmlns='urn:xmpp:sm:3' h='5' previd='x1'/>")) == .resumed(h: 5))
+        #expect(machine.isEstablished)
+        #expect(machine.jid == "u@d/r")
+
+        var refused = try Self.establishedMachine()
+        refused.beginResumption("<resume xmlns='urn:xmpp:sm:3' h='0' previd='gone'/>")
+        _ = refused.connected()
+        _ = refused.received(try serverElement(Self.plainFeatures))
+        _ = refused.received(try serverElement("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
+        _ = refused.received(try serverElement(Self.bindFeatures))
+        let failed = "<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+        #expect(refused.received(try serverElement(failed)) == .fail(LoadFailure(.resumeFailed, "item-not-found")))
+    }
+
     @Test("a SASL failure is reported with its condition")
     func saslFailure() throws {
         var machine = Self.machine()

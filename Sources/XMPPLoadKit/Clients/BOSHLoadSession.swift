@@ -15,14 +15,14 @@ final class BOSHLoadSession: LoadSession {
     private let framer = XMLStreamFramer(limits: .init(maxElementBytes: 4 << 20, maxDepth: 64), rejectsRootText: false)
     private var streamCloseReported = false
 
-    override init(index: Int, worker: LoadWorker) {
+    override init(index: Int, population: Int, worker: LoadWorker) {
         let scenario = worker.scenario
         self.tracker = BOSHRequestTracker(
             domain: scenario.domain,
             wait: scenario.boshWait,
             initialRID: UInt64.random(in: 1_000_000...4_000_000_000)
         )
-        super.init(index: index, worker: worker)
+        super.init(index: index, population: population, worker: worker)
         self.connections = [BOSHConnection(session: self, slot: 0), BOSHConnection(session: self, slot: 1)]
     }
 
@@ -53,6 +53,39 @@ final class BOSHLoadSession: LoadSession {
 
     override func abort() {
         for connection in self.connections { connection.close() }
+    }
+
+    override var isQuiet: Bool { self.tracker.isQuiet }
+    override var advertisedTimeout: Double? { self.tracker.inactivity.map(Double.init) }
+
+    /// The page goes: its connections close with their requests unanswered (the server forgets
+    /// them and queues what arrives for the next request).
+    override func leavePage() {
+        for connection in self.connections { connection.close() }
+        self.tracker.abandonOutstanding()
+    }
+
+    /// The new page's first request (with the ping `LoadSession` queues) takes the next rid.
+    override func reattach() {}
+
+    /// One empty request with the old sid and the next rid: the connection manager should answer
+    /// that it does not know the session any more.
+    override func verifyAbandoned() {
+        guard let probe = self.tracker.probeRequest(nowNanos: self.now) else {
+            self.verified(expired: false, condition: "no-session")
+            return
+        }
+        self.dispatch(probe)
+    }
+
+    /// The probe's answer: 404 or a terminate body means the session is gone.
+    private func probeAnswered(status: Int, body: ByteBuffer) {
+        let text = String(buffer: body)
+        if status == 404 || text.contains("type='terminate'") || text.contains("type=\"terminate\"") {
+            self.verified(expired: true, condition: "expired")
+        } else {
+            self.verified(expired: false, condition: status == 200 ? "still-alive" : "status-\(status)")
+        }
     }
 
     override func checkTimeouts(nowNanos: UInt64) {
@@ -88,6 +121,10 @@ final class BOSHLoadSession: LoadSession {
 
     func response(rid: UInt64, status: Int, body: ByteBuffer) {
         guard !self.isFinished else { return }
+        if case .verifying = self.page.state {
+            self.probeAnswered(status: status, body: body)
+            return
+        }
         guard status == 200 else {
             _ = self.tracker.responseReceived(rid: rid)
             self.fail(LoadFailure(.http, "status-\(status)"))
@@ -116,7 +153,8 @@ final class BOSHLoadSession: LoadSession {
                         return
                     }
                     let requests = root.attributes.value(of: "requests").flatMap { Int($0) }
-                    self.tracker.sessionCreated(sid: sid, requests: requests.map { min($0, 2) })
+                    let inactivity = root.attributes.value(of: "inactivity").flatMap { Int($0) }
+                    self.tracker.sessionCreated(sid: sid, requests: requests.map { min($0, 2) }, inactivity: inactivity)
                 }
                 if root.attributes.value(of: "type") == "terminate" {
                     let condition = root.attributes.value(of: "condition")
@@ -170,6 +208,10 @@ final class BOSHLoadSession: LoadSession {
 
     func requestLost(rid: UInt64) {
         guard !self.isFinished else { return }
+        if case .verifying = self.page.state {
+            self.verified(expired: false, condition: "probe-lost")
+            return
+        }
         if self.tracker.isTerminated, self.machine.phase == .closing {
             // The terminate went out; a dropped connection after that is the end of the session.
             self.reportStreamClosed()
@@ -187,6 +229,10 @@ final class BOSHLoadSession: LoadSession {
 
     func connectFailed(rid: UInt64, error: any Error) {
         guard !self.isFinished else { return }
+        if case .verifying = self.page.state {
+            self.verified(expired: false, condition: "probe-\(TCPLoadSession.describe(error))")
+            return
+        }
         if self.tracker.hasSession {
             self.requestLost(rid: rid)
         } else {
@@ -259,7 +305,7 @@ final class BOSHConnection {
         self.connecting = true
         self.generation += 1
         let generation = self.generation
-        let endpoint = self.session.worker.scenario.endpoint
+        let endpoint = self.session.endpoint
         let eventLoop = self.session.eventLoop
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
@@ -297,7 +343,7 @@ final class BOSHConnection {
     }
 
     private func write(_ body: ByteBuffer, on channel: any Channel) {
-        let endpoint = self.session.worker.scenario.endpoint
+        let endpoint = self.session.endpoint
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: endpoint.hostHeader)
         headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")

@@ -17,6 +17,8 @@ public struct BOSHRequestTracker: Sendable {
         /// When it was (last) sent, uptime nanoseconds.
         public var sentAtNanos: UInt64
         public var kind: Kind
+        /// Carries stanzas (or is a control body): losing it would lose something of the client's.
+        public var carriesPayloads: Bool = false
     }
 
     public enum Kind: Sendable, Hashable {
@@ -41,6 +43,8 @@ public struct BOSHRequestTracker: Sendable {
     private var escapedSID = ""
     /// The server's `requests` (at most this many outstanding); 2 until it says otherwise.
     public private(set) var requests = 2
+    /// The server's `inactivity`: seconds it keeps a session with no request outstanding.
+    public private(set) var inactivity: Int?
     public private(set) var outstanding: [Request] = []
     private(set) var queued: [String] = []
     private var pendingControl: Kind?
@@ -70,10 +74,29 @@ public struct BOSHRequestTracker: Sendable {
     }
 
     /// The session-creation response's `sid` and `requests`.
-    public mutating func sessionCreated(sid: String, requests: Int?) {
+    public mutating func sessionCreated(sid: String, requests: Int?, inactivity: Int? = nil) {
         self.sid = sid
         self.escapedSID = XMLEscaping.escapeAttribute(sid)
         if let requests, requests >= 1 { self.requests = requests }
+        self.inactivity = inactivity
+    }
+
+    /// Nothing of the client's in flight or waiting: at most empty polls outstanding.
+    public var isQuiet: Bool {
+        self.queued.isEmpty && self.pendingControl == nil && !self.outstanding.contains { $0.carriesPayloads || $0.kind != .payload }
+    }
+
+    /// The page went away (reload, tab close): every outstanding request is forgotten, unanswered.
+    /// The next request takes the next rid, as a reloaded Strophe.js page attaching does.
+    public mutating func abandonOutstanding() {
+        self.outstanding.removeAll()
+    }
+
+    /// An empty request with the next rid, not tracked: asks whether the session still exists.
+    public mutating func probeRequest(nowNanos: UInt64) -> Request? {
+        guard self.sid != nil else { return nil }
+        let rid = self.takeRID()
+        return Request(rid: rid, body: Self.payloadBody(rid: rid, sid: self.escapedSID, payloads: ""), attempt: 1, sentAtNanos: nowNanos, kind: .payload)
     }
 
     /// Queues a payload for the next request.
@@ -115,7 +138,7 @@ public struct BOSHRequestTracker: Sendable {
             case .creation, .payload:
                 body = Self.payloadBody(rid: rid, sid: sid, payloads: payloads)
             }
-            let request = Request(rid: rid, body: body, attempt: 1, sentAtNanos: nowNanos, kind: control)
+            let request = Request(rid: rid, body: body, attempt: 1, sentAtNanos: nowNanos, kind: control, carriesPayloads: true)
             self.outstanding.append(request)
             return request
         }
@@ -125,7 +148,7 @@ public struct BOSHRequestTracker: Sendable {
         let rid = self.takeRID()
         let body = Self.payloadBody(rid: rid, sid: sid, payloads: self.queued.joined())
         self.queued.removeAll(keepingCapacity: true)
-        let request = Request(rid: rid, body: body, attempt: 1, sentAtNanos: nowNanos, kind: .payload)
+        let request = Request(rid: rid, body: body, attempt: 1, sentAtNanos: nowNanos, kind: .payload, carriesPayloads: hasPayloads)
         self.outstanding.append(request)
         return request
     }

@@ -13,6 +13,8 @@ public struct LoadFailure: Error, Hashable, Sendable, CustomStringConvertible {
         case boshTerminate = "bosh-terminate"
         /// An HTTP status other than 200, or a failed WebSocket upgrade.
         case http
+        /// XEP-0198 `<failed/>` in answer to `<resume/>`, with this condition.
+        case resumeFailed = "resume-failed"
         /// An `<iq type='error'>` during bind.
         case bindError = "bind-error"
         /// Something the client did not expect (bad XML, missing feature, …).

@@ -1,39 +1,62 @@
 import NIOCore
 import XMPPCore
 
-/// One simulated client: the login machine, its phase timings and the link to its worker.
-/// Subclasses supply the transport (`TCPLoadSession`, `WebSocketLoadSession`, `BOSHLoadSession`).
+/// One simulated client: the login machine, its phase timings, its page (reloads, tab close)
+/// and the link to its worker. Subclasses supply the transport (`TCPLoadSession`,
+/// `WebSocketLoadSession`, `BOSHLoadSession`).
 ///
 /// Lives on its worker's event loop and is only ever touched there.
 class LoadSession {
     /// Index of the session within the run (user number − first user).
     let index: Int
+    /// Index of its population in the scenario.
+    let population: Int
+    let spec: Population
     unowned let worker: LoadWorker
     var machine: XMPPLoginStateMachine
+    var page: PageLifecycleStateMachine
+    var streamManagement = StreamManagement()
+    /// When to start, nanoseconds after the worker's arrivals began.
+    var startOffsetNanos: UInt64 = 0
     private(set) var startedAtNanos: UInt64 = 0
     private var phaseStartedAtNanos: UInt64 = 0
     private var timedPhase: XMPPLoginStateMachine.Phase = .connecting
     /// Set once the session has failed or closed: it takes no more part in the run.
     private(set) var isFinished = false
+    /// Failed after it had logged in (an idle session that did not last).
+    private(set) var failedAfterLogin = false
     /// Closed by `endOfRun`: later transport events are the run's own doing.
     private var endedByRun = false
+    private var pings = 0
+    /// The id of the ping that proves a BOSH re-attach.
+    private var reattachPingID: String?
 
-    init(index: Int, worker: LoadWorker) {
+    init(index: Int, population: Int, worker: LoadWorker) {
         self.index = index
-        self.worker = worker
+        self.population = population
         let scenario = worker.scenario
+        self.spec = scenario.populations[population]
+        self.worker = worker
         self.machine = XMPPLoginStateMachine(
             username: scenario.username(index),
             password: scenario.password(index),
             domain: scenario.domain,
             resource: scenario.resource,
-            mechanism: scenario.saslMechanism
+            mechanism: self.spec.saslMechanism
         )
+        self.page = PageLifecycleStateMachine(reload: self.spec.reload, tabClose: self.spec.tabClose, seed: UInt64(index) &* 0x9E37_79B9 &+ 7)
     }
 
     var eventLoop: any EventLoop { self.worker.eventLoop }
+    var endpoint: Endpoint { self.spec.endpoint }
     var jid: String? { self.machine.jid }
     var isEstablished: Bool { self.machine.isEstablished && !self.isFinished }
+    /// May send: logged in and the page is there (not reloading, not closed).
+    var canSend: Bool { self.isEstablished && self.page.isPresent }
+    /// May be sent to: logged in once and not finished (a reloading page gets its messages later).
+    var canReceive: Bool { self.machine.jid != nil && !self.isFinished }
+    /// The page keeps XEP-0198 for resumption (WebSocket pages that reload or close).
+    var usesStreamManagement: Bool { false }
 
     // MARK: transport hooks (overridden)
 
@@ -51,6 +74,16 @@ class LoadSession {
     func abort() { fatalError("subclass") }
     /// Periodic check for lost requests; `now` in uptime nanoseconds.
     func checkTimeouts(nowNanos: UInt64) {}
+    /// Nothing of the session's own in flight (a reload may begin).
+    var isQuiet: Bool { true }
+    /// The page goes away: every connection dropped, nothing said.
+    func leavePage() {}
+    /// The page is back: re-attach or resume.
+    func reattach() {}
+    /// Seconds the server said it keeps an abandoned session (BOSH `inactivity`, XEP-0198 `max`).
+    var advertisedTimeout: Double? { nil }
+    /// Asks for the abandoned session again (after a tab close); the answer goes to `verified`.
+    func verifyAbandoned() {}
 
     // MARK: driving
 
@@ -66,25 +99,86 @@ class LoadSession {
 
     /// An element from the server. Messages of an established session are probes: counted, not parsed.
     func received(_ element: XMLElementSlice) {
-        if self.machine.isEstablished, element.name.localName == "message" {
-            self.worker.messageReceived(element.bytes)
+        let name = element.name
+        if name.namespace == XMLNamespaces.jabberClient, ["message", "presence", "iq"].contains(name.localName) {
+            self.streamManagement.received()
+        }
+        if name.namespace == StreamManagement.namespace, self.machine.phase != .resuming {
+            self.streamManagementElement(element)
             return
+        }
+        if self.machine.isEstablished {
+            if name.localName == "message" {
+                self.worker.messageReceived(element.bytes, by: self)
+                return
+            }
+            if name.localName == "iq", let id = self.reattachPingID, StanzaScanner.attribute("id", in: element.bytes) == id {
+                self.reattachPingID = nil
+                if StanzaScanner.attribute("type", in: element.bytes) == "result" {
+                    self.record(self.page.reattached(now: NIODeadline.now().uptimeNanoseconds))
+                } else {
+                    self.pageLost(LoadFailure(.protocolViolation, "reattach-ping-error"))
+                }
+                return
+            }
         }
         self.run(self.machine.received(element))
     }
 
+    private func streamManagementElement(_ element: XMLElementSlice) {
+        switch element.name.localName {
+        case "enabled":
+            let bytes = element.bytes
+            let resume = ["true", "1"].contains(StanzaScanner.attribute("resume", in: bytes) ?? "")
+            self.streamManagement.enabled(
+                id: StanzaScanner.attribute("id", in: bytes), resume: resume, max: StanzaScanner.attribute("max", in: bytes).flatMap { Double($0) }
+            )
+            self.page.established(now: NIODeadline.now().uptimeNanoseconds)
+        case "r":
+            self.send(ByteBuffer(string: self.streamManagement.answer))
+        case "a":
+            if let h = StanzaScanner.attribute("h", in: element.bytes).flatMap({ UInt32($0) }) { self.streamManagement.acknowledged(h) }
+        case "failed":
+            // <enable/> refused: the page cannot resume; its reloads will fail.
+            self.worker.recordError(LoadFailure(.resumeFailed, "enable-refused"))
+            self.page.established(now: NIODeadline.now().uptimeNanoseconds)
+        default:
+            break
+        }
+    }
+
+    /// Sends a stanza of the established session (counted for XEP-0198 when it is on).
+    func sendStanza(_ stanza: ByteBuffer) {
+        let request = self.streamManagement.sending(stanza)
+        self.send(stanza)
+        if request { self.send(ByteBuffer(string: StreamManagement.request)) }
+    }
+
     func streamClosed() {
-        guard !self.endedByRun else { return }
+        guard !self.endedByRun, self.acceptsTransportEvents else { return }
         self.run(self.machine.streamClosed())
     }
 
     func transportFailed(_ failure: LoadFailure) {
-        guard !self.endedByRun else { return }
+        guard !self.endedByRun, self.acceptsTransportEvents else { return }
         self.run(self.machine.transportFailed(failure))
+    }
+
+    /// A page that is gone (reloading, or its tab closed) hears nothing from its old connections.
+    private var acceptsTransportEvents: Bool {
+        switch self.page.state {
+        case .gone, .closed: false
+        default: true
+        }
     }
 
     func logout() {
         guard !self.isFinished else { return }
+        guard self.page.isPresent else {
+            // Reloading or closed: nobody is there to log out.
+            self.endOfRun()
+            return
+        }
         let wasEstablished = self.machine.isEstablished
         self.run(self.machine.logout())
         if wasEstablished {
@@ -110,19 +204,117 @@ class LoadSession {
         self.transportFailed(LoadFailure(.timeout, "login-\(self.machine.phase.rawValue)"))
     }
 
+    // MARK: the page
+
+    /// Time passes for the page (`active`: the behaviour phase of the run is on).
+    func pageTick(nowNanos: UInt64, active: Bool) {
+        guard !self.isFinished, let action = self.page.tick(now: nowNanos, active: active, quiet: self.isQuiet) else { return }
+        switch action {
+        case .leavePage:
+            self.worker.behaviourAttempted(.reload, by: self)
+            self.leavePage()
+        case .reattach:
+            self.beginReattach()
+        case .closeTab:
+            self.worker.behaviourAttempted(.tabClose, by: self)
+            self.leavePage()
+            let outcome = self.page.tabClosed(timeout: self.advertisedTimeout)
+            self.record(outcome)
+        case .verify:
+            self.verifyAbandoned()
+        }
+    }
+
+    private func beginReattach() {
+        if self.usesStreamManagement {
+            guard let resume = self.streamManagement.resume else {
+                self.pageLost(LoadFailure(.resumeFailed, "not-resumable"))
+                return
+            }
+            self.machine.beginResumption(resume)
+            self.timedPhase = .connecting
+            self.reattach()
+        } else {
+            // BOSH: the first request of the new page carries a ping; its answer proves the session.
+            self.pings += 1
+            let id = "tl-reattach-\(self.pings)"
+            self.reattachPingID = id
+            self.reattach()
+            self.send(ByteBuffer(string: "<iq xmlns='jabber:client' type='get' id='\(id)'><ping xmlns='urn:xmpp:ping'/></iq>"))
+        }
+    }
+
+    /// The check after a tab close has its answer.
+    func verified(expired: Bool, condition: String) {
+        let outcome = self.page.verified(expired: expired, condition: condition, now: NIODeadline.now().uptimeNanoseconds)
+        self.record(outcome)
+        self.endedByRun = true
+        self.finish(closedCleanly: false)
+        self.abort()
+    }
+
+    /// A reload that did not come back: the session is lost to the behaviour, not to the login.
+    func pageLost(_ failure: LoadFailure) {
+        self.record(self.page.reattachFailed(failure))
+        self.endedByRun = true
+        self.finish(closedCleanly: false)
+        self.abort()
+    }
+
+    private func record(_ outcome: PageLifecycleStateMachine.Outcome?) {
+        guard let outcome else { return }
+        self.worker.behaviourOutcome(outcome, by: self)
+        switch outcome {
+        case .tabClosed, .tabCloseExpired, .tabCloseFailed:
+            if case .finished = self.page.state {
+                self.endedByRun = true
+                self.finish(closedCleanly: false)
+            }
+        case .reloadSucceeded, .reloadFailed:
+            break
+        }
+    }
+
     func run(_ action: XMPPLoginStateMachine.Action) {
         self.notePhaseChange()
         switch action {
         case .openStream:
             self.openStream()
         case .send(let text):
-            self.send(ByteBuffer(string: text))
+            if self.machine.isEstablished || self.machine.phase == .closing {
+                self.sendStanza(ByteBuffer(string: text))
+            } else {
+                self.send(ByteBuffer(string: text))
+            }
         case .restartStream:
             self.restartStream()
         case .established(_, let presence):
             self.send(ByteBuffer(string: presence))
             self.worker.sessionEstablished(self, loginNanos: NIODeadline.now().uptimeNanoseconds - self.startedAtNanos)
+            if self.usesStreamManagement {
+                self.send(ByteBuffer(string: StreamManagement.enable))
+            } else {
+                self.page.established(now: NIODeadline.now().uptimeNanoseconds)
+            }
+        case .resumed(let h):
+            for stanza in self.streamManagement.resumed(h) { self.send(stanza) }
+            if case .verifying = self.page.state {
+                self.verified(expired: false, condition: "still-resumable")
+            } else {
+                self.record(self.page.reattached(now: NIODeadline.now().uptimeNanoseconds))
+            }
         case .fail(let failure):
+            switch self.page.state {
+            case .gone, .reattaching:
+                self.pageLost(failure)
+                return
+            case .verifying:
+                self.verified(expired: failure.kind == .resumeFailed, condition: failure.key)
+                return
+            default:
+                break
+            }
+            if self.machine.jid != nil { self.failedAfterLogin = true }
             self.worker.sessionFailed(self, failure)
             self.finish(closedCleanly: false)
             self.abort()
@@ -140,14 +332,15 @@ class LoadSession {
         self.worker.sessionFinished(self, cleanly: closedCleanly)
     }
 
-    /// Charges the time since the last change to the phase just left.
+    /// Charges the time since the last change to the phase just left (first logins only: a
+    /// resumption's login is the reload's time, not the login's).
     private func notePhaseChange() {
         let phase = self.machine.phase
         guard phase != self.timedPhase else { return }
         let now = NIODeadline.now().uptimeNanoseconds
         switch self.timedPhase {
         case .connecting, .awaitingFeatures, .authenticating, .awaitingBoundFeatures, .binding:
-            if phase != .failed {
+            if phase != .failed, self.page.isPresent {
                 self.worker.recordPhase(self.timedPhase, nanoseconds: now - self.phaseStartedAtNanos)
             }
         default:

@@ -9,7 +9,7 @@ final class TCPLoadSession: LoadSession {
     private var header: String { StreamHeader(to: self.worker.scenario.domain).serialized }
 
     override func connect() {
-        let endpoint = self.worker.scenario.endpoint
+        let endpoint = self.endpoint
         let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
         ClientBootstrap(group: self.eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)

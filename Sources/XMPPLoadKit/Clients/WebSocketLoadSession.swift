@@ -11,6 +11,8 @@ import XMPPCore
 /// so each arrives as a complete top-level element whatever the frame boundaries.
 final class WebSocketLoadSession: LoadSession {
     private var channel: (any Channel)?
+    /// Bumped for every connection, so events of one the page left are ignored.
+    private var generation = 0
     private let framer = XMLStreamFramer(limits: .init(maxElementBytes: 1 << 20, maxDepth: 64))
     private var open: ByteBuffer {
         ByteBuffer(
@@ -18,8 +20,13 @@ final class WebSocketLoadSession: LoadSession {
         )
     }
 
+    override var usesStreamManagement: Bool { self.page.hasBehaviour }
+    override var advertisedTimeout: Double? { self.streamManagement.maxSeconds }
+
     override func connect() {
-        let endpoint = self.worker.scenario.endpoint
+        let endpoint = self.endpoint
+        self.generation += 1
+        let generation = self.generation
         let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
         let upgraded = self.eventLoop.makePromise(of: Void.self)
         ClientBootstrap(group: self.eventLoop)
@@ -36,7 +43,7 @@ final class WebSocketLoadSession: LoadSession {
                                 channel.close(promise: nil)
                                 return
                             }
-                            try channel.pipeline.syncOperations.addHandler(WebSocketFramesHandler(session: bound.value))
+                            try channel.pipeline.syncOperations.addHandler(WebSocketFramesHandler(session: bound.value, generation: generation))
                             upgraded.succeed()
                         }
                     }
@@ -54,6 +61,10 @@ final class WebSocketLoadSession: LoadSession {
             .assumeIsolated()
             .whenComplete { result in
                 let session = bound.value
+                guard session.generation == generation else {
+                    if case .success(let channel) = result { channel.close(promise: nil) }
+                    return
+                }
                 switch result {
                 case .success(let channel):
                     session.channel = channel
@@ -76,8 +87,10 @@ final class WebSocketLoadSession: LoadSession {
             }
         upgraded.futureResult.assumeIsolated().whenComplete { result in
             let session = bound.value
+            guard session.generation == generation else { return }
             switch result {
             case .success:
+                session.framer.reset()
                 _ = try? session.framer.feed(ByteBuffer(string: "<ws xmlns='jabber:client'>"))
                 session.transportConnected()
             case .failure(let error):
@@ -108,6 +121,31 @@ final class WebSocketLoadSession: LoadSession {
         self.channel?.close(promise: nil)
     }
 
+    /// What a browser does when the page goes: a close frame (1001, going away), no `<close/>`.
+    override func leavePage() {
+        self.generation += 1
+        guard let channel = self.channel else { return }
+        self.channel = nil
+        var data = ByteBuffer()
+        data.write(webSocketErrorCode: .goingAway)
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: data), promise: nil)
+        channel.close(promise: nil)
+    }
+
+    override func reattach() {
+        self.connect()
+    }
+
+    /// Tries to resume the abandoned session; the server should answer `<failed/>`.
+    override func verifyAbandoned() {
+        guard let resume = self.streamManagement.resume else {
+            self.verified(expired: false, condition: "not-resumable")
+            return
+        }
+        self.machine.beginResumption(resume)
+        self.connect()
+    }
+
     private func sendText(_ bytes: ByteBuffer) {
         guard let channel = self.channel else { return }
         // Clients mask every frame (RFC 6455 §5.3); NIO's encoder applies `maskKey`.
@@ -115,7 +153,8 @@ final class WebSocketLoadSession: LoadSession {
         channel.writeAndFlush(frame, promise: nil)
     }
 
-    fileprivate func frameReceived(_ frame: WebSocketFrame) {
+    fileprivate func frameReceived(_ frame: WebSocketFrame, generation: Int) {
+        guard generation == self.generation else { return }
         switch frame.opcode {
         case .text, .continuation:
             let events: [XMLStreamFramer.Event]
@@ -150,7 +189,8 @@ final class WebSocketLoadSession: LoadSession {
         }
     }
 
-    fileprivate func connectionClosed() {
+    fileprivate func connectionClosed(generation: Int) {
+        guard generation == self.generation else { return }
         self.channel = nil
         self.streamClosed()
     }
@@ -161,17 +201,19 @@ private final class WebSocketFramesHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
 
     private let session: WebSocketLoadSession
+    private let generation: Int
 
-    init(session: WebSocketLoadSession) {
+    init(session: WebSocketLoadSession, generation: Int) {
         self.session = session
+        self.generation = generation
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.session.frameReceived(self.unwrapInboundIn(data))
+        self.session.frameReceived(self.unwrapInboundIn(data), generation: self.generation)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.session.connectionClosed()
+        self.session.connectionClosed(generation: self.generation)
         context.fireChannelInactive()
     }
 

@@ -15,6 +15,8 @@ public struct XMPPLoginStateMachine: Sendable {
         case authenticating
         case awaitingBoundFeatures
         case binding
+        /// XEP-0198: `<resume/>` sent instead of bind, on a new stream for an earlier session.
+        case resuming
         case established
         case closing
         case closed
@@ -30,6 +32,8 @@ public struct XMPPLoginStateMachine: Sendable {
         case restartStream
         /// Bound: send the initial presence given here; the session is up with this full JID.
         case established(jid: String, presence: String)
+        /// XEP-0198: the earlier session is back; the server had `h` of its stanzas.
+        case resumed(h: UInt32)
         /// The login or the session failed.
         case fail(LoadFailure)
         /// The session closed as asked.
@@ -46,6 +50,8 @@ public struct XMPPLoginStateMachine: Sendable {
     public private(set) var jid: String?
     private let bindID = "bind1"
     private var scram: SCRAMSHA1Client?
+    /// The `<resume/>` to send once authenticated, instead of bind.
+    private var resumeElement: String?
 
     public init(username: String, password: String, domain: String, resource: String, mechanism: SASLMechanism = .plain) {
         self.username = username
@@ -56,6 +62,14 @@ public struct XMPPLoginStateMachine: Sendable {
     }
 
     public var isEstablished: Bool { self.phase == .established }
+
+    /// Starts over on a new connection to resume an earlier session (XEP-0198 §5): the same
+    /// login up to the bound stream features, then `resume` instead of bind. The JID stays.
+    public mutating func beginResumption(_ resume: String) {
+        self.phase = .connecting
+        self.scram = nil
+        self.resumeElement = resume
+    }
 
     /// The transport is connected.
     public mutating func connected() -> Action {
@@ -131,6 +145,10 @@ public struct XMPPLoginStateMachine: Sendable {
 
         case .awaitingBoundFeatures:
             guard name.localName == "features", name.namespace == XMLNamespaces.streams else { return .none }
+            if let resume = self.resumeElement {
+                self.phase = .resuming
+                return .send(resume)
+            }
             guard element.hasChild("bind", namespace: Self.bindNamespace) else {
                 return self.fail(LoadFailure(.protocolViolation, "no-bind-feature"))
             }
@@ -151,6 +169,22 @@ public struct XMPPLoginStateMachine: Sendable {
             self.jid = jid
             self.phase = .established
             return .established(jid: jid, presence: "<presence xmlns='jabber:client'/>")
+
+        case .resuming:
+            guard name.namespace == StreamManagement.namespace else { return .none }
+            switch name.localName {
+            case "resumed":
+                self.resumeElement = nil
+                self.phase = .established
+                let h = StanzaScanner.attribute("h", in: element.bytes).flatMap { UInt32($0) } ?? 0
+                return .resumed(h: h)
+            case "failed":
+                self.resumeElement = nil
+                let condition = element.childNames(namespace: Self.stanzaErrors).first ?? "undefined-condition"
+                return self.fail(LoadFailure(.resumeFailed, condition))
+            default:
+                return .none
+            }
 
         case .established, .closing:
             // Answer pings so a server never drops a busy client for silence.

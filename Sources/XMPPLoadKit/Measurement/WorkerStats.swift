@@ -8,7 +8,12 @@ struct WorkerStats {
     /// Time spent in each login phase, and for the whole login.
     var phases: [XMPPLoginStateMachine.Phase: LatencyHistogram] = [:]
     var login = LatencyHistogram()
+    /// Errors that belong to no population's login and no behaviour (protocol surprises, duplicates…).
     var errors: [String: Int] = [:]
+    /// Every error counted, wherever it went (for the progress line).
+    var errorTotal = 0
+    var populations: [Int: PopulationTally] = [:]
+    var behaviours: [BehaviourKey: BehaviourTally] = [:]
     var started = 0
     var established = 0
     var failed = 0
@@ -30,13 +35,28 @@ struct WorkerStats {
 
     mutating func recordError(_ failure: LoadFailure) {
         self.errors[failure.key, default: 0] += 1
+        self.errorTotal += 1
     }
 
-    mutating func recordDelivery(sequence: UInt64, sentAtNanos: UInt64, nowNanos: UInt64) {
+    mutating func recordLoginFailure(_ failure: LoadFailure, population: Int) {
+        self.populations[population, default: PopulationTally()].errors[failure.key, default: 0] += 1
+        self.errorTotal += 1
+    }
+
+    mutating func recordBehaviourFailure(_ failure: LoadFailure, _ key: BehaviourKey) {
+        self.behaviours[key, default: BehaviourTally()].failed(failure)
+        self.errorTotal += 1
+    }
+
+    /// A probe message arrived at a session of `population` (both ends of a pair are in one population).
+    mutating func recordDelivery(sequence: UInt64, sentAtNanos: UInt64, nowNanos: UInt64, population: Int) {
         switch self.ledger.deliver(sequence) {
         case .first:
             let latency = nowNanos &- sentAtNanos
             let nanos = nowNanos >= sentAtNanos ? latency : 0
+            let key = BehaviourKey(population: population, kind: .chat)
+            self.behaviours[key, default: BehaviourTally()].successes += 1
+            self.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nanos)
             self.latency.record(nanoseconds: nanos)
             self.interval.record(nanoseconds: nanos)
             self.step.record(nanoseconds: nanos)
@@ -49,7 +69,8 @@ struct WorkerStats {
         }
     }
 
-    mutating func recordSend() -> UInt64 {
+    mutating func recordSend(population: Int) -> UInt64 {
+        self.behaviours[BehaviourKey(population: population, kind: .chat), default: BehaviourTally()].attempts += 1
         self.intervalSent += 1
         self.stepSent += 1
         return self.ledger.send()
@@ -68,7 +89,7 @@ struct WorkerStats {
             totalSent: self.ledger.sent,
             totalDelivered: self.ledger.delivered,
             inFlight: self.ledger.inFlight,
-            errorCount: self.errors.values.reduce(0, +),
+            errorCount: self.errorTotal,
             threadCPUSeconds: threadCPUSeconds
         )
         self.intervalSent = 0
@@ -110,6 +131,8 @@ struct WorkerFinal: Sendable {
     var phases: [XMPPLoginStateMachine.Phase: LatencyHistogram]
     var login: LatencyHistogram
     var errors: [String: Int]
+    var populations: [Int: PopulationTally]
+    var behaviours: [BehaviourKey: BehaviourTally]
     var started: Int
     var established: Int
     var failed: Int

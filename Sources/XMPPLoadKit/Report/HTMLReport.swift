@@ -54,7 +54,7 @@ public enum HTMLReport {
             svg{display:block;margin:1em 0;background:#fff;border:1px solid #ddd}
             </style></head><body>
             <h1>tether-load report</h1>
-            <p>\(esc(result.scenario.transport.rawValue)) → <code>\(esc(result.scenario.endpoint.description))</code>, domain \(esc(result.scenario.domain)), \
+            <p>\(result.scenario.populations.map { "\(esc($0.name)): \($0.sessions) \(esc($0.transport.rawValue)) → <code>\(esc($0.endpoint.description))</code>" }.joined(separator: "; ")), domain \(esc(result.scenario.domain)), \
             started \(esc(result.startedAt)). Result: <span class="\(result.passed ? "pass" : "fail")">\(result.passed ? "PASS" : "FAIL")</span></p>
 
             """
@@ -65,6 +65,15 @@ public enum HTMLReport {
             if let summary = s.phases[name] { html += self.summaryRow(name, summary) }
         }
         html += self.summaryRow("whole login", s.login) + "</table>"
+        if !result.behaviours.isEmpty {
+            html += "<h2>Behaviours</h2><table><tr><th>population / behaviour</th><th>attempts</th><th>successes</th><th>failures</th><th>latency of</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>SLO</th></tr>"
+            for b in result.behaviours {
+                html += "<tr><td>\(esc(b.population)) / \(esc(b.behaviour.rawValue))</td><td>\(b.attempts)</td><td>\(b.successes)</td><td class=\"\(b.failures > 0 ? "fail" : "")\">\(b.failures)</td>"
+                html += "<td>\(esc(b.latencyOf))</td><td>\(f(b.latency.p50, 2))</td><td>\(f(b.latency.p99, 2))</td><td>\(f(b.latency.max, 2))</td>"
+                html += "<td class=\"\(b.passed ? "pass" : "fail")\">\(b.passed ? "met" : "BREACHED: " + esc(b.slo.filter { !$0.met }.map(\.metric).joined(separator: ", ")))</td></tr>"
+            }
+            html += "</table>"
+        }
         html += "<h2>Messages</h2><table><tr><th>target msg/s</th><th>achieved msg/s</th><th>sent</th><th>delivered</th><th>lost</th><th>duplicates</th></tr>"
         html += "<tr><td>\(f(m.targetRate, 1))</td><td>\(f(m.achievedRate, 1))</td><td>\(m.sent)</td><td>\(m.delivered)</td>"
         html += "<td class=\"\(m.lost > 0 ? "fail" : "")\">\(m.lost)</td><td>\(m.duplicates)</td></tr></table>"

@@ -110,7 +110,8 @@ public struct LoadResult: Sendable, Codable {
     }
 
     public var tool: String = "tether-load"
-    public var formatVersion: Int = 1
+    /// 2: scenarios with populations; per-population and per-behaviour results.
+    public var formatVersion: Int = 2
     public var scenario: LoadScenario
     public var startedAt: String
     public var sessions: Sessions
@@ -118,17 +119,24 @@ public struct LoadResult: Sendable, Codable {
     public var steps: [Step]
     /// Stepped mode: the highest rate whose p99 stayed under the bound with nothing lost.
     public var kneeRate: Double?
-    /// Failures by `kind:condition`, plus `lost-messages` when any were lost.
+    /// Every failure by `kind:condition` (logins, behaviours and the rest), plus `lost-messages`
+    /// when any were lost.
     public var errors: [String: Int]
+    /// The failures that belong to no population's login and no behaviour: any of them fails the run.
+    public var otherErrors: [String: Int] = [:]
+    public var populations: [PopulationResult] = []
+    public var behaviours: [BehaviourResult] = []
     public var retransmissions: Int
     public var cpu: CPU
     public var server: Server?
     public var timeline: [Sample]
 
-    /// No session failed, nothing was lost, no error was counted.
+    /// Every population's login SLO and every behaviour's SLO was met (by default: no session
+    /// failed, nothing was lost, every reload came back, every closed tab's session expired), and
+    /// no other error was counted.
     public var passed: Bool = false
 
     mutating func judge() {
-        self.passed = self.sessions.failed == 0 && self.messages.lost == 0 && self.errors.isEmpty
+        self.passed = self.populations.allSatisfy(\.passed) && self.behaviours.allSatisfy(\.passed) && self.otherErrors.isEmpty
     }
 }

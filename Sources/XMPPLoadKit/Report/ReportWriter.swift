@@ -16,7 +16,8 @@ public enum ReportWriter {
         let m = result.messages
         let l = m.latency
         var lines: [String] = []
-        lines.append("tether-load \(result.scenario.transport.rawValue) → \(result.scenario.endpoint)")
+        let targets = result.scenario.populations.map { "\($0.name): \($0.sessions) \($0.transport.rawValue) → \($0.endpoint)" }
+        lines.append("tether-load " + targets.joined(separator: "; "))
         lines.append(
             "sessions   \(s.established)/\(s.requested) established, \(s.failed) failed, \(s.closedCleanly) closed cleanly; "
                 + "\(f(s.establishmentRate)) sessions/s over \(f(s.rampSeconds, 2)) s; login p50 \(f(s.login.p50, 2)) ms p99 \(f(s.login.p99, 2)) ms"
@@ -59,6 +60,21 @@ public enum ReportWriter {
             }
         }
         if result.retransmissions > 0 { lines.append("bosh       \(result.retransmissions) retransmissions") }
+        for population in result.populations {
+            lines.append(
+                "population \(population.name): \(population.established)/\(population.requested) logged in, \(population.failed) failed; "
+                    + "login p50 \(f(population.login.p50, 2)) ms p99 \(f(population.login.p99, 2)) ms"
+                    + Self.verdicts(population.slo, passed: population.passed)
+            )
+        }
+        for behaviour in result.behaviours {
+            let latency = behaviour.latency.count > 0 ? "; \(behaviour.latencyOf) p50 \(f(behaviour.latency.p50, 2)) ms p99 \(f(behaviour.latency.p99, 2)) ms max \(f(behaviour.latency.max, 2)) ms" : ""
+            let errors = behaviour.errors.isEmpty ? "" : "; errors " + behaviour.errors.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            lines.append(
+                "behaviour  \(behaviour.population)/\(behaviour.behaviour.rawValue): \(behaviour.successes)/\(behaviour.attempts) succeeded, \(behaviour.failures) failed"
+                    + latency + errors + Self.verdicts(behaviour.slo, passed: behaviour.passed)
+            )
+        }
         if result.errors.isEmpty {
             lines.append("errors     none")
         } else {
@@ -66,5 +82,16 @@ public enum ReportWriter {
         }
         lines.append(result.passed ? "PASS" : "FAIL")
         return lines.joined(separator: "\n")
+    }
+
+    /// ` — SLO ok` or ` — SLO BREACHED: p99-ms 250.0 > 200.0`.
+    static func verdicts(_ verdicts: [SLOVerdict], passed: Bool) -> String {
+        let breached = verdicts.filter { !$0.met }
+        guard !breached.isEmpty else { return " — SLO ok" }
+        let described = breached.map { verdict -> String in
+            let relation = verdict.metric.hasPrefix("min") ? "<" : ">"
+            return "\(verdict.metric) \(String(format: "%.3g", verdict.actual)) \(relation) \(String(format: "%.3g", verdict.limit))"
+        }
+        return " — SLO BREACHED: " + described.joined(separator: ", ")
     }
 }

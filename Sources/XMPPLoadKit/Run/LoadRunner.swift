@@ -63,15 +63,14 @@ public final class LoadRunner: Sendable {
     private func run(group: MultiThreadedEventLoopGroup) async throws -> LoadResult {
         let scenario = self.scenario
         let loops = Array(group.makeIterator())
-        let messaging = scenario.messagingSessions
-        let pairCount = messaging / 2
+        let (assignments, startOffsets) = Self.assign(scenario, workers: loops.count)
+        let pairCount = scenario.messagingSessions / 2
         var workers: [Worker] = []
         for (number, loop) in loops.enumerated() {
-            let pairs = stride(from: number, to: pairCount, by: loops.count).map { (2 * $0, 2 * $0 + 1) }
-            let idle = stride(from: messaging + number, to: scenario.sessions, by: loops.count).map { $0 }
+            let assignment = assignments[number]
             let bound = try await loop.submit {
-                let worker = LoadWorker(scenario: scenario, eventLoop: loop, makeSession: Self.sessionFactory(scenario.transport))
-                worker.setUp(pairs: pairs, idle: idle)
+                let worker = LoadWorker(scenario: scenario, eventLoop: loop, makeSession: Self.sessionFactory(scenario))
+                worker.setUp(assignment, startOffsets: startOffsets)
                 return NIOLoopBound(worker, eventLoop: loop)
             }.get()
             workers.append(Worker(loop: loop, bound: bound))
@@ -82,12 +81,12 @@ public final class LoadRunner: Sendable {
         // Baseline of each loop thread's CPU time.
         try await self.sample(workers, clock: &clock, phase: "start", wait: false)
 
-        // Ramp-up: each worker starts its share of the sessions.
-        let rampShare = scenario.rampRate / Double(workers.count)
+        // Ramp-up: every session starts at its arrival time.
         for worker in workers {
-            _ = try await worker.call { $0.startRamp(rate: rampShare) }
+            _ = try await worker.call { $0.startArrivals() }
         }
-        let loginDeadline = Date().addingTimeInterval(Double(scenario.sessions) / scenario.rampRate + scenario.loginTimeout + 5)
+        let lastArrival = startOffsets.max() ?? 0
+        let loginDeadline = Date().addingTimeInterval(lastArrival + scenario.loginTimeout + 5)
         while Date() < loginDeadline {
             try await self.sample(workers, clock: &clock, phase: "ramp-up")
             var settled = true
@@ -100,9 +99,13 @@ public final class LoadRunner: Sendable {
         var knee: Double?
         // A stepped run may begin with a reference step, which is measured but not judged.
         let reference = scenario.stepped == nil ? nil : scenario.referenceRate
-        let rates = (reference.map { [$0] } ?? []) + (scenario.stepped?.rates ?? [scenario.messageRate])
+        let rates = (reference.map { [$0] } ?? []) + (scenario.stepped?.rates ?? [scenario.chatRate])
         var messagingSeconds = 0.0
         let phaseServerCPU = clock.serverCPUSeconds()
+        // Pages reload and close for as long as messages go (or the idle hold lasts).
+        for worker in workers {
+            _ = try await worker.call { $0.setBehavioursActive(true) }
+        }
         for (index, rate) in rates.enumerated() where pairCount > 0 && rate > 0 {
             let isReference = reference != nil && index == 0
             let label = scenario.stepped == nil ? "messages" : isReference ? "reference \(Int(rate))" : "step \(Int(rate))"
@@ -115,10 +118,7 @@ public final class LoadRunner: Sendable {
             let stepStart = Date()
             clock.peakThreadPercentThisStep = 0
             for worker in workers {
-                let total = pairCount
-                _ = try await worker.call { worker in
-                    worker.beginStep(rate: rate * Double(worker.messagingPairCount) / Double(total))
-                }
+                _ = try await worker.call { $0.beginStep(rate: rate) }
             }
             while Date().timeIntervalSince(stepStart) < scenario.duration {
                 let remaining = scenario.duration - Date().timeIntervalSince(stepStart)
@@ -169,8 +169,8 @@ public final class LoadRunner: Sendable {
                 if within { knee = rate } else { break }
             }
         }
-        if pairCount == 0 {
-            // An all-idle run: hold the sessions for the duration (memory per idle session).
+        if messagingSeconds == 0 {
+            // No messages: hold the sessions for the duration (memory per idle session, reloads, tab closes).
             let holdStart = Date()
             while Date().timeIntervalSince(holdStart) < scenario.duration {
                 let remaining = scenario.duration - Date().timeIntervalSince(holdStart)
@@ -180,6 +180,13 @@ public final class LoadRunner: Sendable {
         var sessionsUp = 0
         for worker in workers { sessionsUp += try await worker.call { $0.sessionsUp } }
         clock.recordLoaded(sessionsUp: sessionsUp)
+
+        // No new reloads or tab closes; those under way finish (a reload comes back, a closed
+        // tab's check waits for the advertised timeout), within a bound.
+        for worker in workers {
+            _ = try await worker.call { $0.setBehavioursActive(false) }
+        }
+        try await self.settlePages(workers, clock: &clock)
 
         // Drain: anything not delivered by then is lost.
         try await self.drain(workers, clock: &clock, seconds: scenario.drainSeconds, phase: "drain")
@@ -212,6 +219,24 @@ public final class LoadRunner: Sendable {
         var result = self.assemble(finals, steps: steps, knee: knee, clock: clock, startedAt: startedAt, messagingSeconds: messagingSeconds)
         if scenario.stepped == nil, pairCount > 0 { result.messages.serverCPUSeconds = messagePhaseServerCPU }
         return result
+    }
+
+    /// Waits for reloads and tab-close checks under way. The bound: the longest wait a check can
+    /// have (tab-close `after` is already past; the advertised timeout is at most the BOSH
+    /// inactivity or XEP-0198 max, taken as 10 minutes) plus a login.
+    private func settlePages(_ workers: [Worker], clock: inout RunClock) async throws {
+        let pages = self.scenario.populations.filter { $0.reload != nil || $0.tabClose != nil }
+        guard !pages.isEmpty else { return }
+        let longestCheck = pages.compactMap { $0.tabClose.map { $0.verify ? 600 + $0.grace : 0 } }.max() ?? 0
+        let longestReload = pages.compactMap { $0.reload?.gap }.max() ?? 0
+        let deadline = Date().addingTimeInterval(max(longestCheck, longestReload) + self.scenario.loginTimeout + 5)
+        while Date() < deadline {
+            var busy = 0
+            for worker in workers { busy += try await worker.call { $0.pagesBusy } }
+            if busy == 0 { return }
+            try await Task.sleep(for: .milliseconds(50))
+            if clock.secondDue { try await self.sample(workers, clock: &clock, phase: "pages", wait: false) }
+        }
     }
 
     private func drain(_ workers: [Worker], clock: inout RunClock, seconds: Double, phase: String) async throws {
@@ -258,7 +283,11 @@ public final class LoadRunner: Sendable {
         var behind: UInt64 = 0
         var firstStart: UInt64?
         var lastEstablished: UInt64?
+        var populationTallies: [Int: PopulationTally] = [:]
+        var behaviourTallies: [BehaviourKey: BehaviourTally] = [:]
         for final in finals {
+            for (key, tally) in final.populations { populationTallies[key, default: PopulationTally()].add(tally) }
+            for (key, tally) in final.behaviours { behaviourTallies[key, default: BehaviourTally()].add(tally) }
             latency.add(final.latency)
             login.add(final.login)
             for (phase, histogram) in final.phases { phases[phase, default: LatencyHistogram()].add(histogram) }
@@ -277,8 +306,47 @@ public final class LoadRunner: Sendable {
             if let value = final.firstStartNanos { firstStart = min(firstStart ?? value, value) }
             if let value = final.lastEstablishedNanos { lastEstablished = max(lastEstablished ?? value, value) }
         }
+        let otherErrors = errors
+        var populations: [PopulationResult] = []
+        for (index, spec) in scenario.populations.enumerated() {
+            var tally = populationTallies[index] ?? PopulationTally()
+            if tally.started < spec.sessions { tally.errors["not-started", default: 0] += spec.sessions - tally.started }
+            let summary = tally.login.summary
+            let failures = UInt64(spec.sessions - tally.established)
+            let verdicts = spec.slo.verdicts(attempts: UInt64(spec.sessions), successes: UInt64(tally.established), failures: failures, latency: summary)
+            populations.append(
+                PopulationResult(
+                    name: spec.name, transport: spec.transport, endpoint: spec.endpoint.description, requested: spec.sessions, started: tally.started,
+                    established: tally.established, failed: tally.failed, login: summary, errors: tally.errors, slo: verdicts,
+                    passed: verdicts.allSatisfy(\.met)
+                )
+            )
+            for (key, count) in tally.errors { errors[key, default: 0] += count }
+        }
+        var behaviours: [BehaviourResult] = []
+        for (index, spec) in scenario.populations.enumerated() {
+            for behaviour in spec.behaviours {
+                let tally = behaviourTallies[BehaviourKey(population: index, kind: behaviour.kind)] ?? BehaviourTally()
+                let summary = tally.latency.summary
+                let verdicts = behaviour.slo.verdicts(attempts: tally.attempts, successes: tally.successes, failures: tally.failures, latency: summary)
+                let latencyOf: String
+                switch behaviour.kind {
+                case .chat: latencyOf = "delivery"
+                case .idle: latencyOf = "none"
+                case .reload: latencyOf = "reattach"
+                case .tabClose: latencyOf = "close-to-expiry"
+                }
+                behaviours.append(
+                    BehaviourResult(
+                        population: spec.name, behaviour: behaviour.kind, attempts: tally.attempts, successes: tally.successes,
+                        failures: tally.failures, latencyOf: latencyOf, latency: summary, errors: tally.errors, slo: verdicts,
+                        passed: verdicts.allSatisfy(\.met)
+                    )
+                )
+                for (key, count) in tally.errors { errors[key, default: 0] += count }
+            }
+        }
         if inFlight > 0 { errors["lost-messages", default: 0] += Int(inFlight) }
-        if started < scenario.sessions { errors["not-started", default: 0] += scenario.sessions - started }
         var rampSeconds = 0.0
         if let firstStart, let lastEstablished, lastEstablished > firstStart {
             rampSeconds = Double(lastEstablished - firstStart) / 1e9
@@ -289,7 +357,7 @@ public final class LoadRunner: Sendable {
             login: login.summary, phases: Dictionary(uniqueKeysWithValues: phases.map { ($0.key.rawValue, $0.value.summary) })
         )
         let messages = LoadResult.Messages(
-            targetRate: scenario.stepped == nil ? scenario.messageRate : (steps.last?.targetRate ?? 0),
+            targetRate: scenario.stepped == nil ? scenario.chatRate : (steps.last?.targetRate ?? 0),
             achievedRate: messagingSeconds > 0 ? Double(sent) / messagingSeconds : 0,
             sent: sent, delivered: delivered, lost: inFlight, duplicates: duplicates, unknown: unknown,
             messagingSeconds: messagingSeconds, behindSchedule: behind, latency: latency.summary
@@ -300,16 +368,63 @@ public final class LoadRunner: Sendable {
             scenario: scenario, startedAt: startedAt, sessions: sessions, messages: messages, steps: steps, kneeRate: knee,
             errors: errors, retransmissions: retransmissions, cpu: cpu, server: clock.serverFigures, timeline: clock.timeline
         )
+        result.otherErrors = otherErrors
+        result.populations = populations
+        result.behaviours = behaviours
         result.judge()
         return result
     }
 
-    static func sessionFactory(_ transport: LoadScenario.Transport) -> (Int, LoadWorker) -> LoadSession {
-        switch transport {
-        case .tcp: return { TCPLoadSession(index: $0, worker: $1) }
-        case .websocket: return { WebSocketLoadSession(index: $0, worker: $1) }
-        case .bosh: return { BOSHLoadSession(index: $0, worker: $1) }
+    /// A session of the transport of its population: (run index, population, worker).
+    static func sessionFactory(_ scenario: LoadScenario) -> (Int, Int, LoadWorker) -> LoadSession {
+        let transports = scenario.populations.map(\.transport)
+        return { index, population, worker in
+            switch transports[population] {
+            case .tcp: TCPLoadSession(index: index, population: population, worker: worker)
+            case .websocket: WebSocketLoadSession(index: index, population: population, worker: worker)
+            case .bosh: BOSHLoadSession(index: index, population: population, worker: worker)
+            }
         }
+    }
+
+    /// Spreads the sessions over the workers: each chat pair whole on one worker (so its
+    /// accounting needs no locks), pairs and single sessions round-robin; each session's start
+    /// offset from its population's arrival process; each worker's share of every chat
+    /// population's rate.
+    static func assign(_ scenario: LoadScenario, workers: Int) -> ([LoadWorker.Assignment], [Double]) {
+        var assignments = Array(repeating: LoadWorker.Assignment(), count: workers)
+        var offsets = Array(repeating: 0.0, count: scenario.sessions)
+        var nextPairWorker = 0
+        var nextSingleWorker = 0
+        let totalRate = scenario.chatRate
+        let totalPairs = scenario.messagingSessions / 2
+        for (population, spec) in scenario.populations.enumerated() {
+            let base = scenario.firstSession(ofPopulation: population)
+            for (offset, start) in spec.arrival.startOffsets(count: spec.sessions).enumerated() {
+                offsets[base + offset] = start
+            }
+            if let chat = spec.chat {
+                let pairs = spec.sessions / 2
+                var perWorker = Array(repeating: 0, count: workers)
+                for pair in 0..<pairs {
+                    let worker = nextPairWorker % workers
+                    nextPairWorker += 1
+                    assignments[worker].pairs.append((base + 2 * pair, base + 2 * pair + 1, population))
+                    perWorker[worker] += 1
+                }
+                for worker in 0..<workers where perWorker[worker] > 0 {
+                    let here = Double(perWorker[worker])
+                    assignments[worker].chatShares[population] =
+                        totalRate > 0 ? chat.rate / totalRate * here / Double(pairs) : here / Double(max(totalPairs, 1))
+                }
+            } else {
+                for offset in 0..<spec.sessions {
+                    assignments[nextSingleWorker % workers].singles.append((base + offset, population))
+                    nextSingleWorker += 1
+                }
+            }
+        }
+        return (assignments, offsets)
     }
 }
 

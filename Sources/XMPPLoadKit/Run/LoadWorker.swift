@@ -9,48 +9,83 @@ import XMPPCore
 final class LoadWorker {
     let scenario: LoadScenario
     let eventLoop: any EventLoop
-    let makeSession: (Int, LoadWorker) -> LoadSession
+    let makeSession: (Int, Int, LoadWorker) -> LoadSession
     private(set) var sessions: [LoadSession] = []
-    /// Local indices of each messaging pair.
-    private var pairs: [(Int, Int)] = []
+    /// The chat pairs of each chat population on this worker, with their schedule.
+    private var chatGroups: [ChatGroup] = []
     /// Sessions not started yet, in start order.
     private var pendingStarts: [Int] = []
     private var startCursor = 0
+    /// Sessions whose page reloads or closes.
+    private var pageSessions: [Int] = []
     var stats = WorkerStats()
     private(set) var sessionsUp = 0
 
-    // Ramp-up
-    private var rampRate: Double = 0
-    private var rampStartNanos: UInt64 = 0
-    // Messaging
-    private var messageRate: Double = 0
-    private var messageStartNanos: UInt64 = 0
-    private var messagesThisPhase: UInt64 = 0
-    private var directedCursor = 0
-    private let padding: String
+    // Arrivals
+    private var arrivalsStarted = false
+    private var arrivalsStartNanos: UInt64 = 0
+    /// The behaviour phase is on: pages may reload and close.
+    private var behavioursActive = false
     private var tick: RepeatedTask?
     private var timeoutTick: RepeatedTask?
+    private var pageTick: RepeatedTask?
 
-    init(scenario: LoadScenario, eventLoop: any EventLoop, makeSession: @escaping (Int, LoadWorker) -> LoadSession) {
+    /// One chat population's pairs here, and its share of the run's message rate.
+    struct ChatGroup {
+        var population: Int
+        var pairs: [(Int, Int)]
+        var padding: String
+        /// Fraction of the whole run's message rate this group sends.
+        var share: Double
+        var rate: Double = 0
+        var startNanos: UInt64 = 0
+        var sentThisPhase: UInt64 = 0
+        var cursor = 0
+    }
+
+    init(scenario: LoadScenario, eventLoop: any EventLoop, makeSession: @escaping (Int, Int, LoadWorker) -> LoadSession) {
         self.scenario = scenario
         self.eventLoop = eventLoop
         self.makeSession = makeSession
-        self.padding = String(repeating: "x", count: scenario.payloadBytes)
     }
 
-    /// Creates this worker's sessions: `pairs` as (user index, user index), `idle` as user indices.
-    func setUp(pairs: [(Int, Int)], idle: [Int]) {
-        for (first, second) in pairs {
+    /// What a worker is given: chat pairs and single sessions, each as (run index, population),
+    /// with the start offsets (seconds after arrivals begin) of every run index.
+    struct Assignment: Sendable {
+        var pairs: [(first: Int, second: Int, population: Int)] = []
+        var singles: [(index: Int, population: Int)] = []
+        /// Per chat population: this worker's fraction of the run's message rate.
+        var chatShares: [Int: Double] = [:]
+    }
+
+    func setUp(_ assignment: Assignment, startOffsets: [Double]) {
+        var groups: [Int: Int] = [:]
+        for pair in assignment.pairs {
             let a = self.sessions.count
-            self.sessions.append(self.makeSession(first, self))
-            self.sessions.append(self.makeSession(second, self))
-            self.pairs.append((a, a + 1))
+            self.sessions.append(self.makeSession(pair.first, pair.population, self))
+            self.sessions.append(self.makeSession(pair.second, pair.population, self))
+            if groups[pair.population] == nil {
+                groups[pair.population] = self.chatGroups.count
+                let chat = self.scenario.populations[pair.population].chat
+                self.chatGroups.append(
+                    ChatGroup(
+                        population: pair.population, pairs: [], padding: String(repeating: "x", count: chat?.payloadBytes ?? 0),
+                        share: assignment.chatShares[pair.population] ?? 0
+                    )
+                )
+            }
+            self.chatGroups[groups[pair.population]!].pairs.append((a, a + 1))
         }
-        for index in idle {
-            self.sessions.append(self.makeSession(index, self))
+        for single in assignment.singles {
+            self.sessions.append(self.makeSession(single.index, single.population, self))
         }
-        // Interleave starts by user number so the ramp is even across pairs and idle sessions.
-        self.pendingStarts = Array(self.sessions.indices).sorted { self.sessions[$0].index < self.sessions[$1].index }
+        for (local, session) in self.sessions.enumerated() {
+            session.startOffsetNanos = UInt64(max(0, startOffsets[session.index]) * 1e9)
+            if session.page.hasBehaviour { self.pageSessions.append(local) }
+        }
+        self.pendingStarts = Array(self.sessions.indices).sorted {
+            (self.sessions[$0].startOffsetNanos, self.sessions[$0].index) < (self.sessions[$1].startOffsetNanos, self.sessions[$1].index)
+        }
         let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
         self.tick = self.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(1)) { _ in
             bound.value.onTick()
@@ -58,35 +93,56 @@ final class LoadWorker {
         self.timeoutTick = self.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             bound.value.onTimeoutTick()
         }
+        if !self.pageSessions.isEmpty {
+            self.pageTick = self.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { _ in
+                bound.value.onPageTick()
+            }
+        }
     }
 
-    /// Starts sessions at `rate` per second.
-    func startRamp(rate: Double) {
-        self.rampRate = rate
-        self.rampStartNanos = NIODeadline.now().uptimeNanoseconds
+    /// Starts each session at its arrival time, counted from now.
+    func startArrivals() {
+        self.arrivalsStarted = true
+        self.arrivalsStartNanos = NIODeadline.now().uptimeNanoseconds
     }
 
-    /// Sends `rate` messages per second from now (0 stops).
+    /// Sends `rate` messages per second in all, all chat populations together, each its share (0 stops).
     func setMessageRate(_ rate: Double) {
-        self.messageRate = rate
-        self.messageStartNanos = NIODeadline.now().uptimeNanoseconds
-        self.messagesThisPhase = 0
+        let now = NIODeadline.now().uptimeNanoseconds
+        for index in self.chatGroups.indices {
+            self.chatGroups[index].rate = rate * self.chatGroups[index].share
+            self.chatGroups[index].startNanos = now
+            self.chatGroups[index].sentThisPhase = 0
+        }
     }
 
-    var messagingPairCount: Int { self.pairs.count }
+    /// Pages reload and close while this is on; turning it off drops what is only scheduled.
+    func setBehavioursActive(_ active: Bool) {
+        self.behavioursActive = active
+        if !active {
+            for index in self.pageSessions { self.sessions[index].page.stop() }
+        }
+    }
+
+    /// Reloads and tab-close checks still under way.
+    var pagesBusy: Int { self.pageSessions.count { !self.sessions[$0].isFinished && self.sessions[$0].page.isBusy } }
+
+    var messagingPairCount: Int { self.chatGroups.reduce(0) { $0 + $1.pairs.count } }
     var allStarted: Bool { self.startCursor >= self.pendingStarts.count }
     var settled: Bool { self.allStarted && self.stats.established + self.stats.failed >= self.sessions.count }
 
     func stop() {
         self.tick?.cancel()
         self.timeoutTick?.cancel()
+        self.pageTick?.cancel()
         self.tick = nil
         self.timeoutTick = nil
+        self.pageTick = nil
     }
 
     func logoutAll() {
-        self.messageRate = 0
-        self.rampRate = 0
+        self.setMessageRate(0)
+        self.arrivalsStarted = false
         for session in self.sessions {
             session.logout()
         }
@@ -114,19 +170,48 @@ final class LoadWorker {
         self.stats.established += 1
         self.sessionsUp += 1
         self.stats.login.record(nanoseconds: loginNanos)
+        self.stats.populations[session.population, default: PopulationTally()].established += 1
+        self.stats.populations[session.population, default: PopulationTally()].login.record(nanoseconds: loginNanos)
         self.stats.lastEstablishedNanos = NIODeadline.now().uptimeNanoseconds
     }
 
     func sessionFailed(_ session: LoadSession, _ failure: LoadFailure) {
         if !session.machine.isEstablished && session.jid == nil {
             self.stats.failed += 1
+            self.stats.populations[session.population, default: PopulationTally()].failed += 1
+            self.stats.recordLoginFailure(failure, population: session.population)
+        } else if session.spec.behaviours.contains(where: { $0.kind == .idle }) {
+            self.stats.recordBehaviourFailure(failure, BehaviourKey(population: session.population, kind: .idle))
+        } else {
+            self.stats.recordError(failure)
         }
-        self.stats.recordError(failure)
     }
 
     func sessionFinished(_ session: LoadSession, cleanly: Bool) {
         if session.jid != nil { self.sessionsUp -= 1 }
         if cleanly { self.stats.closedCleanly += 1 }
+    }
+
+    func behaviourAttempted(_ kind: Behaviour.Kind, by session: LoadSession) {
+        self.stats.behaviours[BehaviourKey(population: session.population, kind: kind), default: BehaviourTally()].attempts += 1
+    }
+
+    func behaviourOutcome(_ outcome: PageLifecycleStateMachine.Outcome, by session: LoadSession) {
+        func key(_ kind: Behaviour.Kind) -> BehaviourKey { BehaviourKey(population: session.population, kind: kind) }
+        switch outcome {
+        case .reloadSucceeded(let nanoseconds):
+            self.stats.behaviours[key(.reload), default: BehaviourTally()].successes += 1
+            self.stats.behaviours[key(.reload), default: BehaviourTally()].latency.record(nanoseconds: nanoseconds)
+        case .reloadFailed(let failure):
+            self.stats.recordBehaviourFailure(failure, key(.reload))
+        case .tabCloseExpired(let nanoseconds):
+            self.stats.behaviours[key(.tabClose), default: BehaviourTally()].successes += 1
+            self.stats.behaviours[key(.tabClose), default: BehaviourTally()].latency.record(nanoseconds: nanoseconds)
+        case .tabCloseFailed(let failure):
+            self.stats.recordBehaviourFailure(failure, key(.tabClose))
+        case .tabClosed:
+            self.stats.behaviours[key(.tabClose), default: BehaviourTally()].successes += 1
+        }
     }
 
     func recordPhase(_ phase: XMPPLoginStateMachine.Phase, nanoseconds: UInt64) {
@@ -141,7 +226,7 @@ final class LoadWorker {
         self.stats.recordError(failure)
     }
 
-    func messageReceived(_ bytes: ByteBuffer) {
+    func messageReceived(_ bytes: ByteBuffer, by session: LoadSession) {
         guard let probe = StanzaScanner.probe(in: bytes) else {
             // Not ours (a server notice, an error bounce…): counted, so a bounce is never silent.
             if StanzaScanner.attribute("type", in: bytes) == "error" {
@@ -153,63 +238,72 @@ final class LoadWorker {
             self.stats.recordError(LoadFailure(.protocolViolation, "message-error-bounce"))
             return
         }
-        self.stats.recordDelivery(sequence: probe.sequence, sentAtNanos: probe.timestamp, nowNanos: NIODeadline.now().uptimeNanoseconds)
+        self.stats.recordDelivery(
+            sequence: probe.sequence, sentAtNanos: probe.timestamp, nowNanos: NIODeadline.now().uptimeNanoseconds, population: session.population
+        )
     }
 
     // MARK: schedule
 
     private func onTick() {
         let now = NIODeadline.now().uptimeNanoseconds
-        if self.rampRate > 0, self.startCursor < self.pendingStarts.count {
-            let due = Int(Double(now - self.rampStartNanos) / 1e9 * self.rampRate) + 1
-            while self.startCursor < min(due, self.pendingStarts.count) {
+        if self.arrivalsStarted, self.startCursor < self.pendingStarts.count {
+            let elapsed = now - self.arrivalsStartNanos
+            while self.startCursor < self.pendingStarts.count {
                 let session = self.sessions[self.pendingStarts[self.startCursor]]
+                guard session.startOffsetNanos <= elapsed else { break }
                 self.startCursor += 1
                 self.stats.started += 1
+                self.stats.populations[session.population, default: PopulationTally()].started += 1
                 if self.stats.firstStartNanos == nil { self.stats.firstStartNanos = now }
                 session.start()
             }
         }
-        if self.messageRate > 0, !self.pairs.isEmpty {
-            let target = UInt64(Double(now - self.messageStartNanos) / 1e9 * self.messageRate)
-            guard target > self.messagesThisPhase else { return }
+        for index in self.chatGroups.indices where self.chatGroups[index].rate > 0 && !self.chatGroups[index].pairs.isEmpty {
+            let group = self.chatGroups[index]
+            let target = UInt64(Double(now - group.startNanos) / 1e9 * group.rate)
+            guard target > group.sentThisPhase else { continue }
             // A stalled loop does not catch up in one burst: at most 50 ms worth (or 20) at once.
-            let owed = target - self.messagesThisPhase
-            let due = min(owed, UInt64(max(self.messageRate * 0.05, 20)) + 1)
+            let owed = target - group.sentThisPhase
+            let due = min(owed, UInt64(max(group.rate * 0.05, 20)) + 1)
             if owed > due {
                 // Counted, never hidden: the client could not keep its own schedule.
                 self.stats.behindSchedule += owed - due
                 self.stats.stepBehindSchedule += owed - due
             }
-            self.messagesThisPhase = target
-            self.sendMessages(Int(due), nowNanos: now)
+            self.chatGroups[index].sentThisPhase = target
+            self.sendMessages(Int(due), group: index, nowNanos: now)
         }
     }
 
-    private func sendMessages(_ count: Int, nowNanos: UInt64) {
-        let directed = self.pairs.count * 2
+    private func sendMessages(_ count: Int, group: Int, nowNanos: UInt64) {
+        let pairs = self.chatGroups[group].pairs
+        let directed = pairs.count * 2
+        var cursor = self.chatGroups[group].cursor
         var sent = 0
         var skipped = 0
         while sent < count, skipped < directed {
-            let pair = self.pairs[self.directedCursor / 2]
-            let (from, to) = self.directedCursor % 2 == 0 ? (pair.0, pair.1) : (pair.1, pair.0)
-            self.directedCursor = (self.directedCursor + 1) % directed
+            let pair = pairs[cursor / 2]
+            let (from, to) = cursor % 2 == 0 ? (pair.0, pair.1) : (pair.1, pair.0)
+            cursor = (cursor + 1) % directed
             let sender = self.sessions[from]
             let receiver = self.sessions[to]
-            guard sender.isEstablished, receiver.isEstablished, let peer = receiver.jid else {
+            // A reloading receiver still gets its messages (later); a reloading sender sends nothing.
+            guard sender.canSend, receiver.canReceive, let peer = receiver.jid else {
                 skipped += 1
                 continue
             }
             skipped = 0
-            let sequence = self.stats.recordSend()
-            sender.send(self.message(to: peer, sequence: sequence, nowNanos: nowNanos))
+            let sequence = self.stats.recordSend(population: sender.population)
+            sender.sendStanza(self.message(to: peer, sequence: sequence, nowNanos: nowNanos, padding: self.chatGroups[group].padding))
             sent += 1
         }
+        self.chatGroups[group].cursor = cursor
     }
 
     /// `<message to='…' type='chat' id='SEQ'><body>tl:SEQ:NANOS …</body></message>`.
-    func message(to peer: String, sequence: UInt64, nowNanos: UInt64) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 128 + peer.utf8.count + self.padding.utf8.count)
+    func message(to peer: String, sequence: UInt64, nowNanos: UInt64, padding: String) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 128 + peer.utf8.count + padding.utf8.count)
         buffer.writeStaticString("<message xmlns='jabber:client' type='chat' to='")
         buffer.writeString(peer)
         buffer.writeStaticString("' id='m")
@@ -218,12 +312,19 @@ final class LoadWorker {
         buffer.writeString(String(sequence))
         buffer.writeStaticString(":")
         buffer.writeString(String(nowNanos))
-        if !self.padding.isEmpty {
+        if !padding.isEmpty {
             buffer.writeStaticString(" ")
-            buffer.writeString(self.padding)
+            buffer.writeString(padding)
         }
         buffer.writeStaticString("</body></message>")
         return buffer
+    }
+
+    private func onPageTick() {
+        let now = NIODeadline.now().uptimeNanoseconds
+        for index in self.pageSessions {
+            self.sessions[index].pageTick(nowNanos: now, active: self.behavioursActive)
+        }
     }
 
     private func onTimeoutTick() {
@@ -267,6 +368,8 @@ final class LoadWorker {
             phases: self.stats.phases,
             login: self.stats.login,
             errors: self.stats.errors,
+            populations: self.finalPopulations(),
+            behaviours: self.finalBehaviours(),
             started: self.stats.started,
             established: self.stats.established,
             failed: self.stats.failed,
@@ -276,5 +379,24 @@ final class LoadWorker {
             firstStartNanos: self.stats.firstStartNanos,
             lastEstablishedNanos: self.stats.lastEstablishedNanos
         )
+    }
+
+    private func finalPopulations() -> [Int: PopulationTally] {
+        self.stats.populations
+    }
+
+    /// The tallies, with what only the end can tell: chat messages never delivered, and idle
+    /// sessions that lasted (logged in and never failed).
+    private func finalBehaviours() -> [BehaviourKey: BehaviourTally] {
+        var behaviours = self.stats.behaviours
+        for (key, tally) in behaviours where key.kind == .chat {
+            behaviours[key]?.failures = tally.attempts > tally.successes ? tally.attempts - tally.successes : 0
+        }
+        for session in self.sessions where session.jid != nil && session.spec.behaviours.contains(where: { $0.kind == .idle }) {
+            let key = BehaviourKey(population: session.population, kind: .idle)
+            behaviours[key, default: BehaviourTally()].attempts += 1
+            if !session.failedAfterLogin { behaviours[key, default: BehaviourTally()].successes += 1 }
+        }
+        return behaviours
     }
 }

@@ -1,8 +1,10 @@
 import Foundation
 
-/// Everything a load run does, as one value: where to connect, who logs in, how fast, for how long.
+/// Everything a load run does, as one value: who logs in (populations), where, how they arrive,
+/// what they do, and for how long.
 ///
-/// The command line builds one; tests build them directly.
+/// A scenario file (`ScenarioFile`) and the command line (`CommandLineOptions`) both build one;
+/// tests build them directly.
 public struct LoadScenario: Sendable, Codable, Hashable {
     /// How the simulated clients reach the server.
     public enum Transport: String, Sendable, Codable, Hashable, CaseIterable {
@@ -45,25 +47,20 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         }
     }
 
-    public var transport: Transport
-    public var endpoint: Endpoint
     /// The XMPP domain (`to` of the stream, domain part of the JIDs).
     public var domain: String
-    /// Users: `%d` is replaced by the user's number (`user%d` → `user1`, `user2`, …).
+    /// Users: `%d` is replaced by the user's number (`user%d` → `user1`, `user2`, …). Populations
+    /// take consecutive numbers in the order listed, from `firstUser` on.
     public var userPattern: String
     /// Passwords: `%d` is replaced by the user's number.
     public var passwordPattern: String
     public var firstUser: Int
-    /// Sessions to establish in all.
-    public var sessions: Int
-    /// Of those, how many only log in and stay idle; the others exchange messages in pairs.
-    public var idleSessions: Int
-    /// New sessions started per second during ramp-up.
-    public var rampRate: Double
-    /// Messages per second, all pairs together (ignored when `stepped` is set).
-    public var messageRate: Double
-    /// Seconds of message exchange (per step when `stepped` is set).
+    /// Who logs in, how they arrive and what they do.
+    public var populations: [Population]
+    /// Seconds of the behaviours (message exchange, reloads, …; per step when `stepped` is set).
     public var duration: Double
+    /// A stepped run: the chat rate of every population is scaled so that all chat together goes
+    /// through these rates.
     public var stepped: Stepped?
     /// With `stepped`: a first step at this rate, reported like the others but left out of the knee
     /// search (a fixed-rate reference point, e.g. CPU per message at 1000 msg/s, whatever the knee).
@@ -72,12 +69,8 @@ public struct LoadScenario: Sendable, Codable, Hashable {
     public var p99BoundMilliseconds: Double
     /// How long to wait for messages still in flight after sending stops, before counting them lost.
     public var drainSeconds: Double
-    /// Extra bytes of body text per message.
-    public var payloadBytes: Int
     /// Resource asked for at bind.
     public var resource: String
-    /// SASL mechanism the clients use.
-    public var saslMechanism: SASLMechanism
     /// Log out cleanly at the end (unavailable presence, then close/terminate).
     public var logout: Bool
     /// BOSH `wait` (seconds the server may hold a request).
@@ -94,6 +87,50 @@ public struct LoadScenario: Sendable, Codable, Hashable {
     /// step is read alongside, if any.
     public var upstreamPID: Int32?
 
+    public init(
+        domain: String = "localhost",
+        userPattern: String = "user%d",
+        passwordPattern: String = "pass%d",
+        firstUser: Int = 1,
+        populations: [Population],
+        duration: Double = 10,
+        stepped: Stepped? = nil,
+        referenceRate: Double? = nil,
+        p99BoundMilliseconds: Double = 100,
+        drainSeconds: Double = 5,
+        resource: String = "load",
+        logout: Bool = true,
+        boshWait: Int = 30,
+        boshRequestTimeout: Double = 45,
+        loginTimeout: Double = 30,
+        threads: Int = 1,
+        serverPID: Int32? = nil,
+        upstreamPID: Int32? = nil
+    ) {
+        self.domain = domain
+        self.userPattern = userPattern
+        self.passwordPattern = passwordPattern
+        self.firstUser = firstUser
+        self.populations = populations
+        self.duration = duration
+        self.stepped = stepped
+        self.referenceRate = referenceRate
+        self.p99BoundMilliseconds = p99BoundMilliseconds
+        self.drainSeconds = drainSeconds
+        self.resource = resource
+        self.logout = logout
+        self.boshWait = boshWait
+        self.boshRequestTimeout = boshRequestTimeout
+        self.loginTimeout = loginTimeout
+        self.threads = threads
+        self.serverPID = serverPID
+        self.upstreamPID = upstreamPID
+    }
+
+    /// The command line's model: one transport and endpoint; the first sessions chat in pairs at
+    /// `messageRate` in total, the last `idleSessions` (and an odd one out) stay idle; all start
+    /// evenly at `rampRate` in user order. That is two populations, `chat` and `idle`, the idle one
+    /// arriving right after the chat one.
     public init(
         transport: Transport = .tcp,
         endpoint: Endpoint,
@@ -121,31 +158,33 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         serverPID: Int32? = nil,
         upstreamPID: Int32? = nil
     ) {
-        self.transport = transport
-        self.endpoint = endpoint
-        self.domain = domain
-        self.userPattern = userPattern
-        self.passwordPattern = passwordPattern
-        self.firstUser = firstUser
-        self.sessions = sessions
-        self.idleSessions = idleSessions
-        self.rampRate = rampRate
-        self.messageRate = messageRate
-        self.duration = duration
-        self.stepped = stepped
-        self.referenceRate = referenceRate
-        self.p99BoundMilliseconds = p99BoundMilliseconds
-        self.drainSeconds = drainSeconds
-        self.payloadBytes = payloadBytes
-        self.resource = resource
-        self.saslMechanism = saslMechanism
-        self.logout = logout
-        self.boshWait = boshWait
-        self.boshRequestTimeout = boshRequestTimeout
-        self.loginTimeout = loginTimeout
-        self.threads = threads
-        self.serverPID = serverPID
-        self.upstreamPID = upstreamPID
+        let active = Swift.max(0, sessions - Swift.max(0, idleSessions))
+        let messaging = active - active % 2
+        let idle = Swift.max(0, sessions - messaging)
+        var populations: [Population] = []
+        if messaging > 0 {
+            populations.append(
+                Population(
+                    name: "chat", transport: transport, endpoint: endpoint, sessions: messaging, arrival: .constant(rate: rampRate, start: 0),
+                    saslMechanism: saslMechanism, behaviours: [.chat(.init(rate: messageRate, payloadBytes: payloadBytes))]
+                )
+            )
+        }
+        if idle > 0 {
+            let start = rampRate > 0 ? Double(messaging) / rampRate : 0
+            populations.append(
+                Population(
+                    name: "idle", transport: transport, endpoint: endpoint, sessions: idle, arrival: .constant(rate: rampRate, start: start),
+                    saslMechanism: saslMechanism, behaviours: [.idle(.init())]
+                )
+            )
+        }
+        self.init(
+            domain: domain, userPattern: userPattern, passwordPattern: passwordPattern, firstUser: firstUser, populations: populations,
+            duration: duration, stepped: stepped, referenceRate: referenceRate, p99BoundMilliseconds: p99BoundMilliseconds,
+            drainSeconds: drainSeconds, resource: resource, logout: logout, boshWait: boshWait, boshRequestTimeout: boshRequestTimeout,
+            loginTimeout: loginTimeout, threads: threads, serverPID: serverPID, upstreamPID: upstreamPID
+        )
     }
 
     /// The localpart of user number `index` (0-based within this run).
@@ -157,31 +196,41 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         Self.expand(self.passwordPattern, self.firstUser + index)
     }
 
-    /// Sessions that exchange messages: an even number, paired (0,1), (2,3), …
-    public var messagingSessions: Int {
-        let active = Swift.max(0, self.sessions - self.idleSessions)
-        return active - active % 2
+    /// Sessions in all populations.
+    public var sessions: Int { self.populations.reduce(0) { $0 + $1.sessions } }
+
+    /// Sessions that exchange messages (all chat populations).
+    public var messagingSessions: Int { self.populations.filter { $0.chat != nil }.reduce(0) { $0 + $1.sessions } }
+
+    /// Messages per second of all chat populations together.
+    public var chatRate: Double { self.populations.compactMap { $0.chat?.rate }.reduce(0, +) }
+
+    /// The run index of the first session of population `index`.
+    public func firstSession(ofPopulation index: Int) -> Int {
+        self.populations.prefix(index).reduce(0) { $0 + $1.sessions }
     }
 
-    /// Checks the options; returns what is wrong, if anything.
+    /// Checks the options; returns what is wrong, if anything, each naming its key.
     public func validate() -> [String] {
         var problems: [String] = []
-        if self.sessions < 1 { problems.append("sessions must be at least 1") }
-        if self.idleSessions < 0 || self.idleSessions > self.sessions { problems.append("idle sessions must be between 0 and sessions") }
-        if self.rampRate <= 0 { problems.append("ramp rate must be positive") }
-        if self.messageRate < 0 { problems.append("message rate must not be negative") }
-        if self.duration <= 0 { problems.append("duration must be positive") }
+        if self.populations.isEmpty { problems.append("populations: list at least one population (sessions must be at least 1)") }
+        var names = Set<String>()
+        for (index, population) in self.populations.enumerated() {
+            let prefix = "populations[\(index)]" + (population.name.isEmpty ? "" : " (\(population.name))")
+            if !names.insert(population.name).inserted { problems.append("\(prefix).name: '\(population.name)' is used twice") }
+            problems += population.problems().map { "\(prefix).\($0.key): \($0.message)" }
+        }
+        if !(self.duration > 0) { problems.append("duration: must be positive") }
         if let rate = self.referenceRate {
-            if self.stepped == nil { problems.append("a reference rate goes with a stepped run") }
-            if rate <= 0 { problems.append("the reference rate must be positive") }
+            if self.stepped == nil { problems.append("reference-rate: a reference rate goes with a stepped run") }
+            if !(rate > 0) { problems.append("reference-rate: must be positive") }
         }
-        if self.threads < 1 { problems.append("threads must be at least 1") }
-        if self.payloadBytes < 0 { problems.append("payload bytes must not be negative") }
-        if !self.userPattern.contains("%d") && self.sessions > 1 { problems.append("the user pattern needs %d when there is more than one session") }
-        switch (self.transport, self.endpoint.scheme) {
-        case (.bosh, .http), (.websocket, .ws), (.tcp, .tcp): break
-        default: problems.append("transport \(self.transport.rawValue) does not go with a \(self.endpoint.scheme.rawValue):// endpoint")
-        }
+        if self.stepped != nil, self.messagingSessions == 0 { problems.append("stepped: a stepped run needs a population that chats") }
+        if !(self.drainSeconds >= 0) { problems.append("drain: must not be negative") }
+        if self.threads < 1 { problems.append("threads: must be at least 1") }
+        if self.boshWait < 1 { problems.append("bosh-wait: must be at least 1") }
+        if !(self.loginTimeout > 0) { problems.append("login-timeout: must be positive") }
+        if !self.userPattern.contains("%d") && self.sessions > 1 { problems.append("users: the user pattern needs %d when there is more than one session") }
         return problems
     }
 

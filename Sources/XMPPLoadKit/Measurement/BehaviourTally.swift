@@ -1,0 +1,47 @@
+/// One behaviour's counts on one worker (or, added up, in the whole run): what was tried, what
+/// worked, how long it took, and why the rest failed.
+struct BehaviourTally: Sendable {
+    var attempts: UInt64 = 0
+    var successes: UInt64 = 0
+    var failures: UInt64 = 0
+    /// Chat: delivery; reload: re-attach or resume; tab-close: from the close to the check that
+    /// found the session gone.
+    var latency = LatencyHistogram()
+    var errors: [String: Int] = [:]
+
+    mutating func add(_ other: BehaviourTally) {
+        self.attempts += other.attempts
+        self.successes += other.successes
+        self.failures += other.failures
+        self.latency.add(other.latency)
+        for (key, count) in other.errors { self.errors[key, default: 0] += count }
+    }
+
+    mutating func failed(_ failure: LoadFailure) {
+        self.failures += 1
+        self.errors[failure.key, default: 0] += 1
+    }
+}
+
+/// Which behaviour of which population a tally is for.
+struct BehaviourKey: Sendable, Hashable {
+    var population: Int
+    var kind: Behaviour.Kind
+}
+
+/// One population's logins on one worker (or in the whole run).
+struct PopulationTally: Sendable {
+    var started = 0
+    var established = 0
+    var failed = 0
+    var login = LatencyHistogram()
+    var errors: [String: Int] = [:]
+
+    mutating func add(_ other: PopulationTally) {
+        self.started += other.started
+        self.established += other.established
+        self.failed += other.failed
+        self.login.add(other.login)
+        for (key, count) in other.errors { self.errors[key, default: 0] += count }
+    }
+}

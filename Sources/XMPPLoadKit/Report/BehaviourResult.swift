@@ -1,0 +1,37 @@
+/// One behaviour of one population over the run: counts, latency, errors and its SLO.
+///
+/// What counts as an attempt and a success: chat, a message sent / delivered once; idle, a
+/// session that logged in / stayed up to the end; reload, a page that left / came back (BOSH:
+/// the ping on its first request answered; WebSocket: `<resumed/>`); tab-close, a tab closed /
+/// its session found gone when asked again after the advertised timeout (or just closed,
+/// without `verify`).
+public struct BehaviourResult: Sendable, Codable, Hashable {
+    public var population: String
+    public var behaviour: Behaviour.Kind
+    public var attempts: UInt64
+    public var successes: UInt64
+    public var failures: UInt64
+    /// What `latency` measures: `delivery`, `login-to-end`, `reattach` or `close-to-expiry`.
+    public var latencyOf: String
+    public var latency: LatencySummary
+    /// Failures by `kind:condition`.
+    public var errors: [String: Int]
+    public var slo: [SLOVerdict]
+    public var passed: Bool
+}
+
+/// One population's logins over the run, and its login SLO.
+public struct PopulationResult: Sendable, Codable, Hashable {
+    public var name: String
+    public var transport: LoadScenario.Transport
+    public var endpoint: String
+    public var requested: Int
+    public var started: Int
+    public var established: Int
+    public var failed: Int
+    public var login: LatencySummary
+    /// Login failures by `kind:condition`.
+    public var errors: [String: Int]
+    public var slo: [SLOVerdict]
+    public var passed: Bool
+}

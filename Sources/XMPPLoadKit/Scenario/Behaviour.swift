@@ -1,0 +1,100 @@
+/// What the sessions of a population do once logged in. Every session of the population does
+/// every behaviour listed for it.
+public enum Behaviour: Sendable, Codable, Hashable {
+    /// Messages in pairs (sessions 0↔1, 2↔3, … of the population), `rate` per second for the
+    /// whole population, each with `payloadBytes` extra body bytes.
+    case chat(Chat)
+    /// Logged in and nothing more: the held long-poll (BOSH) or the open socket, pings answered.
+    case idle(Idle)
+    /// The page reloads every `every` ± `jitter` seconds: BOSH re-attaches with the sid and the
+    /// next rid after `gap` seconds without any request; WebSocket reconnects and resumes its
+    /// XEP-0198 session. Messages sent to the user meanwhile must still arrive.
+    case reload(Reload)
+    /// The tab is closed `after` ± `jitter` seconds after login, without terminate or
+    /// `<close/>`: the connection manager (BOSH) or the server (XEP-0198) must time it out.
+    case tabClose(TabClose)
+
+    public enum Kind: String, Sendable, Codable, Hashable, CaseIterable, Comparable {
+        case chat
+        case idle
+        case reload
+        case tabClose = "tab-close"
+
+        public static func < (lhs: Kind, rhs: Kind) -> Bool {
+            Self.allCases.firstIndex(of: lhs)! < Self.allCases.firstIndex(of: rhs)!
+        }
+    }
+
+    public struct Chat: Sendable, Codable, Hashable {
+        public var rate: Double
+        public var payloadBytes: Int
+        public var slo: ServiceLevelObjective
+
+        public init(rate: Double, payloadBytes: Int = 0, slo: ServiceLevelObjective = .init()) {
+            self.rate = rate
+            self.payloadBytes = payloadBytes
+            self.slo = slo
+        }
+    }
+
+    public struct Idle: Sendable, Codable, Hashable {
+        public var slo: ServiceLevelObjective
+
+        public init(slo: ServiceLevelObjective = .init()) {
+            self.slo = slo
+        }
+    }
+
+    public struct Reload: Sendable, Codable, Hashable {
+        /// Seconds between one login (or re-attach) and the next reload.
+        public var every: Double
+        public var jitter: Double
+        /// Seconds the page is gone: no request, no connection (the browser loading the page).
+        public var gap: Double
+        public var slo: ServiceLevelObjective
+
+        public init(every: Double, jitter: Double = 0, gap: Double = 0.5, slo: ServiceLevelObjective = .init()) {
+            self.every = every
+            self.jitter = jitter
+            self.gap = gap
+            self.slo = slo
+        }
+    }
+
+    public struct TabClose: Sendable, Codable, Hashable {
+        /// Seconds after login at which the tab closes.
+        public var after: Double
+        public var jitter: Double
+        /// Check that the session really ended: once the advertised time has passed (BOSH
+        /// `inactivity`, XEP-0198 `max`) plus `grace` seconds, ask for it again and expect a refusal.
+        public var verify: Bool
+        public var grace: Double
+        public var slo: ServiceLevelObjective
+
+        public init(after: Double, jitter: Double = 0, verify: Bool = true, grace: Double = 5, slo: ServiceLevelObjective = .init()) {
+            self.after = after
+            self.jitter = jitter
+            self.verify = verify
+            self.grace = grace
+            self.slo = slo
+        }
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .chat: .chat
+        case .idle: .idle
+        case .reload: .reload
+        case .tabClose: .tabClose
+        }
+    }
+
+    public var slo: ServiceLevelObjective {
+        switch self {
+        case .chat(let chat): chat.slo
+        case .idle(let idle): idle.slo
+        case .reload(let reload): reload.slo
+        case .tabClose(let tabClose): tabClose.slo
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import NIOCore
+import Testing
+
+@testable import XMPPLoadKit
+
+/// The client side of XEP-0198: counts, acknowledgements and what is sent again after resuming.
+@Suite("Stream management (client)")
+struct StreamManagementTests {
+    @Test("nothing is counted before <enabled/>; h counts stanzas received after it")
+    func counting() {
+        var sm = StreamManagement()
+        sm.received()
+        let request = sm.sending(ByteBuffer(string: "<message/>"))
+        #expect(!request)
+        #expect(sm.unacknowledged.isEmpty)
+        sm.enabled(id: "abc", resume: true, max: 300)
+        #expect(sm.maxSeconds == 300)
+        sm.received()
+        sm.received()
+        #expect(sm.handled == 2)
+        #expect(sm.answer == "<a xmlns='urn:xmpp:sm:3' h='2'/>")
+        #expect(sm.resume == "<resume xmlns='urn:xmpp:sm:3' h='2' previd='abc'/>")
+    }
+
+    @Test("acknowledged stanzas leave the buffer; after <resumed h/> the rest is sent again")
+    func resend() {
+        var sm = StreamManagement()
+        sm.enabled(id: "abc", resume: true, max: nil)
+        var requests = 0
+        for number in 1...10 where sm.sending(ByteBuffer(string: "m\(number)")) { requests += 1 }
+        // One <r/> after every eighth stanza.
+        #expect(requests == 1)
+        sm.acknowledged(4)
+        #expect(sm.unacknowledged.map { String(buffer: $0) } == ["m5", "m6", "m7", "m8", "m9", "m10"])
+        // An older acknowledgement changes nothing.
+        sm.acknowledged(3)
+        #expect(sm.unacknowledged.count == 6)
+        #expect(sm.resumed(8).map { String(buffer: $0) } == ["m9", "m10"])
+        sm.acknowledged(10)
+        #expect(sm.unacknowledged.isEmpty)
+    }
+
+    @Test("without resume='true' there is nothing to resume")
+    func notResumable() {
+        var sm = StreamManagement()
+        sm.enabled(id: "abc", resume: false, max: nil)
+        #expect(sm.resume == nil)
+    }
+}
