@@ -53,17 +53,29 @@ struct BOSHRequestTrackerTests {
         #expect(!tracker.isQuiet)
         #expect(tracker.nextRequest(nowNanos: 2)?.carriesPayloads == true)
         #expect(!tracker.isQuiet)
+        // The server releases the poll and holds the request that carried the message: not quiet.
+        _ = tracker.responseReceived(rid: 101)
+        #expect(!tracker.isQuiet)
+        // The server answers it (with the pong of a quiet-down ping, say): the next poll is empty.
         _ = tracker.responseReceived(rid: 102)
+        let poll = tracker.nextRequest(nowNanos: 3)
+        #expect(poll?.rid == 103 && poll?.carriesPayloads == false)
         #expect(tracker.isQuiet)
         tracker.abandonOutstanding()
         #expect(tracker.outstanding.isEmpty)
+        #expect(tracker.abandoned.map(\.rid) == [103])
+        // The new page: the abandoned request again (same rid and bytes), then the next rid.
+        let again = tracker.retransmitAbandoned(nowNanos: 5)
+        #expect(again.map(\.rid) == [103] && again.first?.body == poll?.body && again.first?.attempt == 2)
+        #expect(tracker.abandoned.isEmpty)
+        _ = tracker.responseReceived(rid: 103)
         let first = tracker.nextRequest(nowNanos: 3)
-        #expect(first?.rid == 103)
+        #expect(first?.rid == 104)
         // The check after a tab close: the next rid, not tracked.
         let probe = tracker.probeRequest(nowNanos: 4)
-        #expect(probe?.rid == 104)
-        #expect(probe?.body == "<body rid='104' sid='s1' xmlns='http://jabber.org/protocol/httpbind'/>")
-        #expect(tracker.outstanding.map(\.rid) == [103])
+        #expect(probe?.rid == 105)
+        #expect(probe?.body == "<body rid='105' sid='s1' xmlns='http://jabber.org/protocol/httpbind'/>")
+        #expect(tracker.outstanding.map(\.rid) == [104])
     }
 
     @Test("payloads go out at once beside the held request, then wait for a free slot")

@@ -14,10 +14,12 @@ struct PageLifecycleStateMachineTests {
         page.established(now: 0)
         #expect(page.isPresent)
         #expect(page.tick(now: 9 * Self.second, active: true, quiet: true) == nil)
-        // Due, but something of the session's own is in flight: not yet.
-        #expect(page.tick(now: 10 * Self.second, active: true, quiet: false) == nil)
-        // Due, quiet, but the run's behaviour phase is off: not at all.
+        // Due, but the run's behaviour phase is off: not at all.
         #expect(page.tick(now: 10 * Self.second, active: false, quiet: true) == nil)
+        // Due, but something of the session's own is in flight: the page stops sending and quiets down first.
+        #expect(page.tick(now: 10 * Self.second, active: true, quiet: false) == .quietDown)
+        #expect(!page.isPresent && page.isBusy)
+        #expect(page.tick(now: 10 * Self.second + 1, active: true, quiet: false) == .quietDown)
         #expect(page.tick(now: 11 * Self.second, active: true, quiet: true) == .leavePage)
         #expect(!page.isPresent && page.isBusy)
         #expect(page.tick(now: 11 * Self.second + Self.second / 4, active: true, quiet: true) == nil)
@@ -93,7 +95,7 @@ struct PageLifecycleStateMachineTests {
         #expect(plain.state == .finished)
     }
 
-    @Test("stop drops a scheduled reload but not one under way")
+    @Test("stop drops a scheduled reload but not one under way; the page stays there to log out")
     func stop() {
         var page = PageLifecycleStateMachine(reload: .init(every: 1, gap: 1), tabClose: nil, seed: 1)
         page.established(now: 0)
@@ -101,8 +103,13 @@ struct PageLifecycleStateMachineTests {
         page.stop()
         #expect(page.tick(now: 2 * Self.second, active: false, quiet: true) == .reattach)
         #expect(page.reattached(now: 2 * Self.second) != nil)
-        page.stop()
-        #expect(page.state == .finished)
+        // Back, and nothing more scheduled.
+        #expect(page.state == .inactive && page.isPresent && !page.isBusy)
         #expect(page.tick(now: 10 * Self.second, active: true, quiet: true) == nil)
+        var scheduled = PageLifecycleStateMachine(reload: .init(every: 1), tabClose: nil, seed: 1)
+        scheduled.established(now: 0)
+        scheduled.stop()
+        #expect(scheduled.state == .inactive && scheduled.isPresent)
+        #expect(scheduled.tick(now: 10 * Self.second, active: true, quiet: true) == nil)
     }
 }

@@ -2,15 +2,18 @@
 /// and when to check that the server let the abandoned session go. Pure: time comes in as
 /// uptime nanoseconds, actions go out; the session carries them out on its transport.
 ///
-/// A reload waits for a quiet moment (`tick(quiet:)`: nothing of the session's own in flight),
-/// so the generator never abandons a message it sent itself: what is measured is what the
-/// server does with messages *to* a page that is gone.
+/// A reload first quiets the page: it stops sending, and (BOSH) releases its last request with
+/// an empty poll, until nothing of its own is in flight (`tick(quiet:)`). So the generator
+/// never abandons a message it sent itself: what is measured is what the server does with
+/// messages *to* a page that is gone.
 public struct PageLifecycleStateMachine: Sendable, Hashable {
     public enum State: Sendable, Hashable {
-        /// Not logged in yet, or no browser behaviour.
+        /// Not logged in yet, no browser behaviour, or the behaviour phase is over.
         case inactive
         /// Logged in; the next reload or tab close is due at `at`.
         case open(at: UInt64, next: Next)
+        /// A reload is due: the page sends nothing more and waits for what it sent to be taken.
+        case quieting
         /// Reloading: no request and no connection until `until`.
         case gone(until: UInt64)
         /// Re-attaching (BOSH) or resuming (XEP-0198) since `since`.
@@ -29,6 +32,9 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
     }
 
     public enum Action: Sendable, Hashable {
+        /// Get what is in flight taken by the server (BOSH: an empty poll releases the held
+        /// request that carried the last stanzas).
+        case quietDown
         /// Drop every connection without a word (the page goes away).
         case leavePage
         /// Come back: BOSH, a request with the sid and the next rid; WebSocket, a new connection
@@ -55,6 +61,7 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
     public let tabClose: Behaviour.TabClose?
     public private(set) var state: State = .inactive
     private var random: SeededGenerator
+    private var stopped = false
 
     public init(reload: Behaviour.Reload?, tabClose: Behaviour.TabClose?, seed: UInt64) {
         self.reload = reload
@@ -75,7 +82,7 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
     /// A reload or a check is under way: the run waits for it before it ends.
     public var isBusy: Bool {
         switch self.state {
-        case .gone, .reattaching, .verifying: true
+        case .quieting, .gone, .reattaching, .verifying: true
         case .closed(_, let verifyAt): verifyAt != nil
         default: false
         }
@@ -83,7 +90,7 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
 
     /// Logged in (the first time): schedule the first reload or tab close.
     public mutating func established(now: UInt64) {
-        guard case .inactive = self.state else { return }
+        guard case .inactive = self.state, !self.stopped else { return }
         self.scheduleNext(from: now)
     }
 
@@ -104,13 +111,16 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
         case .open(let at, let next) where active && now >= at:
             switch next {
             case .reload:
-                guard quiet, let reload = self.reload else { return nil }
-                self.state = .gone(until: now + Self.nanos(reload.gap))
-                return .leavePage
+                self.state = .quieting
+                return self.tick(now: now, active: active, quiet: quiet)
             case .closeTab:
                 self.state = .closed(at: now, verifyAt: nil)
                 return .closeTab
             }
+        case .quieting:
+            guard quiet, let reload = self.reload else { return .quietDown }
+            self.state = .gone(until: now + Self.nanos(reload.gap))
+            return .leavePage
         case .gone(let until) where now >= until:
             self.state = .reattaching(since: now)
             return .reattach
@@ -141,14 +151,14 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
     /// The re-attach or resume worked.
     public mutating func reattached(now: UInt64) -> Outcome? {
         guard case .reattaching(let since) = self.state else { return nil }
-        self.scheduleNext(from: now)
+        if self.stopped { self.state = .inactive } else { self.scheduleNext(from: now) }
         return .reloadSucceeded(nanoseconds: now - since)
     }
 
     /// The re-attach or resume failed: the session is lost.
     public mutating func reattachFailed(_ failure: LoadFailure) -> Outcome? {
         switch self.state {
-        case .gone, .reattaching:
+        case .quieting, .gone, .reattaching:
             self.state = .finished
             return .reloadFailed(failure)
         default:
@@ -163,9 +173,11 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
         return expired ? .tabCloseExpired(nanoseconds: now - closedAt) : .tabCloseFailed(LoadFailure(.protocolViolation, condition))
     }
 
-    /// The run ends: whatever is scheduled is dropped (a reload or check under way still reports).
+    /// The run ends: whatever is scheduled is dropped (a reload or check under way still
+    /// reports); the page stays, to log out.
     public mutating func stop() {
-        if case .open = self.state { self.state = .finished }
+        self.stopped = true
+        if case .open = self.state { self.state = .inactive }
     }
 
     static func nanos(_ seconds: Double) -> UInt64 {

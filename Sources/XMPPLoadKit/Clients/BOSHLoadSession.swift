@@ -55,8 +55,16 @@ final class BOSHLoadSession: LoadSession {
         for connection in self.connections { connection.close() }
     }
 
-    override var isQuiet: Bool { self.tracker.isQuiet }
     override var advertisedTimeout: Double? { self.tracker.inactivity.map(Double.init) }
+
+    /// A ping: the server answers the held request (which carried the last stanzas) when this
+    /// one arrives, and this one when the pong comes, so by then it has taken everything. (An
+    /// extra empty poll would break §11's polling rule.)
+    override var isQuiet: Bool { self.tracker.isQuiet && self.quietPingID == nil }
+
+    override func quietDown() {
+        self.sendQuietPing()
+    }
 
     /// The page goes: its connections close with their requests unanswered (the server forgets
     /// them and queues what arrives for the next request).
@@ -65,8 +73,15 @@ final class BOSHLoadSession: LoadSession {
         self.tracker.abandonOutstanding()
     }
 
-    /// The new page's first request (with the ping `LoadSession` queues) takes the next rid.
-    override func reattach() {}
+    /// The new page's first request (with the ping `LoadSession` queues) takes the next rid;
+    /// with `retransmit`, the requests the old page left unanswered go again first.
+    override func reattach() {
+        guard self.spec.reload?.retransmit ?? false else { return }
+        for request in self.tracker.retransmitAbandoned(nowNanos: self.now) {
+            self.worker.recordRetransmission()
+            self.dispatch(request)
+        }
+    }
 
     /// One empty request with the old sid and the next rid: the connection manager should answer
     /// that it does not know the session any more.

@@ -86,10 +86,29 @@ public struct BOSHRequestTracker: Sendable {
         self.queued.isEmpty && self.pendingControl == nil && !self.outstanding.contains { $0.carriesPayloads || $0.kind != .payload }
     }
 
-    /// The page went away (reload, tab close): every outstanding request is forgotten, unanswered.
+    /// Requests the last page left unanswered (`abandonOutstanding`), oldest first.
+    public private(set) var abandoned: [Request] = []
+
+    /// The page went away (reload, tab close): every outstanding request is left unanswered.
     /// The next request takes the next rid, as a reloaded Strophe.js page attaching does.
     public mutating func abandonOutstanding() {
+        self.abandoned = self.outstanding.sorted { $0.rid < $1.rid }
         self.outstanding.removeAll()
+    }
+
+    /// The abandoned requests, to send again with the same rid and bytes (§14.3): the server
+    /// answers each from its cache if it had answered it as the page went (that answer's
+    /// stanzas never reached the page), else holds it again.
+    public mutating func retransmitAbandoned(nowNanos: UInt64) -> [Request] {
+        let again = self.abandoned.map { request in
+            var request = request
+            request.attempt += 1
+            request.sentAtNanos = nowNanos
+            return request
+        }
+        self.abandoned.removeAll()
+        self.outstanding = again + self.outstanding
+        return again
     }
 
     /// An empty request with the next rid, not tracked: asks whether the session still exists.

@@ -30,6 +30,8 @@ class LoadSession {
     private var pings = 0
     /// The id of the ping that proves a BOSH re-attach.
     private var reattachPingID: String?
+    /// The id of the ping that shows the server took everything sent before it (a reload's quiet-down).
+    private(set) var quietPingID: String?
 
     init(index: Int, population: Int, worker: LoadWorker) {
         self.index = index
@@ -76,6 +78,8 @@ class LoadSession {
     func checkTimeouts(nowNanos: UInt64) {}
     /// Nothing of the session's own in flight (a reload may begin).
     var isQuiet: Bool { true }
+    /// Gets what the session sent taken by the server before the page goes (BOSH: an empty poll).
+    func quietDown() {}
     /// The page goes away: every connection dropped, nothing said.
     func leavePage() {}
     /// The page is back: re-attach or resume.
@@ -110,6 +114,10 @@ class LoadSession {
         if self.machine.isEstablished {
             if name.localName == "message" {
                 self.worker.messageReceived(element.bytes, by: self)
+                return
+            }
+            if name.localName == "iq", let id = self.quietPingID, StanzaScanner.attribute("id", in: element.bytes) == id {
+                self.quietPingID = nil
                 return
             }
             if name.localName == "iq", let id = self.reattachPingID, StanzaScanner.attribute("id", in: element.bytes) == id {
@@ -210,6 +218,8 @@ class LoadSession {
     func pageTick(nowNanos: UInt64, active: Bool) {
         guard !self.isFinished, let action = self.page.tick(now: nowNanos, active: active, quiet: self.isQuiet) else { return }
         switch action {
+        case .quietDown:
+            self.quietDown()
         case .leavePage:
             self.worker.behaviourAttempted(.reload, by: self)
             self.leavePage()
@@ -223,6 +233,16 @@ class LoadSession {
         case .verify:
             self.verifyAbandoned()
         }
+    }
+
+    /// Sends a ping to the server, unless one is already on its way; its answer comes after
+    /// everything sent before it was taken.
+    func sendQuietPing() {
+        guard self.quietPingID == nil else { return }
+        self.pings += 1
+        let id = "tl-quiet-\(self.pings)"
+        self.quietPingID = id
+        self.sendStanza(ByteBuffer(string: "<iq xmlns='jabber:client' type='get' id='\(id)'><ping xmlns='urn:xmpp:ping'/></iq>"))
     }
 
     private func beginReattach() {
@@ -305,7 +325,7 @@ class LoadSession {
             }
         case .fail(let failure):
             switch self.page.state {
-            case .gone, .reattaching:
+            case .quieting, .gone, .reattaching:
                 self.pageLost(failure)
                 return
             case .verifying:

@@ -8,8 +8,13 @@ struct BehaviourTally: Sendable {
     /// found the session gone.
     var latency = LatencyHistogram()
     var errors: [String: Int] = [:]
+    /// Reload: chat messages sent to the page while it was gone, and how many of them arrived.
+    var sentWhileAway: UInt64 = 0
+    var deliveredAfterReturn: UInt64 = 0
 
     mutating func add(_ other: BehaviourTally) {
+        self.sentWhileAway += other.sentWhileAway
+        self.deliveredAfterReturn += other.deliveredAfterReturn
         self.attempts += other.attempts
         self.successes += other.successes
         self.failures += other.failures

@@ -14,6 +14,8 @@ struct WorkerStats {
     var errorTotal = 0
     var populations: [Int: PopulationTally] = [:]
     var behaviours: [BehaviourKey: BehaviourTally] = [:]
+    /// Messages sent to a page that was gone (reloading), until they arrive.
+    var sentWhileAway = Set<UInt64>()
     var started = 0
     var established = 0
     var failed = 0
@@ -55,6 +57,9 @@ struct WorkerStats {
             let latency = nowNanos &- sentAtNanos
             let nanos = nowNanos >= sentAtNanos ? latency : 0
             let key = BehaviourKey(population: population, kind: .chat)
+            if self.sentWhileAway.remove(sequence) != nil {
+                self.behaviours[BehaviourKey(population: population, kind: .reload), default: BehaviourTally()].deliveredAfterReturn += 1
+            }
             self.behaviours[key, default: BehaviourTally()].successes += 1
             self.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nanos)
             self.latency.record(nanoseconds: nanos)
@@ -67,6 +72,12 @@ struct WorkerStats {
         case .unknown:
             self.recordError(LoadFailure(.protocolViolation, "unknown-message"))
         }
+    }
+
+    /// The message `sequence` went to a page that is gone: it must arrive once the page is back.
+    mutating func recordSentWhileAway(_ sequence: UInt64, population: Int) {
+        self.sentWhileAway.insert(sequence)
+        self.behaviours[BehaviourKey(population: population, kind: .reload), default: BehaviourTally()].sentWhileAway += 1
     }
 
     mutating func recordSend(population: Int) -> UInt64 {

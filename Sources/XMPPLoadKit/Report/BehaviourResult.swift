@@ -18,6 +18,10 @@ public struct BehaviourResult: Sendable, Codable, Hashable {
     public var errors: [String: Int]
     public var slo: [SLOVerdict]
     public var passed: Bool
+    /// Reload of a population that chats: messages sent to a page while it was gone, and how many
+    /// of them arrived after it came back (all of them, when nothing is lost).
+    public var messagesWhileAway: UInt64?
+    public var messagesWhileAwayDelivered: UInt64?
 }
 
 /// One population's logins over the run, and its login SLO.

@@ -72,7 +72,9 @@ public enum ReportWriter {
             let errors = behaviour.errors.isEmpty ? "" : "; errors " + behaviour.errors.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
             lines.append(
                 "behaviour  \(behaviour.population)/\(behaviour.behaviour.rawValue): \(behaviour.successes)/\(behaviour.attempts) succeeded, \(behaviour.failures) failed"
-                    + latency + errors + Self.verdicts(behaviour.slo, passed: behaviour.passed)
+                    + latency + errors
+                    + (behaviour.messagesWhileAway.map { "; \(behaviour.messagesWhileAwayDelivered ?? 0)/\($0) messages sent while away arrived" } ?? "")
+                    + Self.verdicts(behaviour.slo, passed: behaviour.passed)
             )
         }
         if result.errors.isEmpty {

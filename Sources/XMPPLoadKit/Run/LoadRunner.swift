@@ -336,13 +336,16 @@ public final class LoadRunner: Sendable {
                 case .reload: latencyOf = "reattach"
                 case .tabClose: latencyOf = "close-to-expiry"
                 }
-                behaviours.append(
-                    BehaviourResult(
-                        population: spec.name, behaviour: behaviour.kind, attempts: tally.attempts, successes: tally.successes,
-                        failures: tally.failures, latencyOf: latencyOf, latency: summary, errors: tally.errors, slo: verdicts,
-                        passed: verdicts.allSatisfy(\.met)
-                    )
+                var result = BehaviourResult(
+                    population: spec.name, behaviour: behaviour.kind, attempts: tally.attempts, successes: tally.successes,
+                    failures: tally.failures, latencyOf: latencyOf, latency: summary, errors: tally.errors, slo: verdicts,
+                    passed: verdicts.allSatisfy(\.met)
                 )
+                if behaviour.kind == .reload, spec.chat != nil {
+                    result.messagesWhileAway = tally.sentWhileAway
+                    result.messagesWhileAwayDelivered = tally.deliveredAfterReturn
+                }
+                behaviours.append(result)
                 for (key, count) in tally.errors { errors[key, default: 0] += count }
             }
         }

@@ -295,6 +295,7 @@ final class LoadWorker {
             }
             skipped = 0
             let sequence = self.stats.recordSend(population: sender.population)
+            if !receiver.page.isPresent { self.stats.recordSentWhileAway(sequence, population: receiver.population) }
             sender.sendStanza(self.message(to: peer, sequence: sequence, nowNanos: nowNanos, padding: self.chatGroups[group].padding))
             sent += 1
         }

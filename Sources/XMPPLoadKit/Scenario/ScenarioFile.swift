@@ -322,11 +322,12 @@ private struct Reader {
             let keys = try keys(["slo"])
             return .idle(.init(slo: try keys["slo"].map(self.slo) ?? .init()))
         case "reload":
-            let keys = try keys(["every", "jitter", "gap", "slo"])
+            let keys = try keys(["every", "jitter", "gap", "retransmit", "slo"])
             return .reload(
                 .init(
                     every: try self.required(keys, "every", in: at, self.double), jitter: try keys["jitter"].map(self.double) ?? 0,
-                    gap: try keys["gap"].map(self.double) ?? 0.5, slo: try keys["slo"].map(self.slo) ?? .init()
+                    gap: try keys["gap"].map(self.double) ?? 0.5, retransmit: try keys["retransmit"].map(self.bool) ?? true,
+                    slo: try keys["slo"].map(self.slo) ?? .init()
                 )
             )
         case "tab-close":
