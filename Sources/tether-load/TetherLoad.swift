@@ -11,7 +11,7 @@ struct TetherLoad: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tether-load",
         abstract: "A load generator for XMPP clients over BOSH, WebSocket or plain TCP.",
-        subcommands: [Run.self, Stub.self]
+        subcommands: [Run.self, Merge.self, Stub.self]
     )
 }
 
@@ -182,6 +182,46 @@ struct Run: AsyncParsableCommand {
         }
         print(ReportWriter.summary(result))
         if !result.passed {
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Merge: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Merge the JSON results of several runs (parts of one load) into one result.",
+        discussion: """
+            Counts are summed; every percentile comes from the summed HDR histograms the results carry, \
+            never from averaging the parts' percentiles; SLOs are judged again on the merged figures. \
+            Exits with status 1 when the merged result fails.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("Result files written by 'tether-load run --json'.", valueName: "result.json"))
+    var files: [String]
+
+    @Option(name: .long, help: ArgumentHelp("Write the merged JSON result here.", valueName: "path"))
+    var json: String?
+
+    @Option(name: .long, help: ArgumentHelp("Write the HTML report of the merged result here.", valueName: "path"))
+    var html: String?
+
+    func run() async throws {
+        guard self.files.count >= 1 else { throw ValidationError("give at least one result file") }
+        let merged: LoadResult
+        do {
+            merged = try ResultMerger.merge(files: self.files)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        if let path = self.json {
+            try ReportWriter.json(merged).write(to: URL(fileURLWithPath: path))
+        }
+        if let path = self.html {
+            try Data(HTMLReport.render(merged).utf8).write(to: URL(fileURLWithPath: path))
+        }
+        print(ReportWriter.summary(merged))
+        if !merged.passed {
             throw ExitCode(1)
         }
     }

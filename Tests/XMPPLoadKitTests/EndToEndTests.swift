@@ -129,7 +129,7 @@ struct EndToEndTests {
         #expect(
             Set(object.keys) == [
                 "tool", "formatVersion", "scenario", "startedAt", "sessions", "messages", "steps", "kneeRate", "errors",
-                "retransmissions", "cpu", "server", "timeline", "passed", "otherErrors", "populations", "behaviours",
+                "retransmissions", "cpu", "server", "timeline", "passed", "otherErrors", "populations", "behaviours", "histograms",
             ]
         )
         // One chat population (the flags' model): its chat behaviour accounts for every message.

@@ -16,6 +16,11 @@ public struct LatencyHistogram: Sendable {
         _ = self.histogram.record(micros)
     }
 
+    /// Records `count` durations of `microseconds` each (a bucket read back from a result).
+    public mutating func record(microseconds: UInt64, count: UInt64) {
+        _ = self.histogram.record(Swift.min(microseconds, Self.highestMicroseconds), count: count)
+    }
+
     public mutating func add(_ other: LatencyHistogram) {
         self.histogram.add(other.histogram)
     }

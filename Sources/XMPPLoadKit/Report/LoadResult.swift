@@ -109,6 +109,24 @@ public struct LoadResult: Sendable, Codable {
         public var serverRSSKiB: Int?
     }
 
+    /// The HDR histograms behind every latency summary, so results can be merged exactly.
+    public struct Histograms: Sendable, Codable {
+        /// Message delivery, all populations.
+        public var delivery = LatencyHistogram()
+        /// Whole logins, all populations.
+        public var login = LatencyHistogram()
+        /// Per login phase (`connecting`, `awaitingFeatures`, …).
+        public var phases: [String: LatencyHistogram] = [:]
+        /// Logins per population name.
+        public var populations: [String: LatencyHistogram] = [:]
+        /// Per behaviour: `population/behaviour`.
+        public var behaviours: [String: LatencyHistogram] = [:]
+
+        public init() {}
+
+        static func behaviourKey(_ population: String, _ behaviour: Behaviour.Kind) -> String { "\(population)/\(behaviour.rawValue)" }
+    }
+
     public var tool: String = "tether-load"
     /// 2: scenarios with populations; per-population and per-behaviour results.
     public var formatVersion: Int = 2
@@ -126,6 +144,10 @@ public struct LoadResult: Sendable, Codable {
     public var otherErrors: [String: Int] = [:]
     public var populations: [PopulationResult] = []
     public var behaviours: [BehaviourResult] = []
+    /// Absent in results written before histograms were kept (those cannot be merged).
+    public var histograms: Histograms?
+    /// The parts this result was merged from (`tether-load merge`), else absent.
+    public var mergedFrom: Int?
     public var retransmissions: Int
     public var cpu: CPU
     public var server: Server?

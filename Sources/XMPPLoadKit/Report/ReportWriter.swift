@@ -18,6 +18,9 @@ public enum ReportWriter {
         var lines: [String] = []
         let targets = result.scenario.populations.map { "\($0.name): \($0.sessions) \($0.transport.rawValue) → \($0.endpoint)" }
         lines.append("tether-load " + targets.joined(separator: "; "))
+        if let parts = result.mergedFrom {
+            lines.append("merged     from \(parts) results: counts summed, percentiles from the summed histograms")
+        }
         lines.append(
             "sessions   \(s.established)/\(s.requested) established, \(s.failed) failed, \(s.closedCleanly) closed cleanly; "
                 + "\(f(s.establishmentRate)) sessions/s over \(f(s.rampSeconds, 2)) s; login p50 \(f(s.login.p50, 2)) ms p99 \(f(s.login.p99, 2)) ms"

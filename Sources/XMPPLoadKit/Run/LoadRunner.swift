@@ -307,9 +307,14 @@ public final class LoadRunner: Sendable {
             if let value = final.lastEstablishedNanos { lastEstablished = max(lastEstablished ?? value, value) }
         }
         let otherErrors = errors
+        var histograms = LoadResult.Histograms()
+        histograms.delivery = latency
+        histograms.login = login
+        histograms.phases = Dictionary(uniqueKeysWithValues: phases.map { ($0.key.rawValue, $0.value) })
         var populations: [PopulationResult] = []
         for (index, spec) in scenario.populations.enumerated() {
             var tally = populationTallies[index] ?? PopulationTally()
+            histograms.populations[spec.name] = tally.login
             if tally.started < spec.sessions { tally.errors["not-started", default: 0] += spec.sessions - tally.started }
             let summary = tally.login.summary
             let failures = UInt64(spec.sessions - tally.established)
@@ -327,6 +332,7 @@ public final class LoadRunner: Sendable {
         for (index, spec) in scenario.populations.enumerated() {
             for behaviour in spec.behaviours {
                 let tally = behaviourTallies[BehaviourKey(population: index, kind: behaviour.kind)] ?? BehaviourTally()
+                histograms.behaviours[LoadResult.Histograms.behaviourKey(spec.name, behaviour.kind)] = tally.latency
                 let summary = tally.latency.summary
                 let verdicts = behaviour.slo.verdicts(attempts: tally.attempts, successes: tally.successes, failures: tally.failures, latency: summary)
                 let latencyOf: String
@@ -374,6 +380,7 @@ public final class LoadRunner: Sendable {
         result.otherErrors = otherErrors
         result.populations = populations
         result.behaviours = behaviours
+        result.histograms = histograms
         result.judge()
         return result
     }
