@@ -165,5 +165,7 @@ struct ResultMergerTests {
         try ReportWriter.json(old).write(to: URL(fileURLWithPath: path))
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect { try ResultMerger.merge(files: [path]) } throws: { "\($0)".hasPrefix("\(path): has no histograms") }
+        try #"{"tool": "tether-load", "formatVersion": 1, "scenario": {"transport": "bosh"}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect { try ResultMerger.merge(files: [path]) } throws: { "\($0)".hasPrefix("\(path): a format 1 result") }
     }
 }
