@@ -14,6 +14,9 @@ struct LoadBehaviourTests {
     static let users = (1...4).map { "user\($0)" }
 
     /// Four pages in two chatting pairs, each reloading every 2.5 ± 0.5 s with a 1 s gap, for 8 s.
+    /// The login timeout (2 s) is shorter than the time to the first reload, so a resumption
+    /// timed from the session's start instead of its own would be cut short (when the 250 ms
+    /// timeout check happens to fall inside it).
     static func reloading(_ transport: LoadScenario.Transport, _ url: String) -> LoadScenario {
         LoadScenario(
             userPattern: "user%d", passwordPattern: "secret",
@@ -23,7 +26,7 @@ struct LoadBehaviourTests {
                     behaviours: [.chat(.init(rate: 40)), .reload(.init(every: 2.5, jitter: 0.5, gap: 1))]
                 )
             ],
-            duration: 8, drainSeconds: 15, boshWait: 10, boshRequestTimeout: 20
+            duration: 8, drainSeconds: 15, boshWait: 10, boshRequestTimeout: 20, loginTimeout: 2
         )
     }
 

@@ -19,6 +19,8 @@ class LoadSession {
     /// When to start, nanoseconds after the worker's arrivals began.
     var startOffsetNanos: UInt64 = 0
     private(set) var startedAtNanos: UInt64 = 0
+    /// When the login under way began: the first one, or a resumption's (reload, tab-close check).
+    private(set) var loginStartedAtNanos: UInt64 = 0
     private var phaseStartedAtNanos: UInt64 = 0
     private var timedPhase: XMPPLoginStateMachine.Phase = .connecting
     /// Set once the session has failed or closed: it takes no more part in the run.
@@ -93,6 +95,7 @@ class LoadSession {
 
     func start() {
         self.startedAtNanos = NIODeadline.now().uptimeNanoseconds
+        self.loginStartedAtNanos = self.startedAtNanos
         self.phaseStartedAtNanos = self.startedAtNanos
         self.connect()
     }
@@ -251,8 +254,7 @@ class LoadSession {
                 self.pageLost(LoadFailure(.resumeFailed, "not-resumable"))
                 return
             }
-            self.machine.beginResumption(resume)
-            self.timedPhase = .connecting
+            self.beginResumption(resume)
             self.reattach()
         } else {
             // BOSH: the first request of the new page carries a ping; its answer proves the session.
@@ -262,6 +264,13 @@ class LoadSession {
             self.reattach()
             self.send(ByteBuffer(string: "<iq xmlns='jabber:client' type='get' id='\(id)'><ping xmlns='urn:xmpp:ping'/></iq>"))
         }
+    }
+
+    /// A new login that resumes the XEP-0198 session; the login timeout counts from now.
+    func beginResumption(_ resume: String) {
+        self.machine.beginResumption(resume)
+        self.timedPhase = .connecting
+        self.loginStartedAtNanos = NIODeadline.now().uptimeNanoseconds
     }
 
     /// The check after a tab close has its answer.

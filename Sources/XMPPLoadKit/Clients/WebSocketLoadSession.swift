@@ -142,7 +142,7 @@ final class WebSocketLoadSession: LoadSession {
             self.verified(expired: false, condition: "not-resumable")
             return
         }
-        self.machine.beginResumption(resume)
+        self.beginResumption(resume)
         self.connect()
     }
 

@@ -332,7 +332,7 @@ final class LoadWorker {
         let now = NIODeadline.now().uptimeNanoseconds
         let loginLimit = UInt64(self.scenario.loginTimeout * 1e9)
         for session in self.sessions where !session.isFinished && self.hasStarted(session) {
-            if !session.machine.isEstablished, session.machine.phase != .closing, now - session.startedAtNanos > loginLimit {
+            if !session.machine.isEstablished, session.machine.phase != .closing, now - session.loginStartedAtNanos > loginLimit {
                 session.loginTimedOut()
             } else {
                 session.checkTimeouts(nowNanos: now)
