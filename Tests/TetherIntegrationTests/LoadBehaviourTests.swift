@@ -186,3 +186,42 @@ struct LoadBehaviourTests {
         try await Self.webSocketTabClose()
     }
 }
+
+/// The same reloading pages against Prosody's own BOSH and WebSocket endpoints (no Tether): the
+/// generator's accounting does not depend on the connection manager.
+@Suite("Load generator behaviours against Prosody's own endpoints", .serialized, .timeLimit(.minutes(2)))
+struct ProsodyEndpointBehaviourTests {
+    static func reloads(_ transport: LoadScenario.Transport) async throws -> LoadResult {
+        var options = ProsodyServer.Options()
+        options.httpEndpoints = true
+        return try await withProsody(options) { prosody in
+            try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
+            let port = try #require(prosody.httpPort)
+            let url = transport == .bosh ? "http://127.0.0.1:\(port)/http-bind" : "ws://127.0.0.1:\(port)/xmpp-websocket"
+            return try await LoadRunner(scenario: LoadBehaviourTests.reloading(transport, url)).run()
+        }
+    }
+
+    @Test("Prosody's BOSH: pages that reload while chatting re-attach and lose no message")
+    func bosh() async throws {
+        try LoadBehaviourTests.expectReloadsLoseNothing(try await Self.reloads(.bosh))
+    }
+
+    @Test("Prosody's WebSocket: pages that reload while chatting resume and lose no message")
+    func webSocket() async throws {
+        try LoadBehaviourTests.expectReloadsLoseNothing(try await Self.reloads(.websocket))
+    }
+
+    @Test("Prosody's BOSH: tabs closed without terminate are gone after its advertised inactivity")
+    func boshTabsClosed() async throws {
+        var options = ProsodyServer.Options()
+        options.httpEndpoints = true
+        options.extraConfig = "bosh_max_inactivity = 3"
+        try await withProsody(options) { prosody in
+            try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
+            let port = try #require(prosody.httpPort)
+            let result = try await LoadRunner(scenario: LoadBehaviourTests.closing(.bosh, "http://127.0.0.1:\(port)/http-bind")).run()
+            try LoadBehaviourTests.expectClosedTabsExpired(result, timeout: 3)
+        }
+    }
+}
