@@ -80,7 +80,7 @@ class LoadSession {
     func checkTimeouts(nowNanos: UInt64) {}
     /// Nothing of the session's own in flight (a reload may begin).
     var isQuiet: Bool { true }
-    /// Gets what the session sent taken by the server before the page goes (BOSH: an empty poll).
+    /// Gets what the session sent taken by the server before the page goes (BOSH: a ping).
     func quietDown() {}
     /// The page goes away: every connection dropped, nothing said.
     func leavePage() {}
@@ -107,7 +107,9 @@ class LoadSession {
     /// An element from the server. Messages of an established session are probes: counted, not parsed.
     func received(_ element: XMLElementSlice) {
         let name = element.name
-        if name.namespace == XMLNamespaces.jabberClient, ["message", "presence", "iq"].contains(name.localName) {
+        if self.streamManagement.isEnabled, name.namespace == XMLNamespaces.jabberClient,
+            name.localName == "message" || name.localName == "presence" || name.localName == "iq"
+        {
             self.streamManagement.received()
         }
         if name.namespace == StreamManagement.namespace, self.machine.phase != .resuming {
