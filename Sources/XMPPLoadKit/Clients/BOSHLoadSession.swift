@@ -14,6 +14,8 @@ final class BOSHLoadSession: LoadSession {
     private var connections: [BOSHConnection] = []
     private let framer = XMLStreamFramer(limits: .init(maxElementBytes: 4 << 20, maxDepth: 64), rejectsRootText: false)
     private var streamCloseReported = false
+    /// The page is gone: nothing is sent until it comes back.
+    private var paused = false
 
     override init(index: Int, population: Int, worker: LoadWorker) {
         let scenario = worker.scenario
@@ -66,16 +68,23 @@ final class BOSHLoadSession: LoadSession {
         self.sendQuietPing()
     }
 
-    /// The page goes: its connections close with their requests unanswered (the server forgets
-    /// them and queues what arrives for the next request).
+    /// The page goes: nothing more is sent, and each connection is half-closed, so the server
+    /// sees it go (and queues what arrives for the next request) while an answer it had already
+    /// written still arrives and is read: no message is lost to the race between the server's
+    /// write and the page's close. A browser would lose such an answer; XEP-0124 gives it no way
+    /// to know, short of acknowledgements.
     override func leavePage() {
-        for connection in self.connections { connection.close() }
-        self.tracker.abandonOutstanding()
+        self.paused = true
+        for connection in self.connections { connection.leave() }
     }
 
-    /// The new page's first request (with the ping `LoadSession` queues) takes the next rid;
-    /// with `retransmit`, the requests the old page left unanswered go again first.
+    /// The new page's first request (with the ping `LoadSession` queues) takes the next rid, as
+    /// Strophe.js's keepalive does; with `retransmit`, the requests the old page left unanswered
+    /// go again first (same rid and bytes).
     override func reattach() {
+        for connection in self.connections { connection.close() }
+        self.tracker.abandonOutstanding()
+        self.paused = false
         guard self.spec.reload?.retransmit ?? false else { return }
         for request in self.tracker.retransmitAbandoned(nowNanos: self.now) {
             self.worker.recordRetransmission()
@@ -86,6 +95,8 @@ final class BOSHLoadSession: LoadSession {
     /// One empty request with the old sid and the next rid: the connection manager should answer
     /// that it does not know the session any more.
     override func verifyAbandoned() {
+        for connection in self.connections { connection.close() }
+        self.tracker.abandonOutstanding()
         guard let probe = self.tracker.probeRequest(nowNanos: self.now) else {
             self.verified(expired: false, condition: "no-session")
             return
@@ -105,7 +116,7 @@ final class BOSHLoadSession: LoadSession {
 
     override func checkTimeouts(nowNanos: UInt64) {
         let limit = UInt64(self.worker.scenario.boshRequestTimeout * 1e9)
-        guard nowNanos > limit else { return }
+        guard nowNanos > limit, !self.paused else { return }
         for rid in self.tracker.overdue(sentBefore: nowNanos - limit) {
             if let connection = self.connections.first(where: { $0.currentRID == rid }) {
                 connection.abandon()
@@ -116,7 +127,7 @@ final class BOSHLoadSession: LoadSession {
 
     /// Sends whatever the tracker says is due.
     private func pump() {
-        while !self.isFinished, let request = self.tracker.nextRequest(nowNanos: self.now) {
+        while !self.isFinished, !self.paused, let request = self.tracker.nextRequest(nowNanos: self.now) {
             self.dispatch(request)
         }
     }
@@ -277,6 +288,8 @@ final class BOSHConnection {
     private var pendingBody: ByteBuffer?
     /// Bumped whenever the connection is dropped, so late callbacks of an old channel are ignored.
     private var generation = 0
+    /// Half-closed by `leave`: its end is not a lost request.
+    private var leaving = false
 
     init(session: BOSHLoadSession, slot: Int) {
         self.session = session
@@ -296,6 +309,17 @@ final class BOSHConnection {
         }
     }
 
+    /// The page goes: the request side is closed, the answer side read until the server closes.
+    /// Its request is then not sent again.
+    func leave() {
+        guard let channel = self.channel, channel.isActive, self.currentRID != nil else {
+            self.close()
+            return
+        }
+        self.leaving = true
+        channel.close(mode: .output, promise: nil)
+    }
+
     /// Gives up on the current request (timeout) and drops the connection.
     func abandon() {
         self.currentRID = nil
@@ -309,6 +333,7 @@ final class BOSHConnection {
     }
 
     private func drop() {
+        self.leaving = false
         self.generation += 1
         self.connecting = false
         self.channel?.close(promise: nil)
@@ -382,6 +407,11 @@ final class BOSHConnection {
         guard generation == self.generation else { return }
         self.channel = nil
         self.connecting = false
+        if self.leaving {
+            self.leaving = false
+            self.currentRID = nil
+            return
+        }
         if let rid = self.currentRID {
             self.currentRID = nil
             self.session.requestLost(rid: rid)

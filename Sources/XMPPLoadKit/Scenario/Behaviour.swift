@@ -52,12 +52,13 @@ public enum Behaviour: Sendable, Codable, Hashable {
         /// Seconds the page is gone: no request, no connection (the browser loading the page).
         public var gap: Double
         /// BOSH: the new page first sends again, same rid and bytes, the requests the old one left
-        /// unanswered (§14.3), so an answer the server wrote just as the page went is not lost.
-        /// Off: only the next rid, as Strophe.js's keepalive does (such an answer is then lost).
+        /// unanswered (§14.3), before the next rid. Off (the default): only the next rid, as
+        /// Strophe.js's keepalive does. A server that refuses an older rid once a newer one came
+        /// (Prosody's mod_bosh: item-not-found) may end the session when the two race.
         public var retransmit: Bool
         public var slo: ServiceLevelObjective
 
-        public init(every: Double, jitter: Double = 0, gap: Double = 0.5, retransmit: Bool = true, slo: ServiceLevelObjective = .init()) {
+        public init(every: Double, jitter: Double = 0, gap: Double = 0.5, retransmit: Bool = false, slo: ServiceLevelObjective = .init()) {
             self.every = every
             self.jitter = jitter
             self.gap = gap

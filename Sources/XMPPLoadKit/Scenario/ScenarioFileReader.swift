@@ -249,7 +249,7 @@ struct ScenarioFileReader {
             return .reload(
                 .init(
                     every: try self.required(keys, "every", in: at, self.double), jitter: try keys["jitter"].map(self.double) ?? 0,
-                    gap: try keys["gap"].map(self.double) ?? 0.5, retransmit: try keys["retransmit"].map(self.bool) ?? true,
+                    gap: try keys["gap"].map(self.double) ?? 0.5, retransmit: try keys["retransmit"].map(self.bool) ?? false,
                     slo: try keys["slo"].map(self.slo) ?? .init()
                 )
             )
