@@ -42,8 +42,10 @@ public final class TetherServer: Sendable {
     /// Puts a new configuration in effect for everything that starts from now on: new sessions,
     /// new requests, new connections. Live sessions keep running. What cannot change without a
     /// restart (listen addresses, node id, peers) keeps its old value; the returned notes say so.
+    /// A configuration that does not validate is refused whole: the running one stays.
     @discardableResult
-    public func reload(_ new: TetherConfiguration) -> [String] {
+    public func reload(_ new: TetherConfiguration) throws(ConfigurationError) -> [String] {
+        try new.validate()
         let old = self.store.current
         var accepted = new
         var notes: [String] = []
@@ -69,9 +71,11 @@ public final class TetherServer: Sendable {
     /// Live WebSocket sessions.
     public var webSocketSessionCount: Int { self.webSockets.count }
 
-    /// Binds every `listen` address; returns the bound addresses (port 0 becomes the real port).
+    /// Validates the configuration (`ConfigurationError`), binds every `listen` address and
+    /// returns the bound addresses (port 0 becomes the real port).
     @discardableResult
     public func start() async throws -> [SocketAddress] {
+        try self.store.current.validate()
         var bound: [SocketAddress] = []
         for listen in self.configuration.listen {
             let channel = try await self.bootstrap().bind(host: listen.host, port: listen.port).get()

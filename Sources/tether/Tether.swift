@@ -116,7 +116,13 @@ struct TetherService: Service {
             self.logger.error("configuration reload refused; the running configuration stays in effect", metadata: ["error": "\(ServeOptions.message(for: error))"])
             return
         }
-        let notes = self.server.reload(configuration)
+        let notes: [String]
+        do {
+            notes = try self.server.reload(configuration)
+        } catch {
+            self.logger.error("configuration reload refused; the running configuration stays in effect", metadata: ["error": "\(error)"])
+            return
+        }
         for note in notes {
             self.logger.warning("\(note)")
         }
