@@ -20,6 +20,8 @@ public final class TetherServer: Sendable {
     private let prebind: PrebindService
     private let limiter: SessionLimiter
     private let status = ServerStatus()
+    /// Admission for both transports.
+    private let gate: SessionGate
     private let metrics = TetherMetrics()
     private let listeners = Mutex<[any Channel]>([])
     private let trimmer: MemoryTrimmer
@@ -32,7 +34,8 @@ public final class TetherServer: Sendable {
         self.group = group
         self.logger = logger
         self.limiter = SessionLimiter(limits: configuration.sessionLimits)
-        let bosh = BOSHService(store: store, limiter: self.limiter, metrics: self.metrics, closingStreams: self.closingStreams, group: group, logger: logger)
+        self.gate = SessionGate(limiter: self.limiter, status: self.status, metrics: self.metrics, logger: logger)
+        let bosh = BOSHService(store: store, gate: self.gate, metrics: self.metrics, closingStreams: self.closingStreams, group: group, logger: logger)
         self.bosh = bosh
         self.relay = PeerRelay(peers: configuration.peers, logger: logger)
         self.prebind = PrebindService(store: store, bosh: bosh, logger: logger)
@@ -101,8 +104,9 @@ public final class TetherServer: Sendable {
     public func shutdown() async {
         guard self.status.beginDraining() else { return }
         self.logger.info("draining", metadata: ["sessions": "\(self.bosh.sessionCount + self.webSockets.count)"])
-        await self.bosh.shutdown()
-        await self.webSockets.shutdown(redirect: self.configuration.redirectURI)
+        async let bosh: Void = self.bosh.shutdown()
+        async let webSockets: Void = self.webSockets.shutdown(redirect: self.configuration.redirectURI)
+        _ = await (bosh, webSockets)
         let deadline = NIODeadline.now() + self.configuration.shutdownGracePeriod
         while self.bosh.sessionCount + self.webSockets.count + self.closingStreams.current > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
@@ -145,7 +149,7 @@ public final class TetherServer: Sendable {
         let webSockets = self.webSockets
         let relay = self.relay
         let prebind = self.prebind
-        let limiter = self.limiter
+        let gate = self.gate
         let closingStreams = self.closingStreams
         let status = self.status
         let metrics = self.metrics
@@ -178,8 +182,7 @@ public final class TetherServer: Sendable {
                                 compressed: compressed,
                                 connector: UpstreamConnector(configuration: configuration.upstream, closing: closingStreams),
                                 registry: webSockets,
-                                limiter: limiter,
-                                status: status,
+                                gate: gate,
                                 metrics: metrics,
                                 logger: logger
                             )
@@ -203,25 +206,10 @@ public final class TetherServer: Sendable {
                     relay: relay,
                     prebind: prebind,
                     status: status,
-                    metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.sessionStates) },
+                    metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.states) },
                     laterUpgrade: HTTPEdgeHandler.LaterUpgrade(upgrader: upgrader, completion: upgraded),
                     logger: logger
                 ), name: HTTPEdgeHandler.name)
-        }
-    }
-}
-
-/// Whether the server is draining (for `/readyz`); shared by every connection.
-final class ServerStatus: Sendable {
-    private let draining = Mutex(false)
-
-    var isDraining: Bool { self.draining.withLock { $0 } }
-
-    /// Marks the server draining; `false` if it already was.
-    func beginDraining() -> Bool {
-        self.draining.withLock { draining in
-            defer { draining = true }
-            return !draining
         }
     }
 }

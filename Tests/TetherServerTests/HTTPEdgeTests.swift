@@ -15,6 +15,7 @@ final class EdgeHarness {
     let channel = EmbeddedChannel()
     let configuration: TetherConfiguration
     let bosh: BOSHService
+    let status: ServerStatus
 
     init(_ configure: (inout TetherConfiguration) -> Void = { _ in }) throws {
         var configuration = TetherConfiguration()
@@ -24,9 +25,11 @@ final class EdgeHarness {
         let store = ConfigurationStore(configuration)
         let logger = Logger(label: "test")
         let metrics = TetherMetrics()
-        let limiter = SessionLimiter(limits: configuration.sessionLimits)
-        let bosh = BOSHService(store: store, limiter: limiter, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        let status = ServerStatus()
+        let gate = SessionGate(limiter: SessionLimiter(limits: configuration.sessionLimits), status: status, metrics: metrics, logger: logger)
+        let bosh = BOSHService(store: store, gate: gate, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         self.bosh = bosh
+        self.status = status
         let sync = self.channel.pipeline.syncOperations
         try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
         try sync.addHandler(HTTPEdgeHandler(
@@ -34,7 +37,7 @@ final class EdgeHarness {
             bosh: bosh,
             relay: PeerRelay(peers: [:], logger: logger),
             prebind: PrebindService(store: store, bosh: bosh, logger: logger),
-            status: ServerStatus(),
+            status: status,
             metrics: { Array("tether_up 1\n".utf8) },
             logger: logger
         ))
@@ -193,6 +196,8 @@ struct HTTPEdgeTests {
             let body = "<body rid='7' sid='gone' xmlns='http://jabber.org/protocol/httpbind'/>"
             try edge.send(Self.bosh(body))
             #expect(try await edge.response().contains("condition='item-not-found'"))
+            // As TetherServer.shutdown() does: draining first, then every session told.
+            _ = edge.status.beginDraining()
             await edge.bosh.shutdown()
             try edge.send(Self.bosh(body))
             let answer = try await edge.response()

@@ -29,8 +29,7 @@ final class WebSocketHarness {
                 compressed: compressed,
                 connector: UpstreamConnector(configuration: configuration.upstream),
                 registry: WebSocketRegistry(),
-                limiter: SessionLimiter(limits: limits),
-                status: ServerStatus(),
+                gate: SessionGate(limiter: SessionLimiter(limits: limits), status: ServerStatus(), metrics: TetherMetrics(), logger: Logger(label: "test")),
                 metrics: TetherMetrics(),
                 logger: Logger(label: "test")
             )

@@ -8,7 +8,7 @@ import XMPPUpstream
 ///
 /// Confined to `eventLoop`, which is also the upstream connection's loop, so nothing inside needs
 /// a lock; HTTP requests hop here once each (hence the unchecked Sendable).
-final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
+final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked Sendable {
     let sid: String
     let eventLoop: any EventLoop
     let stateCell = SessionStateCell()

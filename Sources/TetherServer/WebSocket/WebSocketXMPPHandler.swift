@@ -21,6 +21,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private let compressionThreshold: Int
     private var logger: Logger
     private let registry: WebSocketRegistry
+    private let gate: SessionGate
     private var upstream: UpstreamConnection?
     private let stateCell = SessionStateCell()
     private var context: ChannelHandlerContext?
@@ -36,8 +37,6 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var registryID: ObjectIdentifier { ObjectIdentifier(self) }
 
     private let client: ClientOrigin
-    private let limiter: SessionLimiter
-    private let status: ServerStatus
     private let metrics: TetherMetrics
     private let redirectURI: String?
     private var admitted = false
@@ -48,15 +47,13 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         compressed: Bool,
         connector: UpstreamConnector,
         registry: WebSocketRegistry,
-        limiter: SessionLimiter,
-        status: ServerStatus,
+        gate: SessionGate,
         metrics: TetherMetrics,
         logger: Logger
     ) {
         self.metrics = metrics
         self.client = client
-        self.limiter = limiter
-        self.status = status
+        self.gate = gate
         self.redirectURI = configuration.redirectURI
         self.compressed = compressed
         let settings = configuration.webSocket
@@ -83,20 +80,14 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.context = context
         self.logger[metadataKey: "transport"] = "websocket"
         self.logger[metadataKey: "client"] = "\(self.client.description)"
-        self.registry.add(self, id: self.registryID, state: self.stateCell, eventLoop: context.eventLoop)
+        self.registry.add(WebSocketSessionHandle(handler: NIOLoopBound(self, eventLoop: context.eventLoop), stateCell: self.stateCell), for: self.registryID)
         // The upgrade has already replaced the HTTP handlers by WebSocket ones (NIO adds this
         // handler last), so a refusal is told at once, and the closing handshake's timeout closes
         // the connection: a refused client cannot keep connections open by never writing.
-        let admission: WebSocketSessionStateMachine.Admission
-        if self.status.isDraining {
-            admission = .draining(redirect: self.redirectURI)
-        } else if let refusal = self.limiter.admit(self.client.description) {
-            admission = .refused(limit: refusal.rawValue)
-        } else {
+        let admission = self.gate.admit(self.client, transport: .websocket, redirect: self.redirectURI)
+        if admission == .admitted {
             self.admitted = true
-            self.metrics.sessionCreated(.websocket)
             self.logger.info("websocket session opened")
-            admission = .admitted
         }
         self.run(self.machine.start(admission))
     }
@@ -223,7 +214,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.registry.remove(self.registryID)
         guard self.admitted else { return }
         self.admitted = false
-        self.limiter.release(self.client.description)
+        self.gate.release(self.client)
         let condition = self.machine.end?.label ?? "normal"
         self.metrics.terminated(.websocket, condition: condition)
         self.logger.info("websocket session closed", metadata: ["condition": "\(condition)", "connection": "\(self.machine.lostReason)"])
@@ -361,28 +352,17 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     }
 }
 
-/// Live WebSocket sessions, for shutdown and counting.
-final class WebSocketRegistry: Sendable {
-    private let sessions = Mutex<[ObjectIdentifier: (handler: NIOLoopBound<WebSocketXMPPHandler>, state: SessionStateCell)]>([:])
+/// Live WebSocket sessions, for shutdown and counting, by handler.
+typealias WebSocketRegistry = SessionRegistry<ObjectIdentifier, WebSocketSessionHandle>
 
-    var count: Int { self.sessions.withLock { $0.count } }
+/// A WebSocket session in the registry: its handler, touched only on its event loop.
+struct WebSocketSessionHandle: RegisteredSession {
+    let handler: NIOLoopBound<WebSocketXMPPHandler>
+    let stateCell: SessionStateCell
 
-    /// Every live session's state, for the metrics scrape.
-    var sessionStates: [SessionState] { self.sessions.withLock { $0.values.map(\.state.state) } }
+    var eventLoop: any EventLoop { self.handler.eventLoop }
 
-    func add(_ handler: WebSocketXMPPHandler, id: ObjectIdentifier, state: SessionStateCell, eventLoop: any EventLoop) {
-        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        self.sessions.withLock { $0[id] = (bound, state) }
-    }
-
-    func remove(_ id: ObjectIdentifier) {
-        _ = self.sessions.withLock { $0.removeValue(forKey: id) }
-    }
-
-    func shutdown(redirect: String?) async {
-        let sessions = self.sessions.withLock { $0.values.map(\.handler) }
-        for session in sessions {
-            try? await session.eventLoop.submit { session.value.shutdown(redirect: redirect) }.get()
-        }
+    func shutdown(redirect: String?) {
+        self.handler.value.shutdown(redirect: redirect)
     }
 }

@@ -64,15 +64,6 @@ public struct WebSocketSessionStateMachine {
         public let generation: UInt64
     }
 
-    /// What the session limits said when the connection was upgraded.
-    public enum Admission: Sendable, Hashable {
-        case admitted
-        /// Refused by the named limit: told `policy-violation`.
-        case refused(limit: String)
-        /// Tether is draining: told `system-shutdown`, or sent to `redirect`.
-        case draining(redirect: String?)
-    }
-
     public enum Action: Sendable, Hashable {
         /// Open the upstream stream with this header.
         case connectUpstream(StreamHeader)
@@ -181,14 +172,14 @@ public struct WebSocketSessionStateMachine {
 
     // MARK: The connection
 
-    /// The upgrade is done and this handler is in place.
-    public mutating func start(_ admission: Admission) -> [Action] {
+    /// The upgrade is done and this handler is in place, with what admission said (a refusal
+    /// was already counted by whoever decided it).
+    public mutating func start(_ admission: SessionAdmission) -> [Action] {
         var actions = [self.schedule(.ping, after: self.configuration.pingInterval)]
         switch admission {
         case .admitted:
             actions.append(self.schedule(.open, after: self.configuration.openTimeout))
-        case .refused(let limit):
-            actions.append(.limitReached(limit))
+        case .refused:
             actions += self.violation(.policyViolation)
         case .draining(let redirect):
             actions += self.shutdown(redirect: redirect)
