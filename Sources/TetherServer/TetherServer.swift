@@ -22,6 +22,8 @@ public final class TetherServer: Sendable {
     private let status = ServerStatus()
     /// Admission for both transports.
     private let gate: SessionGate
+    /// How sessions of both transports open their upstream streams.
+    private let upstreamLinks: UpstreamLinks
     private let metrics = TetherMetrics()
     private let listeners = Mutex<[any Channel]>([])
     private let trimmer: MemoryTrimmer
@@ -29,13 +31,14 @@ public final class TetherServer: Sendable {
     private let closingStreams = ClosingStreams()
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
-        let store = ConfigurationStore(configuration, upstreamTLSHandshakeObserver: { [metrics = self.metrics] in metrics.upstreamTLSHandshook($0) })
+        let store = ConfigurationStore(configuration)
         self.store = store
         self.group = group
         self.logger = logger
         self.limiter = SessionLimiter(limits: configuration.sessionLimits)
         self.gate = SessionGate(limiter: self.limiter, status: self.status, metrics: self.metrics, logger: logger)
-        let bosh = BOSHService(store: store, gate: self.gate, metrics: self.metrics, closingStreams: self.closingStreams, group: group, logger: logger)
+        self.upstreamLinks = UpstreamLinks(closing: self.closingStreams, metrics: self.metrics)
+        let bosh = BOSHService(store: store, gate: self.gate, metrics: self.metrics, upstream: self.upstreamLinks, group: group, logger: logger)
         self.bosh = bosh
         self.relay = PeerRelay(peers: configuration.peers, logger: logger)
         self.prebind = PrebindService(store: store, bosh: bosh, logger: logger)
@@ -150,7 +153,7 @@ public final class TetherServer: Sendable {
         let relay = self.relay
         let prebind = self.prebind
         let gate = self.gate
-        let closingStreams = self.closingStreams
+        let upstreamLinks = self.upstreamLinks
         let status = self.status
         let metrics = self.metrics
         let logger = self.logger
@@ -180,7 +183,7 @@ public final class TetherServer: Sendable {
                                 configuration: configuration,
                                 client: client,
                                 compressed: compressed,
-                                connector: UpstreamConnector(configuration: configuration.upstream, closing: closingStreams),
+                                upstream: upstreamLinks,
                                 registry: webSockets,
                                 gate: gate,
                                 metrics: metrics,

@@ -2,6 +2,7 @@ import BOSHCore
 import Foundation
 import Logging
 import NIOCore
+import XMPPUpstream
 import NIOEmbedded
 import NIOHTTP1
 import NIOPosix
@@ -27,7 +28,7 @@ final class EdgeHarness {
         let metrics = TetherMetrics()
         let status = ServerStatus()
         let gate = SessionGate(limiter: SessionLimiter(limits: configuration.sessionLimits), status: status, metrics: metrics, logger: logger)
-        let bosh = BOSHService(store: store, gate: gate, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        let bosh = BOSHService(store: store, gate: gate, metrics: metrics, upstream: UpstreamLinks(closing: ClosingStreams(), metrics: metrics), group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         self.bosh = bosh
         self.status = status
         let sync = self.channel.pipeline.syncOperations

@@ -27,7 +27,7 @@ final class WebSocketHarness {
                 configuration: configuration,
                 client: client,
                 compressed: compressed,
-                connector: UpstreamConnector(configuration: configuration.upstream),
+                upstream: UpstreamLinks(closing: ClosingStreams(), metrics: TetherMetrics()),
                 registry: WebSocketRegistry(),
                 gate: SessionGate(limiter: SessionLimiter(limits: limits), status: ServerStatus(), metrics: TetherMetrics(), logger: Logger(label: "test")),
                 metrics: TetherMetrics(),

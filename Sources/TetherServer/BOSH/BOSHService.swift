@@ -13,10 +13,10 @@ final class BOSHService: Sendable {
     private let logger: Logger
     private let gate: SessionGate
     private let metrics: TetherMetrics
-    private let closingStreams: ClosingStreams
+    private let upstream: UpstreamLinks
 
-    init(store: ConfigurationStore, gate: SessionGate, metrics: TetherMetrics, closingStreams: ClosingStreams = ClosingStreams(), group: any EventLoopGroup, logger: Logger) {
-        self.closingStreams = closingStreams
+    init(store: ConfigurationStore, gate: SessionGate, metrics: TetherMetrics, upstream: UpstreamLinks, group: any EventLoopGroup, logger: Logger) {
+        self.upstream = upstream
         self.store = store
         self.gate = gate
         self.metrics = metrics
@@ -70,7 +70,7 @@ final class BOSHService: Sendable {
             responder.respond(Self.refusal(.hostUnknown, for: request))
             return
         }
-        var connector = UpstreamConnector(configuration: configuration.upstream, closing: self.closingStreams)
+        var connector = self.upstream.connector(configuration.upstream)
         if let route = request.route {
             guard configuration.allowedRouteAttributes.contains(route), let target = Self.parseRouteAttribute(route) else {
                 self.logger.notice("refused route attribute", metadata: ["route": "\(route)", "client": "\(clientAddress)"])
@@ -114,8 +114,9 @@ final class BOSHService: Sendable {
         let header = StreamHeader(to: domain, from: request.from, language: request.language, version: request.xmppVersion ?? "1.0")
         let proxyHeader = client.destination.map { ProxyProtocolHeader(source: client.address, destination: $0) }
         let sessionConnector = connector
+        let links = self.upstream
         eventLoop.execute {
-            session.start(creation: request, responder: responder, connector: sessionConnector, header: header, client: proxyHeader)
+            session.start(creation: request, responder: responder, upstream: links, connector: sessionConnector, header: header, client: proxyHeader)
         }
     }
 

@@ -53,28 +53,24 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
     }
 
     /// Holds the creation request and opens the upstream stream.
-    func start(creation: BOSHRequest, responder: BOSHResponder, connector: UpstreamConnector, header: StreamHeader, client: ProxyProtocolHeader?) {
+    func start(creation: BOSHRequest, responder: BOSHResponder, upstream links: UpstreamLinks, connector: UpstreamConnector, header: StreamHeader, client: ProxyProtocolHeader?) {
         self.eventLoop.preconditionInEventLoop()
         self.hold(responder, id: 0)
         self.run(self.machine.creationActions())
-        let started = ContinuousClock.now
         self.logger.info("session created", metadata: ["to": "\(header.to)", "wait": "\(self.machine.parameters.wait)", "hold": "\(self.machine.parameters.hold)"])
-        connector.connect(header: header, client: client, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+        links.open(connector, header: header, client: client, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let connection):
                 if self.ended {
                     connection.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                     return
                 }
-                self.metrics.upstreamConnected(after: ContinuousClock.now - started)
-                self.logger.debug("upstream connected", metadata: ["address": "\(connection.remoteAddress)"])
                 self.upstream = connection
                 if !self.pendingUpstream.isEmpty {
                     connection.send(self.pendingUpstream)
                     self.pendingUpstream = []
                 }
             case .failure(let error):
-                self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
                 self.run(self.machine.upstreamEnded(UpstreamEnding(connectFailure: error)))
             }
         }

@@ -17,6 +17,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     private var machine: WebSocketSessionStateMachine
     private let xmlLimits: XMLStreamFramer.Limits
+    private let upstreamLinks: UpstreamLinks
     private let connector: UpstreamConnector
     private let compressionThreshold: Int
     private var logger: Logger
@@ -45,7 +46,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         configuration: TetherConfiguration,
         client: ClientOrigin,
         compressed: Bool,
-        connector: UpstreamConnector,
+        upstream: UpstreamLinks,
         registry: WebSocketRegistry,
         gate: SessionGate,
         metrics: TetherMetrics,
@@ -71,7 +72,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             serves: configuration.serves(domain:)
         )
         self.xmlLimits = configuration.xmlLimits
-        self.connector = connector
+        self.upstreamLinks = upstream
+        self.connector = upstream.connector(configuration.upstream)
         self.registry = registry
         self.logger = logger
     }
@@ -337,15 +339,12 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private func connect(_ header: StreamHeader, context: ChannelHandlerContext) {
         self.logger[metadataKey: "to"] = "\(header.to)"
         let proxyHeader = self.client.destination.map { ProxyProtocolHeader(source: self.client.address, destination: $0) }
-        let started = ContinuousClock.now
-        self.connector.connect(header: header, client: proxyHeader, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+        self.upstreamLinks.open(self.connector, header: header, client: proxyHeader, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let connection):
-                self.metrics.upstreamConnected(after: ContinuousClock.now - started)
                 self.upstream = connection
                 self.run(self.machine.upstreamConnected())
             case .failure(let error):
-                self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
                 self.run(self.machine.upstreamEnded(UpstreamEnding(connectFailure: error)))
             }
         }
