@@ -95,7 +95,7 @@ public struct BOSHSessionStateMachine {
     /// The XMPP domain the client asked for (`to`), echoed as `from` at creation.
     public let domain: String
     /// Whether the upstream connection is encrypted or local; advertised as `secure`.
-    public var upstreamSecure = false
+    public private(set) var upstreamSecure = false
 
     private var phase: Phase = .active
     private let creationRID: UInt64
@@ -354,6 +354,11 @@ public struct BOSHSessionStateMachine {
             }
         }
         if request.isRestart {
+            // XEP-0206 §5: a restart follows SASL success, so it needs an open stream; before the
+            // server's first header there is nothing to restart (regression: dropped in silence).
+            guard self.streamInfo != nil else {
+                return self.terminate(.badRequest, triggering: id, triggeringVerified: true)
+            }
             // XEP-0206 §5: payloads of a restart request are ignored.
             self.streamManagement.streamRestarted()
             actions.append(.restartUpstream)
@@ -384,10 +389,15 @@ public struct BOSHSessionStateMachine {
 
     // MARK: Upstream
 
-    /// The server opened (or reopened) its stream.
-    public mutating func upstreamOpened(_ info: StreamInfo) {
+    /// The server opened (or reopened) its stream; `secure` when the connection under it is
+    /// encrypted or local (XEP-0124 §7.1 `secure`).
+    public mutating func upstreamOpened(_ info: StreamInfo, secure: Bool = false) {
         self.streamInfo = info
+        self.upstreamSecure = secure
     }
+
+    /// The session has ended for good: nothing more is done for it.
+    public var hasEnded: Bool { self.phase == .ended }
 
     /// Stanzas from the server, self-contained; `streamElements` when one is a `stream:` element.
     public mutating func upstreamReceived(_ payloads: [ByteBuffer], streamElements: Bool, now: NIODeadline) -> [Action] {

@@ -273,6 +273,26 @@ struct BOSHSessionStateMachineTests {
         #expect(actions == ["restart", "wait 1 50s"])
     }
 
+    @Test("XEP-0206 §5: a restart before the server opened its stream is bad-request and ends the session (regression: the restart was dropped in silence)")
+    func restartBeforeOpen() {
+        var machine = BOSHSessionStateMachine(sid: "s1", creation: Self.creation(), id: 0, domain: "localhost", limits: BOSHLimits(), isSecure: false, now: Self.t0)
+        _ = machine.creationActions()
+        let actions = Self.describe(machine.receive(Self.request(101, "xmpp:restart='true'"), id: 1, isSecure: false, now: Self.t0))
+        #expect(actions.contains("respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='bad-request'/>"), "\(actions)")
+        #expect(actions.last == "end bad-request")
+        #expect(!actions.contains("restart"))
+        #expect(machine.hasEnded)
+    }
+
+    @Test("§7.1 secure: what the upstream connection was when its stream opened")
+    func secureAttribute() {
+        var machine = BOSHSessionStateMachine(sid: "s1", creation: Self.creation(), id: 0, domain: "localhost", limits: BOSHLimits(), isSecure: false, now: Self.t0)
+        _ = machine.creationActions()
+        machine.upstreamOpened(StreamInfo(id: "stream-1", from: "localhost", version: "1.0"), secure: true)
+        let actions = Self.describe(machine.upstreamReceived([Self.features], streamElements: true, now: Self.t0))
+        #expect(actions.first?.contains(" secure='true' ") == true, "\(actions)")
+    }
+
     @Test("XEP-0206 §6 an upstream stream error becomes remote-stream-error with the error inside")
     func streamError() {
         var machine = Self.established()

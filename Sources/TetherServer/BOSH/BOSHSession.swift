@@ -16,11 +16,9 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
     private var machine: BOSHSessionStateMachine
     private var upstream: UpstreamConnection?
     private var pendingUpstream: [ByteBuffer] = []
-    private var upstreamRestartPending = false
     private var responders: [BOSHRequestID: (responder: BOSHResponder, timer: Scheduled<Void>?)] = [:]
     private var nextRequestID: BOSHRequestID = 1
     private var inactivityTimer: Scheduled<Void>?
-    private var ended = false
     private let onEnd: @Sendable (String) -> Void
     private let metrics: TetherMetrics
 
@@ -61,7 +59,9 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
         links.open(connector, header: header, client: client, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let connection):
-                if self.ended {
+                guard self.machine.isActive else {
+                    // The session ended (or is only waiting to tell its client why) while this
+                    // connection was being made: nobody will use it.
                     connection.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                     return
                 }
@@ -119,8 +119,7 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
 
     func upstreamOpened(_ info: StreamInfo, secure: Bool) {
         self.stateCell.set(.open)
-        self.machine.upstreamSecure = secure
-        self.machine.upstreamOpened(info)
+        self.machine.upstreamOpened(info, secure: secure)
     }
 
     func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
@@ -202,8 +201,7 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
                 self.upstream?.close(graceful: graceful, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil
             case .endSession(let condition):
-                guard !self.ended else { continue }
-                self.ended = true
+                // The machine ends a session once (its phase becomes `.ended` once).
                 self.inactivityTimer?.cancel()
                 self.upstream?.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil
