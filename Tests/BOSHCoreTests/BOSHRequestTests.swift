@@ -142,7 +142,7 @@ extension BOSHRequestTests {
                 ByteBuffer(string: "<body rid='1' to='localhost' wait='60' hold='1' ver='1.6' content='\(content)' xmlns='http://jabber.org/protocol/httpbind'/>")
             )
             var machine = BOSHSessionStateMachine(sid: "s1", creation: creation, id: 0, domain: "localhost", limits: BOSHLimits(), isSecure: false, now: .uptimeNanoseconds(0))
-            let actions = machine.upstreamReceived([ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, now: .uptimeNanoseconds(0))
+            let actions = machine.upstreamReceived([ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, streamManagement: false, now: .uptimeNanoseconds(0))
             guard case .respond(0, let response) = actions.first else {
                 Issue.record("no answer to the creation request: \(actions)")
                 continue

@@ -105,7 +105,7 @@ struct WebSocketSessionStateMachineTests {
         #expect(Self.describe(machine.upstreamOpened(StreamInfo(id: "s1", from: "example.org", version: "1.0"))) == [
             "send <open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='example.org' to='alice@example.org' id='s1' version='1.0'/>"
         ])
-        #expect(Self.describe(machine.upstreamReceived([ByteBuffer(string: "<a/>"), ByteBuffer(string: "<b/>")])) == ["send <a/>", "send <b/>"])
+        #expect(Self.describe(machine.upstreamReceived([ByteBuffer(string: "<a/>"), ByteBuffer(string: "<b/>")], streamManagement: false)) == ["send <a/>", "send <b/>"])
         #expect(Self.frame(&machine, .text, "<presence/>") == ["forward <presence/>"])
         #expect(Self.describe(machine.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))) == ["restart"])
         // The open timer was cancelled with the client's <open/>: a late firing does nothing.
@@ -306,7 +306,7 @@ struct WebSocketSessionStateMachineTests {
         let closing = Self.frame(&plain, .close, Self.closeBody(1001), undelivered: unwritten)
         #expect(closing.count == 6 && closing[1] == "bounced 2 closed-without-close" && closing.suffix(3) == ["close-upstream graceful", "close-ws 1001 then-close", "schedule close"], "\(closing)")
         var resumable = Self.opened()
-        _ = resumable.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3'/>")])
+        _ = resumable.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3'/>")], streamManagement: true)
         #expect(Self.frame(&resumable, .close, Self.closeBody(1001), undelivered: unwritten) == ["close-upstream abrupt", "close-ws 1001 then-close", "schedule close"])
     }
 
@@ -318,7 +318,7 @@ struct WebSocketSessionStateMachineTests {
             "<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a' id='w2'><body>2</body></message>",
         ].map { ByteBuffer(string: $0) }
         var resumable = Self.opened()
-        _ = resumable.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm' resume='true'/>")])
+        _ = resumable.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm' resume='true'/>")], streamManagement: true)
         #expect(Self.describe(resumable.connectionLost(unwritten: unwritten)) == ["close-upstream abrupt", "cancel ping"])
         var plain = Self.opened()
         let actions = Self.describe(plain.connectionLost(unwritten: unwritten))
@@ -331,7 +331,7 @@ struct WebSocketSessionStateMachineTests {
         #expect(Self.describe(quiet.connectionLost()) == ["close-upstream graceful", "cancel ping"])
         // A restart (after SASL) starts stream management over.
         var restarted = Self.opened()
-        _ = restarted.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3'/>")])
+        _ = restarted.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3'/>")], streamManagement: true)
         _ = restarted.received(.open(to: "example.org", from: nil, version: "1.0", language: nil))
         #expect(Self.describe(restarted.connectionLost()).first == "close-upstream graceful")
         // Before <open/> there is no upstream to bounce through.
@@ -530,7 +530,7 @@ struct WebSocketSessionStateMachineTests {
     @Test("§3.6.1 shutdown: see-other-uri when redirecting, else system-shutdown; upstream dropped with XEP-0198 so sessions can resume, closed without it (regression: dropped)")
     func shutdown() {
         var redirected = Self.opened()
-        _ = redirected.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm' resume='true'/>")])
+        _ = redirected.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm' resume='true'/>")], streamManagement: true)
         #expect(Self.describe(redirected.shutdown(redirect: "wss://b.example/xmpp-websocket")) == [
             "close-upstream abrupt", "send <close xmlns='urn:ietf:params:xml:ns:xmpp-framing' see-other-uri='wss://b.example/xmpp-websocket'/>", "schedule close",
         ])

@@ -37,21 +37,4 @@ struct StanzaBounceTests {
     func drops(stanza: String) {
         #expect(StanzaBounce.outcome(for: ByteBuffer(string: stanza)) == .drop)
     }
-
-    @Test("stream management is on after <enabled/> or <resumed/>, off after <failed/> or a restart; other elements change nothing")
-    func streamManagement() {
-        var watch = StreamManagementWatch()
-        watch.serverSent(ByteBuffer(string: "<message xmlns='jabber:client' id='enabled'><body>&lt;enabled xmlns='urn:xmpp:sm:3'/&gt;</body></message>"))
-        #expect(!watch.isEnabled)
-        watch.serverSent(ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='x' resume='true'/>"))
-        #expect(watch.isEnabled)
-        watch.serverSent(ByteBuffer(string: "<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"))
-        #expect(!watch.isEnabled)
-        watch.serverSent(ByteBuffer(string: "<sm:resumed xmlns:sm=\"urn:xmpp:sm:3\" previd='x' h='3'/>"))
-        #expect(watch.isEnabled)
-        watch.streamRestarted()
-        #expect(!watch.isEnabled)
-        watch.serverSent(ByteBuffer(string: "<enabled xmlns='urn:example:other'/>"))
-        #expect(!watch.isEnabled)
-    }
 }

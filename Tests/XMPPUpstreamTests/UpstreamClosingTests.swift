@@ -129,8 +129,13 @@ struct UpstreamClosingTests {
 
     final class Delegate: UpstreamStreamDelegate {
         var received: [String] = []
+        /// What each batch said about XEP-0198.
+        var streamManagement: [Bool] = []
         func upstreamOpened(_ info: StreamInfo, secure: Bool) {}
-        func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) { self.received += elements.map { String(buffer: $0) } }
+        func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool, streamManagement: Bool) {
+            self.received += elements.map { String(buffer: $0) }
+            self.streamManagement.append(streamManagement)
+        }
         func upstreamStreamError(_ error: ByteBuffer) {}
         func upstreamClosed(_ error: UpstreamError?) {}
     }
@@ -149,6 +154,35 @@ struct UpstreamClosingTests {
         while try channel.readOutbound(as: ByteBuffer.self) != nil {}
         #expect(delegate.received.count == 2)
         return (channel, handler, delegate)
+    }
+
+    @Test("the sessions learn XEP-0198's state from the upstream machine with each batch: <enabled/>, SASL2's inline <enabled/>, <failed/> (regression: the sessions' own byte-level watch missed SASL2's inline enable, so a dying session closed a resumable stream with </stream:stream>)")
+    func streamManagementReachesTheSession() throws {
+        let (channel, _, delegate) = try Self.boundHandler()
+        #expect(delegate.streamManagement.allSatisfy { !$0 })
+        try channel.writeInbound(ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true'/>"))
+        #expect(delegate.streamManagement.last == true)
+        try channel.writeInbound(ByteBuffer(string: "<failed xmlns='urn:xmpp:sm:3'/>"))
+        #expect(delegate.streamManagement.last == false)
+        // A stanza whose text looks like <enabled/> changes nothing.
+        try channel.writeInbound(ByteBuffer(string: "<message xmlns='jabber:client' id='x'><body>&lt;enabled xmlns='urn:xmpp:sm:3'/&gt;</body></message>"))
+        #expect(delegate.streamManagement.last == false)
+        try channel.writeInbound(ByteBuffer(string: "<sm:resumed xmlns:sm=\"urn:xmpp:sm:3\" previd='x' h='3'/>"))
+        #expect(delegate.streamManagement.last == true)
+
+        let delegate2 = Delegate()
+        let handler = UpstreamChannelHandler(
+            machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off),
+            framerLimits: .init(), tlsContext: nil, serverHostname: "localhost", addressIsLoopback: true,
+            streamOpenTimeout: .seconds(15), closingTimeout: .seconds(5), closingStreams: ClosingStreams(), delegate: delegate2
+        )
+        let sasl2 = EmbeddedChannel(handler: handler)
+        try sasl2.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 5222)).wait()
+        try sasl2.writeInbound(ByteBuffer(string: Self.header + Self.features))
+        try sasl2.writeInbound(ByteBuffer(string: "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>"))
+        #expect(delegate2.streamManagement.last == true)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+        _ = try? sasl2.finish(acceptAlreadyClosed: true)
     }
 
     @Test("the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream>; the connection closes when the server closes it, read to the end (RFC 6120 §4.4)")

@@ -122,9 +122,9 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
         self.machine.upstreamOpened(info, secure: secure)
     }
 
-    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool, streamManagement: Bool) {
         self.metrics.relayed(.toClient, count: elements.count, bytes: elements.reduce(0) { $0 + $1.readableBytes })
-        self.run(self.machine.upstreamReceived(elements, streamElements: streamElements, now: .now()))
+        self.run(self.machine.upstreamReceived(elements, streamElements: streamElements, streamManagement: streamManagement, now: .now()))
     }
 
     func upstreamStreamError(_ error: ByteBuffer) {

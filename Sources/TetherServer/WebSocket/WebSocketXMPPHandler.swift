@@ -229,9 +229,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.run(self.machine.upstreamOpened(info))
     }
 
-    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool, streamManagement: Bool) {
         self.metrics.relayed(.toClient, count: elements.count, bytes: elements.reduce(0) { $0 + $1.readableBytes })
-        self.run(self.machine.upstreamReceived(elements))
+        self.run(self.machine.upstreamReceived(elements, streamManagement: streamManagement))
     }
 
     func upstreamStreamError(_ error: ByteBuffer) {

@@ -112,8 +112,8 @@ public struct WebSocketSessionStateMachine {
     private var openSent = false
     /// The client's `from` on `<open/>`, echoed as `to` (RFC 6120 §4.7.2).
     private var clientFrom: String?
-    /// XEP-0198 on the upstream stream (see `StreamManagementWatch`).
-    private var streamManagement = StreamManagementWatch()
+    /// XEP-0198 on the upstream stream, as the upstream stream's machine judged it.
+    private var streamManagementEnabled = false
     /// Why the session ended, once it is ending; `nil` while all is well (and for a normal end).
     public private(set) var end: WebSocketSessionEnd?
     /// Why the connection went, for the bounce metric.
@@ -198,7 +198,7 @@ public struct WebSocketSessionStateMachine {
         case .awaitingOpen, .opening, .open:
             self.stream = .closing
             self.ending(uri == nil ? .streamError(.systemShutdown) : .redirected)
-            let closeUpstream = Action.closeUpstream(graceful: !self.streamManagement.isEnabled)
+            let closeUpstream = Action.closeUpstream(graceful: !self.streamManagementEnabled)
             if let uri {
                 return [closeUpstream, .sendText(WebSocketFraming.close(seeOtherURI: uri)), self.schedule(.close, after: self.configuration.closeTimeout)]
             }
@@ -254,7 +254,8 @@ public struct WebSocketSessionStateMachine {
             // §3.7: a restart after SASL; both sides' streams start afresh on the same connection.
             self.stream = .opening(domain: domain)
             self.openSent = false
-            self.streamManagement.streamRestarted()
+            // XEP-0198 §4: enabled per stream.
+            self.streamManagementEnabled = false
             return [.restartUpstream]
         case (.open, .element(let bytes)):
             return [.forwardUpstream(bytes)]
@@ -291,9 +292,10 @@ public struct WebSocketSessionStateMachine {
     }
 
     /// Server elements, each already self-contained: one message each.
-    public mutating func upstreamReceived(_ elements: [ByteBuffer]) -> [Action] {
+    /// `streamManagement`: whether XEP-0198 is on for the upstream stream after `elements`.
+    public mutating func upstreamReceived(_ elements: [ByteBuffer], streamManagement: Bool) -> [Action] {
         guard case .open = self.stream else { return [] }
-        for element in elements { self.streamManagement.serverSent(element) }
+        self.streamManagementEnabled = streamManagement
         return elements.map { .sendText($0) }
     }
 
@@ -344,7 +346,7 @@ public struct WebSocketSessionStateMachine {
         case .awaitingOpen, .closing, .closed: upstreamOpen = false
         }
         self.stream = .closed
-        guard upstreamOpen, !self.streamManagement.isEnabled else { return [.closeUpstream(graceful: false)] }
+        guard upstreamOpen, !self.streamManagementEnabled else { return [.closeUpstream(graceful: false)] }
         var bounces: [ByteBuffer] = []
         for stanza in unwritten {
             if case .bounce(let error) = StanzaBounce.outcome(for: stanza) { bounces.append(error) }

@@ -9,8 +9,10 @@ public protocol UpstreamStreamDelegate: AnyObject {
     /// The server's stream is open and negotiated (after STARTTLS when used).
     func upstreamOpened(_ info: StreamInfo, secure: Bool)
     /// Self-contained elements from the server, batched per read burst; `streamElements` when
-    /// one of them is a `stream:` element (features).
-    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool)
+    /// one of them is a `stream:` element (features); `streamManagement`: whether XEP-0198 is on
+    /// for the stream after them (`UpstreamStreamStateMachine.streamManagementEnabled`, the one
+    /// judgment of it: sessions decide by it whether a dying session bounces or stays resumable).
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool, streamManagement: Bool)
     /// The server sent `<stream:error/>`; the connection is closing.
     func upstreamStreamError(_ error: ByteBuffer)
     /// The connection ended: `nil` after a clean `</stream:stream>`.
@@ -317,7 +319,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         let streamElements = self.batchHasStreamElements
         self.batch = []
         self.batchHasStreamElements = false
-        self.delegate?.upstreamReceived(batch, streamElements: streamElements)
+        self.delegate?.upstreamReceived(batch, streamElements: streamElements, streamManagement: self.machine.streamManagementEnabled)
     }
 
     private func finish(error: UpstreamError?) {
