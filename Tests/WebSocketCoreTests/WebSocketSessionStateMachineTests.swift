@@ -568,6 +568,6 @@ extension WebSocketSessionStateMachine {
     /// Fires the pending timer of this kind as the handler would (a kind with none pending fires
     /// with a generation never handed out, as a stale firing would).
     mutating func fire(_ kind: Timer) -> [Action] {
-        self.timerFired(TimerID(kind: kind, generation: self.pendingTimers[kind] ?? 0))
+        self.timerFired(self.timers.pendingID(kind) ?? TimerID(kind: kind, generation: 0))
     }
 }

@@ -28,7 +28,7 @@ struct UpstreamClosingTests {
         }
     }
 
-    static func describe(_ action: UpstreamStreamStateMachine.Action) -> String {
+    static func describe(_ action: UpstreamStreamStateMachine.Action) -> String? {
         UpstreamStreamStateMachineTests.name(action)
     }
 
@@ -39,7 +39,7 @@ struct UpstreamClosingTests {
         var stream = Stream()
         _ = try stream.receive(Self.header + Self.features)
         #expect(!stream.machine.isBound)
-        #expect(stream.machine.close(barrierID: "barrier").map(Self.describe) == ["finish"])
+        #expect(stream.machine.close(barrierID: "barrier").compactMap(Self.describe) == ["finish"])
         #expect(try stream.receive(Self.fromBob).isEmpty)
     }
 
@@ -48,14 +48,14 @@ struct UpstreamClosingTests {
         var managed = Stream()
         _ = try managed.receive(Self.header + Self.features + Self.bindResult + "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true'/>")
         #expect(managed.machine.streamManagementEnabled)
-        #expect(managed.machine.close(barrierID: "barrier").map(Self.describe) == ["finish"])
+        #expect(managed.machine.close(barrierID: "barrier").compactMap(Self.describe) == ["finish"])
         var failed = Stream()
         _ = try failed.receive(Self.header + Self.features + Self.bindResult + "<enabled xmlns='urn:xmpp:sm:3'/><failed xmlns='urn:xmpp:sm:3'/>")
         #expect(!failed.machine.streamManagementEnabled)
-        #expect(failed.machine.close(barrierID: "barrier").map(Self.describe) == [Self.ping])
+        #expect(failed.machine.close(barrierID: "barrier").compactMap(Self.describe) == [Self.ping])
         var capped = Stream()
         _ = try capped.receive(Self.header + Self.features + Self.bindResult)
-        #expect(capped.machine.close(barrierID: nil).map(Self.describe) == ["finish"])
+        #expect(capped.machine.close(barrierID: nil).compactMap(Self.describe) == ["finish"])
         var inline = Stream()
         _ = try inline.receive(Self.header + Self.features + "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>")
         #expect(inline.machine.isBound)
@@ -67,7 +67,7 @@ struct UpstreamClosingTests {
         var stream = Stream()
         _ = try stream.receive(Self.header + Self.features + Self.bindResult)
         #expect(stream.machine.isBound)
-        #expect(stream.machine.close(barrierID: "barrier").map(Self.describe) == [Self.ping])
+        #expect(stream.machine.close(barrierID: "barrier").compactMap(Self.describe) == [Self.ping])
         #expect(stream.machine.isClosing)
         #expect(stream.machine.close(barrierID: "again").isEmpty)
         #expect(
@@ -99,7 +99,7 @@ struct UpstreamClosingTests {
         var late = Stream()
         _ = try late.receive(Self.header + Self.features + Self.bindResult)
         _ = late.machine.close(barrierID: "barrier")
-        #expect(late.machine.closingTimedOut().map(Self.describe) == ["finish"])
+        #expect(late.machine.closingTimedOut().compactMap(Self.describe) == ["finish"])
         #expect(late.machine.closingTimedOut().isEmpty)
     }
 
@@ -137,16 +137,17 @@ struct UpstreamClosingTests {
             self.streamManagement.append(streamManagement)
         }
         func upstreamStreamError(_ error: ByteBuffer) {}
-        func upstreamClosed(_ error: UpstreamError?) {}
+        var closed: [UpstreamError?] = []
+        func upstreamClosed(_ error: UpstreamError?) { self.closed.append(error) }
     }
 
     /// The handler on an open, bound stream, with what it wrote so far read off.
     static func boundHandler(closingTimeout: TimeAmount = .seconds(5), closing: ClosingStreams = ClosingStreams()) throws -> (EmbeddedChannel, UpstreamChannelHandler, Delegate) {
         let delegate = Delegate()
         let handler = UpstreamChannelHandler(
-            machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off),
+            machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off, timeouts: .init(closing: closingTimeout)),
             framerLimits: .init(), tlsContext: nil, serverHostname: "localhost", addressIsLoopback: true,
-            streamOpenTimeout: .seconds(15), closingTimeout: closingTimeout, closingStreams: closing, delegate: delegate
+            closingStreams: closing, delegate: delegate
         )
         let channel = EmbeddedChannel(handler: handler)
         try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 5222)).wait()
@@ -174,7 +175,7 @@ struct UpstreamClosingTests {
         let handler = UpstreamChannelHandler(
             machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off),
             framerLimits: .init(), tlsContext: nil, serverHostname: "localhost", addressIsLoopback: true,
-            streamOpenTimeout: .seconds(15), closingTimeout: .seconds(5), closingStreams: ClosingStreams(), delegate: delegate2
+            closingStreams: ClosingStreams(), delegate: delegate2
         )
         let sasl2 = EmbeddedChannel(handler: handler)
         try sasl2.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 5222)).wait()

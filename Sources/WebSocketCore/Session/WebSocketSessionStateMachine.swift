@@ -57,12 +57,8 @@ public struct WebSocketSessionStateMachine {
         case slowReader
     }
 
-    /// One scheduling of a timer: a firing that was already under way when its timer was
-    /// cancelled or scheduled anew carries an older generation and changes nothing.
-    public struct TimerID: Sendable, Hashable {
-        public let kind: Timer
-        public let generation: UInt64
-    }
+    /// One scheduling of a timer (see `TimerTable`).
+    public typealias TimerID = TimerTable<Timer>.ID
 
     public enum Action: Sendable, Hashable {
         /// Open the upstream stream with this header.
@@ -124,9 +120,7 @@ public struct WebSocketSessionStateMachine {
     var fragments: FragmentedMessage?
     var pings = PingState()
     var clientIsReading = true
-    /// The generation of each pending timer.
-    var pendingTimers: [Timer: UInt64] = [:]
-    private var timerGenerations: UInt64 = 0
+    var timers = TimerTable<Timer>()
 
     /// - Parameter serves: whether a domain named in `<open to=…/>` is served.
     public init(configuration: Configuration = Configuration(), serves: @escaping (String) -> Bool) {
@@ -220,8 +214,7 @@ public struct WebSocketSessionStateMachine {
     /// stream means "delivered" to the server, so each unwritten stanza is first answered as a
     /// server would (`StanzaBounce`, RFC 6120 §10.4.3) and then the stream is closed.
     public mutating func connectionLost(unwritten: [ByteBuffer] = []) -> [Action] {
-        let timers = Timer.allCases.filter { self.pendingTimers[$0] != nil }.map(Action.cancelTimer)
-        self.pendingTimers.removeAll()
+        let timers = Timer.allCases.filter { self.timers.cancel($0) }.map(Action.cancelTimer)
         self.handshake = .closed
         return self.streamLost(unwritten: unwritten, reason: self.lostReason) + timers
     }
@@ -393,13 +386,11 @@ public struct WebSocketSessionStateMachine {
     // MARK: Timers
 
     mutating func schedule(_ timer: Timer, after delay: TimeAmount) -> Action {
-        self.timerGenerations += 1
-        self.pendingTimers[timer] = self.timerGenerations
-        return .scheduleTimer(TimerID(kind: timer, generation: self.timerGenerations), delay)
+        .scheduleTimer(self.timers.schedule(timer), delay)
     }
 
     mutating func cancel(_ timer: Timer) -> Action {
-        self.pendingTimers[timer] = nil
+        self.timers.cancel(timer)
         return .cancelTimer(timer)
     }
 }

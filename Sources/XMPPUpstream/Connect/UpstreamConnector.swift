@@ -364,16 +364,16 @@ public struct UpstreamConnector: Sendable {
             try channel.pipeline.syncOperations.addHandler(tls, position: .first)
         }
         let handler = UpstreamChannelHandler(
-            machine: UpstreamStreamStateMachine(header: header, tlsPolicy: configuration.tlsPolicy(for: address, route: resolved.isRoute)),
-            prelude: streamPrelude,
+            machine: UpstreamStreamStateMachine(
+                header: header, tlsPolicy: configuration.tlsPolicy(for: address, route: resolved.isRoute), prelude: streamPrelude,
+                timeouts: .init(streamOpen: configuration.streamOpenTimeout, closing: configuration.closingTimeout)
+            ),
             framerLimits: configuration.framerLimits,
             tlsContext: configuration.tlsContext,
             serverHostname: header.to,
             addressIsLoopback: AddressPolicy.isLoopback(address),
-            streamOpenTimeout: configuration.streamOpenTimeout,
             maxQueuedBytes: configuration.maxQueuedBytes,
             slowReaderTimeout: configuration.slowReaderTimeout,
-            closingTimeout: configuration.closingTimeout,
             closingStreams: self.closing,
             directTLS: directTLS,
             tlsHandshakeObserver: self.tlsHandshakeObserver,
