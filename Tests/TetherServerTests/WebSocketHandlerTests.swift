@@ -112,6 +112,13 @@ struct WebSocketHandlerTests {
             #expect(WebSocketHarness.closeCode(frames) == code, "\(error)")
             #expect(!violated.channel.isActive, "\(error): closed once the close frame is written")
         }
+        // After its first error NIO's decoder reports every later read: answered once.
+        let failed = try WebSocketHarness()
+        failed.channel.pipeline.fireErrorCaught(NIOWebSocketError.invalidFrameLength)
+        for _ in 0..<3 {
+            failed.channel.pipeline.fireErrorCaught(ByteToMessageDecoderError.dataReceivedInErrorState(NIOWebSocketError.invalidFrameLength, ByteBuffer(string: "more")))
+        }
+        #expect(try failed.written().map(\.opcode) == [.connectionClose])
     }
 
     @Test("a message in more than maxFragments frames is policy-violation")

@@ -111,17 +111,22 @@ final class BOSHService: Sendable {
             }
         )
         self.sessions.add(session, for: sid)
+        // Admitted just before draining began, and registered after the shutdown looked: the
+        // registry's shutdown did not see it, so it is told here.
+        let drainedMeanwhile = self.isDraining
         let header = StreamHeader(to: domain, from: request.from, language: request.language, version: request.xmppVersion ?? "1.0")
         let proxyHeader = client.destination.map { ProxyProtocolHeader(source: client.address, destination: $0) }
         let sessionConnector = connector
         let links = self.upstream
         eventLoop.execute {
             session.start(creation: request, responder: responder, upstream: links, connector: sessionConnector, header: header, client: proxyHeader)
+            if drainedMeanwhile { session.shutdown(redirect: configuration.redirectURI) }
         }
     }
 
-    /// Tells every session the server is going away (the server is draining by then, so no new
-    /// one starts); returns when all have been told.
+    /// Tells every session the server is going away (the server is draining by then: a session
+    /// admitted just before and registered just after is told by `create`); returns when all
+    /// registered have been told.
     func shutdown() async {
         await self.sessions.shutdown(redirect: self.configuration.redirectURI)
     }

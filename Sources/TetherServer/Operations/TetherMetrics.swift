@@ -71,7 +71,7 @@ final class TetherMetrics: Sendable {
     func boshRequestReceived() { self.boshRequests.increment() }
     func retransmissionReceived() { self.retransmissions.increment() }
     func upstreamConnected(after duration: Duration) { self.upstreamConnect.record(duration) }
-    /// `UpstreamConfiguration.tlsHandshakeObserver`: one handshake, by kind.
+    /// `UpstreamConnector.tlsHandshakeObserver` (set by `UpstreamLinks`): one handshake, by kind.
     func upstreamTLSHandshook(_ handshake: UpstreamTLSHandshake) {
         let histogram = self.upstreamTLSHandshake.withLock { histograms in
             if let histogram = histograms[handshake.kind] { return histogram }

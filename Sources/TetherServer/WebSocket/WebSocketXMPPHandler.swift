@@ -189,8 +189,14 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             context.close(promise: nil)
             return
         }
-        // Oversized or malformed frames (the decoder reports them here, and reads no more).
+        if case ByteToMessageDecoderError.dataReceivedInErrorState = error {
+            // The decoder failed before and reports every later read: already answered.
+            return
+        }
+        // Oversized or malformed frames. The decoder decodes nothing after its first error:
+        // stop reading, so a client that keeps sending costs nothing until the close timer.
         self.logger.info("websocket error", metadata: ["error": "\(error)"])
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         self.run(self.machine.decoderFailed(Self.decoderFailure(error)))
     }
 

@@ -1,7 +1,8 @@
 import NIOCore
 import NIOHTTP1
 
-/// `/metrics`, `/healthz`, `/readyz`: for monitoring, never for browsers (no CORS headers).
+/// `/metrics`, `/healthz`, `/readyz`: for monitoring. `/metrics` carries no CORS headers (no
+/// page of another origin may read it); the probes get the configured CORS policy's.
 enum OperationsEndpoint {
     static func metrics(_ exposition: [UInt8]) -> HTTPAnswer {
         HTTPAnswer(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: ByteBuffer(bytes: exposition))
