@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import XMPPCore
 import Synchronization
@@ -63,6 +64,11 @@ public final class TetherServer: Sendable {
             notes.append("node-id changes only on restart; still \(old.nodeID ?? "unset")")
             accepted.nodeID = old.nodeID
         }
+        if Set(new.listenTLS.map(\.description)) != Set(old.listenTLS.map(\.description)) {
+            notes.append("TLS listen addresses change only on restart; still listening with TLS on \(old.listenTLS.map(\.description).joined(separator: ", "))")
+            accepted.listenTLS = old.listenTLS
+            if !old.listenTLS.isEmpty && accepted.edgeTLS == nil { accepted.edgeTLS = old.edgeTLS }
+        }
         if new.peers != old.peers {
             notes.append("peers change only on restart")
             accepted.peers = old.peers
@@ -83,12 +89,13 @@ public final class TetherServer: Sendable {
     public func start() async throws -> [SocketAddress] {
         try self.store.current.validate()
         var bound: [SocketAddress] = []
-        for listen in self.configuration.listen {
-            let channel = try await self.bootstrap().bind(host: listen.host, port: listen.port).get()
+        let listeners = self.configuration.listen.map { ($0, false) } + self.configuration.listenTLS.map { ($0, true) }
+        for (listen, tls) in listeners {
+            let channel = try await self.bootstrap(tls: tls).bind(host: listen.host, port: listen.port).get()
             self.listeners.withLock { $0.append(channel) }
             if let address = channel.localAddress {
                 bound.append(address)
-                self.logger.info("listening", metadata: ["address": "\(address)"])
+                self.logger.info("listening", metadata: ["address": "\(address)", "tls": "\(tls)"])
             }
         }
         let limiter = self.limiter
@@ -126,8 +133,8 @@ public final class TetherServer: Sendable {
         self.logger.info("stopped")
     }
 
-    private func bootstrap() -> ServerBootstrap {
-        let configureConnection = self.connectionInitializer()
+    private func bootstrap(tls: Bool) -> ServerBootstrap {
+        let configureConnection = self.connectionInitializer(tls: tls)
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -146,7 +153,9 @@ public final class TetherServer: Sendable {
     /// Sets up an accepted connection's pipeline: HTTP/1.1 with the WebSocket upgrader, then the
     /// HTTP edge. Internal so the fuzzers (Fuzzing/) drive this exact pipeline on an
     /// EmbeddedChannel. The closure captures the shared pieces, not the server.
-    func connectionInitializer() -> @Sendable (any Channel) throws -> Void {
+    /// - Parameter tls: a `--listen-tls` listener's connection: TLS goes first, with the
+    ///   certificate of the configuration in effect when it was accepted (a reload renews it).
+    func connectionInitializer(tls: Bool = false) -> @Sendable (any Channel) throws -> Void {
         let store = self.store
         let bosh = self.bosh
         let webSockets = self.webSockets
@@ -160,6 +169,10 @@ public final class TetherServer: Sendable {
         return { channel in
             // A connection lives under the configuration in effect when it was accepted.
             let configuration = store.current
+            if tls {
+                guard let edgeTLS = configuration.edgeTLS else { throw ConfigurationError("--listen-tls needs --tls-certificate and --tls-key") }
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: edgeTLS.context))
+            }
             // Past the high mark a WebSocket client is not reading (see WebSocketXMPPHandler).
             let queued = configuration.webSocket.maxQueuedBytes
             try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: queued / 2, high: queued))
@@ -170,14 +183,14 @@ public final class TetherServer: Sendable {
                 // The session answers decoder errors itself (WebSocketSessionStateMachine.decoderFailed).
                 automaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
-                    let secure = configuration.forwardedHeaders.origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers).isSecure
+                    let secure = configuration.forwardedHeaders.origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers, overTLS: tls).isSecure
                     return channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, secure: secure, configuration: configuration))
                 },
                 upgradePipelineHandler: { channel, head in
                     channel.eventLoop.makeCompletedFuture {
                         let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
                         let client = configuration.forwardedHeaders
-                            .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers)
+                            .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers, overTLS: tls)
                         try channel.pipeline.syncOperations.addHandler(
                             WebSocketXMPPHandler(
                                 configuration: configuration,
@@ -211,6 +224,7 @@ public final class TetherServer: Sendable {
                     status: status,
                     metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.states) },
                     laterUpgrade: HTTPEdgeHandler.LaterUpgrade(upgrader: upgrader, completion: upgraded),
+                    overTLS: tls,
                     logger: logger
                 ), name: HTTPEdgeHandler.name)
         }

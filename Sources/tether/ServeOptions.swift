@@ -16,6 +16,15 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Address to listen on (repeatable; IPv6 as [::1]:5280). Default 127.0.0.1:5280.", valueName: "host:port"))
     var listen: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Address to listen on with TLS (repeatable), for https:// and wss:// without a proxy in front; needs --tls-certificate and --tls-key.", valueName: "host:port"))
+    var listenTls: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("PEM certificate chain (leaf first) of the --listen-tls listeners; read again on SIGHUP.", valueName: "path"))
+    var tlsCertificate: String?
+
+    @Option(name: .long, help: ArgumentHelp("PEM private key of --tls-certificate; read again on SIGHUP.", valueName: "path"))
+    var tlsKey: String?
+
     @Option(name: .long, help: ArgumentHelp("XMPP domain to serve (repeatable). Domains of --route are always served.", valueName: "domain"))
     var domain: [String] = []
 
@@ -209,6 +218,24 @@ struct ServeOptions: ParsableArguments {
                 }
                 return address
             }
+        }
+        configuration.listenTLS = try self.listenTls.map { text in
+            guard let address = UpstreamRoute(text, allowingPortZero: true), text.contains(":") || text.hasPrefix("[") else {
+                throw ValidationError("--listen-tls '\(text)' is not host:port")
+            }
+            return address
+        }
+        switch (self.tlsCertificate, self.tlsKey) {
+        case (nil, nil):
+            break
+        case (let certificate?, let key?):
+            do {
+                configuration.edgeTLS = try EdgeTLSSettings(certificatePath: certificate, keyPath: key)
+            } catch {
+                throw ValidationError(error.message)
+            }
+        default:
+            throw ValidationError("give both --tls-certificate and --tls-key")
         }
         configuration.domains = Set(self.domain.map { $0.lowercased() })
         configuration.openDomains = self.openDomains

@@ -52,6 +52,9 @@ struct CommandLineTests {
         (["serve", "--route", "localhost=127.0.0.1:5222", "--ca-file", "/nonexistent.pem"], "--ca-file '/nonexistent.pem' cannot be read"),
         (["serve", "--route", "localhost=127.0.0.1:5222", "--bosh-max-inactivity", "0"], "--bosh-max-inactivity must be greater than 0"),
         (["serve"], "no domain to serve"),
+        (["serve", "--route", "localhost=127.0.0.1:5222", "--listen-tls", "127.0.0.1:0"], "--listen-tls needs --tls-certificate and --tls-key"),
+        (["serve", "--route", "localhost=127.0.0.1:5222", "--listen-tls", "127.0.0.1:0", "--tls-certificate", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], "--tls-certificate '/nonexistent.pem' holds no readable PEM certificate"),
+        (["serve", "--route", "localhost=127.0.0.1:5222", "--listen-tls", "127.0.0.1:0", "--tls-certificate", "/nonexistent.pem"], "give both --tls-certificate and --tls-key"),
         (["serve", "--route", "localhost=127.0.0.1:5222", "--client-address-header", "x-real-ip"], "--client-address-header must be x-forwarded-for or forwarded"),
         (["serve", "--route", "localhost=127.0.0.1:5222", "--public-host", "chat.example.org/path"], "--public-host 'chat.example.org/path' is not a host name"),
     ])

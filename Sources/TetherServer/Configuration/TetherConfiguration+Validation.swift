@@ -41,10 +41,21 @@ extension TetherConfiguration {
         try Self.positive("--max-body-bytes", self.maxRequestBodyBytes)
         try Self.positive("--max-stanza-bytes", self.xmlLimits.maxElementBytes)
         try Self.positive("--max-xml-depth", self.xmlLimits.maxDepth)
-        try Self.positive("--max-queued-bytes-to-client", self.maxQueuedBytesToClient)
+        // A WebSocket frame may be this plus 64 KiB, and RFC 6455 frame lengths Tether accepts
+        // are 32-bit (NIO's upgrader traps beyond).
+        guard self.xmlLimits.maxElementBytes <= Self.largestStanzaLimit else {
+            throw ConfigurationError("--max-stanza-bytes must be at most \(Self.largestStanzaLimit)")
+        }
+        guard self.upstream.framerLimits == self.xmlLimits else {
+            throw ConfigurationError("the upstream framer's limits must be --max-stanza-bytes and --max-xml-depth (set xmlLimits, not upstream.framerLimits)")
+        }
+        // Each backing field, in case one was set on its own in code.
+        try Self.positive("--max-queued-bytes-to-client", self.bosh.maxQueuedBytes)
+        try Self.positive("--max-queued-bytes-to-client", self.webSocket.maxQueuedBytes)
         try Self.positive("--max-queued-bytes-to-server", self.upstream.maxQueuedBytes)
         try Self.positive("--max-header-bytes", self.maxHeaderBytes)
-        try Self.positive("--slow-reader-timeout", self.slowReaderTimeout)
+        try Self.positive("--slow-reader-timeout", self.webSocket.slowReaderTimeout)
+        try Self.positive("--slow-reader-timeout", self.upstream.slowReaderTimeout)
         try Self.nonNegative("--shutdown-grace", self.shutdownGracePeriod)
         if let node = self.nodeID {
             // It is part of every sid and of the /http-bind/NODE path.
@@ -66,10 +77,19 @@ extension TetherConfiguration {
                 throw ConfigurationError("--host-meta-websocket-url must be a wss:// URL (XEP-0156 §2.2), not '\(url)'")
             }
         }
+        if !self.listenTLS.isEmpty && self.edgeTLS == nil {
+            throw ConfigurationError("--listen-tls needs --tls-certificate and --tls-key")
+        }
+        if self.listenTLS.isEmpty && self.edgeTLS != nil {
+            throw ConfigurationError("--tls-certificate and --tls-key are for --listen-tls, which is not given")
+        }
         if self.domains.isEmpty && self.upstream.routes.isEmpty && !self.openDomains {
             throw ConfigurationError("no domain to serve: give --route, --domain or --open-domains")
         }
     }
+
+    /// The largest `--max-stanza-bytes`: its WebSocket frame limit (64 KiB more) must fit 32 bits.
+    public static let largestStanzaLimit = Int(UInt32.max) - 64 * 1024
 
     private static func positive(_ name: String, _ value: Int) throws(ConfigurationError) {
         guard value > 0 else { throw ConfigurationError("\(name) must be greater than 0") }

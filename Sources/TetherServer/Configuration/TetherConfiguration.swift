@@ -7,6 +7,10 @@ import XMPPUpstream
 public struct TetherConfiguration: Sendable {
     /// Addresses to listen on (`--listen HOST:PORT`, repeatable).
     public var listen: [UpstreamRoute] = [UpstreamRoute(host: "127.0.0.1", port: 5280)]
+    /// Addresses to listen on with TLS (`--listen-tls HOST:PORT`, repeatable), with `edgeTLS`.
+    public var listenTLS: [UpstreamRoute] = []
+    /// The certificate and key of the TLS listeners.
+    public var edgeTLS: EdgeTLSSettings?
     /// Domains served; routes' domains are always served.
     public var domains: Set<String> = []
     /// Serve any domain a client names (subject to `AddressPolicy`). Off by default: never an open proxy.

@@ -67,6 +67,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private let laterUpgrade: LaterUpgrade?
+    /// The connection is Tether's own TLS: its requests are secure (XEP-0124 §19.1).
+    private let overTLS: Bool
     /// An upgrade head is being replayed into a fresh upgrade handler: if it comes back here, that
     /// handler refused it, and it is answered like any refused upgrade.
     private var replayingUpgrade = false
@@ -79,9 +81,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         status: ServerStatus,
         metrics: @escaping @Sendable () -> [UInt8],
         laterUpgrade: LaterUpgrade? = nil,
+        overTLS: Bool = false,
         logger: Logger
     ) {
         self.laterUpgrade = laterUpgrade
+        self.overTLS = overTLS
         self.store = store
         self.configuration = store.current
         self.bosh = bosh
@@ -249,7 +253,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if head.path == WebSocketUpgradePolicy.path {
             // Only what the upgrader refused gets here: said at once, without waiting for a body.
-            let secure = self.configuration.forwardedHeaders.origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers).isSecure
+            let secure = self.configuration.forwardedHeaders.origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS).isSecure
             let refusal = WebSocketUpgradePolicy.refusal(head, secure: secure, configuration: self.configuration)
             return (refusal.status, refusal.reason + "\n", refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [])
         }
@@ -327,7 +331,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func handleBOSH(head: HTTPRequestHead, body: ByteBuffer, origin: String?, context: ChannelHandlerContext) {
         let client = self.configuration.forwardedHeaders
-            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
+            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS)
         guard self.configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: self.configuration.publicHosts, secure: client.isSecure) else {
             self.write(.text(.forbidden, "Origin not allowed.\n"), corsOrigin: origin, context: context)
             return
@@ -403,7 +407,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         let client = self.configuration.forwardedHeaders
-            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
+            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         Task {

@@ -12,6 +12,8 @@ import XMPPUpstream
 struct TetherFixture {
     let server: TetherServer
     let port: Int
+    /// Every bound port: the `listen` ones, then the `listenTLS` ones.
+    let ports: [Int]
     let logs: LogCapture
     var boshURL: String { "http://127.0.0.1:\(self.port)/http-bind" }
 
@@ -45,7 +47,7 @@ struct TetherFixture {
         let server = TetherServer(configuration: configuration, logger: logger)
         let addresses = try await server.start()
         guard let port = addresses.first?.port else { throw TestFailure("no bound port") }
-        return TetherFixture(server: server, port: port, logs: capture)
+        return TetherFixture(server: server, port: port, ports: addresses.compactMap(\.port), logs: capture)
     }
 }
 
