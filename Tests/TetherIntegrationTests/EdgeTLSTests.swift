@@ -1,4 +1,7 @@
 import AsyncHTTPClient
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -131,6 +134,81 @@ struct EdgeTLSTests {
             Issue.record("a key that does not belong to the certificate was accepted")
         } catch {
             #expect(error.message.contains("does the key belong to the certificate?"), "\(error.message)")
+        }
+    }
+
+    @Test("the tether binary with the shipped deploy/tether-tls.conf.example: HTTPS and WSS on its TLS listener; after the certificate files are replaced, SIGHUP renews the certificate for new connections while a WSS session carries on")
+    func shippedConfigurationAndSIGHUP() async throws {
+        let first = try await Certificates.make()
+        let renewed = try await Certificates.make()
+        defer {
+            try? FileManager.default.removeItem(at: first.directory)
+            try? FileManager.default.removeItem(at: renewed.directory)
+        }
+        let installed = first.directory.appendingPathComponent("installed")
+        try FileManager.default.createDirectory(at: installed, withIntermediateDirectories: true)
+        func install(_ certificates: Certificates) throws {
+            for (source, name) in [(certificates.certificate, "fullchain.pem"), (certificates.key, "privkey.pem")] {
+                let target = installed.appendingPathComponent(name)
+                try? FileManager.default.removeItem(at: target)
+                try FileManager.default.copyItem(atPath: source, toPath: target.path)
+            }
+        }
+        try install(first)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let shipped = try String(contentsOf: root.appendingPathComponent("deploy/tether-tls.conf.example"), encoding: .utf8)
+        try await withProsody { prosody in
+            try await prosody.register(user: "alice", password: "secret")
+            let tlsPort = try freePort()
+            // Only ports, paths and the upstream changed; TetherProcess adds the plain --listen.
+            var text = shipped
+            for (line, replacement) in [
+                ("listen = 127.0.0.1:5280\n", ""),
+                ("listen-tls = 0.0.0.0:5281", "listen-tls = 127.0.0.1:\(tlsPort)"),
+                ("/etc/tether/fullchain.pem", installed.appendingPathComponent("fullchain.pem").path),
+                ("/etc/tether/privkey.pem", installed.appendingPathComponent("privkey.pem").path),
+                ("route = example.org=xmpp.example.org:5222", "route = localhost=127.0.0.1:\(prosody.c2sPort)"),
+                ("upstream-tls = required", "upstream-tls = off"),
+            ] {
+                #expect(text.contains(line), "the shipped file no longer has \(line)")
+                text = text.replacingOccurrences(of: line, with: replacement)
+            }
+            let configuration = installed.appendingPathComponent("tether.conf")
+            try text.write(to: configuration, atomically: true, encoding: .utf8)
+            try await withTetherProcess(["--config", configuration.path]) { tether in
+                let url = "https://localhost:\(tlsPort)/healthz"
+                try await Self.expectHealthy(url, trusting: first)
+                let session = try await WebSocketTestClient.connect(port: tlsPort, tls: try NIOSSLContext(configuration: first.clientTLS()))
+                #expect(try await session.login(user: "alice", password: "secret") != nil)
+
+                try install(renewed)
+                tether.process.signal(SIGHUP)
+                let deadline = ContinuousClock.now + .seconds(20)
+                while !tether.stderr.contains("configuration reloaded") && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(tether.stderr.contains("configuration reloaded"), "\(tether.stderr)")
+                try await Self.expectHealthy(url, trusting: renewed)
+                let stale = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: try first.clientTLS()))
+                await #expect(throws: (any Error).self) { _ = try await stale.execute(HTTPClientRequest(url: url), timeout: .seconds(30)) }
+                try await stale.shutdown()
+                // The session from before the reload is still served.
+                try await session.send("<iq xmlns='jabber:client' type='get' id='after-reload'><ping xmlns='urn:xmpp:ping'/></iq>")
+                #expect(try await session.receive(until: { $0.contains("after-reload") }).last?.contains("type='result'") == true)
+                await session.drop()
+            }
+        }
+    }
+
+    static func expectHealthy(_ url: String, trusting certificates: Certificates) async throws {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: try certificates.clientTLS()))
+        do {
+            let answer = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+            #expect(answer.status == .ok)
+            try await client.shutdown()
+        } catch {
+            try? await client.shutdown()
+            throw error
         }
     }
 }
