@@ -75,6 +75,9 @@ struct FaultTests {
                 try await client.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='late.test' version='1.0'/>")
                 // Tether is connecting (its SYN dropped by the full accept queue) when the client goes.
                 try await Task.sleep(for: .milliseconds(500))
+                // Else the test proves nothing: the connect must still be pending now.
+                let before = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").text
+                #expect(!before.contains("tether_upstream_connect_seconds_count 1"), "Tether connected before the client left")
                 await client.drop()
                 try await Task.sleep(for: .milliseconds(1000))
                 try await late.startAccepting()
