@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 import XMPPCore
 
-@testable import BOSHCore
+@testable import TetherServer
 
 /// The prebind login sequence, fed with the elements a server sends (RFC 6120 §6, §7).
 @Suite("Prebind login state machine")
