@@ -376,6 +376,7 @@ struct ServeOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// `--log-format`: a line per event for people, a JSON object per line for log pipelines.
 enum LogFormat: String, ExpressibleByArgument, Sendable {
     case text
     case json

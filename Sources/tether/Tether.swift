@@ -17,6 +17,7 @@ struct Tether: AsyncParsableCommand {
     )
 }
 
+/// `tether serve`: reads the options (and `--config`), runs the server until SIGTERM, reloads on SIGHUP.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the connection manager.",
