@@ -497,7 +497,8 @@ public struct BOSHSessionStateMachine {
     private mutating func drain(now: NIODeadline) -> [Action] {
         var actions: [Action] = []
         while let oldest = self.held.first {
-            let mustAnswer = self.held.count > self.parameters.hold
+            let mustAnswer =
+                self.held.count > self.parameters.hold
                 || !self.outbound.isEmpty
                 || (self.pendingReport != nil && self.held.count >= 1)
             guard mustAnswer else { break }

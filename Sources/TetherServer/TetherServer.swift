@@ -4,8 +4,8 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOWebSocket
-import XMPPCore
 import Synchronization
+import XMPPCore
 import XMPPUpstream
 
 /// The connection manager: HTTP listeners in front, one upstream XMPP stream per session behind.
@@ -216,7 +216,8 @@ public final class TetherServer: Sendable {
                 withServerUpgrade: (upgraders: [upgrader], completionHandler: upgraded),
                 withErrorHandling: true
             )
-            try sync.addHandler(HTTPEdgeHandler(
+            try sync.addHandler(
+                HTTPEdgeHandler(
                     store: store,
                     bosh: bosh,
                     relay: relay,

@@ -16,7 +16,10 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Address to listen on (repeatable; IPv6 as [::1]:5280). Default 127.0.0.1:5280.", valueName: "host:port"))
     var listen: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Address to listen on with TLS (repeatable), for https:// and wss:// without a proxy in front; needs --tls-certificate and --tls-key.", valueName: "host:port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Address to listen on with TLS (repeatable), for https:// and wss:// without a proxy in front; needs --tls-certificate and --tls-key.", valueName: "host:port"))
     var listenTls: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("PEM certificate chain (leaf first) of the --listen-tls listeners; read again on SIGHUP.", valueName: "path"))
@@ -31,7 +34,11 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Serve any domain a client names (resolved addresses are still checked). Off: Tether is never an open proxy.")
     var openDomains = false
 
-    @Option(name: .long, help: ArgumentHelp("Upstream for a domain, bypassing SRV (repeatable): domain=host:port or domain=tcp://host:port (STARTTLS per --upstream-tls), domain=tls://host:port (Direct TLS, XEP-0368; port 5223 when omitted).", valueName: "domain=[tls://|tcp://]host:port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Upstream for a domain, bypassing SRV (repeatable): domain=host:port or domain=tcp://host:port (STARTTLS per --upstream-tls), domain=tls://host:port (Direct TLS, XEP-0368; port 5223 when omitted).",
+            valueName: "domain=[tls://|tcp://]host:port"))
     var route: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("A BOSH 'route' attribute value clients may use (repeatable); others get host-unknown.", valueName: "xmpp:host:port"))
@@ -52,19 +59,32 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Emit no CORS headers (when the proxy in front owns CORS).")
     var noCors = false
 
-    @Option(name: .long, help: ArgumentHelp("A proxy (CIDR) whose Forwarded/X-Forwarded-For/X-Forwarded-Proto headers are believed (repeatable; replaces the default 127.0.0.0/8 and ::1; 'none' trusts nobody).", valueName: "cidr"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A proxy (CIDR) whose Forwarded/X-Forwarded-For/X-Forwarded-Proto headers are believed (repeatable; replaces the default 127.0.0.0/8 and ::1; 'none' trusts nobody).",
+            valueName: "cidr"))
     var trustedProxy: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("The one header a trusted proxy's client address (and scheme) is read from: x-forwarded-for (with X-Forwarded-Proto) or forwarded (RFC 7239). Default x-forwarded-for; the other is ignored.", valueName: "header"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The one header a trusted proxy's client address (and scheme) is read from: x-forwarded-for (with X-Forwarded-Proto) or forwarded (RFC 7239). Default x-forwarded-for; the other is ignored.",
+            valueName: "header"))
     var clientAddressHeader: String = ClientAddressHeader.xForwardedFor.rawValue
 
-    @Option(name: .long, help: ArgumentHelp("A host name this Tether is reached by (repeatable). When set, requests naming any other Host get 421 (DNS rebinding) and only these hosts count as same-origin.", valueName: "name"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A host name this Tether is reached by (repeatable). When set, requests naming any other Host get 421 (DNS rebinding) and only these hosts count as same-origin.",
+            valueName: "name"))
     var publicHost: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Send a PROXY protocol header (v1 or v2) first on upstream connections, carrying the client's address.", valueName: "version"))
     var upstreamProxyProtocol: String?
 
-    @Option(name: .long, help: ArgumentHelp("STARTTLS towards the server: required, optional or off. Default: off for routes to loopback, required otherwise.", valueName: "policy"))
+    @Option(
+        name: .long, help: ArgumentHelp("STARTTLS towards the server: required, optional or off. Default: off for routes to loopback, required otherwise.", valueName: "policy"))
     var upstreamTls: String?
 
     @Option(name: .long, help: ArgumentHelp("PEM file of CA certificates to verify upstream servers with, instead of the system's.", valueName: "path"))
@@ -73,7 +93,9 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seconds to connect to an upstream address.", valueName: "seconds"))
     var connectTimeout: Int = Self.defaults.upstream.connectTimeout.wholeSeconds
 
-    @Option(name: .long, help: ArgumentHelp("Happy Eyeballs (RFC 8305): milliseconds to wait for a connection attempt before the next address is tried alongside it (10 to 2000).", valueName: "ms"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Happy Eyeballs (RFC 8305): milliseconds to wait for a connection attempt before the next address is tried alongside it (10 to 2000).", valueName: "ms"))
     var connectionAttemptDelay: Int = Int(Self.defaults.upstream.connectionAttemptDelay.nanoseconds / 1_000_000)
 
     @Option(name: .long, help: ArgumentHelp("Longest BOSH 'wait' granted, seconds (keep it under the proxy's read timeout).", valueName: "seconds"))
@@ -103,7 +125,11 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Do not offer permessage-deflate (RFC 7692) to WebSocket clients.")
     var noWebsocketCompression = false
 
-    @Option(name: .long, help: ArgumentHelp("Most live sessions (BOSH and WebSocket together); beyond, new ones get policy-violation. Default: what the open-files limit allows, two descriptors per session.", valueName: "count"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Most live sessions (BOSH and WebSocket together); beyond, new ones get policy-violation. Default: what the open-files limit allows, two descriptors per session.",
+            valueName: "count"))
     var maxSessions: Int?
 
     @Option(name: .long, help: ArgumentHelp("Most live sessions from one client address (a NAT can hide thousands of users).", valueName: "count"))
@@ -115,7 +141,10 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("New sessions one client address may open at once before --max-new-sessions-per-second applies.", valueName: "count"))
     var newSessionBurst: Int = Self.defaults.newSessionBurstPerAddress
 
-    @Option(name: .long, help: ArgumentHelp("Seconds an HTTP connection has to deliver a complete request (idle keep-alive and slow clients are closed; held BOSH requests are not).", valueName: "seconds"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Seconds an HTTP connection has to deliver a complete request (idle keep-alive and slow clients are closed; held BOSH requests are not).", valueName: "seconds"))
     var httpRequestTimeout: Int = Self.defaults.httpRequestTimeout.wholeSeconds
 
     @Option(name: .long, help: ArgumentHelp("Largest HTTP request body, bytes (413 beyond).", valueName: "bytes"))
@@ -124,10 +153,18 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Largest stanza in either direction, bytes (policy-violation beyond).", valueName: "bytes"))
     var maxStanzaBytes: Int = Self.defaults.xmlLimits.maxElementBytes
 
-    @Option(name: .long, help: ArgumentHelp("Bytes queued for a client: BOSH stanzas not collected beyond it end the session (policy-violation); a WebSocket client behind by more is not fed until it catches up, and is cut off after --slow-reader-timeout.", valueName: "bytes"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Bytes queued for a client: BOSH stanzas not collected beyond it end the session (policy-violation); a WebSocket client behind by more is not fed until it catches up, and is cut off after --slow-reader-timeout.",
+            valueName: "bytes"))
     var maxQueuedBytesToClient: Int = Self.defaults.maxQueuedBytesToClient
 
-    @Option(name: .long, help: ArgumentHelp("Bytes queued for a server: behind by more, it gets --slow-reader-timeout to catch up (WebSocket clients are not read meanwhile); 4x this ends the session at once (policy-violation).", valueName: "bytes"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Bytes queued for a server: behind by more, it gets --slow-reader-timeout to catch up (WebSocket clients are not read meanwhile); 4x this ends the session at once (policy-violation).",
+            valueName: "bytes"))
     var maxQueuedBytesToServer: Int = Self.defaults.upstream.maxQueuedBytes
 
     @Option(name: .long, help: ArgumentHelp("Seconds a peer may stay behind by more than its queue limit before its session ends with policy-violation.", valueName: "seconds"))
@@ -139,7 +176,8 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Deepest XML nesting accepted.", valueName: "depth"))
     var maxXmlDepth: Int = Self.defaults.xmlLimits.maxDepth
 
-    @Option(name: .long, help: ArgumentHelp("This node's name when several Tethers serve the same domain; it prefixes every BOSH sid and enables /http-bind/NAME.", valueName: "name"))
+    @Option(
+        name: .long, help: ArgumentHelp("This node's name when several Tethers serve the same domain; it prefixes every BOSH sid and enables /http-bind/NAME.", valueName: "name"))
     var nodeId: String?
 
     @Option(name: .long, help: ArgumentHelp("Another node and its BOSH base URL (repeatable); requests for its sessions are relayed there.", valueName: "name=url"))
@@ -151,7 +189,9 @@ struct ServeOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seconds shutdown waits for answers to reach clients.", valueName: "seconds"))
     var shutdownGrace: Int = Self.defaults.shutdownGracePeriod.wholeSeconds
 
-    @Option(name: .long, help: ArgumentHelp("Enables POST /prebind: the shared secret backends send as 'Authorization: Bearer SECRET'. Prefer --prebind-secret-file.", valueName: "secret"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Enables POST /prebind: the shared secret backends send as 'Authorization: Bearer SECRET'. Prefer --prebind-secret-file.", valueName: "secret"))
     var prebindSecret: String?
 
     @Option(name: .long, help: ArgumentHelp("Enables POST /prebind with the secret read from this file (surrounding whitespace ignored).", valueName: "path"))
@@ -197,8 +237,14 @@ struct ServeOptions: ParsableArguments {
         var cleaned: [String] = []
         var skipNext = false
         for argument in cli {
-            if skipNext { skipNext = false; continue }
-            if argument == "--config" { skipNext = true; continue }
+            if skipNext {
+                skipNext = false
+                continue
+            }
+            if argument == "--config" {
+                skipNext = true
+                continue
+            }
             if argument.hasPrefix("--config=") { continue }
             cleaned.append(argument)
         }
@@ -270,13 +316,14 @@ struct ServeOptions: ParsableArguments {
             throw ValidationError("--client-address-header must be x-forwarded-for or forwarded, not '\(self.clientAddressHeader)'")
         }
         configuration.clientAddressHeader = header
-        configuration.publicHosts = try Set(self.publicHost.map { name in
-            let host = HTTPHost.name(of: name)
-            guard !host.isEmpty, !host.contains("/"), host.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 }) else {
-                throw ValidationError("--public-host '\(name)' is not a host name")
-            }
-            return host
-        })
+        configuration.publicHosts = try Set(
+            self.publicHost.map { name in
+                let host = HTTPHost.name(of: name)
+                guard !host.isEmpty, !host.contains("/"), host.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 }) else {
+                    throw ValidationError("--public-host '\(name)' is not a host name")
+                }
+                return host
+            })
         if let version = self.upstreamProxyProtocol {
             guard let parsed = ProxyProtocolVersion(rawValue: version) else {
                 throw ValidationError("--upstream-proxy-protocol must be v1 or v2, not '\(version)'")

@@ -16,7 +16,10 @@ enum KeyChain {
 @Suite("BOSH session state machine")
 struct BOSHSessionStateMachineTests {
     static let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
-    static let features = ByteBuffer(string: "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")
+    static let features = ByteBuffer(
+        string:
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    )
 
     static func request(_ rid: UInt64, _ attributes: String = "", payloads: [String] = []) -> BOSHRequest {
         let text = "<body rid='\(rid)' sid='s1' \(attributes) xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'>\(payloads.joined())</body>"
@@ -24,7 +27,8 @@ struct BOSHSessionStateMachineTests {
     }
 
     static func creation(_ attributes: String = "wait='60' hold='1' ver='1.6'") -> BOSHRequest {
-        try! BOSHRequest.parse(ByteBuffer(string: "<body rid='100' to='localhost' \(attributes) xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>"))
+        try! BOSHRequest.parse(
+            ByteBuffer(string: "<body rid='100' to='localhost' \(attributes) xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>"))
     }
 
     /// A session whose creation request (id 0) was already answered with features.
@@ -108,7 +112,8 @@ struct BOSHSessionStateMachineTests {
         _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
         _ = machine.requestAbandoned(1)
         #expect(Self.describe(machine.receive(Self.request(101), id: 2, isSecure: false, now: Self.t0 + .seconds(1))) == ["wait 2 50s"])
-        let actions = Self.describe(machine.upstreamReceived([ByteBuffer(string: "<message id='m2'/>")], streamElements: false, streamManagement: false, now: Self.t0 + .seconds(2)))
+        let actions = Self.describe(
+            machine.upstreamReceived([ByteBuffer(string: "<message id='m2'/>")], streamElements: false, streamManagement: false, now: Self.t0 + .seconds(2)))
         #expect(actions == ["respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind'><message id='m2'/></body>", "inactivity 60s"])
         #expect(machine.retransmissions == 1)
     }
@@ -130,8 +135,13 @@ struct BOSHSessionStateMachineTests {
     func batching() {
         var machine = Self.established()
         _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
-        let actions = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'/>"), ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, streamManagement: false, now: Self.t0)
-        #expect(Self.describe(actions) == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'/><presence xmlns='jabber:client'/></body>", "inactivity 60s"])
+        let actions = machine.upstreamReceived(
+            [ByteBuffer(string: "<message xmlns='jabber:client'/>"), ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, streamManagement: false,
+            now: Self.t0)
+        #expect(
+            Self.describe(actions) == [
+                "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'/><presence xmlns='jabber:client'/></body>", "inactivity 60s",
+            ])
         // Data that arrives with nobody waiting is queued for the next request.
         _ = machine.upstreamReceived([ByteBuffer(string: "<iq xmlns='jabber:client'/>")], streamElements: false, streamManagement: false, now: Self.t0)
         let next = machine.receive(Self.request(102), id: 2, isSecure: false, now: Self.t0 + .seconds(3))
@@ -151,7 +161,10 @@ struct BOSHSessionStateMachineTests {
     func aboveWindow() {
         var machine = Self.established()
         let actions = machine.receive(Self.request(103), id: 3, isSecure: false, now: Self.t0)
-        #expect(Self.describe(actions) == ["close-upstream graceful", "respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>", "end item-not-found"])
+        #expect(
+            Self.describe(actions) == [
+                "close-upstream graceful", "respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>", "end item-not-found",
+            ])
         #expect(!machine.isActive)
     }
 
@@ -231,7 +244,10 @@ struct BOSHSessionStateMachineTests {
         #expect(machine.inactivityTimerFired(generation: generation &- 1).isEmpty)
         #expect(Self.describe(machine.inactivityTimerFired(generation: generation)) == ["close-upstream graceful", "end normal"])
         // A request for the ended session: item-not-found.
-        #expect(Self.describe(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)) == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>"])
+        #expect(
+            Self.describe(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)) == [
+                "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>"
+            ])
     }
 
     @Test("§10 pause answers everything without payloads and sets inactivity to the pause")
@@ -241,7 +257,8 @@ struct BOSHSessionStateMachineTests {
         let actions = Self.describe(machine.receive(Self.request(102, "pause='90'"), id: 2, isSecure: false, now: Self.t0))
         #expect(actions == ["respond 1 200 \(Self.empty)", "respond 2 200 \(Self.empty)", "inactivity 90s"])
         // Stanzas arriving during the pause wait for the return.
-        _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>while away</message>")], streamElements: false, streamManagement: false, now: Self.t0 + .seconds(10))
+        _ = machine.upstreamReceived(
+            [ByteBuffer(string: "<message xmlns='jabber:client'>while away</message>")], streamElements: false, streamManagement: false, now: Self.t0 + .seconds(10))
         let back = Self.describe(machine.receive(Self.request(103), id: 3, isSecure: false, now: Self.t0 + .seconds(30)))
         #expect(back.contains("respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'>while away</message></body>"))
     }
@@ -250,7 +267,11 @@ struct BOSHSessionStateMachineTests {
     func pauseTooLong() {
         var machine = Self.established()
         let actions = Self.describe(machine.receive(Self.request(101, "pause='121'"), id: 1, isSecure: false, now: Self.t0))
-        #expect(actions == ["close-upstream graceful", "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>", "end policy-violation"])
+        #expect(
+            actions == [
+                "close-upstream graceful", "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>",
+                "end policy-violation",
+            ])
     }
 
     @Test("§13 terminate forwards the last stanzas, closes upstream and returns what was queued")
@@ -314,7 +335,10 @@ struct BOSHSessionStateMachineTests {
         let lost = Self.describe(machine.upstreamEnded(.failed))
         #expect(lost == ["inactivity 60s"])
         let next = Self.describe(machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0))
-        #expect(next == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='remote-connection-failed'><message xmlns='jabber:client'>last</message></body>"])
+        #expect(
+            next == [
+                "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='remote-connection-failed'><message xmlns='jabber:client'>last</message></body>"
+            ])
     }
 
     static let endingConditions: [(ending: UpstreamEnding, condition: String?)] = [
@@ -358,7 +382,8 @@ struct BOSHSessionStateMachineTests {
     static func keyedSessionAnswered() -> (BOSHSessionStateMachine, BOSHHTTPResponse?) {
         var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(KeyChain.creationNewKey)'")
         _ = machine.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 1, isSecure: false, now: Self.t0)
-        let answered = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>secret</message>")], streamElements: false, streamManagement: false, now: Self.t0)
+        let answered = machine.upstreamReceived(
+            [ByteBuffer(string: "<message xmlns='jabber:client'>secret</message>")], streamElements: false, streamManagement: false, now: Self.t0)
         guard case .respond(1, let original) = answered.first else { return (machine, nil) }
         return (machine, original)
     }
@@ -398,7 +423,9 @@ struct BOSHSessionStateMachineTests {
     @Test("§15 a key change (key + newkey) is retransmitted with both, or refused")
     func keyChangeRetransmission() {
         let newChain = BOSHSessionStateMachine.sha1Hex("other seed")
-        for (attributes, refused) in [("key='\(KeyChain.k101)'", true), ("key='\(KeyChain.k101)' newkey='\(KeyChain.k102)'", true), ("key='\(KeyChain.k101)' newkey='\(newChain)'", false)] {
+        for (attributes, refused) in [
+            ("key='\(KeyChain.k101)'", true), ("key='\(KeyChain.k101)' newkey='\(KeyChain.k102)'", true), ("key='\(KeyChain.k101)' newkey='\(newChain)'", false),
+        ] {
             var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(KeyChain.creationNewKey)'")
             _ = machine.receive(Self.request(101, "key='\(KeyChain.k101)' newkey='\(newChain)'"), id: 1, isSecure: false, now: Self.t0)
             _ = machine.waitTimerFired(1, now: Self.t0 + .seconds(60))
@@ -465,7 +492,8 @@ struct BOSHSessionStateMachineTests {
         var machine = Self.established("wait='60' hold='1' ver='1.6' newkey='\(KeyChain.creationNewKey)'")
         _ = machine.receive(Self.request(101, "key='\(KeyChain.k101)'"), id: 1, isSecure: false, now: Self.t0)
         _ = machine.waitTimerFired(1, now: Self.t0 + .seconds(60))
-        _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>secret</message>")], streamElements: false, streamManagement: false, now: Self.t0 + .seconds(61))
+        _ = machine.upstreamReceived(
+            [ByteBuffer(string: "<message xmlns='jabber:client'>secret</message>")], streamElements: false, streamManagement: false, now: Self.t0 + .seconds(61))
         let actions = Self.describe(machine.receive(Self.request(102, "key='zzz'"), id: 7, isSecure: false, now: Self.t0 + .seconds(62)))
         #expect(actions == [Self.notFound[0], Self.notFound[1], "end item-not-found"])
         #expect(!actions.contains { $0.contains("secret") })
@@ -511,7 +539,11 @@ struct BOSHSessionStateMachineTests {
         var machine = Self.established("wait='0' hold='0' ver='1.6'")
         _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0 + .seconds(10))
         let second = Self.describe(machine.receive(Self.request(102), id: 2, isSecure: false, now: Self.t0 + .milliseconds(10_500)))
-        #expect(second == ["close-upstream graceful", "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>", "end policy-violation"])
+        #expect(
+            second == [
+                "close-upstream graceful", "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>",
+                "end policy-violation",
+            ])
     }
 
     @Test("§11 more than `requests` outstanding requests is a policy violation")
@@ -538,7 +570,9 @@ struct BOSHSessionStateMachineTests {
         #expect(Self.describe(machine.shutdown()).contains("respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='system-shutdown'/>"))
         var other = Self.established()
         _ = other.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
-        #expect(Self.describe(other.shutdown(redirect: "https://b.example/http-bind")).contains("respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='see-other-uri'><uri>https://b.example/http-bind</uri></body>"))
+        #expect(
+            Self.describe(other.shutdown(redirect: "https://b.example/http-bind")).contains(
+                "respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='see-other-uri'><uri>https://b.example/http-bind</uri></body>"))
     }
 }
 
@@ -548,12 +582,16 @@ extension BOSHSessionStateMachineTests {
         var machine = Self.established("wait='60' hold='1' ver='1.6' ack='1'")
         _ = machine.receive(Self.request(101, "ack='100'"), id: 1, isSecure: false, now: Self.t0)
         // 101 is answered at t0 + 1 s (with data) and the client never sees it.
-        _ = machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client'>lost</message>")], streamElements: false, streamManagement: false, now: Self.t0 + .seconds(1))
+        _ = machine.upstreamReceived(
+            [ByteBuffer(string: "<message xmlns='jabber:client'>lost</message>")], streamElements: false, streamManagement: false, now: Self.t0 + .seconds(1))
         // Five seconds later the client's next request still acknowledges only 100.
         let actions = Self.describe(machine.receive(Self.request(102, "ack='100'"), id: 2, isSecure: false, now: Self.t0 + .seconds(6)))
         #expect(actions == ["wait 2 50s", "respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind' report='101' time='5000'/>", "inactivity 60s"])
         // The client re-sends 101 and gets the lost stanza from the buffer.
-        #expect(Self.describe(machine.receive(Self.request(101), id: 3, isSecure: false, now: Self.t0 + .seconds(6))) == ["respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'>lost</message></body>"])
+        #expect(
+            Self.describe(machine.receive(Self.request(101), id: 3, isSecure: false, now: Self.t0 + .seconds(6))) == [
+                "respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind'><message xmlns='jabber:client'>lost</message></body>"
+            ])
     }
     // MARK: Delivery (RFC 6120 §10.4.3, XEP-0198)
 
@@ -565,7 +603,8 @@ extension BOSHSessionStateMachineTests {
         "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/a' id='q4' type='error'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
     ].map { ByteBuffer(string: $0) }
 
-    static let bounces = "forward "
+    static let bounces =
+        "forward "
         + "<message xmlns='jabber:client' type='error' to='bob@localhost/b' from='alice@localhost/a' id='q1'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
         + "<iq xmlns='jabber:client' type='error' to='bob@localhost/b' from='alice@localhost/a' id='q2'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
 
@@ -579,7 +618,8 @@ extension BOSHSessionStateMachineTests {
         for case .startInactivityTimer(let g, _) in answered { generation = g }
         if streamManagement {
             _ = machine.receive(Self.request(101, payloads: ["<enable xmlns='urn:xmpp:sm:3' resume='true'/>"]), id: 1, isSecure: false, now: Self.t0)
-            let enabled = machine.upstreamReceived([ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true'/>")], streamElements: false, streamManagement: true, now: Self.t0)
+            let enabled = machine.upstreamReceived(
+                [ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true'/>")], streamElements: false, streamManagement: true, now: Self.t0)
             for case .startInactivityTimer(let g, _) in enabled { generation = g }
         }
         _ = machine.upstreamReceived(Self.queued, streamElements: false, streamManagement: streamManagement, now: Self.t0)
@@ -643,4 +683,3 @@ extension BOSHSessionStateMachineTests {
         #expect(actions.first == "close-upstream graceful", "\(actions)")
     }
 }
-

@@ -1,7 +1,4 @@
 import AsyncHTTPClient
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -9,6 +6,10 @@ import NIOSSL
 import Testing
 import TetherServer
 import XMPPUpstream
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `--listen-tls`: Tether's own HTTPS and WSS in front of a real Prosody, with a throwaway CA.
 @Suite("Tether's own TLS listener", .serialized, .timeLimit(.minutes(3)))
@@ -137,7 +138,9 @@ struct EdgeTLSTests {
         }
     }
 
-    @Test("the tether binary with the shipped deploy/tether-tls.conf.example: HTTPS and WSS on its TLS listener; after the certificate files are replaced, SIGHUP renews the certificate for new connections while a WSS session carries on")
+    @Test(
+        "the tether binary with the shipped deploy/tether-tls.conf.example: HTTPS and WSS on its TLS listener; after the certificate files are replaced, SIGHUP renews the certificate for new connections while a WSS session carries on"
+    )
     func shippedConfigurationAndSIGHUP() async throws {
         let first = try await Certificates.make()
         let renewed = try await Certificates.make()

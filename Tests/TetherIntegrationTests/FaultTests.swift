@@ -28,7 +28,9 @@ struct FaultTests {
             for _ in 0..<3 where answer.type != "terminate" { answer = try await bosh.send() }
             #expect(answer.condition == "remote-connection-failed")
             let texts = try await ws.receive(until: { $0.hasPrefix("<close") })
-            #expect(texts.contains("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
+            #expect(
+                texts.contains(
+                    "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
             let again = BOSHTestClient(http: http, url: tether.boshURL)
             try await again.login(user: "alice", password: "secret")
             try await Self.stillWorks(again, id: "after-restart")
@@ -65,7 +67,9 @@ struct FaultTests {
         }
     }
 
-    @Test("a WebSocket client gone before its upstream connection is established: the connection is closed once it completes (regression: the handler, removed with the client, dropped the close and kept it open)")
+    @Test(
+        "a WebSocket client gone before its upstream connection is established: the connection is closed once it completes (regression: the handler, removed with the client, dropped the close and kept it open)"
+    )
     func lateUpstreamAfterClientLeft() async throws {
         try await withFakeUpstream(silent: true, acceptsLate: true) { late in
             try await withProsodyAndTether { _, tether, _ in

@@ -36,8 +36,14 @@ struct ConfigurationValidationTests {
         ({ $0.shutdownGracePeriod = .seconds(-1) }, "--shutdown-grace must not be negative"),
         ({ $0.nodeID = "node 1" }, "--node-id 'node 1' may use only letters, digits, '-' and '_'"),
         ({ $0.prebind = PrebindSettings(secret: "short") }, "the prebind secret must be at least 16 characters"),
-        ({ $0.hostMeta = HostMetaSettings(boshURL: "http://example.org/http-bind") }, "--host-meta-bosh-url must be an https:// URL (XEP-0156 §2.2), not 'http://example.org/http-bind'"),
-        ({ $0.hostMeta = HostMetaSettings(webSocketURL: "ws://example.org/xmpp-websocket") }, "--host-meta-websocket-url must be a wss:// URL (XEP-0156 §2.2), not 'ws://example.org/xmpp-websocket'"),
+        (
+            { $0.hostMeta = HostMetaSettings(boshURL: "http://example.org/http-bind") },
+            "--host-meta-bosh-url must be an https:// URL (XEP-0156 §2.2), not 'http://example.org/http-bind'"
+        ),
+        (
+            { $0.hostMeta = HostMetaSettings(webSocketURL: "ws://example.org/xmpp-websocket") },
+            "--host-meta-websocket-url must be a wss:// URL (XEP-0156 §2.2), not 'ws://example.org/xmpp-websocket'"
+        ),
     ]
 
     @Test("the defaults with a domain validate; each value Tether cannot run with is refused, named by its option", arguments: 0..<Self.invalid.count)

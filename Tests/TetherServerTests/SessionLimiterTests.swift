@@ -33,7 +33,9 @@ struct SessionLimiterTests {
 
     static let churnRates = [0, 50]
 
-    @Test("many fresh addresses at once, each opening and closing a session, leave a bounded map, for a rate of 0 (buckets that never refill) too (regression: unbounded, and an O(n) pass on every admission)", arguments: Self.churnRates)
+    @Test(
+        "many fresh addresses at once, each opening and closing a session, leave a bounded map, for a rate of 0 (buckets that never refill) too (regression: unbounded, and an O(n) pass on every admission)",
+        arguments: Self.churnRates)
     func addressChurnStaysBounded(rate: Int) throws {
         let limiter = SessionLimiter(limits: .init(maxSessions: 100_000, maxSessionsPerAddress: 10, newSessionsPerSecondPerAddress: rate, newSessionBurstPerAddress: 2))
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000_000)

@@ -57,7 +57,8 @@ struct UpstreamClosingTests {
         _ = try capped.receive(Self.header + Self.features + Self.bindResult)
         #expect(capped.machine.close(barrierID: nil).compactMap(Self.describe) == ["finish"])
         var inline = Stream()
-        _ = try inline.receive(Self.header + Self.features + "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>")
+        _ = try inline.receive(
+            Self.header + Self.features + "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>")
         #expect(inline.machine.isBound)
         #expect(inline.machine.streamManagementEnabled)
     }
@@ -157,7 +158,9 @@ struct UpstreamClosingTests {
         return (channel, handler, delegate)
     }
 
-    @Test("the sessions learn XEP-0198's state from the upstream machine with each batch: <enabled/>, SASL2's inline <enabled/>, <failed/> (regression: the sessions' own byte-level watch missed SASL2's inline enable, so a dying session closed a resumable stream with </stream:stream>)")
+    @Test(
+        "the sessions learn XEP-0198's state from the upstream machine with each batch: <enabled/>, SASL2's inline <enabled/>, <failed/> (regression: the sessions' own byte-level watch missed SASL2's inline enable, so a dying session closed a resumable stream with </stream:stream>)"
+    )
     func streamManagementReachesTheSession() throws {
         let (channel, _, delegate) = try Self.boundHandler()
         #expect(delegate.streamManagement.allSatisfy { !$0 })
@@ -181,13 +184,16 @@ struct UpstreamClosingTests {
         let sasl2 = EmbeddedChannel(handler: handler)
         try sasl2.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 5222)).wait()
         try sasl2.writeInbound(ByteBuffer(string: Self.header + Self.features))
-        try sasl2.writeInbound(ByteBuffer(string: "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>"))
+        try sasl2.writeInbound(
+            ByteBuffer(string: "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>"))
         #expect(delegate2.streamManagement.last == true)
         _ = try? channel.finish(acceptAlreadyClosed: true)
         _ = try? sasl2.finish(acceptAlreadyClosed: true)
     }
 
-    @Test("the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream>; the connection closes when the server closes it, read to the end (RFC 6120 §4.4)")
+    @Test(
+        "the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream>; the connection closes when the server closes it, read to the end (RFC 6120 §4.4)"
+    )
     func handler() throws {
         let closing = ClosingStreams()
         let (channel, handler, delegate) = try Self.boundHandler(closing: closing)

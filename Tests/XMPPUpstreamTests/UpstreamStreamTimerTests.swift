@@ -76,7 +76,9 @@ struct UpstreamStreamTimerTests {
         #expect(try Self.feed("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", &clean, framer: cleanFramer).compactMap(Base.name) == ["start-tls"])
     }
 
-    @Test("closing: the ping's answer is awaited under the closing timer, then </stream:stream> under the linger timer, whose firing closes the connection; a late barrier firing does nothing")
+    @Test(
+        "closing: the ping's answer is awaited under the closing timer, then </stream:stream> under the linger timer, whose firing closes the connection; a late barrier firing does nothing"
+    )
     func closingTimers() throws {
         func bound() throws -> (Machine, XMLStreamFramer) {
             var machine = Machine(header: StreamHeader(to: "localhost"), tlsPolicy: .off, timeouts: .init(closing: .seconds(4)))

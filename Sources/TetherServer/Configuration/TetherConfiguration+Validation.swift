@@ -22,7 +22,8 @@ extension TetherConfiguration {
     public func validate() throws(ConfigurationError) {
         try Self.positive("--connect-timeout", self.upstream.connectTimeout)
         guard HappyEyeballsStateMachine<SocketAddress>.attemptDelayRange.contains(self.upstream.connectionAttemptDelay) else {
-            throw ConfigurationError("--connection-attempt-delay must be 10 to 2000 milliseconds (RFC 8305 §5), not \(self.upstream.connectionAttemptDelay.nanoseconds / 1_000_000)")
+            throw ConfigurationError(
+                "--connection-attempt-delay must be 10 to 2000 milliseconds (RFC 8305 §5), not \(self.upstream.connectionAttemptDelay.nanoseconds / 1_000_000)")
         }
         try Self.positive("stream-open timeout", self.upstream.streamOpenTimeout)
         try Self.nonNegative("--bosh-max-wait", self.bosh.maxWait)

@@ -253,7 +253,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if head.path == WebSocketUpgradePolicy.path {
             // Only what the upgrader refused gets here: said at once, without waiting for a body.
-            let secure = self.configuration.forwardedHeaders.origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS).isSecure
+            let secure = self.configuration.forwardedHeaders.origin(
+                peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS
+            ).isSecure
             let refusal = WebSocketUpgradePolicy.refusal(head, secure: secure, configuration: self.configuration)
             return (refusal.status, refusal.reason + "\n", refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [])
         }
@@ -278,9 +280,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// answer is written, the input side after `LingeringCloseHandler` has let the client read it.
     private func refuse(_ head: HTTPRequestHead, status: HTTPResponseStatus, reason: String, headers: [(String, String)] = [], context: ChannelHandlerContext) {
         self.requestTimer?.cancel()
-        self.logger.info("refused HTTP request", metadata: [
-            "status": "\(status.code)", "client": "\(context.channel.remoteAddress?.ipAddress ?? "?")", "uri": "\(head.uri.prefix(200))",
-        ])
+        self.logger.info(
+            "refused HTTP request",
+            metadata: [
+                "status": "\(status.code)", "client": "\(context.channel.remoteAddress?.ipAddress ?? "?")", "uri": "\(head.uri.prefix(200))",
+            ])
         self.state = .responding(keepAlive: false)
         let answer = HTTPAnswer.text(status, reason, headers: headers)
         self.write(

@@ -3,9 +3,9 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOWebSocket
+import Synchronization
 import WebSocketCore
 import XMPPCore
-import Synchronization
 import XMPPUpstream
 
 /// One XMPP-over-WebSocket session on an upgraded connection: performs what
@@ -345,7 +345,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private func connect(_ header: StreamHeader, context: ChannelHandlerContext) {
         self.logger[metadataKey: "to"] = "\(header.to)"
         let proxyHeader = self.client.destination.map { ProxyProtocolHeader(source: self.client.address, destination: $0) }
-        self.upstreamLinks.open(self.connector, header: header, client: proxyHeader, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+        self.upstreamLinks.open(self.connector, header: header, client: proxyHeader, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete {
+            result in
             switch result {
             case .success(let connection):
                 self.upstream = connection

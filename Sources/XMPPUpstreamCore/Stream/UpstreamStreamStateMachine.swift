@@ -373,7 +373,8 @@ public struct UpstreamStreamStateMachine {
             self.isBound = true
         case ("success", Self.sasl2Namespace):
             guard let success = try? XMLElement.parse(element.standaloneBytes(), maxDepth: 64) else { return }
-            self.isBound = success.children.contains { $0.name.localName == "bound" && $0.name.namespace == Self.bind2Namespace }
+            self.isBound =
+                success.children.contains { $0.name.localName == "bound" && $0.name.namespace == Self.bind2Namespace }
                 || success.children.contains { $0.name.localName == "resumed" && ($0.name.namespace ?? "").hasPrefix(Self.streamManagementPrefix) }
             func enables(_ element: XMPPCore.XMLElement) -> Bool {
                 (["enabled", "resumed"].contains(element.name.localName) && (element.name.namespace ?? "").hasPrefix(Self.streamManagementPrefix))

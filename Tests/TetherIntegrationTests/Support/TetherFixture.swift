@@ -4,8 +4,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
-import TetherServer
 import Synchronization
+import TetherServer
 import XMPPUpstream
 
 /// A Tether running in this process on a free loopback port, in front of a real upstream.
