@@ -95,7 +95,7 @@ public struct BOSHSessionStateMachine {
     /// The XMPP domain the client asked for (`to`), echoed as `from` at creation.
     public let domain: String
     /// Whether the upstream connection is encrypted or local; advertised as `secure`.
-    public var upstreamSecure = false
+    public private(set) var upstreamSecure = false
 
     private var phase: Phase = .active
     private let creationRID: UInt64
@@ -114,7 +114,10 @@ public struct BOSHSessionStateMachine {
     private var streamInfo: StreamInfo?
     /// XEP-0198 on this stream: decides whether undeliverable stanzas are bounced by Tether or
     /// left to the server for a resumption.
-    private var streamManagement = StreamManagementWatch()
+    /// XEP-0198 on the upstream stream, as the upstream stream's machine judged it (it reads every
+    /// element, SASL2's inline `<enabled/>` too): with it on, a dying session leaves the server
+    /// its unacknowledged stanzas for `<resume/>` and bounces nothing.
+    private var streamManagementEnabled = false
     /// hex(SHA-1) the next `key` must hash to (§15), when the client uses keys.
     private var expectedKeyHash: String?
     private var inactivityGeneration: UInt64 = 0
@@ -354,8 +357,14 @@ public struct BOSHSessionStateMachine {
             }
         }
         if request.isRestart {
+            // XEP-0206 §5: a restart follows SASL success, so it needs an open stream; before the
+            // server's first header there is nothing to restart (regression: dropped in silence).
+            guard self.streamInfo != nil else {
+                return self.terminate(.badRequest, triggering: id, triggeringVerified: true)
+            }
             // XEP-0206 §5: payloads of a restart request are ignored.
-            self.streamManagement.streamRestarted()
+            // XEP-0198 §4: enabled per stream; the restarted stream starts without it.
+            self.streamManagementEnabled = false
             actions.append(.restartUpstream)
         } else if !request.payloads.isEmpty {
             actions.append(.forwardUpstream(request.payloads))
@@ -384,15 +393,21 @@ public struct BOSHSessionStateMachine {
 
     // MARK: Upstream
 
-    /// The server opened (or reopened) its stream.
-    public mutating func upstreamOpened(_ info: StreamInfo) {
+    /// The server opened (or reopened) its stream; `secure` when the connection under it is
+    /// encrypted or local (XEP-0124 §7.1 `secure`).
+    public mutating func upstreamOpened(_ info: StreamInfo, secure: Bool = false) {
         self.streamInfo = info
+        self.upstreamSecure = secure
     }
 
-    /// Stanzas from the server, self-contained; `streamElements` when one is a `stream:` element.
-    public mutating func upstreamReceived(_ payloads: [ByteBuffer], streamElements: Bool, now: NIODeadline) -> [Action] {
+    /// The session has ended for good: nothing more is done for it.
+    public var hasEnded: Bool { self.phase == .ended }
+
+    /// Stanzas from the server, self-contained; `streamElements` when one is a `stream:` element;
+    /// `streamManagement`: whether XEP-0198 is on for the upstream stream after them.
+    public mutating func upstreamReceived(_ payloads: [ByteBuffer], streamElements: Bool, streamManagement: Bool, now: NIODeadline) -> [Action] {
         guard self.phase == .active else { return [] }
-        for payload in payloads { self.streamManagement.serverSent(payload) }
+        self.streamManagementEnabled = streamManagement
         self.outbound += payloads
         self.outboundBytes += payloads.reduce(0) { $0 + $1.readableBytes }
         self.outboundHasStreamElements = self.outboundHasStreamElements || streamElements
@@ -482,7 +497,8 @@ public struct BOSHSessionStateMachine {
     private mutating func drain(now: NIODeadline) -> [Action] {
         var actions: [Action] = []
         while let oldest = self.held.first {
-            let mustAnswer = self.held.count > self.parameters.hold
+            let mustAnswer =
+                self.held.count > self.parameters.hold
                 || !self.outbound.isEmpty
                 || (self.pendingReport != nil && self.held.count >= 1)
             guard mustAnswer else { break }
@@ -601,7 +617,7 @@ public struct BOSHSessionStateMachine {
             if !upstreamAlreadyClosed {
                 let stanzas = payloads.payloads.filter { extraPayload == nil || $0 != extraPayload }
                 actions += self.abandon(stanzas, reason: reason)
-                if !self.streamManagement.isEnabled {
+                if !self.streamManagementEnabled {
                     tombstone = self.terminalResponse(.terminate(condition, payloads: extraPayload.map { [$0] } ?? []), condition: condition)
                 }
             }
@@ -635,7 +651,7 @@ public struct BOSHSessionStateMachine {
             let undelivered = delivered ? [] : payloads.payloads.filter { extraPayload == nil || $0 != extraPayload }
             actions = self.abandon(undelivered, reason: reason) + actions
         }
-        if !delivered && !payloads.payloads.isEmpty && (upstreamAlreadyClosed || self.streamManagement.isEnabled) {
+        if !delivered && !payloads.payloads.isEmpty && (upstreamAlreadyClosed || self.streamManagementEnabled) {
             self.phase = .terminated(body: first, condition: condition)
             self.inactivityGeneration &+= 1
             actions.append(.startInactivityTimer(generation: self.inactivityGeneration, seconds: self.parameters.inactivity))
@@ -651,7 +667,7 @@ public struct BOSHSessionStateMachine {
     /// `</stream:stream>`; with it, nothing is bounced and the connection drops without the
     /// closing tag, so the server keeps them for `<resume/>` (XEP-0198 §5).
     private func abandon(_ stanzas: [ByteBuffer], reason: String) -> [Action] {
-        guard !self.streamManagement.isEnabled else { return [.closeUpstream(graceful: false)] }
+        guard !self.streamManagementEnabled else { return [.closeUpstream(graceful: false)] }
         var bounces: [ByteBuffer] = []
         for stanza in stanzas {
             if case .bounce(let error) = StanzaBounce.outcome(for: stanza) { bounces.append(error) }

@@ -10,8 +10,23 @@ import XMPPUpstream
 
 /// Every option of `tether serve`; the configuration file uses the same names.
 struct ServeOptions: ParsableArguments {
+    /// Where every default comes from: the flags only parse text into a `TetherConfiguration`.
+    static let defaults = TetherConfiguration()
+
     @Option(name: .long, help: ArgumentHelp("Address to listen on (repeatable; IPv6 as [::1]:5280). Default 127.0.0.1:5280.", valueName: "host:port"))
     var listen: [String] = []
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Address to listen on with TLS (repeatable), for https:// and wss:// without a proxy in front; needs --tls-certificate and --tls-key.", valueName: "host:port"))
+    var listenTls: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("PEM certificate chain (leaf first) of the --listen-tls listeners; read again on SIGHUP.", valueName: "path"))
+    var tlsCertificate: String?
+
+    @Option(name: .long, help: ArgumentHelp("PEM private key of --tls-certificate; read again on SIGHUP.", valueName: "path"))
+    var tlsKey: String?
 
     @Option(name: .long, help: ArgumentHelp("XMPP domain to serve (repeatable). Domains of --route are always served.", valueName: "domain"))
     var domain: [String] = []
@@ -19,7 +34,11 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Serve any domain a client names (resolved addresses are still checked). Off: Tether is never an open proxy.")
     var openDomains = false
 
-    @Option(name: .long, help: ArgumentHelp("Upstream for a domain, bypassing SRV (repeatable): domain=host:port or domain=tcp://host:port (STARTTLS per --upstream-tls), domain=tls://host:port (Direct TLS, XEP-0368; port 5223 when omitted).", valueName: "domain=[tls://|tcp://]host:port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Upstream for a domain, bypassing SRV (repeatable): domain=host:port or domain=tcp://host:port (STARTTLS per --upstream-tls), domain=tls://host:port (Direct TLS, XEP-0368; port 5223 when omitted).",
+            valueName: "domain=[tls://|tcp://]host:port"))
     var route: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("A BOSH 'route' attribute value clients may use (repeatable); others get host-unknown.", valueName: "xmpp:host:port"))
@@ -40,50 +59,65 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Emit no CORS headers (when the proxy in front owns CORS).")
     var noCors = false
 
-    @Option(name: .long, help: ArgumentHelp("A proxy (CIDR) whose Forwarded/X-Forwarded-For/X-Forwarded-Proto headers are believed (repeatable; replaces the default 127.0.0.0/8 and ::1; 'none' trusts nobody).", valueName: "cidr"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A proxy (CIDR) whose Forwarded/X-Forwarded-For/X-Forwarded-Proto headers are believed (repeatable; replaces the default 127.0.0.0/8 and ::1; 'none' trusts nobody).",
+            valueName: "cidr"))
     var trustedProxy: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("The one header a trusted proxy's client address (and scheme) is read from: x-forwarded-for (with X-Forwarded-Proto) or forwarded (RFC 7239). Default x-forwarded-for; the other is ignored.", valueName: "header"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The one header a trusted proxy's client address (and scheme) is read from: x-forwarded-for (with X-Forwarded-Proto) or forwarded (RFC 7239). Default x-forwarded-for; the other is ignored.",
+            valueName: "header"))
     var clientAddressHeader: String = ClientAddressHeader.xForwardedFor.rawValue
 
-    @Option(name: .long, help: ArgumentHelp("A host name this Tether is reached by (repeatable). When set, requests naming any other Host get 421 (DNS rebinding) and only these hosts count as same-origin.", valueName: "name"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A host name this Tether is reached by (repeatable). When set, requests naming any other Host get 421 (DNS rebinding) and only these hosts count as same-origin.",
+            valueName: "name"))
     var publicHost: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Send a PROXY protocol header (v1 or v2) first on upstream connections, carrying the client's address.", valueName: "version"))
     var upstreamProxyProtocol: String?
 
-    @Option(name: .long, help: ArgumentHelp("STARTTLS towards the server: required, optional or off. Default: off for routes to loopback, required otherwise.", valueName: "policy"))
+    @Option(
+        name: .long, help: ArgumentHelp("STARTTLS towards the server: required, optional or off. Default: off for routes to loopback, required otherwise.", valueName: "policy"))
     var upstreamTls: String?
 
     @Option(name: .long, help: ArgumentHelp("PEM file of CA certificates to verify upstream servers with, instead of the system's.", valueName: "path"))
     var caFile: String?
 
     @Option(name: .long, help: ArgumentHelp("Seconds to connect to an upstream address.", valueName: "seconds"))
-    var connectTimeout: Int = 10
+    var connectTimeout: Int = Self.defaults.upstream.connectTimeout.wholeSeconds
 
-    @Option(name: .long, help: ArgumentHelp("Happy Eyeballs (RFC 8305): milliseconds to wait for a connection attempt before the next address is tried alongside it (10 to 2000).", valueName: "ms"))
-    var connectionAttemptDelay: Int = 250
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Happy Eyeballs (RFC 8305): milliseconds to wait for a connection attempt before the next address is tried alongside it (10 to 2000).", valueName: "ms"))
+    var connectionAttemptDelay: Int = Int(Self.defaults.upstream.connectionAttemptDelay.nanoseconds / 1_000_000)
 
     @Option(name: .long, help: ArgumentHelp("Longest BOSH 'wait' granted, seconds (keep it under the proxy's read timeout).", valueName: "seconds"))
-    var boshMaxWait: Int = 50
+    var boshMaxWait: Int = Self.defaults.bosh.maxWait
 
     @Option(name: .long, help: ArgumentHelp("Most BOSH requests held at once ('hold').", valueName: "count"))
-    var boshMaxHold: Int = 1
+    var boshMaxHold: Int = Self.defaults.bosh.maxHold
 
     @Option(name: .long, help: ArgumentHelp("BOSH 'inactivity': seconds without a request before a session ends.", valueName: "seconds"))
-    var boshMaxInactivity: Int = 60
+    var boshMaxInactivity: Int = Self.defaults.bosh.inactivity
 
     @Option(name: .long, help: ArgumentHelp("BOSH 'maxpause': longest pause a client may ask for, seconds.", valueName: "seconds"))
-    var boshMaxPause: Int = 120
+    var boshMaxPause: Int = Self.defaults.bosh.maxPause
 
     @Option(name: .long, help: ArgumentHelp("BOSH 'polling': shortest interval between empty polls, seconds.", valueName: "seconds"))
-    var boshPolling: Int = 2
+    var boshPolling: Int = Self.defaults.bosh.polling
 
     @Option(name: .long, help: ArgumentHelp("Seconds between WebSocket pings; a peer that misses one is closed. Keep it under the proxy's read timeout.", valueName: "seconds"))
-    var websocketPingInterval: Int = 25
+    var websocketPingInterval: Int = Self.defaults.webSocket.pingInterval.wholeSeconds
 
     @Option(name: .long, help: ArgumentHelp("Seconds the WebSocket closing handshake may take before the connection is dropped.", valueName: "seconds"))
-    var websocketCloseTimeout: Int = 5
+    var websocketCloseTimeout: Int = Self.defaults.webSocket.closeTimeout.wholeSeconds
 
     @Flag(name: .long, help: "Refuse WebSocket upgrades without an Origin header (by default non-browser clients may omit it).")
     var websocketRequireOrigin = false
@@ -91,43 +125,59 @@ struct ServeOptions: ParsableArguments {
     @Flag(name: .long, help: "Do not offer permessage-deflate (RFC 7692) to WebSocket clients.")
     var noWebsocketCompression = false
 
-    @Option(name: .long, help: ArgumentHelp("Most live sessions (BOSH and WebSocket together); beyond, new ones get policy-violation. Default: what the open-files limit allows, two descriptors per session.", valueName: "count"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Most live sessions (BOSH and WebSocket together); beyond, new ones get policy-violation. Default: what the open-files limit allows, two descriptors per session.",
+            valueName: "count"))
     var maxSessions: Int?
 
     @Option(name: .long, help: ArgumentHelp("Most live sessions from one client address (a NAT can hide thousands of users).", valueName: "count"))
-    var maxSessionsPerAddress: Int = 5_000
+    var maxSessionsPerAddress: Int = Self.defaults.maxSessionsPerAddress
 
-    @Option(name: .long, help: ArgumentHelp("New sessions per second from one client address, sustained.", valueName: "count"))
-    var maxNewSessionsPerSecond: Int = 50
+    @Option(name: .long, help: ArgumentHelp("New sessions per second from one client address, sustained (0: only the burst, never refilled).", valueName: "count"))
+    var maxNewSessionsPerSecond: Int = Self.defaults.newSessionsPerSecondPerAddress
 
     @Option(name: .long, help: ArgumentHelp("New sessions one client address may open at once before --max-new-sessions-per-second applies.", valueName: "count"))
-    var newSessionBurst: Int = 200
+    var newSessionBurst: Int = Self.defaults.newSessionBurstPerAddress
 
-    @Option(name: .long, help: ArgumentHelp("Seconds an HTTP connection has to deliver a complete request (idle keep-alive and slow clients are closed; held BOSH requests are not).", valueName: "seconds"))
-    var httpRequestTimeout: Int = 30
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Seconds an HTTP connection has to deliver a complete request (idle keep-alive and slow clients are closed; held BOSH requests are not).", valueName: "seconds"))
+    var httpRequestTimeout: Int = Self.defaults.httpRequestTimeout.wholeSeconds
 
     @Option(name: .long, help: ArgumentHelp("Largest HTTP request body, bytes (413 beyond).", valueName: "bytes"))
-    var maxBodyBytes: Int = 512 * 1024
+    var maxBodyBytes: Int = Self.defaults.maxRequestBodyBytes
 
     @Option(name: .long, help: ArgumentHelp("Largest stanza in either direction, bytes (policy-violation beyond).", valueName: "bytes"))
-    var maxStanzaBytes: Int = 256 * 1024
+    var maxStanzaBytes: Int = Self.defaults.xmlLimits.maxElementBytes
 
-    @Option(name: .long, help: ArgumentHelp("Bytes queued for a client: BOSH stanzas not collected beyond it end the session (policy-violation); a WebSocket client behind by more is not fed until it catches up, and is cut off after --slow-reader-timeout.", valueName: "bytes"))
-    var maxQueuedBytesToClient: Int = 1 << 20
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Bytes queued for a client: BOSH stanzas not collected beyond it end the session (policy-violation); a WebSocket client behind by more is not fed until it catches up, and is cut off after --slow-reader-timeout.",
+            valueName: "bytes"))
+    var maxQueuedBytesToClient: Int = Self.defaults.maxQueuedBytesToClient
 
-    @Option(name: .long, help: ArgumentHelp("Bytes queued for a server: behind by more, it gets --slow-reader-timeout to catch up (WebSocket clients are not read meanwhile); 4x this ends the session at once (policy-violation).", valueName: "bytes"))
-    var maxQueuedBytesToServer: Int = 1 << 20
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Bytes queued for a server: behind by more, it gets --slow-reader-timeout to catch up (WebSocket clients are not read meanwhile); 4x this ends the session at once (policy-violation).",
+            valueName: "bytes"))
+    var maxQueuedBytesToServer: Int = Self.defaults.upstream.maxQueuedBytes
 
     @Option(name: .long, help: ArgumentHelp("Seconds a peer may stay behind by more than its queue limit before its session ends with policy-violation.", valueName: "seconds"))
-    var slowReaderTimeout: Int = 10
+    var slowReaderTimeout: Int = Self.defaults.slowReaderTimeout.wholeSeconds
 
     @Option(name: .long, help: ArgumentHelp("Largest HTTP request head (request line and headers), bytes (431 beyond).", valueName: "bytes"))
-    var maxHeaderBytes: Int = 16 * 1024
+    var maxHeaderBytes: Int = Self.defaults.maxHeaderBytes
 
     @Option(name: .long, help: ArgumentHelp("Deepest XML nesting accepted.", valueName: "depth"))
-    var maxXmlDepth: Int = 32
+    var maxXmlDepth: Int = Self.defaults.xmlLimits.maxDepth
 
-    @Option(name: .long, help: ArgumentHelp("This node's name when several Tethers serve the same domain; it prefixes every BOSH sid and enables /http-bind/NAME.", valueName: "name"))
+    @Option(
+        name: .long, help: ArgumentHelp("This node's name when several Tethers serve the same domain; it prefixes every BOSH sid and enables /http-bind/NAME.", valueName: "name"))
     var nodeId: String?
 
     @Option(name: .long, help: ArgumentHelp("Another node and its BOSH base URL (repeatable); requests for its sessions are relayed there.", valueName: "name=url"))
@@ -137,16 +187,18 @@ struct ServeOptions: ParsableArguments {
     var redirectUri: String?
 
     @Option(name: .long, help: ArgumentHelp("Seconds shutdown waits for answers to reach clients.", valueName: "seconds"))
-    var shutdownGrace: Int = 5
+    var shutdownGrace: Int = Self.defaults.shutdownGracePeriod.wholeSeconds
 
-    @Option(name: .long, help: ArgumentHelp("Enables POST /prebind: the shared secret backends send as 'Authorization: Bearer SECRET'. Prefer --prebind-secret-file.", valueName: "secret"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Enables POST /prebind: the shared secret backends send as 'Authorization: Bearer SECRET'. Prefer --prebind-secret-file.", valueName: "secret"))
     var prebindSecret: String?
 
     @Option(name: .long, help: ArgumentHelp("Enables POST /prebind with the secret read from this file (surrounding whitespace ignored).", valueName: "path"))
     var prebindSecretFile: String?
 
     @Option(name: .long, help: ArgumentHelp("Seconds a prebind login (connect, SASL, bind) may take before 504.", valueName: "seconds"))
-    var prebindTimeout: Int = 20
+    var prebindTimeout: Int = Int(PrebindSettings.defaultTimeout.components.seconds)
 
     @Option(name: .long, help: ArgumentHelp("Public BOSH URL listed in /.well-known/host-meta (XEP-0156); https only. Enables host-meta.", valueName: "url"))
     var hostMetaBoshUrl: String?
@@ -185,8 +237,14 @@ struct ServeOptions: ParsableArguments {
         var cleaned: [String] = []
         var skipNext = false
         for argument in cli {
-            if skipNext { skipNext = false; continue }
-            if argument == "--config" { skipNext = true; continue }
+            if skipNext {
+                skipNext = false
+                continue
+            }
+            if argument == "--config" {
+                skipNext = true
+                continue
+            }
             if argument.hasPrefix("--config=") { continue }
             cleaned.append(argument)
         }
@@ -206,6 +264,24 @@ struct ServeOptions: ParsableArguments {
                 }
                 return address
             }
+        }
+        configuration.listenTLS = try self.listenTls.map { text in
+            guard let address = UpstreamRoute(text, allowingPortZero: true), text.contains(":") || text.hasPrefix("[") else {
+                throw ValidationError("--listen-tls '\(text)' is not host:port")
+            }
+            return address
+        }
+        switch (self.tlsCertificate, self.tlsKey) {
+        case (nil, nil):
+            break
+        case (let certificate?, let key?):
+            do {
+                configuration.edgeTLS = try EdgeTLSSettings(certificatePath: certificate, keyPath: key)
+            } catch {
+                throw ValidationError(error.message)
+            }
+        default:
+            throw ValidationError("give both --tls-certificate and --tls-key")
         }
         configuration.domains = Set(self.domain.map { $0.lowercased() })
         configuration.openDomains = self.openDomains
@@ -240,13 +316,14 @@ struct ServeOptions: ParsableArguments {
             throw ValidationError("--client-address-header must be x-forwarded-for or forwarded, not '\(self.clientAddressHeader)'")
         }
         configuration.clientAddressHeader = header
-        configuration.publicHosts = try Set(self.publicHost.map { name in
-            let host = HTTPHost.name(of: name)
-            guard !host.isEmpty, !host.contains("/"), host.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 }) else {
-                throw ValidationError("--public-host '\(name)' is not a host name")
-            }
-            return host
-        })
+        configuration.publicHosts = try Set(
+            self.publicHost.map { name in
+                let host = HTTPHost.name(of: name)
+                guard !host.isEmpty, !host.contains("/"), host.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 }) else {
+                    throw ValidationError("--public-host '\(name)' is not a host name")
+                }
+                return host
+            })
         if let version = self.upstreamProxyProtocol {
             guard let parsed = ProxyProtocolVersion(rawValue: version) else {
                 throw ValidationError("--upstream-proxy-protocol must be v1 or v2, not '\(version)'")
@@ -283,62 +360,30 @@ struct ServeOptions: ParsableArguments {
         } catch {
             throw ValidationError("cannot set up TLS: \(error)")
         }
-        try Self.positive("--connect-timeout", self.connectTimeout)
         configuration.upstream.connectTimeout = .seconds(Int64(self.connectTimeout))
-        let attemptDelay = TimeAmount.milliseconds(Int64(self.connectionAttemptDelay))
-        guard HappyEyeballsStateMachine<SocketAddress>.attemptDelayRange.contains(attemptDelay) else {
-            throw ValidationError("--connection-attempt-delay must be 10 to 2000 milliseconds (RFC 8305 §5), not \(self.connectionAttemptDelay)")
-        }
-        configuration.upstream.connectionAttemptDelay = attemptDelay
-        try Self.nonNegative("--bosh-max-wait", self.boshMaxWait)
-        try Self.nonNegative("--bosh-max-hold", self.boshMaxHold)
-        try Self.positive("--bosh-max-inactivity", self.boshMaxInactivity)
-        try Self.nonNegative("--bosh-max-pause", self.boshMaxPause)
-        try Self.nonNegative("--bosh-polling", self.boshPolling)
+        configuration.upstream.connectionAttemptDelay = .milliseconds(Int64(self.connectionAttemptDelay))
         configuration.bosh.maxWait = self.boshMaxWait
         configuration.bosh.maxHold = self.boshMaxHold
         configuration.bosh.inactivity = self.boshMaxInactivity
         configuration.bosh.maxPause = self.boshMaxPause
         configuration.bosh.polling = self.boshPolling
-        try Self.positive("--websocket-ping-interval", self.websocketPingInterval)
-        try Self.positive("--websocket-close-timeout", self.websocketCloseTimeout)
         configuration.webSocket.pingInterval = .seconds(Int64(self.websocketPingInterval))
         configuration.webSocket.closeTimeout = .seconds(Int64(self.websocketCloseTimeout))
         configuration.webSocket.allowMissingOrigin = !self.websocketRequireOrigin
         configuration.webSocket.perMessageDeflate = !self.noWebsocketCompression
-        if let maxSessions = self.maxSessions { try Self.positive("--max-sessions", maxSessions) }
-        try Self.positive("--max-sessions-per-address", self.maxSessionsPerAddress)
-        try Self.positive("--max-new-sessions-per-second", self.maxNewSessionsPerSecond)
-        try Self.positive("--new-session-burst", self.newSessionBurst)
-        try Self.positive("--http-request-timeout", self.httpRequestTimeout)
         configuration.maxSessions = self.maxSessions ?? DescriptorBudget.current.sessions
         configuration.maxSessionsPerAddress = self.maxSessionsPerAddress
         configuration.newSessionsPerSecondPerAddress = self.maxNewSessionsPerSecond
         configuration.newSessionBurstPerAddress = self.newSessionBurst
         configuration.httpRequestTimeout = .seconds(Int64(self.httpRequestTimeout))
-        try Self.positive("--max-body-bytes", self.maxBodyBytes)
-        try Self.positive("--max-stanza-bytes", self.maxStanzaBytes)
-        try Self.positive("--max-xml-depth", self.maxXmlDepth)
         configuration.maxRequestBodyBytes = self.maxBodyBytes
-        try Self.positive("--max-queued-bytes-to-client", self.maxQueuedBytesToClient)
-        try Self.positive("--max-queued-bytes-to-server", self.maxQueuedBytesToServer)
-        try Self.positive("--max-header-bytes", self.maxHeaderBytes)
-        configuration.bosh.maxQueuedBytes = self.maxQueuedBytesToClient
-        configuration.webSocket.maxQueuedBytes = self.maxQueuedBytesToClient
+        configuration.maxQueuedBytesToClient = self.maxQueuedBytesToClient
         configuration.upstream.maxQueuedBytes = self.maxQueuedBytesToServer
-        try Self.positive("--slow-reader-timeout", self.slowReaderTimeout)
-        configuration.upstream.slowReaderTimeout = .seconds(Int64(self.slowReaderTimeout))
-        configuration.webSocket.slowReaderTimeout = .seconds(Int64(self.slowReaderTimeout))
+        configuration.slowReaderTimeout = .seconds(Int64(self.slowReaderTimeout))
         configuration.maxHeaderBytes = self.maxHeaderBytes
         configuration.xmlLimits = .init(maxElementBytes: self.maxStanzaBytes, maxDepth: self.maxXmlDepth)
-        configuration.upstream.framerLimits = configuration.xmlLimits
         configuration.redirectURI = self.redirectUri
-        if let node = self.nodeId {
-            guard !node.isEmpty, node.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
-                throw ValidationError("--node-id '\(node)' may use only letters, digits, '-' and '_'")
-            }
-            configuration.nodeID = node
-        }
+        configuration.nodeID = self.nodeId
         for entry in self.peer {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, !parts[0].isEmpty, let url = URL(string: parts[1]), url.scheme == "http" || url.scheme == "https", url.host != nil else {
@@ -357,44 +402,34 @@ struct ServeOptions: ParsableArguments {
             secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         if let secret {
-            guard secret.utf8.count >= 16 else {
-                throw ValidationError("the prebind secret must be at least 16 characters")
-            }
-            try Self.positive("--prebind-timeout", self.prebindTimeout)
             configuration.prebind = PrebindSettings(secret: secret, timeout: .seconds(self.prebindTimeout))
         }
         if self.hostMetaBoshUrl != nil || self.hostMetaWebsocketUrl != nil {
-            if let url = self.hostMetaBoshUrl, !url.lowercased().hasPrefix("https://") {
-                throw ValidationError("--host-meta-bosh-url must be an https:// URL (XEP-0156 §2.2), not '\(url)'")
-            }
-            if let url = self.hostMetaWebsocketUrl, !url.lowercased().hasPrefix("wss://") {
-                throw ValidationError("--host-meta-websocket-url must be a wss:// URL (XEP-0156 §2.2), not '\(url)'")
-            }
             configuration.hostMeta = HostMetaSettings(boshURL: self.hostMetaBoshUrl, webSocketURL: self.hostMetaWebsocketUrl)
         }
         if self.demo {
             configuration.demo = DemoSettings(stropheScript: self.demoStropheScript)
         }
-        try Self.nonNegative("--shutdown-grace", self.shutdownGrace)
         configuration.shutdownGracePeriod = .seconds(Int64(self.shutdownGrace))
-        if configuration.domains.isEmpty && configuration.upstream.routes.isEmpty && !configuration.openDomains {
-            throw ValidationError("no domain to serve: give --route, --domain or --open-domains")
+        // The values themselves are checked where every configuration is, however it was built.
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError(error.message)
         }
         return configuration
-    }
-
-    private static func positive(_ name: String, _ value: Int) throws {
-        guard value > 0 else { throw ValidationError("\(name) must be greater than 0") }
-    }
-
-    private static func nonNegative(_ name: String, _ value: Int) throws {
-        guard value >= 0 else { throw ValidationError("\(name) must not be negative") }
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// `--log-format`: a line per event for people, a JSON object per line for log pipelines.
 enum LogFormat: String, ExpressibleByArgument, Sendable {
     case text
     case json
+}
+
+extension TimeAmount {
+    /// Whole seconds, as the options give them.
+    var wholeSeconds: Int { Int(self.nanoseconds / 1_000_000_000) }
 }

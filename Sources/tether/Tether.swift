@@ -17,6 +17,7 @@ struct Tether: AsyncParsableCommand {
     )
 }
 
+/// `tether serve`: reads the options (and `--config`), runs the server until SIGTERM, reloads on SIGHUP.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the connection manager.",
@@ -53,16 +54,21 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "tether")
-        logger.notice("session limits", metadata: [
-            "open-files": "\(descriptors.descriptors)",
-            "max-sessions": "\(configuration.maxSessions)\(options.maxSessions == nil ? " (from the open-files limit, \(DescriptorBudget.descriptorsPerSession) per session)" : "")",
-            "max-sessions-per-address": "\(configuration.maxSessionsPerAddress)",
-            "new-sessions": "\(configuration.newSessionsPerSecondPerAddress)/s per address, bursts of \(configuration.newSessionBurstPerAddress)",
-        ])
-        if let asked = options.maxSessions, asked > descriptors.sessions {
-            logger.warning("--max-sessions is more than the open-files limit allows: connections will fail with EMFILE first", metadata: [
-                "max-sessions": "\(asked)", "open-files": "\(descriptors.descriptors)", "allows": "\(descriptors.sessions)",
+        logger.notice(
+            "session limits",
+            metadata: [
+                "open-files": "\(descriptors.descriptors)",
+                "max-sessions":
+                    "\(configuration.maxSessions)\(options.maxSessions == nil ? " (from the open-files limit, \(DescriptorBudget.descriptorsPerSession) per session)" : "")",
+                "max-sessions-per-address": "\(configuration.maxSessionsPerAddress)",
+                "new-sessions": "\(configuration.newSessionsPerSecondPerAddress)/s per address, bursts of \(configuration.newSessionBurstPerAddress)",
             ])
+        if let asked = options.maxSessions, asked > descriptors.sessions {
+            logger.warning(
+                "--max-sessions is more than the open-files limit allows: connections will fail with EMFILE first",
+                metadata: [
+                    "max-sessions": "\(asked)", "open-files": "\(descriptors.descriptors)", "allows": "\(descriptors.sessions)",
+                ])
         }
         let server = TetherServer(configuration: configuration, logger: logger)
         // SIGHUP re-reads the configuration file (and the files it names) with this command line.
@@ -116,7 +122,13 @@ struct TetherService: Service {
             self.logger.error("configuration reload refused; the running configuration stays in effect", metadata: ["error": "\(ServeOptions.message(for: error))"])
             return
         }
-        let notes = self.server.reload(configuration)
+        let notes: [String]
+        do {
+            notes = try self.server.reload(configuration)
+        } catch {
+            self.logger.error("configuration reload refused; the running configuration stays in effect", metadata: ["error": "\(error)"])
+            return
+        }
         for note in notes {
             self.logger.warning("\(note)")
         }

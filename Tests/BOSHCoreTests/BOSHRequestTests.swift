@@ -78,7 +78,9 @@ struct BOSHRequestTests {
                 == "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmlns:stream='http://etherx.jabber.org/streams' sid='a&apos;b' xmpp:version='1.0'><stream:features xmlns:stream='http://etherx.jabber.org/streams'/></body>"
         )
         #expect(String(buffer: BOSHResponse.terminate(.hostUnknown).encoded()) == "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='host-unknown'/>")
-        #expect(String(buffer: BOSHResponse.seeOtherURI("https://b.example/http-bind").encoded()) == "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='see-other-uri'><uri>https://b.example/http-bind</uri></body>")
+        #expect(
+            String(buffer: BOSHResponse.seeOtherURI("https://b.example/http-bind").encoded())
+                == "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='see-other-uri'><uri>https://b.example/http-bind</uri></body>")
     }
 }
 
@@ -127,10 +129,12 @@ extension BOSHRequestTests {
         #expect(try Self.content(value) == expected)
     }
 
-    @Test("§7.1 every BOSH answer is labelled as XML, whoever sets its Content-Type (a peer's relayed answer too)", arguments: [
-        (nil, "text/xml; charset=utf-8"), ("text/xml; charset=utf-8", "text/xml; charset=utf-8"), ("APPLICATION/XML", "application/xml; charset=utf-8"),
-        ("text/html; charset=utf-8", "text/xml; charset=utf-8"), ("text/xml\r\nSet-Cookie: a=b", "text/xml; charset=utf-8"),
-    ] as [(String?, String)])
+    @Test(
+        "§7.1 every BOSH answer is labelled as XML, whoever sets its Content-Type (a peer's relayed answer too)",
+        arguments: [
+            (nil, "text/xml; charset=utf-8"), ("text/xml; charset=utf-8", "text/xml; charset=utf-8"), ("APPLICATION/XML", "application/xml; charset=utf-8"),
+            ("text/html; charset=utf-8", "text/xml; charset=utf-8"), ("text/xml\r\nSet-Cookie: a=b", "text/xml; charset=utf-8"),
+        ] as [(String?, String)])
     func responseContentType(given: String?, expected: String) {
         #expect(BOSHHTTPResponse(body: ByteBuffer(), contentType: given).contentType == expected)
     }
@@ -142,7 +146,8 @@ extension BOSHRequestTests {
                 ByteBuffer(string: "<body rid='1' to='localhost' wait='60' hold='1' ver='1.6' content='\(content)' xmlns='http://jabber.org/protocol/httpbind'/>")
             )
             var machine = BOSHSessionStateMachine(sid: "s1", creation: creation, id: 0, domain: "localhost", limits: BOSHLimits(), isSecure: false, now: .uptimeNanoseconds(0))
-            let actions = machine.upstreamReceived([ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, now: .uptimeNanoseconds(0))
+            let actions = machine.upstreamReceived(
+                [ByteBuffer(string: "<presence xmlns='jabber:client'/>")], streamElements: false, streamManagement: false, now: .uptimeNanoseconds(0))
             guard case .respond(0, let response) = actions.first else {
                 Issue.record("no answer to the creation request: \(actions)")
                 continue

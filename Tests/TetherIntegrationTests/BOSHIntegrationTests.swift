@@ -1,12 +1,12 @@
 import AsyncHTTPClient
 import BOSHCore
-import NIOHTTP1
-import XMPPCore
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import Testing
 import TetherServer
+import XMPPCore
 import XMPPUpstream
 
 /// BOSH through Tether to a real Prosody over real HTTP.

@@ -40,21 +40,35 @@ struct CommandLineTests {
     func help() async throws {
         let result = try await Self.run(["serve", "--help"])
         #expect(result.status == 0)
-        for option in ["--listen", "--route", "--cors-origin", "--no-cors", "--upstream-tls", "--ca-file", "--bosh-max-wait", "--bosh-max-inactivity", "--bosh-max-pause", "--bosh-max-hold", "--bosh-polling", "--config", "--client-address-header", "--public-host"] {
+        for option in [
+            "--listen", "--route", "--cors-origin", "--no-cors", "--upstream-tls", "--ca-file", "--bosh-max-wait", "--bosh-max-inactivity", "--bosh-max-pause", "--bosh-max-hold",
+            "--bosh-polling", "--config", "--client-address-header", "--public-host",
+        ] {
             #expect(result.stdout.contains(option), "missing \(option)")
         }
     }
 
-    @Test("bad flags and values exit non-zero with a message naming them", arguments: [
-        (["serve", "--bogus"], "--bogus"),
-        (["serve", "--route", "localhost"], "--route 'localhost' is not domain=host:port"),
-        (["serve", "--route", "localhost=127.0.0.1:5222", "--upstream-tls", "maybe"], "--upstream-tls must be required, optional or off"),
-        (["serve", "--route", "localhost=127.0.0.1:5222", "--ca-file", "/nonexistent.pem"], "--ca-file '/nonexistent.pem' cannot be read"),
-        (["serve", "--route", "localhost=127.0.0.1:5222", "--bosh-max-inactivity", "0"], "--bosh-max-inactivity must be greater than 0"),
-        (["serve"], "no domain to serve"),
-        (["serve", "--route", "localhost=127.0.0.1:5222", "--client-address-header", "x-real-ip"], "--client-address-header must be x-forwarded-for or forwarded"),
-        (["serve", "--route", "localhost=127.0.0.1:5222", "--public-host", "chat.example.org/path"], "--public-host 'chat.example.org/path' is not a host name"),
-    ])
+    @Test(
+        "bad flags and values exit non-zero with a message naming them",
+        arguments: [
+            (["serve", "--bogus"], "--bogus"),
+            (["serve", "--route", "localhost"], "--route 'localhost' is not domain=host:port"),
+            (["serve", "--route", "localhost=127.0.0.1:5222", "--upstream-tls", "maybe"], "--upstream-tls must be required, optional or off"),
+            (["serve", "--route", "localhost=127.0.0.1:5222", "--ca-file", "/nonexistent.pem"], "--ca-file '/nonexistent.pem' cannot be read"),
+            (["serve", "--route", "localhost=127.0.0.1:5222", "--bosh-max-inactivity", "0"], "--bosh-max-inactivity must be greater than 0"),
+            (["serve"], "no domain to serve"),
+            (["serve", "--route", "localhost=127.0.0.1:5222", "--listen-tls", "127.0.0.1:0"], "--listen-tls needs --tls-certificate and --tls-key"),
+            (
+                ["serve", "--route", "localhost=127.0.0.1:5222", "--listen-tls", "127.0.0.1:0", "--tls-certificate", "/nonexistent.pem", "--tls-key", "/nonexistent.key"],
+                "--tls-certificate '/nonexistent.pem' holds no readable PEM certificate"
+            ),
+            (
+                ["serve", "--route", "localhost=127.0.0.1:5222", "--listen-tls", "127.0.0.1:0", "--tls-certificate", "/nonexistent.pem"],
+                "give both --tls-certificate and --tls-key"
+            ),
+            (["serve", "--route", "localhost=127.0.0.1:5222", "--client-address-header", "x-real-ip"], "--client-address-header must be x-forwarded-for or forwarded"),
+            (["serve", "--route", "localhost=127.0.0.1:5222", "--public-host", "chat.example.org/path"], "--public-host 'chat.example.org/path' is not a host name"),
+        ])
     func badFlags(arguments: [String], message: String) async throws {
         let result = try await Self.run(arguments)
         #expect(result.status != 0)
@@ -68,12 +82,12 @@ struct CommandLineTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let good = directory.appendingPathComponent("good.conf")
         try """
-            # Tether test configuration
-            listen = 127.0.0.1:0
-            route = localhost=127.0.0.1:5222
-            cors-origin = https://app.example
-            bosh-max-wait = 20
-            """.write(to: good, atomically: true, encoding: .utf8)
+        # Tether test configuration
+        listen = 127.0.0.1:0
+        route = localhost=127.0.0.1:5222
+        cors-origin = https://app.example
+        bosh-max-wait = 20
+        """.write(to: good, atomically: true, encoding: .utf8)
         let started = try await Self.run(["serve", "--config", good.path, "--log-level", "warning"], until: "tether listening on 127.0.0.1:")
         #expect(started.stdout.contains("tether listening on 127.0.0.1:"))
         #expect(started.status == 0)

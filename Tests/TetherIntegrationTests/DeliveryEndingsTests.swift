@@ -57,7 +57,9 @@ struct DeliveryEndingsTests {
         #expect(late == nil, "\(late ?? [])")
     }
 
-    @Test("BOSH terminate: what Tether holds goes out in the terminate response (XEP-0124 §13), what was still on its way from the server is bounced; each message one or the other", arguments: [false, true])
+    @Test(
+        "BOSH terminate: what Tether holds goes out in the terminate response (XEP-0124 §13), what was still on its way from the server is bounced; each message one or the other",
+        arguments: [false, true])
     func terminate(offline: Bool) async throws {
         try await withProsodyAndTether(prosody: Self.prosody(offline: offline)) { _, tether, http in
             let (bob, alice) = try await DeliveryTests.logIn(tether: tether, http: http)
@@ -107,7 +109,9 @@ struct DeliveryEndingsTests {
         }
     }
 
-    @Test("Tether shuts down with XEP-0198 on a BOSH session: nothing bounced; the client resumes through another tether process and gets every message, in order, exactly once", arguments: [false, true])
+    @Test(
+        "Tether shuts down with XEP-0198 on a BOSH session: nothing bounced; the client resumes through another tether process and gets every message, in order, exactly once",
+        arguments: [false, true])
     func shutdownResumes(offline: Bool) async throws {
         try await withProsodyAndTether(prosody: Self.prosody(offline: offline)) { prosody, tether, http in
             let alice = BOSHTestClient(http: http, url: tether.boshURL)
@@ -133,7 +137,9 @@ struct DeliveryEndingsTests {
         try await Self.synchronize(bob)
     }
 
-    @Test("a WebSocket client that goes away without XEP-0198: each message is either read by the client or bounced to its sender, never both, never neither (regression: the unwritten ones and those still in the server's connection were lost)", arguments: [false, true])
+    @Test(
+        "a WebSocket client that goes away without XEP-0198: each message is either read by the client or bounced to its sender, never both, never neither (regression: the unwritten ones and those still in the server's connection were lost)",
+        arguments: [false, true])
     func webSocketGoneBounces(offline: Bool) async throws {
         try await withProsodyAndTether(prosody: Self.prosody(offline: offline)) { _, tether, _ in
             let bob = try await WebSocketTestClient.connect(port: tether.port)
@@ -148,10 +154,11 @@ struct DeliveryEndingsTests {
             // Read only once Tether has closed her session, or reading would drain its queue.
             try await waitUntil(timeout: .seconds(30)) { tether.server.webSocketSessionCount == 1 }
             try await alice.channel.setOption(ChannelOptions.autoRead, value: true).get()
-            let read = Set(try await alice.eventsUntilDisconnected(timeout: .seconds(60)).compactMap { event -> Int? in
-                guard case .text(let text) = event, text.hasPrefix("<message"), let id = HostileFloodTests.id(in: text) else { return nil }
-                return Int(id.dropFirst())
-            })
+            let read = Set(
+                try await alice.eventsUntilDisconnected(timeout: .seconds(60)).compactMap { event -> Int? in
+                    guard case .text(let text) = event, text.hasPrefix("<message"), let id = HostileFloodTests.id(in: text) else { return nil }
+                    return Int(id.dropFirst())
+                })
             let expected = Self.stranded - read.count
             #expect(expected > 0, "alice read all \(read.count): nothing was left in Tether to bounce")
             let errors = try await DeliveryTests.bounces(expected, to: bob)
@@ -170,7 +177,9 @@ struct DeliveryEndingsTests {
         }
     }
 
-    @Test("a WebSocket that drops with XEP-0198 on: nothing bounced; the client resumes through another tether process and gets every message, in order, exactly once", arguments: [false, true])
+    @Test(
+        "a WebSocket that drops with XEP-0198 on: nothing bounced; the client resumes through another tether process and gets every message, in order, exactly once",
+        arguments: [false, true])
     func webSocketDropResumes(offline: Bool) async throws {
         try await withProsodyAndTether(prosody: Self.prosody(offline: offline)) { prosody, tether, _ in
             let bob = try await WebSocketTestClient.connect(port: tether.port)

@@ -84,14 +84,18 @@ struct DeliveryTests {
             configuration.bosh.inactivity = 30
         }
     }
-    @Test("BOSH inactivity or a queue cut with XEP-0198 enabled: nothing bounced; the client resumes through a second tether process and gets every queued message, in order, exactly once", arguments: [false, true], [false, true])
+    @Test(
+        "BOSH inactivity or a queue cut with XEP-0198 enabled: nothing bounced; the client resumes through a second tether process and gets every queued message, in order, exactly once",
+        arguments: [false, true], [false, true])
     func endThenResumeElsewhere(offline: Bool, cut: Bool) async throws {
         try await withProsodyAndTether(prosody: DeliveryEndingsTests.prosody(offline: offline)) { prosody, tether, http in
             let alice = BOSHTestClient(http: http, url: tether.boshURL)
             try await alice.login(user: "alice", password: "secret", resource: "a")
             let enabled = try await alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>", thenReceiveUntil: { $0.hasPrefix("<enabled") })
             let element = try required(enabled.first { $0.hasPrefix("<enabled") })
-            let previd = try required(element.components(separatedBy: "id='").dropFirst().first?.components(separatedBy: "'").first ?? element.components(separatedBy: "id=\"").dropFirst().first?.components(separatedBy: "\"").first)
+            let previd = try required(
+                element.components(separatedBy: "id='").dropFirst().first?.components(separatedBy: "'").first
+                    ?? element.components(separatedBy: "id=\"").dropFirst().first?.components(separatedBy: "\"").first)
             let bob = try await WebSocketTestClient.connect(port: tether.port)
             try await bob.login(user: "bob", password: "secret", resource: "b")
             // Past the queue limit with the third (see queueCut), or under it.
@@ -123,4 +127,3 @@ struct DeliveryTests {
         }
     }
 }
-

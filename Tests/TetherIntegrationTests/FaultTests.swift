@@ -28,7 +28,9 @@ struct FaultTests {
             for _ in 0..<3 where answer.type != "terminate" { answer = try await bosh.send() }
             #expect(answer.condition == "remote-connection-failed")
             let texts = try await ws.receive(until: { $0.hasPrefix("<close") })
-            #expect(texts.contains("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
+            #expect(
+                texts.contains(
+                    "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><remote-connection-failed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
             let again = BOSHTestClient(http: http, url: tether.boshURL)
             try await again.login(user: "alice", password: "secret")
             try await Self.stillWorks(again, id: "after-restart")
@@ -65,7 +67,9 @@ struct FaultTests {
         }
     }
 
-    @Test("a WebSocket client gone before its upstream connection is established: the connection is closed once it completes (regression: the handler, removed with the client, dropped the close and kept it open)")
+    @Test(
+        "a WebSocket client gone before its upstream connection is established: the connection is closed once it completes (regression: the handler, removed with the client, dropped the close and kept it open)"
+    )
     func lateUpstreamAfterClientLeft() async throws {
         try await withFakeUpstream(silent: true, acceptsLate: true) { late in
             try await withProsodyAndTether { _, tether, _ in
@@ -75,6 +79,9 @@ struct FaultTests {
                 try await client.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='late.test' version='1.0'/>")
                 // Tether is connecting (its SYN dropped by the full accept queue) when the client goes.
                 try await Task.sleep(for: .milliseconds(500))
+                // Else the test proves nothing: the connect must still be pending now.
+                let before = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").text
+                #expect(!before.contains("tether_upstream_connect_seconds_count 1"), "Tether connected before the client left")
                 await client.drop()
                 try await Task.sleep(for: .milliseconds(1000))
                 try await late.startAccepting()

@@ -195,7 +195,8 @@ struct HostileFloodTests {
     static func externalHealth(port: Int) async throws -> Duration {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("tether-health-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: output) }
-        let curl = try ChildProcess.spawn("/usr/bin/curl", ["-s", "-o", "/dev/null", "-m", "10", "-w", "%{http_code} %{time_total}", "http://127.0.0.1:\(port)/healthz"], stdout: output)
+        let curl = try ChildProcess.spawn(
+            "/usr/bin/curl", ["-s", "-o", "/dev/null", "-m", "10", "-w", "%{http_code} %{time_total}", "http://127.0.0.1:\(port)/healthz"], stdout: output)
         guard await curl.wait(timeout: .seconds(15)) == 0 else { throw TestFailure("curl /healthz failed") }
         let fields = try String(contentsOfFile: output, encoding: .utf8).split(separator: " ")
         guard fields.count == 2, fields[0] == "200", let seconds = Double(fields[1]) else { throw TestFailure("/healthz: \(fields)") }
@@ -233,46 +234,48 @@ struct HostileFloodTests {
                 "--http-request-timeout", "6", "--max-body-bytes", "65536", "--max-stanza-bytes", "65536",
             ]) { tether in
                 try await withHTTPClient { http in
-                try await withHTTPClient { attackerHTTP in
-                    // Warm up (one login each way), then the baseline.
-                    try await Self.webSocketPair(port: tether.port, from: users[48], to: users[49], count: 1, ledger: Ledger())
-                    // benchmarks/hostile.sh: the same honest traffic without the flood first, as the
-                    // reference its ratios are measured against (tests assert no speed).
-                    let reference = Self.benchmarking ? try await Self.honestTraffic(tether: tether, http: http, attackerHTTP: nil, users: users) : nil
-                    let baseline = Self.residentKiB(tether.process.pid)
-                    let (ledger, outcomes, health) = try await Self.honestTraffic(tether: tether, http: http, attackerHTTP: attackerHTTP, users: users)
-                    if let reference {
-                        Self.report(reference: reference, flood: (ledger, health))
+                    try await withHTTPClient { attackerHTTP in
+                        // Warm up (one login each way), then the baseline.
+                        try await Self.webSocketPair(port: tether.port, from: users[48], to: users[49], count: 1, ledger: Ledger())
+                        // benchmarks/hostile.sh: the same honest traffic without the flood first, as the
+                        // reference its ratios are measured against (tests assert no speed).
+                        let reference = Self.benchmarking ? try await Self.honestTraffic(tether: tether, http: http, attackerHTTP: nil, users: users) : nil
+                        let baseline = Self.residentKiB(tether.process.pid)
+                        let (ledger, outcomes, health) = try await Self.honestTraffic(tether: tether, http: http, attackerHTTP: attackerHTTP, users: users)
+                        if let reference {
+                            Self.report(reference: reference, flood: (ledger, health))
+                        }
+
+                        // Nothing lost (an event loop that stalled for good would lose messages here); latency is printed, not asserted.
+                        let expected: Int = 20 * 20 + 5 * 8
+                        #expect(ledger.sentIDs.count == expected)
+                        #expect(ledger.deliveredIDs == ledger.sentIDs, "lost: \(ledger.sentIDs.subtracting(ledger.deliveredIDs).sorted().prefix(10))")
+                        let latencies = ledger.latencies
+                        let p99 = latencies.isEmpty ? .zero : latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
+                        print(
+                            "hostile flood: \(latencies.count) honest messages, p50 \(latencies.isEmpty ? .zero : latencies[latencies.count / 2]), p99 \(p99), max \(latencies.last ?? .zero)"
+                        )
+                        print("hostile flood: \(health.count) /healthz probes, p50 \(Self.percentile(health, 50)), p99 \(Self.percentile(health, 99))")
+                        // A BOSH client resends a request whose connection failed (§14.3); now and then
+                        // is normal on a loaded machine, but not a pattern.
+                        #expect(ledger.resentCount <= 5, "\(ledger.resentCount) BOSH requests had to be resent")
+
+                        for (attack, outcome) in outcomes.all.sorted(by: { $0.key < $1.key }) {
+                            print("hostile flood: \(attack): \(outcome.refused)/\(outcome.total) as expected")
+                            #expect(outcome.refused == outcome.total, "\(attack): only \(outcome.refused) of \(outcome.total) got the expected refusal")
+                        }
+                        #expect(outcomes.all.count == 8)
+
+                        // The flood's connections and sessions are gone; so is the memory they took (allow
+                        // for allocator slack and caches, but not for a flood's worth of leaked state).
+                        try await Task.sleep(for: .seconds(4))
+                        let after = Self.residentKiB(tether.process.pid)
+                        print("hostile flood: RSS baseline \(baseline) KiB, after \(after) KiB")
+                        let allowance: Int = 64 * 1024
+                        #expect(after < baseline + allowance, "RSS grew from \(baseline) KiB to \(after) KiB")
+                        let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                        #expect(metrics.text.contains("tether_sessions{transport=\"websocket\"} 0"), "\(metrics.text.prefix(2000))")
                     }
-
-                    // Nothing lost (an event loop that stalled for good would lose messages here); latency is printed, not asserted.
-                    let expected: Int = 20 * 20 + 5 * 8
-                    #expect(ledger.sentIDs.count == expected)
-                    #expect(ledger.deliveredIDs == ledger.sentIDs, "lost: \(ledger.sentIDs.subtracting(ledger.deliveredIDs).sorted().prefix(10))")
-                    let latencies = ledger.latencies
-                    let p99 = latencies.isEmpty ? .zero : latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
-                    print("hostile flood: \(latencies.count) honest messages, p50 \(latencies.isEmpty ? .zero : latencies[latencies.count / 2]), p99 \(p99), max \(latencies.last ?? .zero)")
-                    print("hostile flood: \(health.count) /healthz probes, p50 \(Self.percentile(health, 50)), p99 \(Self.percentile(health, 99))")
-                    // A BOSH client resends a request whose connection failed (§14.3); now and then
-                    // is normal on a loaded machine, but not a pattern.
-                    #expect(ledger.resentCount <= 5, "\(ledger.resentCount) BOSH requests had to be resent")
-
-                    for (attack, outcome) in outcomes.all.sorted(by: { $0.key < $1.key }) {
-                        print("hostile flood: \(attack): \(outcome.refused)/\(outcome.total) as expected")
-                        #expect(outcome.refused == outcome.total, "\(attack): only \(outcome.refused) of \(outcome.total) got the expected refusal")
-                    }
-                    #expect(outcomes.all.count == 8)
-
-                    // The flood's connections and sessions are gone; so is the memory they took (allow
-                    // for allocator slack and caches, but not for a flood's worth of leaked state).
-                    try await Task.sleep(for: .seconds(4))
-                    let after = Self.residentKiB(tether.process.pid)
-                    print("hostile flood: RSS baseline \(baseline) KiB, after \(after) KiB")
-                    let allowance: Int = 64 * 1024
-                    #expect(after < baseline + allowance, "RSS grew from \(baseline) KiB to \(after) KiB")
-                    let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                    #expect(metrics.text.contains("tether_sessions{transport=\"websocket\"} 0"), "\(metrics.text.prefix(2000))")
-                }
                 }
             }
         }
@@ -294,97 +297,105 @@ struct HostileFloodTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Malformed XML bodies: bad-request, nothing else.
             for index in 0..<100 {
-                group.addTask(operation: attack("malformed-xml") {
-                    let answer = try await BOSHTestClient(http: http, url: url).post("<body rid='\(index)' xmlns='http://jabber.org/protocol/httpbind'><unclosed>")
-                    outcomes.record("malformed-xml", refused: answer.type == "terminate" && answer.condition == "bad-request")
-                })
+                group.addTask(
+                    operation: attack("malformed-xml") {
+                        let answer = try await BOSHTestClient(http: http, url: url).post("<body rid='\(index)' xmlns='http://jabber.org/protocol/httpbind'><unclosed>")
+                        outcomes.record("malformed-xml", refused: answer.type == "terminate" && answer.condition == "bad-request")
+                    })
             }
             // 1,000 bogus sids: item-not-found, from 10 connections at a time.
             for batch in 0..<10 {
-                group.addTask(operation: attack("bogus-sid") {
-                    for index in 0..<100 {
-                        let sid = "bogus\(batch)x\(index)\(UInt64.random(in: 0...UInt64.max))"
-                        let answer = try await BOSHTestClient(http: http, url: url).post("<body rid='5' sid='\(sid)' xmlns='http://jabber.org/protocol/httpbind'/>")
-                        outcomes.record("bogus-sid", refused: answer.condition == "item-not-found")
-                    }
-                })
+                group.addTask(
+                    operation: attack("bogus-sid") {
+                        for index in 0..<100 {
+                            let sid = "bogus\(batch)x\(index)\(UInt64.random(in: 0...UInt64.max))"
+                            let answer = try await BOSHTestClient(http: http, url: url).post("<body rid='5' sid='\(sid)' xmlns='http://jabber.org/protocol/httpbind'/>")
+                            outcomes.record("bogus-sid", refused: answer.condition == "item-not-found")
+                        }
+                    })
             }
             // Oversized WebSocket frames: refused by the frame decoder (1009), the connection closed.
             for _ in 0..<10 {
-                group.addTask(operation: attack("oversized-frame") {
-                    let client = try await WebSocketTestClient.connect(port: port)
-                    try? await client.sendFrame(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(repeating: UInt8(ascii: "a"), count: 200_000)))
-                    let events = (try? await client.eventsUntilDisconnected(timeout: .seconds(15))) ?? []
-                    outcomes.record("oversized-frame", refused: events.contains(.disconnected) && !events.contains { if case .text = $0 { return true } else { return false } })
-                })
+                group.addTask(
+                    operation: attack("oversized-frame") {
+                        let client = try await WebSocketTestClient.connect(port: port)
+                        try? await client.sendFrame(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(repeating: UInt8(ascii: "a"), count: 200_000)))
+                        let events = (try? await client.eventsUntilDisconnected(timeout: .seconds(15))) ?? []
+                        outcomes.record("oversized-frame", refused: events.contains(.disconnected) && !events.contains { if case .text = $0 { return true } else { return false } })
+                    })
             }
             // Whole-DEFLATE-stream frames (the old event-loop hang): inflated, then not-well-formed.
             for _ in 0..<10 {
-                group.addTask(operation: attack("deflate-final-block") {
-                    let client = try await WebSocketTestClient.connect(port: port, offerCompression: true)
-                    let payload = try HostileInputTests.finalBlock("<message xmlns='jabber:client' to='x@localhost'/>") + [0x01, 0x02]
-                    try await client.sendFrame(WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: ByteBuffer(bytes: payload)))
-                    let texts = (try? await client.receive(until: { $0.contains("<stream:error") }, timeout: .seconds(15))) ?? []
-                    outcomes.record("deflate-final-block", refused: texts.last?.contains("not-well-formed") == true)
-                    await client.drop()
-                })
+                group.addTask(
+                    operation: attack("deflate-final-block") {
+                        let client = try await WebSocketTestClient.connect(port: port, offerCompression: true)
+                        let payload = try HostileInputTests.finalBlock("<message xmlns='jabber:client' to='x@localhost'/>") + [0x01, 0x02]
+                        try await client.sendFrame(WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: ByteBuffer(bytes: payload)))
+                        let texts = (try? await client.receive(until: { $0.contains("<stream:error") }, timeout: .seconds(15))) ?? []
+                        outcomes.record("deflate-final-block", refused: texts.last?.contains("not-well-formed") == true)
+                        await client.drop()
+                    })
             }
             // Ping floods (20,000 pings): answered as far as the client reads, nobody else slowed down.
             for _ in 0..<5 {
-                group.addTask(operation: attack("ping-flood") {
-                    let client = try await WebSocketTestClient.connect(port: port, answersPings: false)
-                    for _ in 0..<100 {
-                        for _ in 0..<20 {
-                            client.channel.write(WebSocketFrame(fin: true, opcode: .ping, maskKey: .random(), data: ByteBuffer(repeating: 0x70, count: 120)), promise: nil)
+                group.addTask(
+                    operation: attack("ping-flood") {
+                        let client = try await WebSocketTestClient.connect(port: port, answersPings: false)
+                        for _ in 0..<100 {
+                            for _ in 0..<20 {
+                                client.channel.write(WebSocketFrame(fin: true, opcode: .ping, maskKey: .random(), data: ByteBuffer(repeating: 0x70, count: 120)), promise: nil)
+                            }
+                            client.channel.flush()
+                            try? await Task.sleep(for: .milliseconds(5))
                         }
-                        client.channel.flush()
-                        try? await Task.sleep(for: .milliseconds(5))
-                    }
-                    // Pongs answer what the client reads; the session itself is unharmed and still opens a stream.
-                    try await client.send(WebSocketTestClient.openTag)
-                    let answer = try await client.receive(until: { $0.contains("<mechanisms") }, timeout: .seconds(20))
-                    outcomes.record("ping-flood", refused: answer.first?.hasPrefix("<open") == true)
-                    await client.drop()
-                })
+                        // Pongs answer what the client reads; the session itself is unharmed and still opens a stream.
+                        try await client.send(WebSocketTestClient.openTag)
+                        let answer = try await client.receive(until: { $0.contains("<mechanisms") }, timeout: .seconds(20))
+                        outcomes.record("ping-flood", refused: answer.first?.hasPrefix("<open") == true)
+                        await client.drop()
+                    })
             }
             // Slowloris: a header byte now and then; closed by --http-request-timeout.
             for _ in 0..<30 {
-                group.addTask(operation: attack("slowloris") {
-                    let connection = try await RawConnection.connect(port: port)
-                    _ = await connection.write("POST /http-bind HTTP/1.1\r\n")
-                    for _ in 0..<30 where !connection.isClosed {
-                        _ = await connection.write("X")
-                        try? await Task.sleep(for: .milliseconds(400))
-                    }
-                    outcomes.record("slowloris", refused: await connection.waitClosed(timeout: .seconds(20)))
-                })
+                group.addTask(
+                    operation: attack("slowloris") {
+                        let connection = try await RawConnection.connect(port: port)
+                        _ = await connection.write("POST /http-bind HTTP/1.1\r\n")
+                        for _ in 0..<30 where !connection.isClosed {
+                            _ = await connection.write("X")
+                            try? await Task.sleep(for: .milliseconds(400))
+                        }
+                        outcomes.record("slowloris", refused: await connection.waitClosed(timeout: .seconds(20)))
+                    })
             }
             // Chunk floods: one-byte chunks until the 413.
             for _ in 0..<5 {
-                group.addTask(operation: attack("chunk-flood") {
-                    let connection = try await RawConnection.connect(port: port)
-                    _ = await connection.write("POST /http-bind HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
-                    let chunks = ByteBuffer(string: String(repeating: "1\r\nX\r\n", count: 2000))
-                    // 12,000 wire bytes a write, the body limit (65,536, framing counted) crossed in the 6th,
-                    // and the body never ended: a 413 can only come from the limit, not from the request's end.
-                    var sent = 0
-                    while sent < 200, !connection.text.contains("HTTP/1.1 413"), await connection.write(chunks) {
-                        sent += 1
-                    }
-                    let refused = await connection.waitFor(timeout: .seconds(10)) { $0.hasPrefix("HTTP/1.1 413 ") }
-                    if !refused { print("hostile flood: chunk-flood: \(sent) writes, got \(connection.text.prefix(40).debugDescription)") }
-                    outcomes.record("chunk-flood", refused: refused)
-                    await connection.close()
-                })
+                group.addTask(
+                    operation: attack("chunk-flood") {
+                        let connection = try await RawConnection.connect(port: port)
+                        _ = await connection.write("POST /http-bind HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                        let chunks = ByteBuffer(string: String(repeating: "1\r\nX\r\n", count: 2000))
+                        // 12,000 wire bytes a write, the body limit (65,536, framing counted) crossed in the 6th,
+                        // and the body never ended: a 413 can only come from the limit, not from the request's end.
+                        var sent = 0
+                        while sent < 200, !connection.text.contains("HTTP/1.1 413"), await connection.write(chunks) {
+                            sent += 1
+                        }
+                        let refused = await connection.waitFor(timeout: .seconds(10)) { $0.hasPrefix("HTTP/1.1 413 ") }
+                        if !refused { print("hostile flood: chunk-flood: \(sent) writes, got \(connection.text.prefix(40).debugDescription)") }
+                        outcomes.record("chunk-flood", refused: refused)
+                        await connection.close()
+                    })
             }
             // Unmasked frames: 1002.
             for _ in 0..<10 {
-                group.addTask(operation: attack("unmasked-frame") {
-                    let client = try await WebSocketTestClient.connect(port: port)
-                    try await client.sendFrame(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: WebSocketTestClient.openTag)), masked: false)
-                    let events = (try? await client.eventsUntilDisconnected(timeout: .seconds(15))) ?? []
-                    outcomes.record("unmasked-frame", refused: events.contains(.close(code: 1002)))
-                })
+                group.addTask(
+                    operation: attack("unmasked-frame") {
+                        let client = try await WebSocketTestClient.connect(port: port)
+                        try await client.sendFrame(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: WebSocketTestClient.openTag)), masked: false)
+                        let events = (try? await client.eventsUntilDisconnected(timeout: .seconds(15))) ?? []
+                        outcomes.record("unmasked-frame", refused: events.contains(.close(code: 1002)))
+                    })
             }
             try await group.waitForAll()
         }

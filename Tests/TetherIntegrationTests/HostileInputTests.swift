@@ -126,7 +126,8 @@ struct HostileInputTests {
                     try await alice.login(user: "alice", password: "secret")
                     let bob = BOSHTestClient(http: http, url: tether.boshURL)
                     try await bob.login(user: "bob", password: "secret")
-                    let xhtml = "<html xmlns='http://jabber.org/protocol/xhtml-im'><body xmlns='http://www.w3.org/1999/xhtml'><img src='x' onerror='alert(document.domain)'/></body></html>"
+                    let xhtml =
+                        "<html xmlns='http://jabber.org/protocol/xhtml-im'><body xmlns='http://www.w3.org/1999/xhtml'><img src='x' onerror='alert(document.domain)'/></body></html>"
                     let aliceJID = try required(alice.jid)
                     _ = try await bob.send("<message xmlns='jabber:client' to='\(aliceJID)' id='x1'><body>hi</body>\(xhtml)</message>")
                     // What a cross-site text/plain form POST (no preflight) would read back.
@@ -140,9 +141,9 @@ struct HostileInputTests {
                             delivered = poll
                             break
                         }
-                }
-                // The stanza itself is delivered untouched, only never as HTML.
-                #expect(try required(delivered).children.contains { $0.contains("onerror") })
+                    }
+                    // The stanza itself is delivered untouched, only never as HTML.
+                    #expect(try required(delivered).children.contains { $0.contains("onerror") })
                 }
             }
         }
@@ -179,38 +180,40 @@ struct HostileInputTests {
                             )
                             if created.attributes["sid"] != nil { admitted += 1 }
                             if created.condition == "policy-violation" { refused += 1 }
-                    }
-                    // One client address, whatever it claims: one bucket (5 at once, then 1 a second),
-                    // however long the 20 attempts took on this machine.
-                    let elapsed = Int((ContinuousClock.now - started).components.seconds)
-                    #expect(admitted <= 5 + elapsed + 1, "admitted \(admitted) of 20 in \(elapsed) s")
-                    #expect(admitted + refused == 20)
-                    if 5 + elapsed + 1 < 20 { #expect(refused > 0) }
-                    let log = tether.stderr
-                    #expect(log.contains("session created") && log.contains("client=127.0.0.1"))
-                    #expect(!log.contains("198.51.100."), "a forged Forwarded address reached the log")
-                    #expect(!log.contains("client=203.0.113."), "a forged X-Forwarded-For address was believed")
+                        }
+                        // One client address, whatever it claims: one bucket (5 at once, then 1 a second),
+                        // however long the 20 attempts took on this machine.
+                        let elapsed = Int((ContinuousClock.now - started).components.seconds)
+                        #expect(admitted <= 5 + elapsed + 1, "admitted \(admitted) of 20 in \(elapsed) s")
+                        #expect(admitted + refused == 20)
+                        if 5 + elapsed + 1 < 20 { #expect(refused > 0) }
+                        let log = tether.stderr
+                        #expect(log.contains("session created") && log.contains("client=127.0.0.1"))
+                        #expect(!log.contains("198.51.100."), "a forged Forwarded address reached the log")
+                        #expect(!log.contains("client=203.0.113."), "a forged X-Forwarded-For address was believed")
 
-                    // Plain HTTP with a forged https scheme: the session is not secure, so a second plain
-                    // request is served (a session marked secure would refuse it, XEP-0124 §19.1).
-                    try await Task.sleep(for: .seconds(1.1))
-                    let plain = BOSHTestClient(http: http, url: url, rid: 100)
-                    let created = try await plain.post(
-                        "<body rid='100' to='localhost' wait='1' hold='1' ver='1.6' xmlns='http://jabber.org/protocol/httpbind'/>",
-                        headers: [("Forwarded", "for=198.51.100.1;proto=https"), ("X-Forwarded-Proto", "https")]
-                    )
-                    plain.sid = created.attributes["sid"]
-                    #expect(plain.sid != nil, "\(created)")
-                    let next = try await plain.post(plain.nextBody(), headers: [("Forwarded", "for=198.51.100.1;proto=http"), ("X-Forwarded-Proto", "http")])
-                    #expect(next.status == 200)
-                    #expect(next.type != "terminate", "\(next)")
+                        // Plain HTTP with a forged https scheme: the session is not secure, so a second plain
+                        // request is served (a session marked secure would refuse it, XEP-0124 §19.1).
+                        try await Task.sleep(for: .seconds(1.1))
+                        let plain = BOSHTestClient(http: http, url: url, rid: 100)
+                        let created = try await plain.post(
+                            "<body rid='100' to='localhost' wait='1' hold='1' ver='1.6' xmlns='http://jabber.org/protocol/httpbind'/>",
+                            headers: [("Forwarded", "for=198.51.100.1;proto=https"), ("X-Forwarded-Proto", "https")]
+                        )
+                        plain.sid = created.attributes["sid"]
+                        #expect(plain.sid != nil, "\(created)")
+                        let next = try await plain.post(plain.nextBody(), headers: [("Forwarded", "for=198.51.100.1;proto=http"), ("X-Forwarded-Proto", "http")])
+                        #expect(next.status == 200)
+                        #expect(next.type != "terminate", "\(next)")
                     }
                 }
             }
         }
     }
 
-    @Test("WebSocket connections beyond the per-address limit are refused at once and closed by Tether; one that never sends <open/> is timed out (regression: held open without a word)")
+    @Test(
+        "WebSocket connections beyond the per-address limit are refused at once and closed by Tether; one that never sends <open/> is timed out (regression: held open without a word)"
+    )
     func silentWebSocketsAreClosed() async throws {
         try await withProsody { prosody in
             try await withTetherProcess([

@@ -34,7 +34,8 @@ struct MemoryAfterPeakTests {
         _ = MemoryTrimmer.trim()
     }
 
-    @Test("1,000 WebSocket sessions opened and closed: the tether process gives the memory back (RSS within 20% of before, regression: stayed at the peak)", .timeLimit(.minutes(3)))
+    @Test(
+        "1,000 WebSocket sessions opened and closed: the tether process gives the memory back (RSS within 20% of before, regression: stayed at the peak)", .timeLimit(.minutes(3)))
     func rssReturns() async throws {
         let fake = try await FakeXMPPServer.start()
         do {

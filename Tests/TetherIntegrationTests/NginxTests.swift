@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import BOSHCore
-import NIOHTTP1
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import Testing
 import TetherServer

@@ -1,10 +1,10 @@
 import AsyncHTTPClient
 import BOSHCore
-import NIOHTTP1
 import Foundation
 import NIOCore
-import Testing
+import NIOHTTP1
 import NIOPosix
+import Testing
 import TetherServer
 
 /// What operators rely on: health and readiness, session limits, slow clients.
@@ -55,7 +55,8 @@ struct OperationsTests {
             let fourth = try await WebSocketTestClient.connect(port: tether.port)
             try await fourth.send(WebSocketTestClient.openTag)
             let refused = try await fourth.receive(until: { $0.hasPrefix("<close") })
-            #expect(refused.contains("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
+            #expect(
+                refused.contains("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
             #expect(tether.logs.all.contains { $0.contains("limit reached") && $0.contains("limit=max-sessions-per-address") })
             // The admitted sessions keep working, and a slot frees up when one ends.
             _ = try await first.send("<message xmlns='jabber:client' to='bob@localhost/ws' id='l1'><body>still fine</body></message>")
@@ -174,7 +175,10 @@ extension OperationsTests {
             let big = String(repeating: "a", count: 5000)
             let bosh = try await rawHTTP(port: tether.port, "GET /http-bind HTTP/1.1\r\nHost: localhost\r\nX-Padding: \(big)\r\nConnection: close\r\n\r\n")
             #expect(bosh.status == 431)
-            let upgrade = try await rawHTTP(port: tether.port, "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nCookie: \(big)\r\n\r\n")
+            let upgrade = try await rawHTTP(
+                port: tether.port,
+                "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nCookie: \(big)\r\n\r\n"
+            )
             #expect(upgrade.status == 431)
             let normal = try await rawHTTP(port: tether.port, "GET /http-bind HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             #expect(normal.status == 200)

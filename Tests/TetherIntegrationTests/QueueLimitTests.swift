@@ -48,7 +48,8 @@ struct QueueLimitTests {
         try await waitUntil { tether.server.webSocketSessionCount == 0 }
         #expect(tether.logs.all.contains { $0.contains("limit=max-queued-bytes-to-server") })
         // The session on the healthy server kept working.
-        _ = try await alice.send("<iq xmlns='jabber:client' type='get' id='still-fine' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", thenReceiveUntil: { $0.contains("still-fine") })
+        _ = try await alice.send(
+            "<iq xmlns='jabber:client' type='get' id='still-fine' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", thenReceiveUntil: { $0.contains("still-fine") })
     }
 
     @Test("a WebSocket client that stops reading: cut off with policy-violation past --max-queued-bytes-to-client; others unaffected")

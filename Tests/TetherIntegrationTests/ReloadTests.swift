@@ -21,13 +21,13 @@ struct ReloadTests {
         let config = directory.appendingPathComponent("tether.conf")
         func write(_ corsOrigin: String, extra: String = "") throws {
             try """
-                listen = 127.0.0.1:0
-                route = localhost=127.0.0.1:\(c2sPort)
-                cors-origin = \(corsOrigin)
-                bosh-max-wait = 2
-                log-format = json
-                \(extra)
-                """.write(to: config, atomically: true, encoding: .utf8)
+            listen = 127.0.0.1:0
+            route = localhost=127.0.0.1:\(c2sPort)
+            cors-origin = \(corsOrigin)
+            bosh-max-wait = 2
+            log-format = json
+            \(extra)
+            """.write(to: config, atomically: true, encoding: .utf8)
         }
         try write("https://old.example")
         let stdoutPath = directory.appendingPathComponent("stdout").path
@@ -48,7 +48,9 @@ struct ReloadTests {
             let listening = try await waitFor("tether listening on 127.0.0.1:", in: stdoutPath)
             let port = try required(listening.split(separator: "\n").first.flatMap { Int($0.split(separator: ":").last ?? "") }, "port")
             func preflight(_ origin: String) async throws -> Int {
-                try await rawHTTP(port: port, "OPTIONS /http-bind HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: \(origin)\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n").status
+                try await rawHTTP(
+                    port: port, "OPTIONS /http-bind HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: \(origin)\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+                ).status
             }
             let url = "http://127.0.0.1:\(port)/http-bind"
             let alice = BOSHTestClient(http: http, url: url)

@@ -19,7 +19,9 @@ struct UpstreamBehaviourTests {
                 let client = try await WebSocketTestClient.connect(port: tether.port)
                 try await client.send(WebSocketTestClient.openTag)
                 #expect(try await client.next() == .text("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='localhost' id='fake' version='1.0'/>"))
-                #expect(try await client.next() == .text("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"))
+                #expect(
+                    try await client.next()
+                        == .text("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"))
                 try await fake.send(" \n \n")
                 try await fake.send("\n<message from='x@localhost' id='after-space'><body>hi</body></message>  ")
                 #expect(try await client.next() == .text("<message xmlns='jabber:client' from='x@localhost' id='after-space'><body>hi</body></message>"))
@@ -97,7 +99,9 @@ struct UpstreamBehaviourTests {
             try await withTether(Self.configuration(fake)) { tether, http in
                 let client = BOSHTestClient(http: http, url: tether.boshURL)
                 _ = try await client.create()
-                #expect(fake.received.hasPrefix("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' xml:lang='en' version='1.0'>"))
+                #expect(
+                    fake.received.hasPrefix(
+                        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' xml:lang='en' version='1.0'>"))
             }
         }
     }

@@ -177,11 +177,11 @@ struct UpstreamDirectTLSTests {
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("tether-dtls-\(UUID().uuidString).conf")
             defer { try? FileManager.default.removeItem(at: file) }
             try """
-                route = dtls.test=tls://127.0.0.1:\(port)
-                ca-file = \(try required(prosody.caFile))
-                no-direct-tls = true
-                connection-attempt-delay = 100
-                """.write(to: file, atomically: true, encoding: .utf8)
+            route = dtls.test=tls://127.0.0.1:\(port)
+            ca-file = \(try required(prosody.caFile))
+            no-direct-tls = true
+            connection-attempt-delay = 100
+            """.write(to: file, atomically: true, encoding: .utf8)
             try await withTetherProcess(["--config", file.path]) { tether in
                 let http = HTTPClient(eventLoopGroupProvider: .singleton)
                 do {
@@ -197,12 +197,17 @@ struct UpstreamDirectTLSTests {
         }
     }
 
-    @Test("bad route kinds and attempt delays stop tether with a message naming them", arguments: [
-        (["serve", "--route", "x.test=udp://127.0.0.1:5222"], "--route 'x.test=udp://127.0.0.1:5222' is not domain=host:port, domain=tcp://host:port or domain=tls://host:port"),
-        (["serve", "--route", "x.test=tls://127.0.0.1:5223/path"], "--route 'x.test=tls://127.0.0.1:5223/path' is not"),
-        (["serve", "--route", "x.test=tls://127.0.0.1:5223", "--connection-attempt-delay", "5"], "--connection-attempt-delay must be 10 to 2000 milliseconds"),
-        (["serve", "--route", "x.test=tls://127.0.0.1:5223", "--connection-attempt-delay", "2001"], "--connection-attempt-delay must be 10 to 2000 milliseconds"),
-    ])
+    @Test(
+        "bad route kinds and attempt delays stop tether with a message naming them",
+        arguments: [
+            (
+                ["serve", "--route", "x.test=udp://127.0.0.1:5222"],
+                "--route 'x.test=udp://127.0.0.1:5222' is not domain=host:port, domain=tcp://host:port or domain=tls://host:port"
+            ),
+            (["serve", "--route", "x.test=tls://127.0.0.1:5223/path"], "--route 'x.test=tls://127.0.0.1:5223/path' is not"),
+            (["serve", "--route", "x.test=tls://127.0.0.1:5223", "--connection-attempt-delay", "5"], "--connection-attempt-delay must be 10 to 2000 milliseconds"),
+            (["serve", "--route", "x.test=tls://127.0.0.1:5223", "--connection-attempt-delay", "2001"], "--connection-attempt-delay must be 10 to 2000 milliseconds"),
+        ])
     func badRouteKinds(arguments: [String], message: String) async throws {
         let result = try await CommandLineTests.run(arguments)
         #expect(result.status != 0)

@@ -34,26 +34,26 @@ struct UpstreamResolutionTests {
     @Test("a domain served through SRV: its loopback target is refused (host-unknown) until allowlisted, then it works")
     func srvToProsody() async throws {
         try await withProsody(.init(extraHosts: ["srv.test", "closed.test"])) { prosody in
-        try await prosody.register(user: "carol", host: "srv.test", password: "secret")
-        try await withDnsmasq(srvHosts: ["_xmpp-client._tcp.srv.test,127.0.0.1,\(prosody.c2sPort),0,0", "_xmpp-client._tcp.closed.test"]) { dnsPort in
-            var configuration = TetherFixture.configuration(c2sPort: prosody.c2sPort)
-            configuration.domains = ["srv.test", "closed.test"]
-            configuration.upstream.srvResolver = SystemSRVResolver(nameserver: ("127.0.0.1", dnsPort), timeoutSeconds: 2, attempts: 1)
-            configuration.upstream.tlsPolicy = .off
-            try await withTether(configuration) { tether, http in
-                let client = BOSHTestClient(http: http, url: tether.boshURL)
-                let refused = try await client.create(to: "srv.test")
-                #expect(refused.condition == "host-unknown")
-                let closed = try await client.create(to: "closed.test")
-                #expect(closed.condition == "host-unknown")
+            try await prosody.register(user: "carol", host: "srv.test", password: "secret")
+            try await withDnsmasq(srvHosts: ["_xmpp-client._tcp.srv.test,127.0.0.1,\(prosody.c2sPort),0,0", "_xmpp-client._tcp.closed.test"]) { dnsPort in
+                var configuration = TetherFixture.configuration(c2sPort: prosody.c2sPort)
+                configuration.domains = ["srv.test", "closed.test"]
+                configuration.upstream.srvResolver = SystemSRVResolver(nameserver: ("127.0.0.1", dnsPort), timeoutSeconds: 2, attempts: 1)
+                configuration.upstream.tlsPolicy = .off
+                try await withTether(configuration) { tether, http in
+                    let client = BOSHTestClient(http: http, url: tether.boshURL)
+                    let refused = try await client.create(to: "srv.test")
+                    #expect(refused.condition == "host-unknown")
+                    let closed = try await client.create(to: "closed.test")
+                    #expect(closed.condition == "host-unknown")
+                }
+                configuration.upstream.addressPolicy = AddressPolicy(allowedNetworks: [IPNetwork("127.0.0.0/8")!])
+                try await withTether(configuration) { tether, http in
+                    let client = BOSHTestClient(http: http, url: tether.boshURL)
+                    try await client.login(user: "carol", password: "secret", domain: "srv.test")
+                    #expect(client.jid == "carol@srv.test/test")
+                }
             }
-            configuration.upstream.addressPolicy = AddressPolicy(allowedNetworks: [IPNetwork("127.0.0.0/8")!])
-            try await withTether(configuration) { tether, http in
-                let client = BOSHTestClient(http: http, url: tether.boshURL)
-                try await client.login(user: "carol", password: "secret", domain: "srv.test")
-                #expect(client.jid == "carol@srv.test/test")
-            }
-        }
         }
     }
 }

@@ -18,8 +18,9 @@ struct WebSocketIntegrationTests {
                 _ = await connection.write("POST /http-bind HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
                 #expect(await connection.waitFor(timeout: .seconds(20)) { $0.components(separatedBy: "condition='host-unknown'").count == round + 1 }, "\(connection.text)")
             }
-            _ = await connection.write("GET /xmpp-websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n")
+            _ = await connection.write(
+                "GET /xmpp-websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n")
             #expect(await connection.waitFor(timeout: .seconds(20)) { $0.contains("HTTP/1.1 101 Switching Protocols") }, "\(connection.text)")
             #expect(connection.text.lowercased().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="))
             await connection.close()
@@ -111,9 +112,11 @@ struct WebSocketIntegrationTests {
         }
     }
 
-    @Test("two elements in one message and a message not starting with '<' are refused", arguments: [
-        "<presence xmlns='jabber:client'/><presence xmlns='jabber:client'/>", " <presence xmlns='jabber:client'/>",
-    ])
+    @Test(
+        "two elements in one message and a message not starting with '<' are refused",
+        arguments: [
+            "<presence xmlns='jabber:client'/><presence xmlns='jabber:client'/>", " <presence xmlns='jabber:client'/>",
+        ])
     func framingRules(message: String) async throws {
         try await withProsodyAndTether { _, tether, _ in
             let client = try await WebSocketTestClient.connect(port: tether.port)
@@ -155,7 +158,9 @@ struct WebSocketIntegrationTests {
             let client = try await WebSocketTestClient.connect(port: tether.port)
             try await client.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0'/>")
             #expect(try await client.next() == .text("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='example.org' version='1.0'/>"))
-            #expect(try await client.next() == .text("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
+            #expect(
+                try await client.next()
+                    == .text("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"))
             #expect(try await client.next() == .text("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"))
         }
     }
@@ -270,7 +275,9 @@ struct WebSocketIntegrationTests {
             try await big.login(user: "alice", password: "secret")
             try await big.send("<message xmlns='jabber:client' to='bob@localhost'><body>\(String(repeating: "x", count: 20_000))</body></message>")
             let texts = try await big.receive(until: { $0.hasPrefix("<close") })
-            #expect(texts.suffix(2).first == "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+            #expect(
+                texts.suffix(2).first
+                    == "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
         } configure: { configuration, _ in
             configuration.xmlLimits = .init(maxElementBytes: 10_000, maxDepth: 32)
         }

@@ -1,7 +1,7 @@
 import Logging
 import NIOCore
-import Synchronization
 import NIOHTTP1
+import Synchronization
 import Testing
 import XMPPUpstream
 
@@ -21,7 +21,9 @@ struct ForwardedHeadersTests {
         #expect(origin.isSecure)
     }
 
-    @Test("a relayed request names its client in the header the owner believes, for both header forms and both address families (regression: the relay always wrote X-Forwarded-*)", arguments: ClientAddressHeader.allCases)
+    @Test(
+        "a relayed request names its client in the header the owner believes, for both header forms and both address families (regression: the relay always wrote X-Forwarded-*)",
+        arguments: ClientAddressHeader.allCases)
     func relayHeadersRoundTrip(header: ClientAddressHeader) throws {
         let owner = ForwardedHeaders(trustedProxies: ForwardedHeaders.loopback, header: header)
         for (address, secure) in [("203.0.113.7", true), ("2001:db8::7", false)] {
@@ -57,7 +59,9 @@ struct ForwardedHeadersTests {
         #expect(!listed.isSecure)
     }
 
-    @Test("a forged port outside 0–65535 does not crash the process (regression: it trapped in SocketAddress)", arguments: ["1.2.3.4:70000", "[2001:db8::1]:-1", "[2001:db8::1]:99999999999999999999", "1.2.3.4:-5"])
+    @Test(
+        "a forged port outside 0–65535 does not crash the process (regression: it trapped in SocketAddress)",
+        arguments: ["1.2.3.4:70000", "[2001:db8::1]:-1", "[2001:db8::1]:99999999999999999999", "1.2.3.4:-5"])
     func forgedPort(hop: String) {
         let origin = xff.origin(peer: proxy, local: nil, headers: HTTPHeaders([("X-Forwarded-For", "\(hop), 127.0.0.1")]))
         #expect(origin.address.port == 0 || origin.address == proxy)
@@ -73,7 +77,9 @@ struct ForwardedHeadersTests {
 
     @Test("with --client-address-header forwarded, RFC 7239 is read (quoted IPv6 and port) and X-Forwarded-* is ignored")
     func forwarded() {
-        let origin = rfc7239.origin(peer: proxy, local: nil, headers: HTTPHeaders([("Forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\";proto=https"), ("X-Forwarded-For", "1.2.3.4")]))
+        let origin = rfc7239.origin(
+            peer: proxy, local: nil,
+            headers: HTTPHeaders([("Forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\";proto=https"), ("X-Forwarded-For", "1.2.3.4")]))
         #expect(origin.address.ipAddress == "2001:db8:cafe::17")
         #expect(origin.address.port == 4711)
         #expect(origin.isSecure)
@@ -89,7 +95,8 @@ struct ForwardedHeadersTests {
     @Test("an untrusted peer's headers are ignored, whichever header is configured", arguments: ClientAddressHeader.allCases)
     func forged(header: ClientAddressHeader) {
         let policy = ForwardedHeaders(trustedProxies: ForwardedHeaders.loopback, header: header)
-        let origin = policy.origin(peer: stranger, local: nil, headers: HTTPHeaders([("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https"), ("Forwarded", "for=203.0.113.8;proto=https")]))
+        let origin = policy.origin(
+            peer: stranger, local: nil, headers: HTTPHeaders([("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https"), ("Forwarded", "for=203.0.113.8;proto=https")]))
         #expect(origin.address == stranger)
         #expect(!origin.isSecure)
     }
@@ -97,13 +104,15 @@ struct ForwardedHeadersTests {
 
 @Suite("Host names and same-origin")
 struct HTTPHostTests {
-    @Test("host part of a Host header", arguments: [
-        ("chat.example.org", "chat.example.org"),
-        ("Chat.Example.ORG.:443", "chat.example.org"),
-        ("127.0.0.1:5280", "127.0.0.1"),
-        ("[2001:db8::1]:80", "2001:db8::1"),
-        ("[::1]", "::1"),
-    ])
+    @Test(
+        "host part of a Host header",
+        arguments: [
+            ("chat.example.org", "chat.example.org"),
+            ("Chat.Example.ORG.:443", "chat.example.org"),
+            ("127.0.0.1:5280", "127.0.0.1"),
+            ("[2001:db8::1]:80", "2001:db8::1"),
+            ("[::1]", "::1"),
+        ])
     func name(header: String, expected: String) {
         #expect(HTTPHost.name(of: header) == expected)
     }
@@ -154,10 +163,12 @@ struct HTTPHostTests {
         #expect(cors.preflightHeaders(origin: "https://app.example.org", requestedHeaders: nil)?.isEmpty == true)
         var configuration = TetherConfiguration()
         configuration.cors = cors
-        let upgrade = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/xmpp-websocket", headers: HTTPHeaders([
-            ("Host", "chat.example.org"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Protocol", "xmpp"), ("Origin", "https://evil.example"),
-        ]))
+        let upgrade = HTTPRequestHead(
+            version: .http1_1, method: .GET, uri: "/xmpp-websocket",
+            headers: HTTPHeaders([
+                ("Host", "chat.example.org"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Protocol", "xmpp"), ("Origin", "https://evil.example"),
+            ]))
         #expect(WebSocketUpgradePolicy.accept(upgrade, secure: false, configuration: configuration) == nil)
         #expect(WebSocketUpgradePolicy.refusal(upgrade, secure: false, configuration: configuration).status == .forbidden)
         var allowed = upgrade
@@ -171,24 +182,28 @@ struct HTTPHostTests {
 
 @Suite("Log lines")
 struct LogTextTests {
-    @Test("control characters in client values cannot start a new log line (regression)", arguments: [
-        ("localhost\r\n2026-12-01T00:00:00Z critical tether : forged", "localhost\\r\\n2026-12-01T00:00:00Z critical tether : forged"),
-        ("a\u{0}b\u{1B}[31m", "a\\u0000b\\u001b[31m"),
-        ("x\u{2028}y\u{85}z\u{7F}", "x\\u2028y\\u0085z\\u007f"),
-        ("back\\slash", "back\\\\slash"),
-        ("plain@example.org", "plain@example.org"),
-        ("abc\u{202E}gpj.exe\u{2066}", "abc\\u202egpj.exe\\u2066"),
-    ])
+    @Test(
+        "control characters in client values cannot start a new log line (regression)",
+        arguments: [
+            ("localhost\r\n2026-12-01T00:00:00Z critical tether : forged", "localhost\\r\\n2026-12-01T00:00:00Z critical tether : forged"),
+            ("a\u{0}b\u{1B}[31m", "a\\u0000b\\u001b[31m"),
+            ("x\u{2028}y\u{85}z\u{7F}", "x\\u2028y\\u0085z\\u007f"),
+            ("back\\slash", "back\\\\slash"),
+            ("plain@example.org", "plain@example.org"),
+            ("abc\u{202E}gpj.exe\u{2066}", "abc\\u202egpj.exe\\u2066"),
+        ])
     func escaped(raw: String, expected: String) {
         #expect(LogText.escaped(raw) == expected)
     }
 
-    @Test("a text field holding spaces, = or quotes is quoted: a client value cannot forge another field (regression)", arguments: [
-        ("a b=c", "\"a b=c\""),
-        ("x\" level=critical", "\"x\\\" level=critical\""),
-        ("", "\"\""),
-        ("bob@example.org/web", "bob@example.org/web"),
-    ])
+    @Test(
+        "a text field holding spaces, = or quotes is quoted: a client value cannot forge another field (regression)",
+        arguments: [
+            ("a b=c", "\"a b=c\""),
+            ("x\" level=critical", "\"x\\\" level=critical\""),
+            ("", "\"\""),
+            ("bob@example.org/web", "bob@example.org/web"),
+        ])
     func quotedFields(raw: String, expected: String) {
         #expect(LogText.field(raw) == expected)
     }

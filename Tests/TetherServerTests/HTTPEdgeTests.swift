@@ -6,6 +6,7 @@ import NIOEmbedded
 import NIOHTTP1
 import NIOPosix
 import Testing
+import XMPPUpstream
 
 @testable import TetherServer
 
@@ -15,6 +16,7 @@ final class EdgeHarness {
     let channel = EmbeddedChannel()
     let configuration: TetherConfiguration
     let bosh: BOSHService
+    let status: ServerStatus
 
     init(_ configure: (inout TetherConfiguration) -> Void = { _ in }) throws {
         var configuration = TetherConfiguration()
@@ -24,20 +26,25 @@ final class EdgeHarness {
         let store = ConfigurationStore(configuration)
         let logger = Logger(label: "test")
         let metrics = TetherMetrics()
-        let limiter = SessionLimiter(limits: configuration.sessionLimits)
-        let bosh = BOSHService(store: store, limiter: limiter, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        let status = ServerStatus()
+        let gate = SessionGate(limiter: SessionLimiter(limits: configuration.sessionLimits), status: status, metrics: metrics, logger: logger)
+        let bosh = BOSHService(
+            store: store, gate: gate, metrics: metrics, upstream: UpstreamLinks(closing: ClosingStreams(), metrics: metrics), group: MultiThreadedEventLoopGroup.singleton,
+            logger: logger)
         self.bosh = bosh
+        self.status = status
         let sync = self.channel.pipeline.syncOperations
         try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-        try sync.addHandler(HTTPEdgeHandler(
-            store: store,
-            bosh: bosh,
-            relay: PeerRelay(peers: [:], logger: logger),
-            prebind: PrebindService(store: store, bosh: bosh, logger: logger),
-            status: ServerStatus(),
-            metrics: { Array("tether_up 1\n".utf8) },
-            logger: logger
-        ))
+        try sync.addHandler(
+            HTTPEdgeHandler(
+                store: store,
+                bosh: bosh,
+                relay: PeerRelay(peers: [:], logger: logger),
+                prebind: PrebindService(store: store, bosh: bosh, logger: logger),
+                status: status,
+                metrics: { Array("tether_up 1\n".utf8) },
+                logger: logger
+            ))
         try self.channel.connect(to: SocketAddress(ipAddress: "203.0.113.9", port: 4000)).wait()
     }
 
@@ -193,6 +200,8 @@ struct HTTPEdgeTests {
             let body = "<body rid='7' sid='gone' xmlns='http://jabber.org/protocol/httpbind'/>"
             try edge.send(Self.bosh(body))
             #expect(try await edge.response().contains("condition='item-not-found'"))
+            // As TetherServer.shutdown() does: draining first, then every session told.
+            _ = edge.status.beginDraining()
             await edge.bosh.shutdown()
             try edge.send(Self.bosh(body))
             let answer = try await edge.response()
@@ -238,14 +247,16 @@ struct HTTPEdgeTests {
         #expect(try other.output().hasPrefix("HTTP/1.1 417 Expectation Failed\r\n"))
     }
 
-    @Test("a BOSH content attribute may choose only an XML media type; every answer has nosniff and a CSP (regression)", arguments: [
-        ("text/html", "text/xml; charset=utf-8"),
-        ("text/html; charset=utf-8", "text/xml; charset=utf-8"),
-        ("image/svg+xml", "text/xml; charset=utf-8"),
-        ("application/xhtml+xml", "text/xml; charset=utf-8"),
-        ("application/xml; charset=utf-8", "application/xml; charset=utf-8"),
-        ("text/xml; charset=utf-8", "text/xml; charset=utf-8"),
-    ])
+    @Test(
+        "a BOSH content attribute may choose only an XML media type; every answer has nosniff and a CSP (regression)",
+        arguments: [
+            ("text/html", "text/xml; charset=utf-8"),
+            ("text/html; charset=utf-8", "text/xml; charset=utf-8"),
+            ("image/svg+xml", "text/xml; charset=utf-8"),
+            ("application/xhtml+xml", "text/xml; charset=utf-8"),
+            ("application/xml; charset=utf-8", "application/xml; charset=utf-8"),
+            ("text/xml; charset=utf-8", "text/xml; charset=utf-8"),
+        ])
     func contentType(requested: String, served: String) async throws {
         let edge = try EdgeHarness()
         // An unserved domain: the refusal honours `content` like any BOSH answer does.
@@ -301,7 +312,8 @@ struct ConnectionPipelineTests {
             let channel = EmbeddedChannel()
             try server.connectionInitializer()(channel)
             try channel.connect(to: SocketAddress(ipAddress: "203.0.113.9", port: 4000)).wait()
-            let upgrade = "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            let upgrade =
+                "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nContent-Length: 10\r\n\r\n"
             weakHandlers.append(Weak(try channel.pipeline.syncOperations.handler(type: HTTPServerUpgradeHandler.self)))
             weakHandlers.append(Weak(try channel.pipeline.syncOperations.handler(type: HTTPEdgeHandler.self)))
@@ -318,7 +330,8 @@ struct ConnectionPipelineTests {
         #expect(!weakHandlers.isEmpty)
         #expect(weakHandlers.allSatisfy { $0.object == nil }, "handlers still alive after close: \(weakHandlers.compactMap { $0.object.map { String(describing: type(of: $0)) } })")
     }
-    static let upgradeRequest = "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    static let upgradeRequest =
+        "GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n"
 
     @Test("a WebSocket upgrade after other requests on a kept-alive connection is accepted (RFC 6455 §4.1; regression: 400 after the first request)")
@@ -359,4 +372,3 @@ struct ConnectionPipelineTests {
         _ = try? channel.finish(acceptAlreadyClosed: true)
     }
 }
-

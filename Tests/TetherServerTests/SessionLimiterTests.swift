@@ -31,6 +31,28 @@ struct SessionLimiterTests {
         #expect(limiter.admit("192.0.2.1", now: muchLater) == .tooManyNewSessions)
     }
 
+    static let churnRates = [0, 50]
+
+    @Test(
+        "many fresh addresses at once, each opening and closing a session, leave a bounded map, for a rate of 0 (buckets that never refill) too (regression: unbounded, and an O(n) pass on every admission)",
+        arguments: Self.churnRates)
+    func addressChurnStaysBounded(rate: Int) throws {
+        let limiter = SessionLimiter(limits: .init(maxSessions: 100_000, maxSessionsPerAddress: 10, newSessionsPerSecondPerAddress: rate, newSessionBurstPerAddress: 2))
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+        for index in 0..<10_000 {
+            let address = "10.\(index >> 16).\((index >> 8) & 255).\(index & 255)"
+            #expect(limiter.admit(address, now: start + .microseconds(Int64(index))) == nil)
+            limiter.release(address)
+        }
+        let now = start + .microseconds(10_000)
+        #expect(limiter.rememberedAddresses <= 1028, "\(limiter.rememberedAddresses)")
+        // The most recent address is still remembered, with its spent bucket.
+        let last = "10.0.39.15"
+        #expect(limiter.admit(last, now: now) == nil)
+        limiter.release(last)
+        #expect(limiter.admit(last, now: now) == .tooManyNewSessions)
+    }
+
     @Test("the open-files limit sizes the default --max-sessions: two descriptors a session, after a reserve")
     func descriptorBudget() {
         #expect(DescriptorBudget(descriptors: 1024).sessions == (1024 - DescriptorBudget.reserve) / 2)

@@ -1,7 +1,4 @@
 import CompressNIO
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -11,6 +8,10 @@ import WebSocketCore
 import XMPPUpstream
 
 @testable import TetherServer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `WebSocketXMPPHandler` on an `EmbeddedChannel`, fed decoded frames as NIOWebSocket's decoder
 /// would hand them over. No domain is served, so no upstream connection is ever attempted.
@@ -27,10 +28,9 @@ final class WebSocketHarness {
                 configuration: configuration,
                 client: client,
                 compressed: compressed,
-                connector: UpstreamConnector(configuration: configuration.upstream),
+                upstream: UpstreamLinks(closing: ClosingStreams(), metrics: TetherMetrics()),
                 registry: WebSocketRegistry(),
-                limiter: SessionLimiter(limits: limits),
-                status: ServerStatus(),
+                gate: SessionGate(limiter: SessionLimiter(limits: limits), status: ServerStatus(), metrics: TetherMetrics(), logger: Logger(label: "test")),
                 metrics: TetherMetrics(),
                 logger: Logger(label: "test")
             )
@@ -99,7 +99,9 @@ struct WebSocketHandlerTests {
         #expect(texts.contains { $0.contains("<host-unknown") })
     }
 
-    @Test("a socket error (connection reset) closes the connection as lost, with no stream error; a decoder error fails it with 1009 or 1002 and nothing after the close frame (regression: a reset was a violation, which closed XEP-0198 streams for good; NIO's own close frame was followed by a stream error)")
+    @Test(
+        "a socket error (connection reset) closes the connection as lost, with no stream error; a decoder error fails it with 1009 or 1002 and nothing after the close frame (regression: a reset was a violation, which closed XEP-0198 streams for good; NIO's own close frame was followed by a stream error)"
+    )
     func socketErrors() throws {
         let reset = try WebSocketHarness()
         reset.channel.pipeline.fireErrorCaught(IOError(errnoCode: ECONNRESET, reason: "read"))
@@ -113,6 +115,13 @@ struct WebSocketHandlerTests {
             #expect(WebSocketHarness.closeCode(frames) == code, "\(error)")
             #expect(!violated.channel.isActive, "\(error): closed once the close frame is written")
         }
+        // After its first error NIO's decoder reports every later read: answered once.
+        let failed = try WebSocketHarness()
+        failed.channel.pipeline.fireErrorCaught(NIOWebSocketError.invalidFrameLength)
+        for _ in 0..<3 {
+            failed.channel.pipeline.fireErrorCaught(ByteToMessageDecoderError.dataReceivedInErrorState(NIOWebSocketError.invalidFrameLength, ByteBuffer(string: "more")))
+        }
+        #expect(try failed.written().map(\.opcode) == [.connectionClose])
     }
 
     @Test("a message in more than maxFragments frames is policy-violation")
@@ -123,12 +132,14 @@ struct WebSocketHandlerTests {
         #expect(try socket.texts().contains { $0.contains("<policy-violation") })
     }
 
-    @Test("unmasked frames and undefined reserved bits fail the connection with 1002 and close it (RFC 6455 §5.1, §5.2, §7.1.7)", arguments: [
-        ("unmasked", false, false, false, false),
-        ("rsv1 without permessage-deflate", true, true, false, false),
-        ("rsv2", true, false, true, false),
-        ("rsv3", true, false, false, true),
-    ])
+    @Test(
+        "unmasked frames and undefined reserved bits fail the connection with 1002 and close it (RFC 6455 §5.1, §5.2, §7.1.7)",
+        arguments: [
+            ("unmasked", false, false, false, false),
+            ("rsv1 without permessage-deflate", true, true, false, false),
+            ("rsv2", true, false, true, false),
+            ("rsv3", true, false, false, true),
+        ])
     func frameRules(name: String, masked: Bool, rsv1: Bool, rsv2: Bool, rsv3: Bool) throws {
         let socket = try WebSocketHarness()
         try socket.send(.text, Self.open, masked: masked, rsv1: rsv1, rsv2: rsv2, rsv3: rsv3)
@@ -171,7 +182,9 @@ struct WebSocketHandlerTests {
     /// A well-formed `<close/>` longer than any framing element needs to be.
     static let paddedClose = "<close xmlns='\(framing)' pad='\(String(repeating: "x", count: WebSocketSessionStateMachine.framingMessageBytes))'/>"
 
-    @Test("a session refused at admission is told at once and closed after the closing handshake's timeout, without a word from the client (regression: told on its first frame, never closed)")
+    @Test(
+        "a session refused at admission is told at once and closed after the closing handshake's timeout, without a word from the client (regression: told on its first frame, never closed)"
+    )
     func refusedAtOnce() throws {
         let socket = try WebSocketHarness(limits: .init(maxSessions: 0))
         let texts = try socket.texts()
@@ -209,7 +222,9 @@ struct WebSocketHandlerTests {
         #expect(!socket.channel.isActive)
     }
 
-    @Test("while closing, a message longer than a framing element is not inflated or read; a plain <close/> still ends the handshake (regression: every frame of a broken session was inflated in full)")
+    @Test(
+        "while closing, a message longer than a framing element is not inflated or read; a plain <close/> still ends the handshake (regression: every frame of a broken session was inflated in full)"
+    )
     func closingReadsOnlyFramingElements() throws {
         let socket = try WebSocketHarness(compressed: true)
         try socket.send(.text, "<presence/>")
@@ -233,4 +248,3 @@ struct WebSocketHandlerTests {
         }
     }
 }
-

@@ -6,15 +6,17 @@ import Testing
 
 @Suite("permessage-deflate (RFC 7692)")
 struct PerMessageDeflateTests {
-    @Test("offers are accepted with no context takeover; unknown parameters and small server windows are declined", arguments: [
-        (["permessage-deflate; client_max_window_bits"], true),
-        (["permessage-deflate"], true),
-        (["x-webkit-deflate-frame, permessage-deflate; server_no_context_takeover"], true),
-        (["permessage-deflate; server_max_window_bits=10"], false),
-        (["permessage-deflate; unknown_parameter"], false),
-        (["x-webkit-deflate-frame"], false),
-        ([], false),
-    ])
+    @Test(
+        "offers are accepted with no context takeover; unknown parameters and small server windows are declined",
+        arguments: [
+            (["permessage-deflate; client_max_window_bits"], true),
+            (["permessage-deflate"], true),
+            (["x-webkit-deflate-frame, permessage-deflate; server_no_context_takeover"], true),
+            (["permessage-deflate; server_max_window_bits=10"], false),
+            (["permessage-deflate; unknown_parameter"], false),
+            (["x-webkit-deflate-frame"], false),
+            ([], false),
+        ])
     func negotiation(offers: [String], accepted: Bool) {
         #expect((PerMessageDeflate.negotiate(offers: offers) == "permessage-deflate; server_no_context_takeover; client_no_context_takeover") == accepted)
     }
@@ -76,12 +78,14 @@ struct PerMessageDeflateTests {
         #expect(String(buffer: try codec.decompress(next, maxSize: 100)) == "<presence/>")
     }
 
-    @Test("bytes after the end of the DEFLATE stream, other than flush markers, are not-well-formed (regression)", arguments: [
-        [0x41] as [UInt8],
-        [0xDE, 0xAD, 0xBE, 0xEF, 0x01],
-        [0x00, 0x00, 0xFF, 0xFF, 0x12],
-        [UInt8](repeating: 0x07, count: 4096),
-    ])
+    @Test(
+        "bytes after the end of the DEFLATE stream, other than flush markers, are not-well-formed (regression)",
+        arguments: [
+            [0x41] as [UInt8],
+            [0xDE, 0xAD, 0xBE, 0xEF, 0x01],
+            [0x00, 0x00, 0xFF, 0xFF, 0x12],
+            [UInt8](repeating: 0x07, count: 4096),
+        ])
     func garbageAfterFinalBlock(trailer: [UInt8]) throws {
         let codec = try PerMessageDeflateCodec()
         #expect(throws: StreamErrorCondition.notWellFormed) {
@@ -129,25 +133,27 @@ struct PerMessageDeflateTests {
 struct WebSocketFrameRulesTests {
     typealias Kind = WebSocketFrameRules.FrameKind
 
-    @Test("unmasked frames and reserved bits no extension defines fail the connection", arguments: [
-        // (kind, masked, rsv1, rsv2, rsv3, compression negotiated, allowed)
-        (Kind.messageStart, true, false, false, false, false, true),
-        (.messageStart, false, false, false, false, false, false),
-        (.control, false, false, false, false, true, false),
-        (.continuation, false, false, false, false, true, false),
-        (.messageStart, true, false, true, false, true, false),
-        (.messageStart, true, false, false, true, true, false),
-        (.control, true, false, false, true, false, false),
-        (.messageStart, true, true, false, false, true, true),
-        (.messageStart, true, true, false, false, false, false),
-        (.continuation, true, true, false, false, true, false),
-        (.control, true, true, false, false, true, false),
-        (.continuation, true, false, false, false, true, true),
-        (.control, true, false, false, false, false, true),
-        (.reserved, true, false, false, false, false, false),
-        (.reserved, true, false, false, false, true, false),
-        (.reserved, true, true, false, false, true, false),
-    ])
+    @Test(
+        "unmasked frames and reserved bits no extension defines fail the connection",
+        arguments: [
+            // (kind, masked, rsv1, rsv2, rsv3, compression negotiated, allowed)
+            (Kind.messageStart, true, false, false, false, false, true),
+            (.messageStart, false, false, false, false, false, false),
+            (.control, false, false, false, false, true, false),
+            (.continuation, false, false, false, false, true, false),
+            (.messageStart, true, false, true, false, true, false),
+            (.messageStart, true, false, false, true, true, false),
+            (.control, true, false, false, true, false, false),
+            (.messageStart, true, true, false, false, true, true),
+            (.messageStart, true, true, false, false, false, false),
+            (.continuation, true, true, false, false, true, false),
+            (.control, true, true, false, false, true, false),
+            (.continuation, true, false, false, false, true, true),
+            (.control, true, false, false, false, false, true),
+            (.reserved, true, false, false, false, false, false),
+            (.reserved, true, false, false, false, true, false),
+            (.reserved, true, true, false, false, true, false),
+        ])
     func rules(kind: Kind, masked: Bool, rsv1: Bool, rsv2: Bool, rsv3: Bool, negotiated: Bool, allowed: Bool) {
         let rules = WebSocketFrameRules(compressionNegotiated: negotiated)
         #expect(rules.allows(kind: kind, masked: masked, rsv1: rsv1, rsv2: rsv2, rsv3: rsv3) == allowed)

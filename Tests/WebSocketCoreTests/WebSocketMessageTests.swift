@@ -10,7 +10,10 @@ struct WebSocketMessageTests {
 
     @Test("open and close are recognised; stanzas pass byte for byte")
     func recognised() throws {
-        guard case .open(let to, _, let version, let language) = try parser.parse(ByteBuffer(string: "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0' xml:lang='de'/>")) else {
+        guard
+            case .open(let to, _, let version, let language) = try parser.parse(
+                ByteBuffer(string: "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0' xml:lang='de'/>"))
+        else {
             Issue.record("not an open")
             return
         }
@@ -29,18 +32,20 @@ struct WebSocketMessageTests {
         #expect(String(buffer: bytes) == stanza)
     }
 
-    @Test("RFC 7395 §3.3.3 violations", arguments: [
-        ("", StreamErrorCondition.notWellFormed),
-        (" <presence/>", .notWellFormed),
-        ("<presence/><presence/>", .notWellFormed),
-        ("<message><body>", .notWellFormed),
-        ("<!-- x --><presence/>", .notWellFormed),
-        ("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'>", .notWellFormed),
-        ("<frame xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>", .unsupportedStanzaType),
-        ("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>", .unsupportedStanzaType),
-        ("<m>" + String(repeating: "x", count: 2000) + "</m>", .policyViolation),
-        (String(repeating: "<a>", count: 10) + String(repeating: "</a>", count: 10), .policyViolation),
-    ])
+    @Test(
+        "RFC 7395 §3.3.3 violations",
+        arguments: [
+            ("", StreamErrorCondition.notWellFormed),
+            (" <presence/>", .notWellFormed),
+            ("<presence/><presence/>", .notWellFormed),
+            ("<message><body>", .notWellFormed),
+            ("<!-- x --><presence/>", .notWellFormed),
+            ("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'>", .notWellFormed),
+            ("<frame xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>", .unsupportedStanzaType),
+            ("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>", .unsupportedStanzaType),
+            ("<m>" + String(repeating: "x", count: 2000) + "</m>", .policyViolation),
+            (String(repeating: "<a>", count: 10) + String(repeating: "</a>", count: 10), .policyViolation),
+        ])
     func violations(message: String, condition: StreamErrorCondition) {
         #expect(throws: condition) { try parser.parse(ByteBuffer(string: message)) }
     }

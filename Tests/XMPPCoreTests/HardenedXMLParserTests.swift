@@ -93,7 +93,9 @@ struct HardenedXMLParserTests {
         #expect(Self.parse(HostileDocuments.externalEntity, owner).error == XML_ERROR_EXTERNAL_ENTITY_HANDLING)
     }
 
-    @Test("XMLElement refuses DTDs, internal and external entities and billion laughs", arguments: [HostileDocuments.internalEntity, HostileDocuments.externalEntity, HostileDocuments.billionLaughs])
+    @Test(
+        "XMLElement refuses DTDs, internal and external entities and billion laughs",
+        arguments: [HostileDocuments.internalEntity, HostileDocuments.externalEntity, HostileDocuments.billionLaughs])
     func elementRefusesDTDs(document: String) {
         #expect(throws: XMLFramerError.forbiddenConstruct("DTD")) { try XMLElement.parse(ByteBuffer(string: document)) }
     }

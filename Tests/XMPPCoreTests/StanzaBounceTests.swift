@@ -10,7 +10,9 @@ struct StanzaBounceTests {
         return nil
     }
 
-    @Test("a message or an iq request becomes service-unavailable (cancel; §8.3.3.13 forbids recipient-unavailable toward senders that may not know the recipient's availability), addressed back to the sender with the same id")
+    @Test(
+        "a message or an iq request becomes service-unavailable (cancel; §8.3.3.13 forbids recipient-unavailable toward senders that may not know the recipient's availability), addressed back to the sender with the same id"
+    )
     func bounces() {
         #expect(
             Self.bounce("<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org' id='m&apos;1' type='chat'><body>hi</body></message>")
@@ -24,34 +26,19 @@ struct StanzaBounceTests {
         #expect(Self.bounce("<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a'><body>x</body></message>")?.contains("<service-unavailable") == true)
     }
 
-    @Test("nothing is answered for presence, errors, groupchat, headlines, iq results, stanzas without a sender, other namespaces or broken XML", arguments: [
-        "<presence xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a'/>",
-        "<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a' type='error'><error type='cancel'/></message>",
-        "<message xmlns='jabber:client' from='room@muc.example.org/bob' to='alice@example.org/a' type='groupchat'><body>x</body></message>",
-        "<message xmlns='jabber:client' from='pubsub.example.org' to='alice@example.org/a' type='headline'><event xmlns='http://jabber.org/protocol/pubsub#event'/></message>",
-        "<iq xmlns='jabber:client' from='example.org' to='alice@example.org/a' id='r' type='result'/>",
-        "<iq xmlns='jabber:client' to='alice@example.org/a' id='p' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
-        "<r xmlns='urn:xmpp:sm:3'/>",
-        "<message xmlns='jabber:client' from='bob@example.org/b'",
-    ])
+    @Test(
+        "nothing is answered for presence, errors, groupchat, headlines, iq results, stanzas without a sender, other namespaces or broken XML",
+        arguments: [
+            "<presence xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a'/>",
+            "<message xmlns='jabber:client' from='bob@example.org/b' to='alice@example.org/a' type='error'><error type='cancel'/></message>",
+            "<message xmlns='jabber:client' from='room@muc.example.org/bob' to='alice@example.org/a' type='groupchat'><body>x</body></message>",
+            "<message xmlns='jabber:client' from='pubsub.example.org' to='alice@example.org/a' type='headline'><event xmlns='http://jabber.org/protocol/pubsub#event'/></message>",
+            "<iq xmlns='jabber:client' from='example.org' to='alice@example.org/a' id='r' type='result'/>",
+            "<iq xmlns='jabber:client' to='alice@example.org/a' id='p' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+            "<r xmlns='urn:xmpp:sm:3'/>",
+            "<message xmlns='jabber:client' from='bob@example.org/b'",
+        ])
     func drops(stanza: String) {
         #expect(StanzaBounce.outcome(for: ByteBuffer(string: stanza)) == .drop)
-    }
-
-    @Test("stream management is on after <enabled/> or <resumed/>, off after <failed/> or a restart; other elements change nothing")
-    func streamManagement() {
-        var watch = StreamManagementWatch()
-        watch.serverSent(ByteBuffer(string: "<message xmlns='jabber:client' id='enabled'><body>&lt;enabled xmlns='urn:xmpp:sm:3'/&gt;</body></message>"))
-        #expect(!watch.isEnabled)
-        watch.serverSent(ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='x' resume='true'/>"))
-        #expect(watch.isEnabled)
-        watch.serverSent(ByteBuffer(string: "<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"))
-        #expect(!watch.isEnabled)
-        watch.serverSent(ByteBuffer(string: "<sm:resumed xmlns:sm=\"urn:xmpp:sm:3\" previd='x' h='3'/>"))
-        #expect(watch.isEnabled)
-        watch.streamRestarted()
-        #expect(!watch.isEnabled)
-        watch.serverSent(ByteBuffer(string: "<enabled xmlns='urn:example:other'/>"))
-        #expect(!watch.isEnabled)
     }
 }

@@ -32,18 +32,30 @@ struct XMLElementSliceStandaloneTests {
         arguments: [
             // The element's own namespace (as before).
             ("<message to='a@b'/>", "<message xmlns='jabber:client' to='a@b'/>"),
-            ("<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>", "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"),
+            (
+                "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
+                "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+            ),
             // Prefixes used deeper down, by elements and attributes.
             ("<message xmlns='jabber:client'><p:x/></message>", "<message xmlns:p='urn:p' xmlns='jabber:client'><p:x/></message>"),
-            ("<message xmlns='jabber:client'><a xmlns='urn:a'><b q:k='v'/></a></message>", "<message xmlns:q='urn:q' xmlns='jabber:client'><a xmlns='urn:a'><b q:k='v'/></a></message>"),
+            (
+                "<message xmlns='jabber:client'><a xmlns='urn:a'><b q:k='v'/></a></message>",
+                "<message xmlns:q='urn:q' xmlns='jabber:client'><a xmlns='urn:a'><b q:k='v'/></a></message>"
+            ),
             ("<message><a><b><p:c/></b></a></message>", "<message xmlns='jabber:client' xmlns:p='urn:p'><a><b><p:c/></b></a></message>"),
             // An unprefixed descendant of a prefixed element takes the root's default namespace.
             ("<stream:features><x/></stream:features>", "<stream:features xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client'><x/></stream:features>"),
             // Declared inside the element, or xml: nothing to add.
             ("<message xmlns='jabber:client' xmlns:p='urn:other'><p:x/></message>", "<message xmlns='jabber:client' xmlns:p='urn:other'><p:x/></message>"),
-            ("<message xmlns='jabber:client' xml:lang='en'><body xml:lang='de'>x</body></message>", "<message xmlns='jabber:client' xml:lang='en'><body xml:lang='de'>x</body></message>"),
+            (
+                "<message xmlns='jabber:client' xml:lang='en'><body xml:lang='de'>x</body></message>",
+                "<message xmlns='jabber:client' xml:lang='en'><body xml:lang='de'>x</body></message>"
+            ),
             // Redeclared only in a subtree: the root's binding is still needed for the rest.
-            ("<message xmlns='jabber:client'><a xmlns:p='urn:other'><p:y/></a><p:z/></message>", "<message xmlns:p='urn:p' xmlns='jabber:client'><a xmlns:p='urn:other'><p:y/></a><p:z/></message>"),
+            (
+                "<message xmlns='jabber:client'><a xmlns:p='urn:other'><p:y/></a><p:z/></message>",
+                "<message xmlns:p='urn:p' xmlns='jabber:client'><a xmlns:p='urn:other'><p:y/></a><p:z/></message>"
+            ),
             // Undeclared default inside: its children are in no namespace.
             ("<message xmlns=''><x/></message>", "<message xmlns=''><x/></message>"),
         ]

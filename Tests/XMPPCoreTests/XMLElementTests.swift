@@ -7,7 +7,8 @@ import Testing
 struct XMLElementTests {
     @Test("names with namespaces, attributes, children and unescaped text")
     func parsesTree() throws {
-        let element = try XMLElement.parse(ByteBuffer(string: "<iq xmlns='jabber:client' type='result' id='x'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>a@d/r &amp; s</jid></bind></iq>"))
+        let element = try XMLElement.parse(
+            ByteBuffer(string: "<iq xmlns='jabber:client' type='result' id='x'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>a@d/r &amp; s</jid></bind></iq>"))
         #expect(element.name == XMLName(namespace: "jabber:client", localName: "iq"))
         #expect(element.attribute("type") == "result")
         #expect(element.child("bind", namespace: "urn:ietf:params:xml:ns:xmpp-bind")?.child("jid")?.text == "a@d/r & s")

@@ -36,10 +36,12 @@ struct XMLStreamFramerTests {
         }
     }
 
-    @Test("a namespace URI holding the parser's separator (a space) is refused, never split into another name (expat >= 2.4.5, CVE-2022-25236)", arguments: [
-        "<message xmlns='jabber:client iq'/>",
-        "<x:message xmlns:x='jabber:client message' to='a@b'/>",
-    ])
+    @Test(
+        "a namespace URI holding the parser's separator (a space) is refused, never split into another name (expat >= 2.4.5, CVE-2022-25236)",
+        arguments: [
+            "<message xmlns='jabber:client iq'/>",
+            "<x:message xmlns:x='jabber:client message' to='a@b'/>",
+        ])
     func namespaceSeparatorInURI(stanza: String) {
         let stream = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org'>"
         #expect(throws: XMLFramerError.self) { try Self.frame(stream + stanza, chunk: 1000) }

@@ -50,4 +50,3 @@ struct SRVOrderingTests {
         #expect(SRVOrdering.order([Self.record(1, 0, "a")], random: &random).map(\.target) == ["a"])
     }
 }
-

@@ -28,7 +28,7 @@ struct UpstreamClosingTests {
         }
     }
 
-    static func describe(_ action: UpstreamStreamStateMachine.Action) -> String {
+    static func describe(_ action: UpstreamStreamStateMachine.Action) -> String? {
         UpstreamStreamStateMachineTests.name(action)
     }
 
@@ -39,7 +39,7 @@ struct UpstreamClosingTests {
         var stream = Stream()
         _ = try stream.receive(Self.header + Self.features)
         #expect(!stream.machine.isBound)
-        #expect(stream.machine.close(barrierID: "barrier").map(Self.describe) == ["finish"])
+        #expect(stream.machine.close(barrierID: "barrier").compactMap(Self.describe) == ["finish"])
         #expect(try stream.receive(Self.fromBob).isEmpty)
     }
 
@@ -48,16 +48,17 @@ struct UpstreamClosingTests {
         var managed = Stream()
         _ = try managed.receive(Self.header + Self.features + Self.bindResult + "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true'/>")
         #expect(managed.machine.streamManagementEnabled)
-        #expect(managed.machine.close(barrierID: "barrier").map(Self.describe) == ["finish"])
+        #expect(managed.machine.close(barrierID: "barrier").compactMap(Self.describe) == ["finish"])
         var failed = Stream()
         _ = try failed.receive(Self.header + Self.features + Self.bindResult + "<enabled xmlns='urn:xmpp:sm:3'/><failed xmlns='urn:xmpp:sm:3'/>")
         #expect(!failed.machine.streamManagementEnabled)
-        #expect(failed.machine.close(barrierID: "barrier").map(Self.describe) == [Self.ping])
+        #expect(failed.machine.close(barrierID: "barrier").compactMap(Self.describe) == [Self.ping])
         var capped = Stream()
         _ = try capped.receive(Self.header + Self.features + Self.bindResult)
-        #expect(capped.machine.close(barrierID: nil).map(Self.describe) == ["finish"])
+        #expect(capped.machine.close(barrierID: nil).compactMap(Self.describe) == ["finish"])
         var inline = Stream()
-        _ = try inline.receive(Self.header + Self.features + "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>")
+        _ = try inline.receive(
+            Self.header + Self.features + "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>")
         #expect(inline.machine.isBound)
         #expect(inline.machine.streamManagementEnabled)
     }
@@ -67,7 +68,7 @@ struct UpstreamClosingTests {
         var stream = Stream()
         _ = try stream.receive(Self.header + Self.features + Self.bindResult)
         #expect(stream.machine.isBound)
-        #expect(stream.machine.close(barrierID: "barrier").map(Self.describe) == [Self.ping])
+        #expect(stream.machine.close(barrierID: "barrier").compactMap(Self.describe) == [Self.ping])
         #expect(stream.machine.isClosing)
         #expect(stream.machine.close(barrierID: "again").isEmpty)
         #expect(
@@ -99,7 +100,7 @@ struct UpstreamClosingTests {
         var late = Stream()
         _ = try late.receive(Self.header + Self.features + Self.bindResult)
         _ = late.machine.close(barrierID: "barrier")
-        #expect(late.machine.closingTimedOut().map(Self.describe) == ["finish"])
+        #expect(late.machine.closingTimedOut().compactMap(Self.describe) == ["finish"])
         #expect(late.machine.closingTimedOut().isEmpty)
     }
 
@@ -129,19 +130,25 @@ struct UpstreamClosingTests {
 
     final class Delegate: UpstreamStreamDelegate {
         var received: [String] = []
+        /// What each batch said about XEP-0198.
+        var streamManagement: [Bool] = []
         func upstreamOpened(_ info: StreamInfo, secure: Bool) {}
-        func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) { self.received += elements.map { String(buffer: $0) } }
+        func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool, streamManagement: Bool) {
+            self.received += elements.map { String(buffer: $0) }
+            self.streamManagement.append(streamManagement)
+        }
         func upstreamStreamError(_ error: ByteBuffer) {}
-        func upstreamClosed(_ error: UpstreamError?) {}
+        var closed: [UpstreamError?] = []
+        func upstreamClosed(_ error: UpstreamError?) { self.closed.append(error) }
     }
 
     /// The handler on an open, bound stream, with what it wrote so far read off.
     static func boundHandler(closingTimeout: TimeAmount = .seconds(5), closing: ClosingStreams = ClosingStreams()) throws -> (EmbeddedChannel, UpstreamChannelHandler, Delegate) {
         let delegate = Delegate()
         let handler = UpstreamChannelHandler(
-            machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off),
+            machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off, timeouts: .init(closing: closingTimeout)),
             framerLimits: .init(), tlsContext: nil, serverHostname: "localhost", addressIsLoopback: true,
-            streamOpenTimeout: .seconds(15), closingTimeout: closingTimeout, closingStreams: closing, delegate: delegate
+            closingStreams: closing, delegate: delegate
         )
         let channel = EmbeddedChannel(handler: handler)
         try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 5222)).wait()
@@ -151,7 +158,42 @@ struct UpstreamClosingTests {
         return (channel, handler, delegate)
     }
 
-    @Test("the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream>; the connection closes when the server closes it, read to the end (RFC 6120 §4.4)")
+    @Test(
+        "the sessions learn XEP-0198's state from the upstream machine with each batch: <enabled/>, SASL2's inline <enabled/>, <failed/> (regression: the sessions' own byte-level watch missed SASL2's inline enable, so a dying session closed a resumable stream with </stream:stream>)"
+    )
+    func streamManagementReachesTheSession() throws {
+        let (channel, _, delegate) = try Self.boundHandler()
+        #expect(delegate.streamManagement.allSatisfy { !$0 })
+        // A stanza whose text looks like <enabled/> turns nothing on.
+        try channel.writeInbound(ByteBuffer(string: "<message xmlns='jabber:client' id='x'><body>&lt;enabled xmlns='urn:xmpp:sm:3'/&gt;</body></message>"))
+        #expect(delegate.streamManagement.last == false)
+        #expect(delegate.received.last?.contains("id='x'") == true, "the look-alike was delivered as a batch of its own")
+        try channel.writeInbound(ByteBuffer(string: "<enabled xmlns='urn:xmpp:sm:3' id='sm1' resume='true'/>"))
+        #expect(delegate.streamManagement.last == true)
+        try channel.writeInbound(ByteBuffer(string: "<failed xmlns='urn:xmpp:sm:3'/>"))
+        #expect(delegate.streamManagement.last == false)
+        try channel.writeInbound(ByteBuffer(string: "<sm:resumed xmlns:sm=\"urn:xmpp:sm:3\" previd='x' h='3'/>"))
+        #expect(delegate.streamManagement.last == true)
+
+        let delegate2 = Delegate()
+        let handler = UpstreamChannelHandler(
+            machine: UpstreamStreamStateMachine(header: StreamHeader(to: "localhost"), tlsPolicy: .off),
+            framerLimits: .init(), tlsContext: nil, serverHostname: "localhost", addressIsLoopback: true,
+            closingStreams: ClosingStreams(), delegate: delegate2
+        )
+        let sasl2 = EmbeddedChannel(handler: handler)
+        try sasl2.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 5222)).wait()
+        try sasl2.writeInbound(ByteBuffer(string: Self.header + Self.features))
+        try sasl2.writeInbound(
+            ByteBuffer(string: "<success xmlns='urn:xmpp:sasl:2'><bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' resume='true'/></bound></success>"))
+        #expect(delegate2.streamManagement.last == true)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+        _ = try? sasl2.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test(
+        "the channel handler: ping written, a message in flight bounced through the stream and counted once, then </stream:stream>; the connection closes when the server closes it, read to the end (RFC 6120 §4.4)"
+    )
     func handler() throws {
         let closing = ClosingStreams()
         let (channel, handler, delegate) = try Self.boundHandler(closing: closing)

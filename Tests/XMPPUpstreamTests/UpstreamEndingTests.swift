@@ -21,7 +21,9 @@ struct UpstreamEndingTests {
         (.serverNotReading(queuedBytes: 1 << 20), .serverNotReading),
     ]
 
-    @Test("one mapping for BOSH and WebSocket: resolution failures are host-unknown, a server that stops reading a limit, anything else remote-connection-failed", arguments: Self.cases)
+    @Test(
+        "one mapping for BOSH and WebSocket: resolution failures are host-unknown, a server that stops reading a limit, anything else remote-connection-failed",
+        arguments: Self.cases)
     func mapping(error: UpstreamError?, ending: UpstreamEnding) {
         #expect(UpstreamEnding(error) == ending)
         if let error, ending != .serverNotReading {

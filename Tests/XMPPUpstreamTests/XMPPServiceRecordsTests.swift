@@ -28,11 +28,12 @@ struct XMPPServiceRecordsTests {
             .success(.records([Self.record(10, 0, 443, "direct")]))
         )
         #expect(
-            plan == .targets([
-                UpstreamTarget(host: "plain-first", port: 5222, transport: .startTLS),
-                UpstreamTarget(host: "direct", port: 443, transport: .directTLS),
-                UpstreamTarget(host: "plain-last", port: 5222, transport: .startTLS),
-            ])
+            plan
+                == .targets([
+                    UpstreamTarget(host: "plain-first", port: 5222, transport: .startTLS),
+                    UpstreamTarget(host: "direct", port: 443, transport: .directTLS),
+                    UpstreamTarget(host: "plain-last", port: 5222, transport: .startTLS),
+                ])
         )
     }
 
@@ -45,10 +46,11 @@ struct XMPPServiceRecordsTests {
                 seed: seed
             )
             #expect(
-                plan == .targets([
-                    UpstreamTarget(host: "direct", port: 5223, transport: .directTLS),
-                    UpstreamTarget(host: "plain", port: 5222, transport: .startTLS),
-                ]),
+                plan
+                    == .targets([
+                        UpstreamTarget(host: "direct", port: 5223, transport: .directTLS),
+                        UpstreamTarget(host: "plain", port: 5222, transport: .startTLS),
+                    ]),
                 "seed \(seed)"
             )
         }

@@ -117,14 +117,18 @@ func driveSession(_ creation: BOSHRequest) {
 
     var actions = machine.creationActions()
     machine.upstreamOpened(StreamInfo(id: "stream-1", from: domain, version: "1.0"))
-    let features = ByteBuffer(string: "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")
-    actions += machine.upstreamReceived([features], streamElements: true, now: t0)
+    let features = ByteBuffer(
+        string:
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    )
+    actions += machine.upstreamReceived([features], streamElements: true, streamManagement: false, now: t0)
     let next = BOSHRequest(rid: min(creation.rid + 1, BOSHRequest.maxRID), sid: "s1", attributes: creation.attributes, payloads: creation.payloads)
     actions += machine.receive(next, id: 1, isSecure: false, now: t0 + .seconds(1))
     check(machine.heldRequestCount <= parameters.requests, "holding \(machine.heldRequestCount) requests, allowed \(parameters.requests)")
     actions += machine.receive(next, id: 2, isSecure: false, now: t0 + .seconds(2))
     check(machine.heldRequestCount <= parameters.requests, "holding \(machine.heldRequestCount) requests after a retransmission")
-    actions += machine.upstreamReceived([ByteBuffer(string: "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>")], streamElements: false, now: t0 + .seconds(3))
+    actions += machine.upstreamReceived(
+        [ByteBuffer(string: "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>")], streamElements: false, streamManagement: false, now: t0 + .seconds(3))
     for id: BOSHRequestID in [0, 1, 2] {
         actions += machine.waitTimerFired(id, now: t0 + .seconds(60))
     }

@@ -6,6 +6,7 @@
 import NIOCore
 import NIOHTTP1
 import XMPPUpstream
+
 @testable import TetherServer
 
 /// IPv6 forms that carry an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo) must

@@ -8,6 +8,7 @@ import NIOCore
 import NIOHTTP1
 import PipelineHarness
 import XMPPCore
+
 @testable import TetherServer
 
 /// The origins the `.origins` CORS configurations allow.
@@ -97,8 +98,9 @@ func checkResponse(_ response: WireResponse, configuration: TetherConfiguration)
     }
     if case .disabled = configuration.cors {
         // host-meta is readable by any origin (XEP-0156 §3) and says so itself.
-        check(allowOrigin.isEmpty || allowOrigin == ["*"] && response.value("content-type").map { $0.contains("xrd") || $0.contains("jrd") } == true,
-              "CORS headers while CORS is disabled")
+        check(
+            allowOrigin.isEmpty || allowOrigin == ["*"] && response.value("content-type").map { $0.contains("xrd") || $0.contains("jrd") } == true,
+            "CORS headers while CORS is disabled")
     }
 }
 

@@ -2,14 +2,16 @@
 // the same code the listener's bootstrap runs) on an EmbeddedChannel: bytes in, bytes out, time
 // advanced by hand. Shared by HTTPRequestFuzzer and WebSocketFrameFuzzer.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
-@testable import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+
+@testable import NIOCore
 @testable import TetherServer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A connection on its own server and event loop, so no state carries over from one input to
 /// the next (limiter buckets, registries, metrics).

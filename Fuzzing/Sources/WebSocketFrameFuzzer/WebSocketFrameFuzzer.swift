@@ -8,6 +8,7 @@ import NIOCore
 import PipelineHarness
 import WebSocketCore
 import XMPPCore
+
 @testable import TetherServer
 
 /// RFC 6455 §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail the
@@ -48,7 +49,8 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     checkUpgradeResponse(responses[0], compressed: compressed)
     let upgradeLength = connection.output.count - afterUpgrade!.count
 
-    let client = flags & 0x02 != 0
+    let client =
+        flags & 0x02 != 0
         ? ClientFrames(input.dropFirst(), compressionNegotiated: compressed)
         : ClientFrames(raw: input.dropFirst())
     var random = SplitMix64(seed: fnv1a(input))
@@ -149,7 +151,8 @@ struct ClientFrames {
                 let frameOpcode = isFirst ? opcode : 0
                 let frameRSV = isFirst ? rsv : 0
                 let fin = isLast ? header & 0x80 != 0 : false
-                current += Self.frame(fin: fin, rsv: frameRSV, opcode: frameOpcode, masked: masked, key: [0x37 ^ index, 0xFA, 0x21, 0x3D], payload: part, longLength: mode & 0x20 != 0)
+                current += Self.frame(
+                    fin: fin, rsv: frameRSV, opcode: frameOpcode, masked: masked, key: [0x37 ^ index, 0xFA, 0x21, 0x3D], payload: part, longLength: mode & 0x20 != 0)
                 if readsCleanly {
                     let kind: WebSocketFrameRules.FrameKind = frameOpcode == 0 ? .continuation : (frameOpcode >= 8 ? .control : .messageStart)
                     let allowed = WebSocketFrameRules(compressionNegotiated: compressionNegotiated)

@@ -54,8 +54,9 @@ func checkConfiguration(_ input: [UInt8], limits: XMLStreamFramer.Limits, reject
     case (nil, .some(let error)):
         // Fed piecewise, an unfinished root tag or prolog can exceed maxElementBytes before it completes.
         check(error == .elementTooLarge(limit: limits.maxElementBytes), "split input failed but whole input did not: \(error)")
-        check(split.events.count <= whole.events.count && Array(whole.events.prefix(split.events.count)) == split.events,
-              "events before the split failure are not a prefix of the whole-input events")
+        check(
+            split.events.count <= whole.events.count && Array(whole.events.prefix(split.events.count)) == split.events,
+            "events before the split failure are not a prefix of the whole-input events")
     case (.some(let error), nil):
         fatalError("whole input failed (\(error)) but the same bytes in chunks did not")
     case (.some, .some):
@@ -180,12 +181,16 @@ func checkElement(_ element: XMLElementSlice, limits: XMLStreamFramer.Limits) {
     // Only what the element borrows from the root is declared: borrowing nothing, it is unchanged,
     // and an element that borrows its own name's namespace (what servers' stanzas do) declares it.
     let standalone = Array(element.standaloneBytes().readableBytesView)
-    check((standalone == bytes) == element.inheritedNamespaces.isEmpty, "standaloneBytes changed an element that borrows nothing, or left one that borrows \(element.inheritedNamespaces)")
-    let ownsNamespace = element.name.namespace == nil || element.name.prefix == "xml"
+    check(
+        (standalone == bytes) == element.inheritedNamespaces.isEmpty,
+        "standaloneBytes changed an element that borrows nothing, or left one that borrows \(element.inheritedNamespaces)")
+    let ownsNamespace =
+        element.name.namespace == nil || element.name.prefix == "xml"
         || (element.name.prefix.map { element.declaredPrefixes.contains($0) } ?? element.declaresDefaultNamespace)
     if !ownsNamespace {
-        check(element.inheritedNamespaces.contains { $0.prefix == element.name.prefix && $0.uri == element.name.namespace },
-              "the element's own namespace is not among those it borrows")
+        check(
+            element.inheritedNamespaces.contains { $0.prefix == element.name.prefix && $0.uri == element.name.namespace },
+            "the element's own namespace is not among those it borrows")
     }
     check(Set(element.inheritedNamespaces.map(\.prefix)).count == element.inheritedNamespaces.count, "a prefix borrowed twice")
     check(!element.inheritedNamespaces.contains { $0.prefix == "xml" }, "the xml prefix declared")
@@ -200,8 +205,9 @@ func checkElement(_ element: XMLElementSlice, limits: XMLStreamFramer.Limits) {
         check(again.inheritedNamespaces.isEmpty, "standalone bytes still borrow \(again.inheritedNamespaces)")
         check(Array(again.standaloneBytes().readableBytesView) == standalone, "standaloneBytes is not a fixed point")
         check(again.children.map(\.name) == element.children.map(\.name), "reframed children differ")
-        check(again.children.map(\.range) == element.children.map { ($0.range.lowerBound + shift)..<($0.range.upperBound + shift) },
-              "reframed child ranges are not the original ones shifted by the inserted declaration")
+        check(
+            again.children.map(\.range) == element.children.map { ($0.range.lowerBound + shift)..<($0.range.upperBound + shift) },
+            "reframed child ranges are not the original ones shifted by the inserted declaration")
     }
 
     // Inside a fresh XMPP stream header (what a peer sees), an element with a namespace keeps its
@@ -214,8 +220,9 @@ func checkElement(_ element: XMLElementSlice, limits: XMLStreamFramer.Limits) {
         )
     {
         check(again.name == element.name, "in a stream wrapper: name \(again.name) != \(element.name)")
-        check(again.inheritedNamespaces.allSatisfy { $0.prefix == nil && $0.uri == "jabber:client" },
-              "in a stream wrapper: the standalone bytes borrow \(again.inheritedNamespaces)")
+        check(
+            again.inheritedNamespaces.allSatisfy { $0.prefix == nil && $0.uri == "jabber:client" },
+            "in a stream wrapper: the standalone bytes borrow \(again.inheritedNamespaces)")
     }
 
     // Removing children (as UpstreamChannelHandler removes <starttls/>) leaves the others, still parseable.
@@ -235,8 +242,9 @@ func checkElement(_ element: XMLElementSlice, limits: XMLStreamFramer.Limits) {
 /// `bytes[range]` is a start tag (or empty element) for `name` through to the element's final `>`.
 func checkTag(_ bytes: [UInt8], _ range: Range<Int>, _ name: XMLName, _ what: String) {
     let opening = [UInt8(ascii: "<")] + Array(name.qualifiedName.utf8)
-    check(range.count > opening.count && Array(bytes[range.lowerBound..<range.lowerBound + opening.count]) == opening,
-          "\(what) bytes do not start with <\(name.qualifiedName)")
+    check(
+        range.count > opening.count && Array(bytes[range.lowerBound..<range.lowerBound + opening.count]) == opening,
+        "\(what) bytes do not start with <\(name.qualifiedName)")
     let next = bytes[range.lowerBound + opening.count]
     check([0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: "/"), UInt8(ascii: ">")].contains(next), "\(what) name is followed by \(next)")
     check(bytes[range.upperBound - 1] == UInt8(ascii: ">"), "\(what) bytes do not end with >")

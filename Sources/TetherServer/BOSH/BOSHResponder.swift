@@ -45,7 +45,9 @@ final class BOSHConnectionWatch: Sendable {
     func onAbandoned(_ action: @escaping @Sendable () -> Void) {
         let closed = self.state.withLock { state -> Bool in
             switch state {
-            case .open: state = .open(action); return false
+            case .open:
+                state = .open(action)
+                return false
             case .closed: return true
             case .answered: return false
             }

@@ -1,35 +1,35 @@
 import BOSHCore
 import Logging
 import NIOCore
-import Synchronization
 import XMPPCore
 import XMPPUpstream
 
 /// Creates BOSH sessions, finds them by sid, and ends them all at shutdown.
 final class BOSHService: Sendable {
-    private let sessions = Mutex<[String: BOSHSession]>([:])
+    private let sessions = SessionRegistry<String, BOSHSession>()
     private let store: ConfigurationStore
     private var configuration: TetherConfiguration { self.store.current }
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let shuttingDown = Mutex(false)
-    private let limiter: SessionLimiter
+    private let gate: SessionGate
     private let metrics: TetherMetrics
-    private let closingStreams: ClosingStreams
+    private let upstream: UpstreamLinks
 
-    init(store: ConfigurationStore, limiter: SessionLimiter, metrics: TetherMetrics, closingStreams: ClosingStreams = ClosingStreams(), group: any EventLoopGroup, logger: Logger) {
-        self.closingStreams = closingStreams
+    init(store: ConfigurationStore, gate: SessionGate, metrics: TetherMetrics, upstream: UpstreamLinks, group: any EventLoopGroup, logger: Logger) {
+        self.upstream = upstream
         self.store = store
-        self.limiter = limiter
+        self.gate = gate
         self.metrics = metrics
         self.group = group
         self.logger = logger
     }
 
-    var sessionCount: Int { self.sessions.withLock { $0.count } }
+    var sessionCount: Int { self.sessions.count }
 
     /// Every live session's state, for the metrics scrape.
-    var sessionStates: [SessionState] { self.sessions.withLock { $0.values.map(\.stateCell.state) } }
+    var sessionStates: [SessionState] { self.sessions.states }
+
+    private var isDraining: Bool { self.gate.status.isDraining }
 
     /// Handles a parsed request body: a new session when it has no sid, otherwise the session's next request.
     func handle(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder) {
@@ -37,8 +37,8 @@ final class BOSHService: Sendable {
             self.create(request, client: client, responder: responder)
             return
         }
-        guard let session = self.sessions.withLock({ $0[sid] }) else {
-            if self.shuttingDown.withLock({ $0 }) {
+        guard let session = self.sessions[sid] else {
+            if self.isDraining {
                 // Draining: the session this request belongs to may have just been ended by the
                 // shutdown; its client must hear the same answer as the held requests did, not
                 // item-not-found (which tells it to give up rather than to reconnect elsewhere).
@@ -57,7 +57,7 @@ final class BOSHService: Sendable {
     private func create(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder) {
         let configuration = self.configuration
         let clientAddress = client.description
-        if self.shuttingDown.withLock({ $0 }) {
+        if self.isDraining {
             responder.respond(Self.refusal(configuration.redirectURI == nil ? .systemShutdown : .seeOtherURI, for: request, uri: configuration.redirectURI))
             return
         }
@@ -70,7 +70,7 @@ final class BOSHService: Sendable {
             responder.respond(Self.refusal(.hostUnknown, for: request))
             return
         }
-        var connector = UpstreamConnector(configuration: configuration.upstream, closing: self.closingStreams)
+        var connector = self.upstream.connector(configuration.upstream)
         if let route = request.route {
             guard configuration.allowedRouteAttributes.contains(route), let target = Self.parseRouteAttribute(route) else {
                 self.logger.notice("refused route attribute", metadata: ["route": "\(route)", "client": "\(clientAddress)"])
@@ -79,10 +79,14 @@ final class BOSHService: Sendable {
             }
             connector.configuration.routes[domain] = target
         }
-        if let refusal = self.limiter.admit(clientAddress) {
-            self.logger.notice("limit reached", metadata: ["limit": "\(refusal.rawValue)", "client": "\(clientAddress)", "transport": "bosh"])
-            self.metrics.limitHit(refusal.rawValue)
+        switch self.gate.admit(client, transport: .bosh, redirect: configuration.redirectURI) {
+        case .admitted:
+            break
+        case .refused:
             responder.respond(Self.refusal(.policyViolation, for: request))
+            return
+        case .draining(let redirect):
+            responder.respond(Self.refusal(redirect == nil ? .systemShutdown : .seeOtherURI, for: request, uri: redirect))
             return
         }
         let sid = Self.makeSID(node: configuration.nodeID)
@@ -101,33 +105,30 @@ final class BOSHService: Sendable {
             metrics: self.metrics,
             onEnd: { [weak self] sid in
                 guard let self else { return }
-                if self.sessions.withLock({ $0.removeValue(forKey: sid) }) != nil {
-                    self.limiter.release(clientAddress)
+                if self.sessions.remove(sid) != nil {
+                    self.gate.release(client)
                 }
             }
         )
-        self.sessions.withLock { $0[sid] = session }
-        self.metrics.sessionCreated(.bosh)
+        self.sessions.add(session, for: sid)
+        // Admitted just before draining began, and registered after the shutdown looked: the
+        // registry's shutdown did not see it, so it is told here.
+        let drainedMeanwhile = self.isDraining
         let header = StreamHeader(to: domain, from: request.from, language: request.language, version: request.xmppVersion ?? "1.0")
         let proxyHeader = client.destination.map { ProxyProtocolHeader(source: client.address, destination: $0) }
         let sessionConnector = connector
+        let links = self.upstream
         eventLoop.execute {
-            session.start(creation: request, responder: responder, connector: sessionConnector, header: header, client: proxyHeader)
+            session.start(creation: request, responder: responder, upstream: links, connector: sessionConnector, header: header, client: proxyHeader)
+            if drainedMeanwhile { session.shutdown(redirect: configuration.redirectURI) }
         }
     }
 
-    /// Tells every session the server is going away; returns when all have been told.
+    /// Tells every session the server is going away (the server is draining by then: a session
+    /// admitted just before and registered just after is told by `create`); returns when all
+    /// registered have been told.
     func shutdown() async {
-        self.shuttingDown.withLock { $0 = true }
-        let sessions = self.sessions.withLock { Array($0.values) }
-        let redirect = self.configuration.redirectURI
-        await withTaskGroup(of: Void.self) { group in
-            for session in sessions {
-                group.addTask {
-                    try? await session.eventLoop.submit { session.shutdown(redirect: redirect) }.get()
-                }
-            }
-        }
+        await self.sessions.shutdown(redirect: self.configuration.redirectURI)
     }
 
     /// An answer for a request that has no session to answer it (§17.2). Only a creation request

@@ -8,7 +8,7 @@ import XMPPUpstream
 ///
 /// Confined to `eventLoop`, which is also the upstream connection's loop, so nothing inside needs
 /// a lock; HTTP requests hop here once each (hence the unchecked Sendable).
-final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
+final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked Sendable {
     let sid: String
     let eventLoop: any EventLoop
     let stateCell = SessionStateCell()
@@ -16,11 +16,9 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     private var machine: BOSHSessionStateMachine
     private var upstream: UpstreamConnection?
     private var pendingUpstream: [ByteBuffer] = []
-    private var upstreamRestartPending = false
     private var responders: [BOSHRequestID: (responder: BOSHResponder, timer: Scheduled<Void>?)] = [:]
     private var nextRequestID: BOSHRequestID = 1
     private var inactivityTimer: Scheduled<Void>?
-    private var ended = false
     private let onEnd: @Sendable (String) -> Void
     private let metrics: TetherMetrics
 
@@ -53,28 +51,26 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
     }
 
     /// Holds the creation request and opens the upstream stream.
-    func start(creation: BOSHRequest, responder: BOSHResponder, connector: UpstreamConnector, header: StreamHeader, client: ProxyProtocolHeader?) {
+    func start(creation: BOSHRequest, responder: BOSHResponder, upstream links: UpstreamLinks, connector: UpstreamConnector, header: StreamHeader, client: ProxyProtocolHeader?) {
         self.eventLoop.preconditionInEventLoop()
         self.hold(responder, id: 0)
         self.run(self.machine.creationActions())
-        let started = ContinuousClock.now
         self.logger.info("session created", metadata: ["to": "\(header.to)", "wait": "\(self.machine.parameters.wait)", "hold": "\(self.machine.parameters.hold)"])
-        connector.connect(header: header, client: client, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+        links.open(connector, header: header, client: client, on: self.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let connection):
-                if self.ended {
+                guard self.machine.isActive else {
+                    // The session ended (or is only waiting to tell its client why) while this
+                    // connection was being made: nobody will use it.
                     connection.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                     return
                 }
-                self.metrics.upstreamConnected(after: ContinuousClock.now - started)
-                self.logger.debug("upstream connected", metadata: ["address": "\(connection.remoteAddress)"])
                 self.upstream = connection
                 if !self.pendingUpstream.isEmpty {
                     connection.send(self.pendingUpstream)
                     self.pendingUpstream = []
                 }
             case .failure(let error):
-                self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
                 self.run(self.machine.upstreamEnded(UpstreamEnding(connectFailure: error)))
             }
         }
@@ -123,13 +119,12 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
 
     func upstreamOpened(_ info: StreamInfo, secure: Bool) {
         self.stateCell.set(.open)
-        self.machine.upstreamSecure = secure
-        self.machine.upstreamOpened(info)
+        self.machine.upstreamOpened(info, secure: secure)
     }
 
-    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool, streamManagement: Bool) {
         self.metrics.relayed(.toClient, count: elements.count, bytes: elements.reduce(0) { $0 + $1.readableBytes })
-        self.run(self.machine.upstreamReceived(elements, streamElements: streamElements, now: .now()))
+        self.run(self.machine.upstreamReceived(elements, streamElements: streamElements, streamManagement: streamManagement, now: .now()))
     }
 
     func upstreamStreamError(_ error: ByteBuffer) {
@@ -206,8 +201,7 @@ final class BOSHSession: UpstreamStreamDelegate, @unchecked Sendable {
                 self.upstream?.close(graceful: graceful, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil
             case .endSession(let condition):
-                guard !self.ended else { continue }
-                self.ended = true
+                // The machine ends a session once (its phase becomes `.ended` once).
                 self.inactivityTimer?.cancel()
                 self.upstream?.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil

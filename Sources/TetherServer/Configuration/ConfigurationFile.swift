@@ -41,7 +41,8 @@ public enum ConfigurationFile {
             switch value.lowercased() {
             case "true", "yes", "on":
                 arguments.append("--\(key)")
-            case "false", "no", "off" where !Self.valuedKeys.contains(String(key)):
+            case "false", "no",
+                "off" where !Self.valuedKeys.contains(String(key)):
                 continue
             default:
                 arguments += ["--\(key)", String(value)]
@@ -60,4 +61,3 @@ public enum ConfigurationFile {
     /// Settings whose values may legitimately be the words `off`/`no`/`false`.
     static let valuedKeys: Set<String> = ["upstream-tls", "log-level"]
 }
-

@@ -7,6 +7,10 @@ import XMPPUpstream
 public struct TetherConfiguration: Sendable {
     /// Addresses to listen on (`--listen HOST:PORT`, repeatable).
     public var listen: [UpstreamRoute] = [UpstreamRoute(host: "127.0.0.1", port: 5280)]
+    /// Addresses to listen on with TLS (`--listen-tls HOST:PORT`, repeatable), with `edgeTLS`.
+    public var listenTLS: [UpstreamRoute] = []
+    /// The certificate and key of the TLS listeners.
+    public var edgeTLS: EdgeTLSSettings?
     /// Domains served; routes' domains are always served.
     public var domains: Set<String> = []
     /// Serve any domain a client names (subject to `AddressPolicy`). Off by default: never an open proxy.
@@ -35,8 +39,10 @@ public struct TetherConfiguration: Sendable {
     /// Largest request head (request line and headers) accepted (431 beyond). NIO's parser
     /// stops far larger heads (80 KiB) before they reach Tether.
     public var maxHeaderBytes = 16 * 1024
-    /// Stanza size and depth limits in both directions.
-    public var xmlLimits = XMLStreamFramer.Limits()
+    /// Stanza size and depth limits in both directions: setting them sets the upstream framer's too.
+    public var xmlLimits = XMLStreamFramer.Limits() {
+        didSet { self.upstream.framerLimits = self.xmlLimits }
+    }
     /// Where clients are sent when this node shuts down (`see-other-uri`); `nil` means `system-shutdown`.
     public var redirectURI: String?
     /// This node's name when several Tethers share a domain: it prefixes every BOSH sid, so any
@@ -74,6 +80,25 @@ public struct TetherConfiguration: Sendable {
     public var newSessionBurstPerAddress: Int {
         get { self.sessionLimits.newSessionBurstPerAddress }
         set { self.sessionLimits.newSessionBurstPerAddress = newValue }
+    }
+
+    /// Bytes queued for a client (`--max-queued-bytes-to-client`), one limit for both transports.
+    public var maxQueuedBytesToClient: Int {
+        get { self.bosh.maxQueuedBytes }
+        set {
+            self.bosh.maxQueuedBytes = newValue
+            self.webSocket.maxQueuedBytes = newValue
+        }
+    }
+
+    /// How long a peer may stay behind its queue limit (`--slow-reader-timeout`), for clients and
+    /// servers alike.
+    public var slowReaderTimeout: TimeAmount {
+        get { self.webSocket.slowReaderTimeout }
+        set {
+            self.webSocket.slowReaderTimeout = newValue
+            self.upstream.slowReaderTimeout = newValue
+        }
     }
 
     /// How this configuration reads proxy headers.

@@ -9,6 +9,7 @@ public struct DemoSettings: Hashable, Sendable {
     }
 }
 
+/// The demo page itself: one self-contained HTML document with its script (Strophe.js is served beside it).
 enum DemoPage {
     /// Same-origin page: the endpoints are found from its own URL, so it works behind any proxy
     /// that forwards `/demo/`, `/http-bind` and `/xmpp-websocket` together.

@@ -6,7 +6,8 @@ import XMPPUpstream
 struct ClientOrigin: Hashable, Sendable {
     /// The client's address: the TCP peer, or what a trusted proxy says it forwarded.
     var address: SocketAddress
-    /// The request reached the edge over TLS (from `X-Forwarded-Proto`/`Forwarded proto=`, trusted proxies only).
+    /// The request reached the edge over TLS: Tether's own TLS listener, or a trusted proxy's
+    /// `X-Forwarded-Proto`/`Forwarded proto=`.
     var isSecure: Bool
     /// The address the client connected to (Tether's listener).
     var destination: SocketAddress?
@@ -49,7 +50,15 @@ struct ForwardedHeaders: Sendable {
 
     static let loopback = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
 
-    func origin(peer: SocketAddress?, local: SocketAddress?, headers: HTTPHeaders) -> ClientOrigin {
+    /// - Parameter overTLS: the connection itself is TLS (a `--listen-tls` listener): secure,
+    ///   whatever a header says.
+    func origin(peer: SocketAddress?, local: SocketAddress?, headers: HTTPHeaders, overTLS: Bool = false) -> ClientOrigin {
+        var origin = self.forwardedOrigin(peer: peer, local: local, headers: headers)
+        if overTLS { origin.isSecure = true }
+        return origin
+    }
+
+    private func forwardedOrigin(peer: SocketAddress?, local: SocketAddress?, headers: HTTPHeaders) -> ClientOrigin {
         let unknown = try! SocketAddress(ipAddress: "0.0.0.0", port: 0)
         guard let peer else { return ClientOrigin(address: unknown, isSecure: false, destination: local) }
         guard self.trusts(peer) else { return ClientOrigin(address: peer, isSecure: false, destination: local) }

@@ -1,5 +1,4 @@
 import BOSHCore
-import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -68,6 +67,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private let laterUpgrade: LaterUpgrade?
+    /// The connection is Tether's own TLS: its requests are secure (XEP-0124 §19.1).
+    private let overTLS: Bool
     /// An upgrade head is being replayed into a fresh upgrade handler: if it comes back here, that
     /// handler refused it, and it is answered like any refused upgrade.
     private var replayingUpgrade = false
@@ -80,9 +81,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         status: ServerStatus,
         metrics: @escaping @Sendable () -> [UInt8],
         laterUpgrade: LaterUpgrade? = nil,
+        overTLS: Bool = false,
         logger: Logger
     ) {
         self.laterUpgrade = laterUpgrade
+        self.overTLS = overTLS
         self.store = store
         self.configuration = store.current
         self.bosh = bosh
@@ -250,7 +253,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if head.path == WebSocketUpgradePolicy.path {
             // Only what the upgrader refused gets here: said at once, without waiting for a body.
-            let secure = self.configuration.forwardedHeaders.origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers).isSecure
+            let secure = self.configuration.forwardedHeaders.origin(
+                peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS
+            ).isSecure
             let refusal = WebSocketUpgradePolicy.refusal(head, secure: secure, configuration: self.configuration)
             return (refusal.status, refusal.reason + "\n", refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [])
         }
@@ -275,55 +280,64 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// answer is written, the input side after `LingeringCloseHandler` has let the client read it.
     private func refuse(_ head: HTTPRequestHead, status: HTTPResponseStatus, reason: String, headers: [(String, String)] = [], context: ChannelHandlerContext) {
         self.requestTimer?.cancel()
-        self.logger.info("refused HTTP request", metadata: [
-            "status": "\(status.code)", "client": "\(context.channel.remoteAddress?.ipAddress ?? "?")", "uri": "\(head.uri.prefix(200))",
-        ])
+        self.logger.info(
+            "refused HTTP request",
+            metadata: [
+                "status": "\(status.code)", "client": "\(context.channel.remoteAddress?.ipAddress ?? "?")", "uri": "\(head.uri.prefix(200))",
+            ])
         self.state = .responding(keepAlive: false)
-        self.writeSimple(status: status, text: reason, origin: head.headers.first(name: "origin"), extraHeaders: headers, context: context, lingering: true)
+        let answer = HTTPAnswer.text(status, reason, headers: headers)
+        self.write(
+            status: answer.status, contentType: answer.contentType, body: answer.body,
+            headers: self.configuration.cors.responseHeaders(origin: head.headers.first(name: "origin")) + answer.headers, lingering: true, context: context
+        )
         self.state = .refused
     }
 
     private func route(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
-        let path = String(head.path)
         let origin = head.headers.first(name: "origin")
-        switch path {
-        case "/http-bind", "/http-bind/", self.nodePath:
+        switch HTTPEndpoint(path: String(head.path), nodeID: self.configuration.nodeID) {
+        case .bosh:
             switch head.method {
             case .POST:
                 self.handleBOSH(head: head, body: body, origin: origin, context: context)
             case .OPTIONS:
                 self.preflight(head: head, origin: origin, context: context)
             case .GET:
-                self.writeSimple(status: .ok, text: "Tether XMPP connection manager: POST XEP-0124/XEP-0206 <body/> elements here.\n", origin: origin, context: context)
+                self.write(.text(.ok, "Tether XMPP connection manager: POST XEP-0124/XEP-0206 <body/> elements here.\n"), corsOrigin: origin, context: context)
             default:
-                self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: origin, extraHeaders: [("Allow", "POST, GET, OPTIONS")], context: context)
+                self.write(.text(.methodNotAllowed, "Use POST.\n", headers: [("Allow", "POST, GET, OPTIONS")]), corsOrigin: origin, context: context)
             }
-        case "/prebind":
+        case .prebind:
             self.handlePrebind(head: head, body: body, context: context)
-        case "/.well-known/host-meta", "/.well-known/host-meta.json":
-            self.handleHostMeta(head: head, json: path.hasSuffix(".json"), context: context)
-        case "/demo", "/demo/", "/demo/index.html", "/demo/strophe.js":
-            self.handleDemo(head: head, path: path, context: context)
-        case "/metrics":
-            self.write(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: ByteBuffer(bytes: self.metrics()), headers: [], context: context)
-        case "/healthz":
-            self.writeSimple(status: .ok, text: "ok\n", origin: nil, context: context)
-        case "/readyz":
-            if self.status.isDraining {
-                self.writeSimple(status: .serviceUnavailable, text: "draining\n", origin: nil, context: context)
-            } else {
-                self.writeSimple(status: .ok, text: "ready\n", origin: nil, context: context)
+        case .hostMeta(let json):
+            self.write(HostMetaEndpoint.answer(method: head.method, host: head.headers.first(name: "host"), json: json, configuration: self.configuration), context: context)
+        case .demo(.script) where self.configuration.demo != nil && head.method == .GET:
+            let settings = self.configuration.demo
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            DemoEndpoint.readScript(at: settings?.stropheScript ?? "", on: context.eventLoop).whenComplete { result in
+                let (handler, context) = loopBound.value
+                let script = (try? result.get()) ?? nil
+                handler.write(DemoEndpoint.answer(.script, method: .GET, settings: settings, script: script), context: context)
             }
-        default:
-            self.writeSimple(status: .notFound, text: "Not found.\n", origin: origin, context: context)
+        case .demo(let asset):
+            self.write(DemoEndpoint.answer(asset, method: head.method, settings: self.configuration.demo), context: context)
+        case .metrics:
+            self.write(OperationsEndpoint.metrics(self.metrics()), context: context)
+        case .health:
+            self.write(OperationsEndpoint.health, corsOrigin: nil, context: context)
+        case .ready:
+            self.write(OperationsEndpoint.ready(isDraining: self.status.isDraining), corsOrigin: nil, context: context)
+        case .notFound:
+            self.write(.notFound, corsOrigin: origin, context: context)
         }
     }
 
     private func handleBOSH(head: HTTPRequestHead, body: ByteBuffer, origin: String?, context: ChannelHandlerContext) {
         let client = self.configuration.forwardedHeaders
-            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
+            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS)
         guard self.configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: self.configuration.publicHosts, secure: client.isSecure) else {
-            self.writeSimple(status: .forbidden, text: "Origin not allowed.\n", origin: origin, context: context)
+            self.write(.text(.forbidden, "Origin not allowed.\n"), corsOrigin: origin, context: context)
             return
         }
         let request: BOSHRequest
@@ -378,11 +392,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func handlePrebind(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
         let prebind = self.prebind
         guard let settings = self.configuration.prebind else {
-            self.writeSimple(status: .notFound, text: "Not found.\n", origin: nil, context: context)
+            self.write(.notFound, corsOrigin: nil, context: context)
             return
         }
         guard head.method == .POST else {
-            self.writeSimple(status: .methodNotAllowed, text: "Use POST.\n", origin: nil, extraHeaders: [("Allow", "POST")], context: context)
+            self.write(.text(.methodNotAllowed, "Use POST.\n", headers: [("Allow", "POST")]), corsOrigin: nil, context: context)
             return
         }
         guard prebind.authorizes(head.headers, secret: settings.secret) else {
@@ -397,7 +411,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         let client = self.configuration.forwardedHeaders
-            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers)
+            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         Task {
@@ -409,55 +423,6 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// XEP-0156 §3: readable by any origin, these files only.
-    private func handleHostMeta(head: HTTPRequestHead, json: Bool, context: ChannelHandlerContext) {
-        let host = head.headers.first(name: "host").map(Self.hostWithoutPort)?.lowercased() ?? ""
-        guard let hostMeta = self.configuration.hostMeta, head.method == .GET || head.method == .HEAD, self.configuration.serves(domain: host) else {
-            self.writeSimple(status: .notFound, text: "Not found.\n", origin: nil, context: context)
-            return
-        }
-        self.write(
-            status: .ok,
-            contentType: json ? "application/jrd+json" : "application/xrd+xml; charset=utf-8",
-            body: head.method == .HEAD ? ByteBuffer() : ByteBuffer(string: json ? hostMeta.jrd : hostMeta.xrd),
-            headers: [("Access-Control-Allow-Origin", "*"), ("Cache-Control", "max-age=3600")],
-            context: context
-        )
-    }
-
-    private func handleDemo(head: HTTPRequestHead, path: String, context: ChannelHandlerContext) {
-        guard let demo = self.configuration.demo, head.method == .GET else {
-            self.writeSimple(status: .notFound, text: "Not found.\n", origin: nil, context: context)
-            return
-        }
-        switch path {
-        case "/demo":
-            self.writeSimple(status: .movedPermanently, text: "See /demo/.\n", origin: nil, extraHeaders: [("Location", "/demo/")], context: context)
-        case "/demo/strophe.js":
-            guard let script = FileManager.default.contents(atPath: demo.stropheScript) else {
-                self.writeSimple(status: .notFound, text: "Strophe.js not found at \(demo.stropheScript).\n", origin: nil, context: context)
-                return
-            }
-            self.write(status: .ok, contentType: "text/javascript; charset=utf-8", body: ByteBuffer(bytes: script), headers: [("Cache-Control", "max-age=3600")], document: true, context: context)
-        default:
-            self.write(
-                status: .ok,
-                contentType: "text/html; charset=utf-8",
-                body: ByteBuffer(string: DemoPage.html),
-                headers: [("Cache-Control", "no-cache"), ("X-Frame-Options", "DENY")],
-                document: true,
-                context: context
-            )
-        }
-    }
-
-    private static func hostWithoutPort(_ host: String) -> String {
-        if host.hasPrefix("["), let end = host.firstIndex(of: "]") {
-            return String(host[host.index(after: host.startIndex)..<end])
-        }
-        return host.split(separator: ":", maxSplits: 1).first.map(String.init) ?? host
-    }
-
     /// The size of a request head as sent: request line and header lines.
     static func headBytes(_ head: HTTPRequestHead) -> Int {
         head.headers.reduce(head.method.rawValue.utf8.count + head.uri.utf8.count + 12) { total, header in
@@ -465,14 +430,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// `/http-bind/NODE`: the path a balancer routes to this node only.
-    private var nodePath: String {
-        self.configuration.nodeID.map { "/http-bind/\($0)" } ?? "/http-bind"
-    }
-
     private func preflight(head: HTTPRequestHead, origin: String?, context: ChannelHandlerContext) {
         guard let headers = self.configuration.cors.preflightHeaders(origin: origin, requestedHeaders: head.headers.first(name: "access-control-request-headers")) else {
-            self.writeSimple(status: .forbidden, text: "Origin not allowed.\n", origin: nil, context: context)
+            self.write(.text(.forbidden, "Origin not allowed.\n"), corsOrigin: nil, context: context)
             return
         }
         self.write(status: .noContent, contentType: nil, body: ByteBuffer(), headers: headers, context: context)
@@ -491,14 +451,16 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         )
     }
 
-    private func writeSimple(status: HTTPResponseStatus, text: String, origin: String?, extraHeaders: [(String, String)] = [], context: ChannelHandlerContext, lingering: Bool = false) {
+    /// Writes an endpoint's answer as it is (no CORS headers: monitoring, discovery, the demo).
+    private func write(_ answer: HTTPAnswer, context: ChannelHandlerContext) {
+        self.write(status: answer.status, contentType: answer.contentType, body: answer.body, headers: answer.headers, document: answer.document, context: context)
+    }
+
+    /// Writes an endpoint's answer with the CORS headers `origin` gets.
+    private func write(_ answer: HTTPAnswer, corsOrigin origin: String?, context: ChannelHandlerContext) {
         self.write(
-            status: status,
-            contentType: "text/plain; charset=utf-8",
-            body: ByteBuffer(string: text),
-            headers: self.configuration.cors.responseHeaders(origin: origin) + extraHeaders,
-            lingering: lingering,
-            context: context
+            status: answer.status, contentType: answer.contentType, body: answer.body,
+            headers: self.configuration.cors.responseHeaders(origin: origin) + answer.headers, document: answer.document, context: context
         )
     }
 

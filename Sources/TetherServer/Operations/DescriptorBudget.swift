@@ -1,11 +1,11 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 
-private let openFiles = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    private let openFiles = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 
-private let openFiles = RLIMIT_NOFILE
+    private let openFiles = RLIMIT_NOFILE
 #endif
 
 /// How many sessions the process's open-files limit allows, the default `--max-sessions`.

@@ -45,7 +45,8 @@ public struct LineLogHandler: LogHandler {
             }
             self.write(text + " [\(LogText.escaped(event.source))] \(LogText.escaped(event.message.description))\n")
         case .json:
-            var text = "{\"time\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"label\":\(JSONText.quoted(self.label)),\"message\":\(JSONText.quoted(event.message.description))"
+            var text =
+                "{\"time\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"label\":\(JSONText.quoted(self.label)),\"message\":\(JSONText.quoted(event.message.description))"
             for key in fields.keys.sorted() where !["time", "level", "label", "message"].contains(key) {
                 text += ",\(JSONText.quoted(key)):\(JSONText.quoted(fields[key]!.description))"
             }

@@ -3,7 +3,7 @@ import NIOCore
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// When to hand freed memory back to the system: after the live-session count has fallen well
@@ -66,7 +66,10 @@ final class MemoryTrimmer: Sendable {
     }
 
     func stop() {
-        self.task.withLock { $0?.cancel(); $0 = nil }
+        self.task.withLock {
+            $0?.cancel()
+            $0 = nil
+        }
     }
 
     /// Whether anything was released.
@@ -81,11 +84,11 @@ final class MemoryTrimmer: Sendable {
     /// at run time; absent on other C libraries, where trimming is simply not done.
     private static let mallocTrim: MallocTrim? = {
         #if canImport(Glibc)
-        // RTLD_DEFAULT: search the process's global symbols.
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
-        return unsafeBitCast(symbol, to: MallocTrim.self)
+            // RTLD_DEFAULT: search the process's global symbols.
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+            return unsafeBitCast(symbol, to: MallocTrim.self)
         #else
-        return nil
+            return nil
         #endif
     }()
 }

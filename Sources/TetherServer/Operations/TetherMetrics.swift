@@ -41,9 +41,13 @@ final class TetherMetrics: Sendable {
         }
         self.sessionsLive = perTransport { registry.makeGauge(name: "tether_sessions", labels: [("transport", $0.rawValue)], help: "Live sessions") }
         self.sessionsByState = perTransport { transport in
-            Dictionary(uniqueKeysWithValues: SessionState.allCases.map { state in
-                (state, registry.makeGauge(name: "tether_sessions_by_state", labels: [("transport", transport.rawValue), ("state", state.label)], help: "Live sessions by state"))
-            })
+            Dictionary(
+                uniqueKeysWithValues: SessionState.allCases.map { state in
+                    (
+                        state,
+                        registry.makeGauge(name: "tether_sessions_by_state", labels: [("transport", transport.rawValue), ("state", state.label)], help: "Live sessions by state")
+                    )
+                })
         }
         self.sessionsCreated = perTransport {
             registry.makeCounter(name: "tether_sessions_created_total", labels: [("transport", $0.rawValue)], help: "Sessions opened since start")
@@ -71,7 +75,7 @@ final class TetherMetrics: Sendable {
     func boshRequestReceived() { self.boshRequests.increment() }
     func retransmissionReceived() { self.retransmissions.increment() }
     func upstreamConnected(after duration: Duration) { self.upstreamConnect.record(duration) }
-    /// `UpstreamConfiguration.tlsHandshakeObserver`: one handshake, by kind.
+    /// `UpstreamConnector.tlsHandshakeObserver` (set by `UpstreamLinks`): one handshake, by kind.
     func upstreamTLSHandshook(_ handshake: UpstreamTLSHandshake) {
         let histogram = self.upstreamTLSHandshake.withLock { histograms in
             if let histogram = histograms[handshake.kind] { return histogram }

@@ -83,9 +83,10 @@ final class PrebindService: Sendable {
     private func login(username: String, domain: String, password: String, resource: String?, client: ClientOrigin) async -> Result<Answer, PrebindFailure> {
         var machine = PrebindLoginStateMachine(username: username, password: password, resource: resource)
         // Random, and far enough below 2^53 that a long session never overflows (§14.1).
-        var rid = UInt64.random(in: 1 << 20 ..< 1 << 44)
+        var rid = UInt64.random(in: 1 << 20..<1 << 44)
         let wait = self.configuration.bosh.maxWait
-        let creation = "<body xmlns='\(XMLNamespaces.httpBind)' xmlns:xmpp='\(XMLNamespaces.xbosh)' rid='\(rid)' to='\(XMLEscaping.escapeAttribute(domain))' xml:lang='en' wait='\(wait)' hold='1' ver='1.6' xmpp:version='1.0'/>"
+        let creation =
+            "<body xmlns='\(XMLNamespaces.httpBind)' xmlns:xmpp='\(XMLNamespaces.xbosh)' rid='\(rid)' to='\(XMLEscaping.escapeAttribute(domain))' xml:lang='en' wait='\(wait)' hold='1' ver='1.6' xmpp:version='1.0'/>"
         var answer = await self.exchange(creation, client: client)
         guard let sid = answer.attribute("sid") else {
             return .failure(.terminated(answer.attribute("condition") ?? "undefined-condition"))
@@ -101,7 +102,8 @@ final class PrebindService: Sendable {
             case .send(let payloads):
                 body = "<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)'>\(payloads.map { String(buffer: $0) }.joined())</body>"
             case .restart:
-                body = "<body xmlns='\(XMLNamespaces.httpBind)' xmlns:xmpp='\(XMLNamespaces.xbosh)' rid='\(rid)' sid='\(sid)' to='\(XMLEscaping.escapeAttribute(domain))' xml:lang='en' xmpp:restart='true'/>"
+                body =
+                    "<body xmlns='\(XMLNamespaces.httpBind)' xmlns:xmpp='\(XMLNamespaces.xbosh)' rid='\(rid)' sid='\(sid)' to='\(XMLEscaping.escapeAttribute(domain))' xml:lang='en' xmpp:restart='true'/>"
             case .poll:
                 body = "<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)'/>"
             case .finished(let jid):
@@ -121,24 +123,33 @@ final class PrebindService: Sendable {
 
     /// One request through the BOSH service, as if it came over HTTP; its answer's `<body/>`.
     private func exchange(_ text: String, client: ClientOrigin) async -> XMLElement {
-        let terminal = XMLElement(name: XMLName(namespace: XMLNamespaces.httpBind, localName: "body"), attributes: [
-            XMLAttribute(name: XMLName(namespace: nil, localName: "type"), value: "terminate"),
-            XMLAttribute(name: XMLName(namespace: nil, localName: "condition"), value: "internal-server-error"),
-        ])
+        let terminal = XMLElement(
+            name: XMLName(namespace: XMLNamespaces.httpBind, localName: "body"),
+            attributes: [
+                XMLAttribute(name: XMLName(namespace: nil, localName: "type"), value: "terminate"),
+                XMLAttribute(name: XMLName(namespace: nil, localName: "condition"), value: "internal-server-error"),
+            ])
         guard let request = try? BOSHRequest.parse(ByteBuffer(string: text), limits: self.configuration.xmlLimits) else { return terminal }
         let response: BOSHHTTPResponse? = await withCheckedContinuation { continuation in
             let once = Mutex(false)
             let finish: @Sendable (BOSHHTTPResponse?) -> Void = { response in
-                guard once.withLock({ done in defer { done = true }; return !done }) else { return }
+                guard
+                    once.withLock({ done in
+                        defer { done = true }
+                        return !done
+                    })
+                else { return }
                 continuation.resume(returning: response)
             }
-            self.bosh.handle(request, client: client, responder: BOSHResponder(
-                write: { response, delivered in
-                    delivered(true)
-                    finish(response)
-                },
-                close: { finish(nil) }
-            ))
+            self.bosh.handle(
+                request, client: client,
+                responder: BOSHResponder(
+                    write: { response, delivered in
+                        delivered(true)
+                        finish(response)
+                    },
+                    close: { finish(nil) }
+                ))
         }
         guard let response, response.status == 200, let body = try? XMLElement.parse(response.body) else { return terminal }
         return body
@@ -163,7 +174,12 @@ final class PrebindService: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let once = Mutex(false)
             let finish: @Sendable (T?) -> Void = { value in
-                guard once.withLock({ done in defer { done = true }; return !done }) else { return }
+                guard
+                    once.withLock({ done in
+                        defer { done = true }
+                        return !done
+                    })
+                else { return }
                 continuation.resume(returning: value)
             }
             let work = Task { await operation() }

@@ -5,7 +5,9 @@ public struct PrebindSettings: Hashable, Sendable {
     /// The whole login (connect, SASL, bind) must finish within this time (504 beyond).
     public var timeout: Duration
 
-    public init(secret: String, timeout: Duration = .seconds(20)) {
+    public static let defaultTimeout: Duration = .seconds(20)
+
+    public init(secret: String, timeout: Duration = Self.defaultTimeout) {
         self.secret = secret
         self.timeout = timeout
     }

@@ -3,9 +3,9 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOWebSocket
+import Synchronization
 import WebSocketCore
 import XMPPCore
-import Synchronization
 import XMPPUpstream
 
 /// One XMPP-over-WebSocket session on an upgraded connection: performs what
@@ -17,10 +17,12 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
 
     private var machine: WebSocketSessionStateMachine
     private let xmlLimits: XMLStreamFramer.Limits
+    private let upstreamLinks: UpstreamLinks
     private let connector: UpstreamConnector
     private let compressionThreshold: Int
     private var logger: Logger
     private let registry: WebSocketRegistry
+    private let gate: SessionGate
     private var upstream: UpstreamConnection?
     private let stateCell = SessionStateCell()
     private var context: ChannelHandlerContext?
@@ -36,8 +38,6 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private var registryID: ObjectIdentifier { ObjectIdentifier(self) }
 
     private let client: ClientOrigin
-    private let limiter: SessionLimiter
-    private let status: ServerStatus
     private let metrics: TetherMetrics
     private let redirectURI: String?
     private var admitted = false
@@ -46,17 +46,15 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         configuration: TetherConfiguration,
         client: ClientOrigin,
         compressed: Bool,
-        connector: UpstreamConnector,
+        upstream: UpstreamLinks,
         registry: WebSocketRegistry,
-        limiter: SessionLimiter,
-        status: ServerStatus,
+        gate: SessionGate,
         metrics: TetherMetrics,
         logger: Logger
     ) {
         self.metrics = metrics
         self.client = client
-        self.limiter = limiter
-        self.status = status
+        self.gate = gate
         self.redirectURI = configuration.redirectURI
         self.compressed = compressed
         let settings = configuration.webSocket
@@ -74,7 +72,8 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             serves: configuration.serves(domain:)
         )
         self.xmlLimits = configuration.xmlLimits
-        self.connector = connector
+        self.upstreamLinks = upstream
+        self.connector = upstream.connector(configuration.upstream)
         self.registry = registry
         self.logger = logger
     }
@@ -83,20 +82,14 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.context = context
         self.logger[metadataKey: "transport"] = "websocket"
         self.logger[metadataKey: "client"] = "\(self.client.description)"
-        self.registry.add(self, id: self.registryID, state: self.stateCell, eventLoop: context.eventLoop)
+        self.registry.add(WebSocketSessionHandle(handler: NIOLoopBound(self, eventLoop: context.eventLoop), stateCell: self.stateCell), for: self.registryID)
         // The upgrade has already replaced the HTTP handlers by WebSocket ones (NIO adds this
         // handler last), so a refusal is told at once, and the closing handshake's timeout closes
         // the connection: a refused client cannot keep connections open by never writing.
-        let admission: WebSocketSessionStateMachine.Admission
-        if self.status.isDraining {
-            admission = .draining(redirect: self.redirectURI)
-        } else if let refusal = self.limiter.admit(self.client.description) {
-            admission = .refused(limit: refusal.rawValue)
-        } else {
+        let admission = self.gate.admit(self.client, transport: .websocket, redirect: self.redirectURI)
+        if admission == .admitted {
             self.admitted = true
-            self.metrics.sessionCreated(.websocket)
             self.logger.info("websocket session opened")
-            admission = .admitted
         }
         self.run(self.machine.start(admission))
     }
@@ -196,8 +189,14 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
             context.close(promise: nil)
             return
         }
-        // Oversized or malformed frames (the decoder reports them here, and reads no more).
+        if case ByteToMessageDecoderError.dataReceivedInErrorState = error {
+            // The decoder failed before and reports every later read: already answered.
+            return
+        }
+        // Oversized or malformed frames. The decoder decodes nothing after its first error:
+        // stop reading, so a client that keeps sending costs nothing until the close timer.
         self.logger.info("websocket error", metadata: ["error": "\(error)"])
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         self.run(self.machine.decoderFailed(Self.decoderFailure(error)))
     }
 
@@ -223,7 +222,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.registry.remove(self.registryID)
         guard self.admitted else { return }
         self.admitted = false
-        self.limiter.release(self.client.description)
+        self.gate.release(self.client)
         let condition = self.machine.end?.label ?? "normal"
         self.metrics.terminated(.websocket, condition: condition)
         self.logger.info("websocket session closed", metadata: ["condition": "\(condition)", "connection": "\(self.machine.lostReason)"])
@@ -236,9 +235,9 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
         self.run(self.machine.upstreamOpened(info))
     }
 
-    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool) {
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool, streamManagement: Bool) {
         self.metrics.relayed(.toClient, count: elements.count, bytes: elements.reduce(0) { $0 + $1.readableBytes })
-        self.run(self.machine.upstreamReceived(elements))
+        self.run(self.machine.upstreamReceived(elements, streamManagement: streamManagement))
     }
 
     func upstreamStreamError(_ error: ByteBuffer) {
@@ -346,43 +345,30 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
     private func connect(_ header: StreamHeader, context: ChannelHandlerContext) {
         self.logger[metadataKey: "to"] = "\(header.to)"
         let proxyHeader = self.client.destination.map { ProxyProtocolHeader(source: self.client.address, destination: $0) }
-        let started = ContinuousClock.now
-        self.connector.connect(header: header, client: proxyHeader, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete { result in
+        self.upstreamLinks.open(self.connector, header: header, client: proxyHeader, on: context.eventLoop, delegate: self, logger: self.logger).assumeIsolated().whenComplete {
+            result in
             switch result {
             case .success(let connection):
-                self.metrics.upstreamConnected(after: ContinuousClock.now - started)
                 self.upstream = connection
                 self.run(self.machine.upstreamConnected())
             case .failure(let error):
-                self.logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
                 self.run(self.machine.upstreamEnded(UpstreamEnding(connectFailure: error)))
             }
         }
     }
 }
 
-/// Live WebSocket sessions, for shutdown and counting.
-final class WebSocketRegistry: Sendable {
-    private let sessions = Mutex<[ObjectIdentifier: (handler: NIOLoopBound<WebSocketXMPPHandler>, state: SessionStateCell)]>([:])
+/// Live WebSocket sessions, for shutdown and counting, by handler.
+typealias WebSocketRegistry = SessionRegistry<ObjectIdentifier, WebSocketSessionHandle>
 
-    var count: Int { self.sessions.withLock { $0.count } }
+/// A WebSocket session in the registry: its handler, touched only on its event loop.
+struct WebSocketSessionHandle: RegisteredSession {
+    let handler: NIOLoopBound<WebSocketXMPPHandler>
+    let stateCell: SessionStateCell
 
-    /// Every live session's state, for the metrics scrape.
-    var sessionStates: [SessionState] { self.sessions.withLock { $0.values.map(\.state.state) } }
+    var eventLoop: any EventLoop { self.handler.eventLoop }
 
-    func add(_ handler: WebSocketXMPPHandler, id: ObjectIdentifier, state: SessionStateCell, eventLoop: any EventLoop) {
-        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
-        self.sessions.withLock { $0[id] = (bound, state) }
-    }
-
-    func remove(_ id: ObjectIdentifier) {
-        _ = self.sessions.withLock { $0.removeValue(forKey: id) }
-    }
-
-    func shutdown(redirect: String?) async {
-        let sessions = self.sessions.withLock { $0.values.map(\.handler) }
-        for session in sessions {
-            try? await session.eventLoop.submit { session.value.shutdown(redirect: redirect) }.get()
-        }
+    func shutdown(redirect: String?) {
+        self.handler.value.shutdown(redirect: redirect)
     }
 }

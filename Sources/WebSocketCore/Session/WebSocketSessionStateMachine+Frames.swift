@@ -49,9 +49,9 @@ extension WebSocketSessionStateMachine {
     public mutating func writabilityChanged(isWritable: Bool) -> [Action] {
         self.clientIsReading = isWritable
         if isWritable {
-            return self.pendingTimers[.slowReader] != nil ? [self.cancel(.slowReader)] : []
+            return self.timers.isPending(.slowReader) ? [self.cancel(.slowReader)] : []
         }
-        guard self.pendingTimers[.slowReader] == nil, self.handshake != .closed else { return [] }
+        guard !self.timers.isPending(.slowReader), self.handshake != .closed else { return [] }
         return [self.schedule(.slowReader, after: self.configuration.slowReaderTimeout)]
     }
 
@@ -78,8 +78,7 @@ extension WebSocketSessionStateMachine {
     /// A timer scheduled by `scheduleTimer` fired. One cancelled or replaced since is ignored:
     /// its generation is no longer the pending one.
     public mutating func timerFired(_ timer: TimerID) -> [Action] {
-        guard self.pendingTimers[timer.kind] == timer.generation else { return [] }
-        self.pendingTimers[timer.kind] = nil
+        guard self.timers.fire(timer) else { return [] }
         switch timer.kind {
         case .open:
             guard self.stillAwaitingOpen else { return [] }

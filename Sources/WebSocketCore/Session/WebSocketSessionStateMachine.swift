@@ -57,21 +57,8 @@ public struct WebSocketSessionStateMachine {
         case slowReader
     }
 
-    /// One scheduling of a timer: a firing that was already under way when its timer was
-    /// cancelled or scheduled anew carries an older generation and changes nothing.
-    public struct TimerID: Sendable, Hashable {
-        public let kind: Timer
-        public let generation: UInt64
-    }
-
-    /// What the session limits said when the connection was upgraded.
-    public enum Admission: Sendable, Hashable {
-        case admitted
-        /// Refused by the named limit: told `policy-violation`.
-        case refused(limit: String)
-        /// Tether is draining: told `system-shutdown`, or sent to `redirect`.
-        case draining(redirect: String?)
-    }
+    /// One scheduling of a timer (see `TimerTable`).
+    public typealias TimerID = TimerTable<Timer>.ID
 
     public enum Action: Sendable, Hashable {
         /// Open the upstream stream with this header.
@@ -121,8 +108,8 @@ public struct WebSocketSessionStateMachine {
     private var openSent = false
     /// The client's `from` on `<open/>`, echoed as `to` (RFC 6120 §4.7.2).
     private var clientFrom: String?
-    /// XEP-0198 on the upstream stream (see `StreamManagementWatch`).
-    private var streamManagement = StreamManagementWatch()
+    /// XEP-0198 on the upstream stream, as the upstream stream's machine judged it.
+    private var streamManagementEnabled = false
     /// Why the session ended, once it is ending; `nil` while all is well (and for a normal end).
     public private(set) var end: WebSocketSessionEnd?
     /// Why the connection went, for the bounce metric.
@@ -133,9 +120,7 @@ public struct WebSocketSessionStateMachine {
     var fragments: FragmentedMessage?
     var pings = PingState()
     var clientIsReading = true
-    /// The generation of each pending timer.
-    var pendingTimers: [Timer: UInt64] = [:]
-    private var timerGenerations: UInt64 = 0
+    var timers = TimerTable<Timer>()
 
     /// - Parameter serves: whether a domain named in `<open to=…/>` is served.
     public init(configuration: Configuration = Configuration(), serves: @escaping (String) -> Bool) {
@@ -181,14 +166,14 @@ public struct WebSocketSessionStateMachine {
 
     // MARK: The connection
 
-    /// The upgrade is done and this handler is in place.
-    public mutating func start(_ admission: Admission) -> [Action] {
+    /// The upgrade is done and this handler is in place, with what admission said (a refusal
+    /// was already counted by whoever decided it).
+    public mutating func start(_ admission: SessionAdmission) -> [Action] {
         var actions = [self.schedule(.ping, after: self.configuration.pingInterval)]
         switch admission {
         case .admitted:
             actions.append(self.schedule(.open, after: self.configuration.openTimeout))
-        case .refused(let limit):
-            actions.append(.limitReached(limit))
+        case .refused:
             actions += self.violation(.policyViolation)
         case .draining(let redirect):
             actions += self.shutdown(redirect: redirect)
@@ -207,7 +192,7 @@ public struct WebSocketSessionStateMachine {
         case .awaitingOpen, .opening, .open:
             self.stream = .closing
             self.ending(uri == nil ? .streamError(.systemShutdown) : .redirected)
-            let closeUpstream = Action.closeUpstream(graceful: !self.streamManagement.isEnabled)
+            let closeUpstream = Action.closeUpstream(graceful: !self.streamManagementEnabled)
             if let uri {
                 return [closeUpstream, .sendText(WebSocketFraming.close(seeOtherURI: uri)), self.schedule(.close, after: self.configuration.closeTimeout)]
             }
@@ -229,8 +214,7 @@ public struct WebSocketSessionStateMachine {
     /// stream means "delivered" to the server, so each unwritten stanza is first answered as a
     /// server would (`StanzaBounce`, RFC 6120 §10.4.3) and then the stream is closed.
     public mutating func connectionLost(unwritten: [ByteBuffer] = []) -> [Action] {
-        let timers = Timer.allCases.filter { self.pendingTimers[$0] != nil }.map(Action.cancelTimer)
-        self.pendingTimers.removeAll()
+        let timers = Timer.allCases.filter { self.timers.cancel($0) }.map(Action.cancelTimer)
         self.handshake = .closed
         return self.streamLost(unwritten: unwritten, reason: self.lostReason) + timers
     }
@@ -263,7 +247,8 @@ public struct WebSocketSessionStateMachine {
             // §3.7: a restart after SASL; both sides' streams start afresh on the same connection.
             self.stream = .opening(domain: domain)
             self.openSent = false
-            self.streamManagement.streamRestarted()
+            // XEP-0198 §4: enabled per stream.
+            self.streamManagementEnabled = false
             return [.restartUpstream]
         case (.open, .element(let bytes)):
             return [.forwardUpstream(bytes)]
@@ -300,9 +285,10 @@ public struct WebSocketSessionStateMachine {
     }
 
     /// Server elements, each already self-contained: one message each.
-    public mutating func upstreamReceived(_ elements: [ByteBuffer]) -> [Action] {
+    /// `streamManagement`: whether XEP-0198 is on for the upstream stream after `elements`.
+    public mutating func upstreamReceived(_ elements: [ByteBuffer], streamManagement: Bool) -> [Action] {
         guard case .open = self.stream else { return [] }
-        for element in elements { self.streamManagement.serverSent(element) }
+        self.streamManagementEnabled = streamManagement
         return elements.map { .sendText($0) }
     }
 
@@ -353,7 +339,7 @@ public struct WebSocketSessionStateMachine {
         case .awaitingOpen, .closing, .closed: upstreamOpen = false
         }
         self.stream = .closed
-        guard upstreamOpen, !self.streamManagement.isEnabled else { return [.closeUpstream(graceful: false)] }
+        guard upstreamOpen, !self.streamManagementEnabled else { return [.closeUpstream(graceful: false)] }
         var bounces: [ByteBuffer] = []
         for stanza in unwritten {
             if case .bounce(let error) = StanzaBounce.outcome(for: stanza) { bounces.append(error) }
@@ -400,13 +386,11 @@ public struct WebSocketSessionStateMachine {
     // MARK: Timers
 
     mutating func schedule(_ timer: Timer, after delay: TimeAmount) -> Action {
-        self.timerGenerations += 1
-        self.pendingTimers[timer] = self.timerGenerations
-        return .scheduleTimer(TimerID(kind: timer, generation: self.timerGenerations), delay)
+        .scheduleTimer(self.timers.schedule(timer), delay)
     }
 
     mutating func cancel(_ timer: Timer) -> Action {
-        self.pendingTimers[timer] = nil
+        self.timers.cancel(timer)
         return .cancelTimer(timer)
     }
 }

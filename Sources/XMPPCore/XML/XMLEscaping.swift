@@ -4,7 +4,12 @@ public enum XMLEscaping {
     /// feed and carriage return as character references: a parser would turn them into spaces
     /// (attribute-value normalisation, XML 1.0 §3.3.3), changing the value (or a namespace URI).
     public static func escapeAttribute(_ value: String) -> String {
-        guard value.utf8.contains(where: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "'") || $0 == UInt8(ascii: "\"") || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
+        guard
+            value.utf8.contains(where: {
+                $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "'") || $0 == UInt8(ascii: "\"") || $0 == 0x09 || $0 == 0x0A
+                    || $0 == 0x0D
+            })
+        else {
             return value
         }
         var result = ""

@@ -460,6 +460,8 @@ public struct XMLElementSlice: Sendable {
     public var inheritedNamespaces: [XMLNamespaceDeclaration]
 }
 
+/// Why the framer stopped: broken XML, a construct Tether never accepts (DTDs, entities, comments,
+/// processing instructions), or a limit; the caller turns it into the transport's error.
 public enum XMLFramerError: Error, Hashable, Sendable, CustomStringConvertible {
     case notWellFormed(String)
     case forbiddenConstruct(String)

@@ -101,8 +101,6 @@ public struct UpstreamConfiguration: Sendable {
     /// Happy Eyeballs (RFC 8305 §5): a further address is attempted when this much time has
     /// passed without the earlier attempts connecting. Kept within 10 ms–2 s.
     public var connectionAttemptDelay: TimeAmount = HappyEyeballsStateMachine<SocketAddress>.defaultAttemptDelay
-    /// Told of every completed upstream TLS handshake (metrics).
-    public var tlsHandshakeObserver: (@Sendable (UpstreamTLSHandshake) -> Void)?
     public var streamOpenTimeout: TimeAmount = .seconds(15)
     public var framerLimits = XMLStreamFramer.Limits()
     /// Send a PROXY protocol header first on every upstream connection.
@@ -154,10 +152,18 @@ public struct UpstreamConnector: Sendable {
     public var configuration: UpstreamConfiguration
     /// Counts this connector's streams while they close (shared by the whole server).
     public let closing: ClosingStreams
+    /// Told of every completed TLS handshake (the server's metrics): a part of the server, not
+    /// of its configuration, so a reload cannot lose it.
+    public let tlsHandshakeObserver: (@Sendable (UpstreamTLSHandshake) -> Void)?
 
-    public init(configuration: UpstreamConfiguration, closing: ClosingStreams = ClosingStreams()) {
+    public init(
+        configuration: UpstreamConfiguration,
+        closing: ClosingStreams = ClosingStreams(),
+        tlsHandshakeObserver: (@Sendable (UpstreamTLSHandshake) -> Void)? = nil
+    ) {
         self.configuration = configuration
         self.closing = closing
+        self.tlsHandshakeObserver = tlsHandshakeObserver
     }
 
     /// Opens a stream for `header.to`. Must be called on `eventLoop`; the delegate is called there.
@@ -358,19 +364,19 @@ public struct UpstreamConnector: Sendable {
             try channel.pipeline.syncOperations.addHandler(tls, position: .first)
         }
         let handler = UpstreamChannelHandler(
-            machine: UpstreamStreamStateMachine(header: header, tlsPolicy: configuration.tlsPolicy(for: address, route: resolved.isRoute)),
-            prelude: streamPrelude,
+            machine: UpstreamStreamStateMachine(
+                header: header, tlsPolicy: configuration.tlsPolicy(for: address, route: resolved.isRoute), prelude: streamPrelude,
+                timeouts: .init(streamOpen: configuration.streamOpenTimeout, closing: configuration.closingTimeout)
+            ),
             framerLimits: configuration.framerLimits,
             tlsContext: configuration.tlsContext,
             serverHostname: header.to,
             addressIsLoopback: AddressPolicy.isLoopback(address),
-            streamOpenTimeout: configuration.streamOpenTimeout,
             maxQueuedBytes: configuration.maxQueuedBytes,
             slowReaderTimeout: configuration.slowReaderTimeout,
-            closingTimeout: configuration.closingTimeout,
             closingStreams: self.closing,
             directTLS: directTLS,
-            tlsHandshakeObserver: configuration.tlsHandshakeObserver,
+            tlsHandshakeObserver: self.tlsHandshakeObserver,
             logger: logger,
             delegate: delegate
         )

@@ -9,8 +9,10 @@ public protocol UpstreamStreamDelegate: AnyObject {
     /// The server's stream is open and negotiated (after STARTTLS when used).
     func upstreamOpened(_ info: StreamInfo, secure: Bool)
     /// Self-contained elements from the server, batched per read burst; `streamElements` when
-    /// one of them is a `stream:` element (features).
-    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool)
+    /// one of them is a `stream:` element (features); `streamManagement`: whether XEP-0198 is on
+    /// for the stream after them (`UpstreamStreamStateMachine.streamManagementEnabled`, the one
+    /// judgment of it: sessions decide by it whether a dying session bounces or stays resumable).
+    func upstreamReceived(_ elements: [ByteBuffer], streamElements: Bool, streamManagement: Bool)
     /// The server sent `<stream:error/>`; the connection is closing.
     func upstreamStreamError(_ error: ByteBuffer)
     /// The connection ended: `nil` after a clean `</stream:stream>`.
@@ -36,13 +38,12 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     private let tlsContext: NIOSSLContext?
     private let serverHostname: String
     private let addressIsLoopback: Bool
-    private let streamOpenTimeout: TimeAmount
     let maxQueuedBytes: Int
     private let slowReaderTimeout: TimeAmount
     private var slowReaderTimer: Scheduled<Void>?
-    private let closingTimeout: TimeAmount
     private let closingStreams: ClosingStreams
-    private var closingTimer: Scheduled<Void>?
+    /// The machine's timers, by kind, with the generation each was scheduled with.
+    private var timers: [UpstreamStreamStateMachine.Timer: (generation: UInt64, scheduled: Scheduled<Void>)] = [:]
     /// Told once how many in-flight stanzas were bounced while closing.
     private var closingReport: ((Int) -> Void)?
     private var bouncedWhileClosing = 0
@@ -55,25 +56,16 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     private var batch: [ByteBuffer] = []
     private var batchHasStreamElements = false
     private var finished = false
-    private var openTimeout: Scheduled<Void>?
     private var context: ChannelHandlerContext?
-    /// The handler may be added around the time the channel becomes active: start exactly once.
-    private var started = false
-
-    /// Bytes written before the stream header (a PROXY protocol header).
-    private let prelude: ByteBuffer?
 
     init(
         machine: UpstreamStreamStateMachine,
-        prelude: ByteBuffer? = nil,
         framerLimits: XMLStreamFramer.Limits,
         tlsContext: NIOSSLContext?,
         serverHostname: String,
         addressIsLoopback: Bool,
-        streamOpenTimeout: TimeAmount,
         maxQueuedBytes: Int = 1 << 20,
         slowReaderTimeout: TimeAmount = .seconds(10),
-        closingTimeout: TimeAmount = .seconds(3),
         closingStreams: ClosingStreams = ClosingStreams(),
         directTLS: Bool = false,
         tlsHandshakeObserver: (@Sendable (UpstreamTLSHandshake) -> Void)? = nil,
@@ -83,17 +75,14 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         self.directTLS = directTLS
         self.tlsHandshakeObserver = tlsHandshakeObserver
         self.logger = logger
-        self.closingTimeout = closingTimeout
         self.closingStreams = closingStreams
         self.maxQueuedBytes = maxQueuedBytes
         self.slowReaderTimeout = slowReaderTimeout
         self.machine = machine
-        self.prelude = prelude
         self.framer = XMLStreamFramer(limits: framerLimits)
         self.tlsContext = tlsContext
         self.serverHostname = serverHostname
         self.addressIsLoopback = addressIsLoopback
-        self.streamOpenTimeout = streamOpenTimeout
         self.delegate = delegate
     }
 
@@ -113,23 +102,12 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         context.fireChannelActive()
     }
 
+    /// Called from `handlerAdded` and `channelActive`, whichever sees the channel active: the
+    /// machine starts the stream once.
     private func start(context: ChannelHandlerContext) {
-        guard !self.started else { return }
-        self.started = true
-        let timeout = self.streamOpenTimeout
-        self.openTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-            guard let self, let context = self.context, !self.machine.isOpen else { return }
-            self.run(self.machine.fail(.timedOut("waiting for the server's stream")), context: context)
-        }
-        if let prelude = self.prelude {
-            context.write(self.wrapOutboundOut(prelude), promise: nil)
-        }
-        if self.directTLS {
-            self.tlsStarted = .now
-            self.run(self.machine.connectedOverTLS(), context: context)
-        } else {
-            self.run(self.machine.connected(), context: context)
-        }
+        let actions = self.directTLS ? self.machine.connectedOverTLS() : self.machine.connected()
+        if self.directTLS && !actions.isEmpty { self.tlsStarted = .now }
+        self.run(actions, context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -143,7 +121,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         for event in events where !self.finished || self.machine.isClosing {
-            self.run(self.machine.receive(event), context: context)
+            self.run(self.machine.receive(event, bufferedBytes: self.framer.bufferedBytes), context: context)
         }
     }
 
@@ -213,8 +191,7 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     /// Ends the stream because the server is not reading what is queued for it.
     func serverNotReading(context: ChannelHandlerContext) {
         guard !self.finished else { return }
-        self.finish(error: .serverNotReading(queuedBytes: self.maxQueuedBytes))
-        context.close(promise: nil)
+        self.run(self.machine.fail(.serverNotReading(queuedBytes: self.maxQueuedBytes)), context: context)
     }
 
     /// Called after each write: four times the limit is cut at once, whatever the timer says.
@@ -230,7 +207,9 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         self.flushBatch()
         self.finish(error: .closedByPeer)
         self.reportClosing()
-        self.closingTimer?.cancel()
+        // The connection is gone: nothing is left to wait for.
+        for timer in self.timers.values { timer.scheduled.cancel() }
+        self.timers.removeAll()
         context.fireChannelInactive()
     }
 
@@ -253,11 +232,6 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
                     self.run(self.machine.fail(.tlsHandshakeFailed("no TLS configuration")), context: context)
                     return
                 }
-                guard self.framer.bufferedBytes == 0 else {
-                    // Bytes after <proceed/> would be plaintext injected before TLS.
-                    self.run(self.machine.fail(.protocolViolation("data after <proceed/>")), context: context)
-                    return
-                }
                 do {
                     self.tlsStarted = .now
                     let handler = try NIOSSLClientHandler(context: tlsContext, serverHostname: self.serverHostname)
@@ -266,7 +240,6 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
                     self.run(self.machine.fail(.tlsHandshakeFailed(String(describing: error))), context: context)
                 }
             case .opened(let info):
-                self.openTimeout?.cancel()
                 self.delegate?.upstreamOpened(info, secure: self.machine.tlsEstablished || self.addressIsLoopback)
             case .deliver(let element):
                 let isStreamElement = element.name.namespace == XMLNamespaces.streams
@@ -299,14 +272,25 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
             case .finishClosing:
                 self.reportClosing()
                 guard context.channel.isActive else { continue }
+                // RFC 6120 §4.4: then wait for the server's closing tag (it closes the connection),
+                // reading and dropping what still comes: closing over unread bytes would reset the
+                // connection and could destroy the bounces before the server reads them. A server
+                // that never closes is closed when the machine's linger timer fires.
                 context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: StreamHeader.closing)), promise: nil)
-                // RFC 6120 §4.4: wait for the server's closing tag (it closes the connection), reading
-                // and dropping what still comes: closing over unread bytes would reset the
-                // connection and could destroy the bounces before the server reads them. A
-                // server that never closes is closed after the closing timeout.
-                self.closingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.closingTimeout) {
-                    context.close(promise: nil)
+            case .sendPrelude(let bytes):
+                context.write(self.wrapOutboundOut(bytes), promise: nil)
+            case .scheduleTimer(let timer, let delay):
+                self.timers[timer.kind]?.scheduled.cancel()
+                let scheduled = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+                    guard let self, let context = self.context else { return }
+                    if self.timers[timer.kind]?.generation == timer.generation { self.timers[timer.kind] = nil }
+                    self.run(self.machine.timerFired(timer), context: context)
                 }
+                self.timers[timer.kind] = (timer.generation, scheduled)
+            case .cancelTimer(let timer):
+                self.timers.removeValue(forKey: timer)?.scheduled.cancel()
+            case .closeConnection:
+                context.close(promise: nil)
             }
         }
     }
@@ -317,13 +301,12 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
         let streamElements = self.batchHasStreamElements
         self.batch = []
         self.batchHasStreamElements = false
-        self.delegate?.upstreamReceived(batch, streamElements: streamElements)
+        self.delegate?.upstreamReceived(batch, streamElements: streamElements, streamManagement: self.machine.streamManagementEnabled)
     }
 
     private func finish(error: UpstreamError?) {
         guard !self.finished else { return }
         self.finished = true
-        self.openTimeout?.cancel()
         self.slowReaderTimer?.cancel()
         let delegate = self.delegate
         self.delegate = nil
@@ -348,10 +331,6 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
             self.closingReport = bounced
             // A session whose client stopped reading paused this side: it must be read now.
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-            self.closingTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.closingTimeout) { [weak self] in
-                guard let self, let context = self.context else { return }
-                self.run(self.machine.closingTimedOut(), context: context)
-            }
         } else {
             if started { self.closingStreams.end() }
             bounced(0)
@@ -362,8 +341,6 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     private func reportClosing() {
         guard let report = self.closingReport else { return }
         self.closingReport = nil
-        self.closingTimer?.cancel()
-        self.closingTimer = nil
         self.closingStreams.end()
         report(self.bouncedWhileClosing)
     }
@@ -372,6 +349,5 @@ final class UpstreamChannelHandler: ChannelInboundHandler, RemovableChannelHandl
     func detach() {
         self.finished = true
         self.delegate = nil
-        self.openTimeout?.cancel()
     }
 }

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Keeps Tether from being an open proxy into private networks (PROTOCOL.md, "open-proxy abuse").
 ///

@@ -8,6 +8,8 @@ public enum ProxyProtocolVersion: String, Hashable, Sendable, CaseIterable {
     case v2
 }
 
+/// The client's address and the listener it reached, sent ahead of the stream (HAProxy's PROXY
+/// protocol) so a server behind Tether can see, log and limit the real client.
 public struct ProxyProtocolHeader: Hashable, Sendable {
     /// The client (browser) address and port.
     public var source: SocketAddress

@@ -59,12 +59,41 @@ public enum UpstreamError: Error, Hashable, Sendable, CustomStringConvertible {
 /// The client side of RFC 6120 stream negotiation that Tether handles itself: the stream header,
 /// STARTTLS, and restarts. Everything after (SASL, bind, stanzas) is relayed untouched.
 public struct UpstreamStreamStateMachine {
+    /// What the stream waits for under a timer.
+    public enum Timer: Hashable, Sendable, CaseIterable {
+        /// The server's stream header and features (RFC 6120 §4.3), from the connection's start.
+        case streamOpen
+        /// The server's answer to the closing ping (see `close(barrierID:)`).
+        case closingBarrier
+        /// After `</stream:stream>`: the server's own closing tag and the end of the connection (§4.4).
+        case linger
+    }
+
+    public typealias TimerID = TimerTable<Timer>.ID
+
+    public struct Timeouts: Sendable, Hashable {
+        public var streamOpen: TimeAmount
+        /// Both the closing ping's answer and the server's closing tag get this long.
+        public var closing: TimeAmount
+
+        public init(streamOpen: TimeAmount = .seconds(15), closing: TimeAmount = .seconds(3)) {
+            self.streamOpen = streamOpen
+            self.closing = closing
+        }
+    }
+
     public enum Action {
         /// Write these bytes (a stream header or `<starttls/>`).
         case send(String)
+        /// Write these bytes first, before anything of XMPP (a PROXY protocol header).
+        case sendPrelude(ByteBuffer)
+        case scheduleTimer(TimerID, TimeAmount)
+        case cancelTimer(Timer)
+        /// Close the TCP connection now (the server did not close it after `</stream:stream>`).
+        case closeConnection
         /// Reset the XML framer: a new stream starts on the same connection.
         case resetFramer
-        /// Put TLS at the front of the pipeline now, then call `tlsEstablished()`.
+        /// Put TLS at the front of the pipeline now, then call `tlsHandshakeCompleted()`.
         case startTLS
         /// The usable stream (re)opened.
         case opened(StreamInfo)
@@ -99,7 +128,11 @@ public struct UpstreamStreamStateMachine {
 
     public let header: StreamHeader
     public let tlsPolicy: UpstreamTLSPolicy
+    public let timeouts: Timeouts
+    /// Sent before the stream header (a PROXY protocol header), in the clear.
+    private let prelude: ByteBuffer?
     private var state: State = .idle
+    private var timers = TimerTable<Timer>()
     /// A resource is bound on the stream: from here on the server routes stanzas to it, so some
     /// may be on their way at any moment.
     public private(set) var isBound = false
@@ -107,9 +140,11 @@ public struct UpstreamStreamStateMachine {
     /// then answers for every unacknowledged stanza itself, so a closing stream bounces nothing.
     public private(set) var streamManagementEnabled = false
 
-    public init(header: StreamHeader, tlsPolicy: UpstreamTLSPolicy) {
+    public init(header: StreamHeader, tlsPolicy: UpstreamTLSPolicy, prelude: ByteBuffer? = nil, timeouts: Timeouts = Timeouts()) {
         self.header = header
         self.tlsPolicy = tlsPolicy
+        self.prelude = prelude
+        self.timeouts = timeouts
     }
 
     public var isOpen: Bool {
@@ -129,9 +164,12 @@ public struct UpstreamStreamStateMachine {
         return false
     }
 
+    /// The TCP connection is up. The I/O side may learn it twice (a handler added around the
+    /// moment the channel becomes active): only the first call starts the stream.
     public mutating func connected() -> [Action] {
+        guard self.state == .idle else { return [] }
         self.state = .awaitingHeader(tlsDone: false)
-        return [.send(self.header.serialized)]
+        return self.starting() + [.send(self.header.serialized)]
     }
 
     /// Direct TLS (XEP-0368): the connection negotiates TLS from its first byte, so nothing is
@@ -140,7 +178,30 @@ public struct UpstreamStreamStateMachine {
     public mutating func connectedOverTLS() -> [Action] {
         guard self.state == .idle else { return [] }
         self.state = .handshaking
-        return []
+        return self.starting()
+    }
+
+    /// The prelude, and the time the server has to open its stream.
+    private mutating func starting() -> [Action] {
+        let prelude = self.prelude.map { [Action.sendPrelude($0)] } ?? []
+        return prelude + [.scheduleTimer(self.timers.schedule(.streamOpen), self.timeouts.streamOpen)]
+    }
+
+    /// A timer scheduled by this machine fired; one cancelled or replaced since does nothing.
+    public mutating func timerFired(_ timer: TimerID) -> [Action] {
+        guard self.timers.fire(timer) else { return [] }
+        switch timer.kind {
+        case .streamOpen:
+            switch self.state {
+            case .open, .closing, .closed: return []
+            case .idle, .awaitingHeader, .awaitingFeatures, .awaitingProceed, .handshaking:
+                return self.fail(.timedOut("waiting for the server's stream"))
+            }
+        case .closingBarrier:
+            return self.closingTimedOut()
+        case .linger:
+            return [.closeConnection]
+        }
     }
 
     /// The client restarts the stream (after SASL): new header, same TCP connection (XEP-0206 §5, RFC 7395 §3.7).
@@ -162,7 +223,9 @@ public struct UpstreamStreamStateMachine {
         return [.resetFramer, .send(self.header.serialized)]
     }
 
-    public mutating func receive(_ event: XMLStreamFramer.Event) -> [Action] {
+    /// One event of the framer; `bufferedBytes`: what the framer holds beyond the events of
+    /// the read so far (bytes after `<proceed/>` would be plaintext injected before TLS).
+    public mutating func receive(_ event: XMLStreamFramer.Event, bufferedBytes: Int = 0) -> [Action] {
         switch (self.state, event) {
         case (.closing(let barrierID), _):
             return self.receiveWhileClosing(event, barrierID: barrierID)
@@ -178,10 +241,10 @@ public struct UpstreamStreamStateMachine {
             return []
         case (_, .rootClosed):
             self.state = .closed
-            return [.closed]
+            return self.cancelAll() + [.closed]
         case (_, .element(let element)) where element.name.localName == "error" && element.name.namespace == XMLNamespaces.streams:
             self.state = .closed
-            return [.streamError(element.standaloneBytes())]
+            return self.cancelAll() + [.streamError(element.standaloneBytes())]
         case (.awaitingFeatures(let tlsDone, let info), .element(let element)):
             guard element.name.localName == "features", element.name.namespace == XMLNamespaces.streams else {
                 return self.fail(.protocolViolation("expected <stream:features>, got <\(element.name)>"))
@@ -197,12 +260,15 @@ public struct UpstreamStreamStateMachine {
                 }
             }
             self.state = .open(tlsDone: tlsDone)
-            return [.opened(info), .deliver(element)]
+            return self.cancel(.streamOpen) + [.opened(info), .deliver(element)]
         case (.awaitingProceed, .element(let element)):
             guard element.name.namespace == XMLNamespaces.tls else {
                 return self.fail(.protocolViolation("expected STARTTLS answer, got <\(element.name)>"))
             }
             if element.name.localName == "proceed" {
+                // RFC 6120 §5.4.3.3: TLS starts right after <proceed/>; anything the server
+                // sent after it in the clear is not to be trusted.
+                guard bufferedBytes == 0 else { return self.fail(.protocolViolation("data after <proceed/>")) }
                 self.state = .handshaking
                 return [.startTLS]
             }
@@ -237,12 +303,15 @@ public struct UpstreamStreamStateMachine {
             guard let barrierID else { fallthrough }
             self.state = .closing(barrierID: barrierID)
             let to = self.header.to.isEmpty ? "" : " to='\(XMLEscaping.escapeAttribute(self.header.to))'"
-            return [.send("<iq type='get' id='\(XMLEscaping.escapeAttribute(barrierID))'\(to)><ping xmlns='urn:xmpp:ping'/></iq>")]
+            return self.cancel(.streamOpen) + [
+                .send("<iq type='get' id='\(XMLEscaping.escapeAttribute(barrierID))'\(to)><ping xmlns='urn:xmpp:ping'/></iq>"),
+                .scheduleTimer(self.timers.schedule(.closingBarrier), self.timeouts.closing),
+            ]
         case .idle, .awaitingHeader, .awaitingFeatures, .awaitingProceed, .handshaking, .open:
             // Nothing in flight can be lost: no resource is bound (nothing is routed to the
             // stream), XEP-0198 is on (the server answers for it), or no barrier is allowed.
             self.state = .closed
-            return [.finishClosing]
+            return self.finishClosing()
         }
     }
 
@@ -251,19 +320,19 @@ public struct UpstreamStreamStateMachine {
     public mutating func closingTimedOut() -> [Action] {
         guard self.isClosing else { return [] }
         self.state = .closed
-        return [.finishClosing]
+        return self.finishClosing()
     }
 
     private mutating func receiveWhileClosing(_ event: XMLStreamFramer.Event, barrierID: String) -> [Action] {
         guard case .element(let element) = event else {
             // The server closed first (or restarted, which it may not): nothing more will come.
             self.state = .closed
-            return [.finishClosing]
+            return self.finishClosing()
         }
         if element.name.namespace == XMLNamespaces.streams {
             // A stream error (or features): the server is ending the stream itself.
             self.state = .closed
-            return [.finishClosing]
+            return self.finishClosing()
         }
         let bytes = element.standaloneBytes()
         if element.name.localName == "iq", let iq = try? XMLElement.parse(bytes, maxDepth: 64), iq.attribute("id") == barrierID,
@@ -272,7 +341,7 @@ public struct UpstreamStreamStateMachine {
             iq.attribute("from").map({ $0.lowercased() == self.header.to.lowercased() }) ?? true
         {
             self.state = .closed
-            return [.finishClosing]
+            return self.finishClosing()
         }
         if case .bounce(let error) = StanzaBounce.outcome(for: bytes) { return [.bounce(error)] }
         return []
@@ -304,7 +373,8 @@ public struct UpstreamStreamStateMachine {
             self.isBound = true
         case ("success", Self.sasl2Namespace):
             guard let success = try? XMLElement.parse(element.standaloneBytes(), maxDepth: 64) else { return }
-            self.isBound = success.children.contains { $0.name.localName == "bound" && $0.name.namespace == Self.bind2Namespace }
+            self.isBound =
+                success.children.contains { $0.name.localName == "bound" && $0.name.namespace == Self.bind2Namespace }
                 || success.children.contains { $0.name.localName == "resumed" && ($0.name.namespace ?? "").hasPrefix(Self.streamManagementPrefix) }
             func enables(_ element: XMPPCore.XMLElement) -> Bool {
                 (["enabled", "resumed"].contains(element.name.localName) && (element.name.namespace ?? "").hasPrefix(Self.streamManagementPrefix))
@@ -324,6 +394,19 @@ public struct UpstreamStreamStateMachine {
     public mutating func fail(_ error: UpstreamError) -> [Action] {
         guard self.state != .closed else { return [] }
         self.state = .closed
-        return [.fail(error)]
+        return self.cancelAll() + [.fail(error)]
+    }
+
+    /// `</stream:stream>`, then the server gets `timeouts.closing` to close the connection.
+    private mutating func finishClosing() -> [Action] {
+        self.cancelAll() + [.finishClosing, .scheduleTimer(self.timers.schedule(.linger), self.timeouts.closing)]
+    }
+
+    private mutating func cancel(_ timer: Timer) -> [Action] {
+        self.timers.cancel(timer) ? [.cancelTimer(timer)] : []
+    }
+
+    private mutating func cancelAll() -> [Action] {
+        Timer.allCases.flatMap { self.cancel($0) }
     }
 }

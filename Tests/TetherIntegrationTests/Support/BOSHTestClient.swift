@@ -69,7 +69,7 @@ final class BOSHTestClient: @unchecked Sendable {
         while true {
             do {
                 return try await self.postOnce(text, headers: extra, timeout: timeout)
-            } catch where self.resendsOnConnectionLoss && attempt < 3 && (error is HTTPClientError || error is ChannelError) {
+            } catch  where self.resendsOnConnectionLoss && attempt < 3 && (error is HTTPClientError || error is ChannelError) {
                 attempt += 1
                 self.resends += 1
             }
@@ -107,7 +107,8 @@ final class BOSHTestClient: @unchecked Sendable {
     func create(to domain: String = "localhost", wait: Int = 2, hold: Int = 1, extra: String? = nil) async throws -> ParsedBody {
         let extra = extra ?? self.creationAttributes
         self.rid += 1
-        let body = "<body rid='\(self.rid)' to='\(domain)' wait='\(wait)' hold='\(hold)' \(extra) xml:lang='en' xmpp:version='1.0' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>"
+        let body =
+            "<body rid='\(self.rid)' to='\(domain)' wait='\(wait)' hold='\(hold)' \(extra) xml:lang='en' xmpp:version='1.0' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>"
         let response = try await self.post(body)
         self.sid = response.attributes["sid"]
         return response
@@ -153,7 +154,8 @@ final class BOSHTestClient: @unchecked Sendable {
         if !bindFeatures.contains(where: { $0.contains("urn:ietf:params:xml:ns:xmpp-bind") }) {
             bindFeatures += try await self.receive(until: { $0.contains("urn:ietf:params:xml:ns:xmpp-bind") })
         }
-        let bind = try await self.send("<iq type='set' id='bind1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>\(resource)</resource></bind></iq>")
+        let bind = try await self.send(
+            "<iq type='set' id='bind1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>\(resource)</resource></bind></iq>")
         var bound = bind.children
         if !bound.contains(where: { $0.contains("bind1") }) {
             bound += try await self.receive(until: { $0.contains("bind1") })

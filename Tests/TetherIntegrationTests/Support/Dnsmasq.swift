@@ -18,10 +18,12 @@ func withDnsmasq(srvHosts: [String], hostRecords: [String] = [], _ body: (Int) a
     defer { try? FileManager.default.removeItem(atPath: log) }
     for _ in 0..<5 {
         let port = try freePort()
-        let process = try ChildProcess.spawn("/usr/sbin/dnsmasq", [
-            "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root", "--pid-file=",
-            "--port=\(port)", "--listen-address=127.0.0.1", "--bind-interfaces", "--local=/test/", "--log-facility=-",
-        ] + srvHosts.map { "--srv-host=\($0)" } + hostRecords.map { "--host-record=\($0)" }, stderr: log)
+        let process = try ChildProcess.spawn(
+            "/usr/sbin/dnsmasq",
+            [
+                "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root", "--pid-file=",
+                "--port=\(port)", "--listen-address=127.0.0.1", "--bind-interfaces", "--local=/test/", "--log-facility=-",
+            ] + srvHosts.map { "--srv-host=\($0)" } + hostRecords.map { "--host-record=\($0)" }, stderr: log)
         // Ready when it answers (NXDOMAIN for a name under --local); a loaded machine can take a while.
         let probe = SystemSRVResolver(nameserver: ("127.0.0.1", port), timeoutSeconds: 1, attempts: 1)
         var ready = false

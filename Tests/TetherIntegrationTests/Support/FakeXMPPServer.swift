@@ -37,7 +37,8 @@ final class FakeXMPPServer: Sendable {
             let text = String(buffer: bytes)
             self.state.received.withLock { $0 += bytes.readableBytesView }
             if text.contains("<stream:stream") && !self.silent {
-                let reply = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='fake' from='localhost' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+                let reply =
+                    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='fake' from='localhost' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
                 context.writeAndFlush(NIOAny(ByteBuffer(string: reply)), promise: nil)
                 if self.stopsReading {
                     // A server that stalls mid-stream: from now on nothing is read from Tether.
@@ -71,7 +72,8 @@ final class FakeXMPPServer: Sendable {
         if stopsReading {
             bootstrap = bootstrap.serverChannelOption(.socketOption(.so_rcvbuf), value: 4096)
         }
-        let server = try await bootstrap
+        let server =
+            try await bootstrap
             .childChannelInitializer { channel in channel.pipeline.addHandler(Handler(state: state, silent: silent, stopsReading: stopsReading)) }
             .bind(host: host, port: port).get()
         return FakeXMPPServer(port: server.localAddress!.port!, server: server, state: state)

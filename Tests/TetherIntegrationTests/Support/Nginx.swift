@@ -30,7 +30,9 @@ final class NginxServer: @unchecked Sendable {
     /// that local address (so a test can tell nginx from its own client on loopback);
     /// `passForwarded` drops the line that clears a client's `Forwarded` header (an older or
     /// hand-written config), to show Tether itself does not believe it.
-    static func adapt(_ shipped: String, directory: URL, listenPort: Int, tetherPorts: [Int], plainHTTP: Bool = false, proxyBind: String? = nil, passForwarded: Bool = false) -> String {
+    static func adapt(_ shipped: String, directory: URL, listenPort: Int, tetherPorts: [Int], plainHTTP: Bool = false, proxyBind: String? = nil, passForwarded: Bool = false)
+        -> String
+    {
         var text = shipped
         for (index, port) in tetherPorts.enumerated() {
             let shippedPort = tetherPorts.count == 1 && shipped.contains("127.0.0.1:5280") ? 5280 : 5281 + index
@@ -43,7 +45,8 @@ final class NginxServer: @unchecked Sendable {
             text = text.replacingOccurrences(of: "proxy_pass http://tether;", with: "proxy_pass http://tether;\n        proxy_bind \(proxyBind);")
             text = text.replacingOccurrences(of: "proxy_pass http://tether_websocket;", with: "proxy_pass http://tether_websocket;\n        proxy_bind \(proxyBind);")
         }
-        return text
+        return
+            text
             .replacingOccurrences(of: "listen 443 ssl;", with: plainHTTP ? "listen 127.0.0.1:\(listenPort);" : "listen 127.0.0.1:\(listenPort) ssl;")
             .replacingOccurrences(of: "listen [::]:443 ssl;", with: "")
             .replacingOccurrences(of: "/etc/ssl/certs/chat.example.org.pem", with: directory.appendingPathComponent("localhost.crt").path)
@@ -57,22 +60,22 @@ final class NginxServer: @unchecked Sendable {
         let temp = directory.appendingPathComponent("tmp").path
         try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: true)
         try """
-            user root;
-            worker_processes 1;
-            daemon off;
-            pid \(directory.path)/nginx.pid;
-            error_log \(directory.path)/error.log info;
-            events { worker_connections 1024; }
-            http {
-                access_log \(directory.path)/access.log;
-                client_body_temp_path \(temp)/body;
-                proxy_temp_path \(temp)/proxy;
-                fastcgi_temp_path \(temp)/fastcgi;
-                uwsgi_temp_path \(temp)/uwsgi;
-                scgi_temp_path \(temp)/scgi;
-                include tether.conf;
-            }
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        user root;
+        worker_processes 1;
+        daemon off;
+        pid \(directory.path)/nginx.pid;
+        error_log \(directory.path)/error.log info;
+        events { worker_connections 1024; }
+        http {
+            access_log \(directory.path)/access.log;
+            client_body_temp_path \(temp)/body;
+            proxy_temp_path \(temp)/proxy;
+            fastcgi_temp_path \(temp)/fastcgi;
+            uwsgi_temp_path \(temp)/uwsgi;
+            scgi_temp_path \(temp)/scgi;
+            include tether.conf;
+        }
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
@@ -86,7 +89,9 @@ final class NginxServer: @unchecked Sendable {
         return (directory, caFile)
     }
 
-    static func start(tetherPorts: [Int], config: String = "tether.conf", plainHTTP: Bool = false, proxyBind: String? = nil, passForwarded: Bool = false) async throws -> NginxServer {
+    static func start(tetherPorts: [Int], config: String = "tether.conf", plainHTTP: Bool = false, proxyBind: String? = nil, passForwarded: Bool = false) async throws
+        -> NginxServer
+    {
         let (directory, caFile) = try await Self.makeDirectory()
         let port = try freePort()
         let shipped = try String(contentsOf: Self.kit.appendingPathComponent(config), encoding: .utf8)

@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A private Prosody 0.12 (Debian's package) for one test: its own directory (under /dev/shm,
 /// see `baseDirectory`) with config, data, pidfile, certificates and log; listening on
@@ -365,9 +366,10 @@ final class ProsodyServer: Sendable {
 
     /// The last lines of Prosody's log (and anything it printed to the console), for failing tests.
     func logTail(lines: Int = 40) -> String {
-        var text = (try? String(contentsOfFile: self.logPath, encoding: .utf8)).map {
-            $0.split(separator: "\n").suffix(lines).joined(separator: "\n")
-        } ?? "(no log at \(self.logPath))"
+        var text =
+            (try? String(contentsOfFile: self.logPath, encoding: .utf8)).map {
+                $0.split(separator: "\n").suffix(lines).joined(separator: "\n")
+            } ?? "(no log at \(self.logPath))"
         let console = [self.consolePath, self.directory.appendingPathComponent("console.err").path]
             .compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.joined()
             .split(separator: "\n").filter { !Self.isDependencyBanner($0) }
@@ -419,8 +421,9 @@ final class ProsodyServer: Sendable {
     }
 
     private static func acceptsTCP(port: Int) async -> Bool {
-        guard let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(1)).connect(host: "127.0.0.1", port: port).get()
+        guard
+            let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(1)).connect(host: "127.0.0.1", port: port).get()
         else { return false }
         try? await channel.close()
         return true

@@ -15,7 +15,7 @@ final class RawConnection: Sendable {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var buffer = self.unwrapInboundIn(data)
-            self.bytes.withLock { $0.writeBuffer(&buffer) }
+            self.bytes.withLock { _ = $0.writeBuffer(&buffer) }
         }
 
         func channelInactive(context: ChannelHandlerContext) {

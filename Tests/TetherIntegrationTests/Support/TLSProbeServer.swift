@@ -125,7 +125,8 @@ final class TLSProbeServer: Sendable {
             let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='probe' from='probe.test' version='1.0'>"
             if self.received.contains("<stream:stream") {
                 self.received = ""
-                let features = self.tlsDone || self.mode == .directTLS
+                let features =
+                    self.tlsDone || self.mode == .directTLS
                     ? "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
                     : "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"
                 context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: header + features)), promise: nil)

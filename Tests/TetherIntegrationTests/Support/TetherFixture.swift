@@ -4,14 +4,16 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
-import TetherServer
 import Synchronization
+import TetherServer
 import XMPPUpstream
 
 /// A Tether running in this process on a free loopback port, in front of a real upstream.
 struct TetherFixture {
     let server: TetherServer
     let port: Int
+    /// Every bound port: the `listen` ones, then the `listenTLS` ones.
+    let ports: [Int]
     let logs: LogCapture
     var boshURL: String { "http://127.0.0.1:\(self.port)/http-bind" }
 
@@ -45,7 +47,7 @@ struct TetherFixture {
         let server = TetherServer(configuration: configuration, logger: logger)
         let addresses = try await server.start()
         guard let port = addresses.first?.port else { throw TestFailure("no bound port") }
-        return TetherFixture(server: server, port: port, logs: capture)
+        return TetherFixture(server: server, port: port, ports: addresses.compactMap(\.port), logs: capture)
     }
 }
 

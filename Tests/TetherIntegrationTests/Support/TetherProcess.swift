@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The `tether` executable (the build's `.build/debug/tether`) serving on a free loopback port,
 /// as an operator runs it: what a stranger on the network reaches. Stopped by PID.

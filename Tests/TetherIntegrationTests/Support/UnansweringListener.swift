@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A TCP listener on [::1]:`port` that never accepts and whose accept queue is full, so the
 /// kernel drops every further SYN unanswered: to a client, an address that blackholes (its

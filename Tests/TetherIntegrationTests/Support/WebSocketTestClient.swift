@@ -55,7 +55,8 @@ final class WebSocketTestClient: Sendable {
         var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         // Another loopback address (all of 127/8 is this host's): another client to Tether.
         if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
-        let channel = try await bootstrap
+        let channel =
+            try await bootstrap
             .channelInitializer { channel in
                 let upgrader = NIOWebSocketClientUpgrader(
                     requestKey: Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString(),
@@ -65,7 +66,8 @@ final class WebSocketTestClient: Sendable {
                         negotiated.withLockedValue { $0 = response.headers.first(name: "sec-websocket-protocol") }
                         negotiatedExtensions.withLockedValue { $0 = response.headers.first(name: "sec-websocket-extensions") }
                         return channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: 1 << 22))
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: 1 << 22))
                             try channel.pipeline.syncOperations.addHandler(Collector(inbox: inbox, answersPings: answersPings))
                             upgraded.succeed()
                         }

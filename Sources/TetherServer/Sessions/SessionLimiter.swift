@@ -65,6 +65,9 @@ final class SessionLimiter: Sendable {
         return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":") + "::/64"
     }
 
+    /// How many addresses' buckets are remembered (bounded: see `admit`).
+    var rememberedAddresses: Int { self.state.withLock { $0.buckets.count } }
+
     /// Counts a new session for `address`, or says which limit refuses it.
     func admit(_ address: String, now: NIODeadline = .now()) -> Refusal? {
         let address = Self.client(address)
@@ -86,10 +89,21 @@ final class SessionLimiter: Sendable {
             state.total += 1
             state.peak = max(state.peak, state.total)
             state.perAddress[address, default: 0] += 1
-            if state.buckets.count > 4 * max(1, state.perAddress.count) + 1024 {
+            let bound = 4 * max(1, state.perAddress.count) + 1024
+            if state.buckets.count > bound {
                 // Forget addresses with no session whose bucket has refilled: the map stays bounded.
                 state.buckets = state.buckets.filter { entry in
                     state.perAddress[entry.key] != nil || Double((now - entry.value.at).nanoseconds) / 1e9 * rate + entry.value.tokens < burst
+                }
+                if state.buckets.count > bound / 2 {
+                    // Many fresh addresses at once (or a rate of 0, whose buckets never refill):
+                    // forget the longest-idle ones without a session, down to half the bound, so
+                    // the next admissions do not each pay this pass again (regression: an O(n)
+                    // filter that removed nothing ran on every admission).
+                    let idle = state.buckets.filter { state.perAddress[$0.key] == nil }.sorted { $0.value.at < $1.value.at }
+                    for entry in idle.prefix(state.buckets.count - bound / 2) {
+                        state.buckets[entry.key] = nil
+                    }
                 }
             }
             return nil

@@ -6,8 +6,8 @@ import XMPPCore
 /// for prebinding: a web application's backend asks Tether to log a user in, and the browser
 /// later attaches to the session with its sid and next rid. No I/O: each BOSH answer's children
 /// go in, what to send next comes out.
-public struct PrebindLoginStateMachine {
-    public enum Next: Equatable, Sendable {
+struct PrebindLoginStateMachine {
+    enum Next: Equatable, Sendable {
         /// Send these payloads in the next request.
         case send([ByteBuffer])
         /// Send a restart request (XEP-0206 §5).
@@ -28,22 +28,22 @@ public struct PrebindLoginStateMachine {
         case done
     }
 
-    public static let bindID = "tether-prebind-bind"
-    public static let sessionID = "tether-prebind-session"
+    static let bindID = "tether-prebind-bind"
+    static let sessionID = "tether-prebind-session"
 
     private var state = State.awaitingFeatures
     private let username: String
     private let password: String
     private let resource: String?
 
-    public init(username: String, password: String, resource: String?) {
+    init(username: String, password: String, resource: String?) {
         self.username = username
         self.password = password
         self.resource = resource
     }
 
     /// The children of one BOSH answer, in order.
-    public mutating func received(_ elements: [XMLElement]) -> Next {
+    mutating func received(_ elements: [XMLElement]) -> Next {
         for element in elements {
             if element.name.localName == "error", element.name.namespace == XMLNamespaces.streams {
                 self.state = .done
@@ -120,7 +120,7 @@ public struct PrebindLoginStateMachine {
 }
 
 /// Why a prebind login did not complete.
-public enum PrebindFailure: Error, Hashable, Sendable, CustomStringConvertible {
+enum PrebindFailure: Error, Hashable, Sendable, CustomStringConvertible {
     /// The server does not offer SASL PLAIN over this stream.
     case plainNotOffered
     /// SASL failed with this condition (`not-authorized`, …).
@@ -131,7 +131,7 @@ public enum PrebindFailure: Error, Hashable, Sendable, CustomStringConvertible {
     /// The BOSH session ended with this terminate condition.
     case terminated(String)
 
-    public var description: String {
+    var description: String {
         switch self {
         case .plainNotOffered: return "the server does not offer SASL PLAIN"
         case .authenticationFailed(let condition): return "authentication failed: \(condition)"

@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 import XMPPCore
 
-@testable import BOSHCore
+@testable import TetherServer
 
 /// The prebind login sequence, fed with the elements a server sends (RFC 6120 §6, §7).
 @Suite("Prebind login state machine")
@@ -11,8 +11,12 @@ struct PrebindLoginStateMachineTests {
         try! XMLElement.parse(ByteBuffer(string: text))
     }
 
-    static let saslFeatures = element("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>")
-    static let bindFeatures = element("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>")
+    static let saslFeatures = element(
+        "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    )
+    static let bindFeatures = element(
+        "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session></stream:features>"
+    )
     static let success = element("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
 
     static func payloadText(_ next: PrebindLoginStateMachine.Next) -> String? {
@@ -27,8 +31,11 @@ struct PrebindLoginStateMachineTests {
         // base64("\0alice\0secret")
         #expect(Self.payloadText(machine.received([Self.saslFeatures])) == "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>")
         #expect(machine.received([Self.success]) == .restart)
-        #expect(Self.payloadText(machine.received([Self.bindFeatures])) == "<iq xmlns='jabber:client' type='set' id='tether-prebind-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web &amp; co</resource></bind></iq>")
-        let bound = Self.element("<iq xmlns='jabber:client' type='result' id='tether-prebind-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/web &amp; co</jid></bind></iq>")
+        #expect(
+            Self.payloadText(machine.received([Self.bindFeatures]))
+                == "<iq xmlns='jabber:client' type='set' id='tether-prebind-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web &amp; co</resource></bind></iq>")
+        let bound = Self.element(
+            "<iq xmlns='jabber:client' type='result' id='tether-prebind-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/web &amp; co</jid></bind></iq>")
         #expect(machine.received([bound]) == .finished(jid: "alice@localhost/web & co"))
     }
 
@@ -37,7 +44,9 @@ struct PrebindLoginStateMachineTests {
         var machine = PrebindLoginStateMachine(username: "a", password: "p", resource: nil)
         _ = machine.received([Self.saslFeatures])
         _ = machine.received([Self.success])
-        let features = Self.element("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></stream:features>")
+        let features = Self.element(
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></stream:features>"
+        )
         #expect(Self.payloadText(machine.received([features]))?.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'></bind>") == true)
         let bound = Self.element("<iq xmlns='jabber:client' type='result' id='tether-prebind-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>a@d/r1</jid></bind></iq>")
         #expect(Self.payloadText(machine.received([bound]))?.contains("xmpp-session") == true)
@@ -52,14 +61,17 @@ struct PrebindLoginStateMachineTests {
         #expect(wrong.received([failure]) == .failed(.authenticationFailed("not-authorized")))
 
         var noPlain = PrebindLoginStateMachine(username: "a", password: "p", resource: nil)
-        let scramOnly = Self.element("<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>")
+        let scramOnly = Self.element(
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>"
+        )
         #expect(noPlain.received([scramOnly]) == .failed(.plainNotOffered))
 
         var refused = PrebindLoginStateMachine(username: "a", password: "p", resource: "r")
         _ = refused.received([Self.saslFeatures])
         _ = refused.received([Self.success])
         _ = refused.received([Self.bindFeatures])
-        let error = Self.element("<iq xmlns='jabber:client' type='error' id='tether-prebind-bind'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+        let error = Self.element(
+            "<iq xmlns='jabber:client' type='error' id='tether-prebind-bind'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
         #expect(refused.received([error]) == .failed(.bindFailed("conflict")))
 
         var broken = PrebindLoginStateMachine(username: "a", password: "p", resource: nil)

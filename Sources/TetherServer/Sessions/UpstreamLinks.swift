@@ -1,0 +1,40 @@
+import Logging
+import NIOCore
+import XMPPCore
+import XMPPUpstream
+
+/// How a session of either transport opens its upstream stream: one connector setup (the
+/// server's streams still closing, its TLS handshake metrics) and one measurement and log line
+/// per connect, whichever transport asked.
+struct UpstreamLinks: Sendable {
+    let closing: ClosingStreams
+    let metrics: TetherMetrics
+
+    /// A connector for the configuration in effect when the session started.
+    func connector(_ configuration: UpstreamConfiguration) -> UpstreamConnector {
+        UpstreamConnector(configuration: configuration, closing: self.closing, tlsHandshakeObserver: { [metrics] in metrics.upstreamTLSHandshook($0) })
+    }
+
+    /// Opens the stream; the time to connect is recorded, and a failure logged, before the
+    /// caller sees the result.
+    func open(
+        _ connector: UpstreamConnector,
+        header: StreamHeader,
+        client: ProxyProtocolHeader?,
+        on eventLoop: any EventLoop,
+        delegate: any UpstreamStreamDelegate,
+        logger: Logger
+    ) -> EventLoopFuture<UpstreamConnection> {
+        let started = ContinuousClock.now
+        let metrics = self.metrics
+        return connector.connect(header: header, client: client, on: eventLoop, delegate: delegate, logger: logger).always { result in
+            switch result {
+            case .success(let connection):
+                metrics.upstreamConnected(after: ContinuousClock.now - started)
+                logger.debug("upstream connected", metadata: ["address": "\(connection.remoteAddress)"])
+            case .failure(let error):
+                logger.warning("upstream unavailable", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
