@@ -24,6 +24,9 @@ else
     scripts/install-deps.sh --with-nginx --with-browser
 fi
 
+echo "==> checking the format (swift format lint --strict, .swift-format)"
+swift format lint --strict --recursive --parallel Sources Tests Fuzzing/Sources Package.swift
+
 echo "==> building (debug, with tests)"
 swift build --build-tests
 

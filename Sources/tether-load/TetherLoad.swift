@@ -3,7 +3,7 @@ import Foundation
 import XMPPLoadKit
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @main

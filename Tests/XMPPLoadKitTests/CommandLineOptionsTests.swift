@@ -9,12 +9,13 @@ struct CommandLineOptionsTests {
     @Test("no flags: the documented defaults, one chat population of two BOSH sessions")
     func defaults() throws {
         let scenario = try CommandLineOptions().scenario(defaultURL: "http://127.0.0.1:5280/http-bind")
-        #expect(scenario.populations == [
-            Population(
-                name: "chat", transport: .bosh, endpoint: Endpoint("http://127.0.0.1:5280/http-bind")!, sessions: 2,
-                arrival: .constant(rate: 100, start: 0), behaviours: [.chat(.init(rate: 10))]
-            )
-        ])
+        #expect(
+            scenario.populations == [
+                Population(
+                    name: "chat", transport: .bosh, endpoint: Endpoint("http://127.0.0.1:5280/http-bind")!, sessions: 2,
+                    arrival: .constant(rate: 100, start: 0), behaviours: [.chat(.init(rate: 10))]
+                )
+            ])
         #expect(scenario.duration == 10 && scenario.drainSeconds == 5 && scenario.boshWait == 30 && scenario.boshRequestTimeout == 45)
         #expect(scenario.logout && scenario.threads == 1 && scenario.domain == "localhost" && scenario.userPattern == "user%d")
     }
@@ -46,17 +47,18 @@ struct CommandLineOptionsTests {
     func idleSplit() throws {
         let scenario = try Self.flags().scenario()
         let endpoint = Endpoint("ws://127.0.0.1:5280/xmpp-websocket")!
-        #expect(scenario.populations == [
-            Population(
-                name: "chat", transport: .websocket, endpoint: endpoint, sessions: 8, arrival: .constant(rate: 20, start: 0),
-                saslMechanism: .scramSHA1, behaviours: [.chat(.init(rate: 30, payloadBytes: 64))]
-            ),
-            // 11 − 2 idle leaves 9 active: 8 chat in pairs, the odd one out idles with the 2.
-            Population(
-                name: "idle", transport: .websocket, endpoint: endpoint, sessions: 3, arrival: .constant(rate: 20, start: 0.4),
-                saslMechanism: .scramSHA1, behaviours: [.idle(.init())]
-            ),
-        ])
+        #expect(
+            scenario.populations == [
+                Population(
+                    name: "chat", transport: .websocket, endpoint: endpoint, sessions: 8, arrival: .constant(rate: 20, start: 0),
+                    saslMechanism: .scramSHA1, behaviours: [.chat(.init(rate: 30, payloadBytes: 64))]
+                ),
+                // 11 − 2 idle leaves 9 active: 8 chat in pairs, the odd one out idles with the 2.
+                Population(
+                    name: "idle", transport: .websocket, endpoint: endpoint, sessions: 3, arrival: .constant(rate: 20, start: 0.4),
+                    saslMechanism: .scramSHA1, behaviours: [.idle(.init())]
+                ),
+            ])
         #expect(!scenario.logout && scenario.boshWait == 10 && scenario.boshRequestTimeout == 25 && scenario.threads == 2)
         // The arrival schedule is the one --ramp-rate always gave: evenly at 20/s in user order.
         let (_, offsets) = LoadRunner.assign(scenario, workers: 2)

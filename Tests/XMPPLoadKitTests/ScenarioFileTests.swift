@@ -58,10 +58,11 @@ struct ScenarioFileTests {
         #expect(browsers.sessions == 20)
         #expect(browsers.arrival == .ramp(from: 1, to: 20, over: 5, start: 0))
         #expect(browsers.saslMechanism == .scramSHA1)
-        #expect(browsers.behaviours == [
-            .chat(.init(rate: 40, payloadBytes: 16, slo: .init(p99Milliseconds: 250, maxFailures: 0))),
-            .reload(.init(every: 10, jitter: 2, gap: 0.25, slo: .init(minSuccessRatio: 0.99))),
-        ])
+        #expect(
+            browsers.behaviours == [
+                .chat(.init(rate: 40, payloadBytes: 16, slo: .init(p99Milliseconds: 250, maxFailures: 0))),
+                .reload(.init(every: 10, jitter: 2, gap: 0.25, slo: .init(minSuccessRatio: 0.99))),
+            ])
         #expect(browsers.slo == .init(p99Milliseconds: 2000))
         let tabs = scenario.populations[1]
         #expect(tabs.transport == .websocket && tabs.sessions == 10 && tabs.arrival == .burst(at: 3, spread: 1))
@@ -79,12 +80,13 @@ struct ScenarioFileTests {
                               "behaviours": [{"chat": {"rate": 2}}, {"reload": {"every": 3}}]}]}
             """
         let scenario = try ScenarioFile.parse(text, file: "a.json")
-        #expect(scenario.populations == [
-            Population(
-                name: "a", transport: .websocket, endpoint: Endpoint("ws://127.0.0.1:1/xmpp-websocket")!, sessions: 4,
-                arrival: .constant(rate: 10, start: 0), behaviours: [.chat(.init(rate: 2)), .reload(.init(every: 3))]
-            )
-        ])
+        #expect(
+            scenario.populations == [
+                Population(
+                    name: "a", transport: .websocket, endpoint: Endpoint("ws://127.0.0.1:1/xmpp-websocket")!, sessions: 4,
+                    arrival: .constant(rate: 10, start: 0), behaviours: [.chat(.init(rate: 2)), .reload(.init(every: 3))]
+                )
+            ])
     }
 
     struct Bad: Sendable, CustomTestStringConvertible {
@@ -100,7 +102,9 @@ struct ScenarioFileTests {
         Bad(yaml: header + "sesions: 3\npopulations: [{sessions: 2, behaviours: [idle]}]", expected: "bad.yaml:3: sesions: unknown key"),
         Bad(yaml: header + "populations:\n  - sessions: 2\n    behaviors: [idle]", expected: "bad.yaml:5: populations[0].behaviors: unknown key"),
         Bad(yaml: header + "populations:\n  - sessions: 2\n    arrival: {process: constant, rat: 3}\n    behaviours: [idle]", expected: "populations[0].arrival.rat: unknown key"),
-        Bad(yaml: header + "populations:\n  - sessions: 2\n    arrival: {process: sometimes}\n    behaviours: [idle]", expected: "populations[0].arrival.process: must be constant, ramp, poisson or burst, not 'sometimes'"),
+        Bad(
+            yaml: header + "populations:\n  - sessions: 2\n    arrival: {process: sometimes}\n    behaviours: [idle]",
+            expected: "populations[0].arrival.process: must be constant, ramp, poisson or burst, not 'sometimes'"),
         Bad(yaml: header + "populations:\n  - sessions: two\n    behaviours: [idle]", expected: "populations[0].sessions: must be a whole number, not 'two'"),
         Bad(yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{reload: {evry: 3}}]", expected: "populations[0].behaviours[0].reload.evry: unknown key"),
         Bad(yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{reload: {jitter: 3}}]", expected: "populations[0].behaviours[0].reload: every: missing"),
@@ -109,13 +113,21 @@ struct ScenarioFileTests {
         Bad(yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{chat: {rate: 1}}, idle]", expected: "populations[0].behaviours: chat and idle exclude each other"),
         Bad(yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{tab-close: {after: 1}}, {chat: {rate: 1}}]", expected: "tab-close goes only with idle"),
         Bad(yaml: "url: tcp://127.0.0.1:5222\ntransport: tcp\npopulations:\n  - sessions: 2\n    behaviours: [{reload: {every: 5}}]", expected: "reload is a browser behaviour"),
-        Bad(yaml: header + "populations:\n  - sessions: 2\n    url: ws://127.0.0.1:1/x\n    behaviours: [idle]", expected: "populations[0].url: transport bosh does not go with a ws:// endpoint"),
+        Bad(
+            yaml: header + "populations:\n  - sessions: 2\n    url: ws://127.0.0.1:1/x\n    behaviours: [idle]",
+            expected: "populations[0].url: transport bosh does not go with a ws:// endpoint"),
         Bad(yaml: header + "populations:\n  - share: 0.5\n    behaviours: [idle]", expected: "populations[0].share: a share needs the total"),
-        Bad(yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{reload: {every: 5, slo: {p99: 3}}}]", expected: "populations[0].behaviours[0].reload.slo.p99: unknown key"),
-        Bad(yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{reload: {every: 5, slo: {min-success: 2}}}]", expected: "populations[0].behaviours.reload.slo.min-success: must be between 0 and 1"),
+        Bad(
+            yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{reload: {every: 5, slo: {p99: 3}}}]",
+            expected: "populations[0].behaviours[0].reload.slo.p99: unknown key"),
+        Bad(
+            yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{reload: {every: 5, slo: {min-success: 2}}}]",
+            expected: "populations[0].behaviours.reload.slo.min-success: must be between 0 and 1"),
         Bad(yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{tab-close: {after: 5, verify: maybe}}]", expected: "verify: must be true or false, not 'maybe'"),
         Bad(yaml: header + "populations: []", expected: "populations: must be a list of at least one population"),
-        Bad(yaml: header + "populations:\n  - {sessions: 2, behaviours: [idle]}\n  - {sessions: 2, behaviours: [idle], name: population-1}", expected: "populations[1].name: 'population-1' is used twice"),
+        Bad(
+            yaml: header + "populations:\n  - {sessions: 2, behaviours: [idle]}\n  - {sessions: 2, behaviours: [idle], name: population-1}",
+            expected: "populations[1].name: 'population-1' is used twice"),
         Bad(yaml: "populations:\n  - {sessions: 2, behaviours: [idle]}", expected: "populations[0]: transport: missing"),
         Bad(yaml: header + "populations: [unclosed", expected: "bad.yaml: is not valid YAML or JSON"),
         Bad(yaml: header + "duration: 0\npopulations: [{sessions: 2, behaviours: [idle]}]", expected: "bad.yaml: duration: must be positive"),

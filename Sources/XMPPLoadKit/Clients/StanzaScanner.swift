@@ -16,7 +16,7 @@ public enum StanzaScanner {
             while index < tag.count {
                 // An attribute starts after whitespace.
                 let byte = tag[index]
-                if (byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D), index + key.count + 2 < tag.count {
+                if byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D, index + key.count + 2 < tag.count {
                     var matches = true
                     for (offset, keyByte) in key.enumerated() where tag[index + 1 + offset] != keyByte {
                         matches = false

@@ -1,37 +1,38 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// CPU time (user + system) and the RSS of another process, read from the kernel.
 public enum ResourceUsage {
     /// CPU seconds used by this whole process.
     public static func processCPUSeconds() -> Double {
         #if os(Linux)
-        return self.cpuSeconds(Int32(RUSAGE_SELF.rawValue))
+            return self.cpuSeconds(Int32(RUSAGE_SELF.rawValue))
         #else
-        return self.cpuSeconds(RUSAGE_SELF)
+            return self.cpuSeconds(RUSAGE_SELF)
         #endif
     }
 
     /// CPU seconds used by the calling thread (Linux); the process's elsewhere.
     public static func threadCPUSeconds() -> Double {
         #if os(Linux)
-        // RUSAGE_THREAD (Linux ≥ 2.6.26) is 1; Glibc hides the constant behind _GNU_SOURCE.
-        return self.cpuSeconds(1)
+            // RUSAGE_THREAD (Linux ≥ 2.6.26) is 1; Glibc hides the constant behind _GNU_SOURCE.
+            return self.cpuSeconds(1)
         #else
-        return self.cpuSeconds(RUSAGE_SELF)
+            return self.cpuSeconds(RUSAGE_SELF)
         #endif
     }
 
     private static func cpuSeconds(_ who: Int32) -> Double {
         var usage = rusage()
         #if os(Linux)
-        guard getrusage(__rusage_who_t(who), &usage) == 0 else { return 0 }
+            guard getrusage(__rusage_who_t(who), &usage) == 0 else { return 0 }
         #else
-        guard getrusage(who, &usage) == 0 else { return 0 }
+            guard getrusage(who, &usage) == 0 else { return 0 }
         #endif
         let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
         let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6

@@ -59,18 +59,22 @@ public enum HTMLReport {
 
             """
         html += "<h2>Sessions</h2><table><tr><th>requested</th><th>established</th><th>failed</th><th>closed cleanly</th><th>ramp (s)</th><th>sessions/s</th></tr>"
-        html += "<tr><td>\(s.requested)</td><td>\(s.established)</td><td>\(s.failed)</td><td>\(s.closedCleanly)</td><td>\(f(s.rampSeconds, 2))</td><td>\(f(s.establishmentRate, 1))</td></tr></table>"
+        html +=
+            "<tr><td>\(s.requested)</td><td>\(s.established)</td><td>\(s.failed)</td><td>\(s.closedCleanly)</td><td>\(f(s.rampSeconds, 2))</td><td>\(f(s.establishmentRate, 1))</td></tr></table>"
         html += "<table><tr><th>login phase (ms)</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>"
         for name in ["connecting", "awaitingFeatures", "authenticating", "awaitingBoundFeatures", "binding"] {
             if let summary = s.phases[name] { html += self.summaryRow(name, summary) }
         }
         html += self.summaryRow("whole login", s.login) + "</table>"
         if !result.behaviours.isEmpty {
-            html += "<h2>Behaviours</h2><table><tr><th>population / behaviour</th><th>attempts</th><th>successes</th><th>failures</th><th>latency of</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>SLO</th></tr>"
+            html +=
+                "<h2>Behaviours</h2><table><tr><th>population / behaviour</th><th>attempts</th><th>successes</th><th>failures</th><th>latency of</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>SLO</th></tr>"
             for b in result.behaviours {
-                html += "<tr><td>\(esc(b.population)) / \(esc(b.behaviour.rawValue))</td><td>\(b.attempts)</td><td>\(b.successes)</td><td class=\"\(b.failures > 0 ? "fail" : "")\">\(b.failures)</td>"
+                html +=
+                    "<tr><td>\(esc(b.population)) / \(esc(b.behaviour.rawValue))</td><td>\(b.attempts)</td><td>\(b.successes)</td><td class=\"\(b.failures > 0 ? "fail" : "")\">\(b.failures)</td>"
                 html += "<td>\(esc(b.latencyOf))</td><td>\(f(b.latency.p50, 2))</td><td>\(f(b.latency.p99, 2))</td><td>\(f(b.latency.max, 2))</td>"
-                html += "<td class=\"\(b.passed ? "pass" : "fail")\">\(b.passed ? "met" : "BREACHED: " + esc(b.slo.filter { !$0.met }.map(\.metric).joined(separator: ", ")))</td></tr>"
+                html +=
+                    "<td class=\"\(b.passed ? "pass" : "fail")\">\(b.passed ? "met" : "BREACHED: " + esc(b.slo.filter { !$0.met }.map(\.metric).joined(separator: ", ")))</td></tr>"
             }
             html += "</table>"
         }
@@ -83,19 +87,23 @@ public enum HTMLReport {
         html += "<table><tr><th>delivery latency (ms)</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>"
         html += self.summaryRow("end to end", m.latency) + "</table>"
         if !result.steps.isEmpty {
-            html += "<h2>Steps</h2><table><tr><th>target msg/s</th><th>achieved</th><th>p50</th><th>p99</th><th>max</th><th>undelivered</th><th>behind schedule</th><th>client CPU peak %</th><th>within bound</th></tr>"
+            html +=
+                "<h2>Steps</h2><table><tr><th>target msg/s</th><th>achieved</th><th>p50</th><th>p99</th><th>max</th><th>undelivered</th><th>behind schedule</th><th>client CPU peak %</th><th>within bound</th></tr>"
             for step in result.steps {
                 html += "<tr><td>\(f(step.targetRate, 0))</td><td>\(f(step.achievedRate, 1))</td><td>\(f(step.latency.p50, 2))</td><td>\(f(step.latency.p99, 2))</td>"
-                html += "<td>\(f(step.latency.max, 2))</td><td>\(step.undelivered)</td><td>\(step.behindSchedule)</td><td>\(f(step.peakClientThreadCPUPercent, 0))</td><td>\(step.withinBound ? "yes" : "no")</td></tr>"
+                html +=
+                    "<td>\(f(step.latency.max, 2))</td><td>\(step.undelivered)</td><td>\(step.behindSchedule)</td><td>\(f(step.peakClientThreadCPUPercent, 0))</td><td>\(step.withinBound ? "yes" : "no")</td></tr>"
             }
-            html += "</table><p>Knee (p99 under \(f(result.scenario.p99BoundMilliseconds, 0)) ms, nothing lost): <b>\(result.kneeRate.map { "\(f($0, 0)) msg/s" } ?? "none")</b></p>"
+            html +=
+                "</table><p>Knee (p99 under \(f(result.scenario.p99BoundMilliseconds, 0)) ms, nothing lost): <b>\(result.kneeRate.map { "\(f($0, 0)) msg/s" } ?? "none")</b></p>"
         }
         let c = result.cpu
         html += "<h2>Resources</h2><p>Load-generator threads: \(f(c.clientThreadsSeconds, 2)) CPU s, busiest second \(f(c.peakClientThreadPercent, 0))% of a core"
         html += c.clientSaturated ? " <span class=\"warn\">(saturated: the figures may show the client's limit, not the server's)</span>" : ""
         html += ". Whole process \(f(c.processSeconds, 2)) CPU s over \(f(c.wallSeconds, 1)) s.</p>"
         if let server = result.server {
-            html += "<p>Server PID \(server.pid) RSS: start \(server.rssKiBAtStart.map(String.init) ?? "?") KiB, peak \(server.rssKiBPeak.map(String.init) ?? "?") KiB, end \(server.rssKiBAtEnd.map(String.init) ?? "?") KiB.</p>"
+            html +=
+                "<p>Server PID \(server.pid) RSS: start \(server.rssKiBAtStart.map(String.init) ?? "?") KiB, peak \(server.rssKiBPeak.map(String.init) ?? "?") KiB, end \(server.rssKiBAtEnd.map(String.init) ?? "?") KiB.</p>"
         }
         html += "<h2>Errors</h2>"
         if result.errors.isEmpty {

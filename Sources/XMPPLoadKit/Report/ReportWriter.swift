@@ -44,7 +44,9 @@ public enum ReportWriter {
             )
         }
         if result.scenario.stepped != nil {
-            lines.append("knee       \(result.kneeRate.map { "\(f($0, 0)) msg/s" } ?? "none (the first step was already over the bound)") (p99 bound \(f(result.scenario.p99BoundMilliseconds, 0)) ms)")
+            lines.append(
+                "knee       \(result.kneeRate.map { "\(f($0, 0)) msg/s" } ?? "none (the first step was already over the bound)") (p99 bound \(f(result.scenario.p99BoundMilliseconds, 0)) ms)"
+            )
         }
         let c = result.cpu
         lines.append(
@@ -59,7 +61,8 @@ public enum ReportWriter {
                     + "peak \(server.rssKiBPeak.map(String.init) ?? "?") KiB, end \(server.rssKiBAtEnd.map(String.init) ?? "?") KiB"
             )
             if let cpu = m.serverCPUSeconds {
-                lines.append("server cpu \(f(cpu, 2)) s over the message phase and drain (\(m.delivered > 0 ? f(cpu / Double(m.delivered) * 1000, 4) : "?") ms per delivered message)")
+                lines.append(
+                    "server cpu \(f(cpu, 2)) s over the message phase and drain (\(m.delivered > 0 ? f(cpu / Double(m.delivered) * 1000, 4) : "?") ms per delivered message)")
             }
         }
         if result.retransmissions > 0 { lines.append("bosh       \(result.retransmissions) retransmissions") }
@@ -71,7 +74,9 @@ public enum ReportWriter {
             )
         }
         for behaviour in result.behaviours {
-            let latency = behaviour.latency.count > 0 ? "; \(behaviour.latencyOf) p50 \(f(behaviour.latency.p50, 2)) ms p99 \(f(behaviour.latency.p99, 2)) ms max \(f(behaviour.latency.max, 2)) ms" : ""
+            let latency =
+                behaviour.latency.count > 0
+                ? "; \(behaviour.latencyOf) p50 \(f(behaviour.latency.p50, 2)) ms p99 \(f(behaviour.latency.p99, 2)) ms max \(f(behaviour.latency.max, 2)) ms" : ""
             let errors = behaviour.errors.isEmpty ? "" : "; errors " + behaviour.errors.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
             lines.append(
                 "behaviour  \(behaviour.population)/\(behaviour.behaviour.rawValue): \(behaviour.successes)/\(behaviour.attempts) succeeded, \(behaviour.failures) failed"

@@ -23,7 +23,10 @@ public enum ResultMerger {
             } catch {
                 throw Failure(description: "\(file): cannot be read (\(error.localizedDescription))")
             }
-            struct Version: Decodable { var tool: String?; var formatVersion: Int? }
+            struct Version: Decodable {
+                var tool: String?
+                var formatVersion: Int?
+            }
             if let version = try? JSONDecoder().decode(Version.self, from: data), version.tool == "tether-load", let format = version.formatVersion, format < 2 {
                 throw Failure(description: "\(file): a format \(format) result (no histograms): it cannot be merged exactly")
             }
