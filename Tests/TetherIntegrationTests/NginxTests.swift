@@ -87,6 +87,44 @@ struct NginxTests {
         }
     }
 
+    @Test(
+        "the shipped config speaks HTTP/2 to browsers (curl negotiates h2); eight BOSH tabs of one user on one HTTP/2 client all log in, hold long-polls and receive their messages"
+    )
+    func http2Tabs() async throws {
+        try await Self.withStack { _, _, nginx, https, _ in
+            let url = "https://localhost:\(nginx.port)/http-bind"
+            // curl reports the protocol it used: 2 for HTTP/2 (ALPN h2).
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("tether-h2-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: output) }
+            let curl = try ChildProcess.spawn(
+                "/usr/bin/curl",
+                [
+                    "--http2", "-sS", "--cacert", nginx.caFile, "-o", "/dev/null", "-w", "%{http_version}", "-H", "Content-Type: text/xml; charset=utf-8",
+                    "--data",
+                    "<body rid='1' to='localhost' wait='5' hold='1' ver='1.6' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'/>",
+                    url,
+                ],
+                stdout: output.path
+            )
+            #expect(await curl.wait(timeout: .seconds(30)) == 0)
+            #expect((try? String(contentsOf: output, encoding: .utf8)) == "2")
+            // Eight tabs, one HTTP/2 connection pool: each holds a long-poll while the others send.
+            let tabs = (0..<8).map { _ in BOSHTestClient(http: https, url: url) }
+            for (index, tab) in tabs.enumerated() { try await tab.login(user: "alice", password: "secret", resource: "tab\(index)") }
+            let bob = BOSHTestClient(http: https, url: url)
+            try await bob.login(user: "bob", password: "secret")
+            for index in tabs.indices {
+                _ = try await bob.send("<message xmlns='jabber:client' to='alice@localhost/tab\(index)' id='h2-\(index)'><body>tab \(index)</body></message>")
+            }
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for (index, tab) in tabs.enumerated() {
+                    group.addTask { try await tab.receive(until: { $0.contains("id='h2-\(index)'") }).contains { $0.contains("tab \(index)") } }
+                }
+                for try await received in group { #expect(received) }
+            }
+        }
+    }
+
     @Test("WebSocket over WSS through nginx: login and a message round trip")
     func webSocket() async throws {
         try await Self.withStack { _, _, nginx, _, tls in

@@ -47,8 +47,8 @@ final class NginxServer: @unchecked Sendable {
         }
         return
             text
-            .replacingOccurrences(of: "listen 443 ssl;", with: plainHTTP ? "listen 127.0.0.1:\(listenPort);" : "listen 127.0.0.1:\(listenPort) ssl;")
-            .replacingOccurrences(of: "listen [::]:443 ssl;", with: "")
+            .replacingOccurrences(of: "listen 443 ssl http2;", with: plainHTTP ? "listen 127.0.0.1:\(listenPort);" : "listen 127.0.0.1:\(listenPort) ssl http2;")
+            .replacingOccurrences(of: "listen [::]:443 ssl http2;", with: "")
             .replacingOccurrences(of: "/etc/ssl/certs/chat.example.org.pem", with: directory.appendingPathComponent("localhost.crt").path)
             .replacingOccurrences(of: "/etc/ssl/private/chat.example.org.key", with: directory.appendingPathComponent("localhost.key").path)
             .replacingOccurrences(of: "server_name chat.example.org;", with: "server_name localhost;")
