@@ -162,12 +162,11 @@ struct EdgeTLSTests {
         let shipped = try String(contentsOf: root.appendingPathComponent("deploy/tether-tls.conf.example"), encoding: .utf8)
         try await withProsody { prosody in
             try await prosody.register(user: "alice", password: "secret")
-            let tlsPort = try freePort()
             // Only ports, paths and the upstream changed; TetherProcess adds the plain --listen.
             var text = shipped
             for (line, replacement) in [
                 ("listen = 127.0.0.1:5280\n", ""),
-                ("listen-tls = 0.0.0.0:5281", "listen-tls = 127.0.0.1:\(tlsPort)"),
+                ("listen-tls = 0.0.0.0:5281", "listen-tls = 127.0.0.1:0"),
                 ("/etc/tether/fullchain.pem", installed.appendingPathComponent("fullchain.pem").path),
                 ("/etc/tether/privkey.pem", installed.appendingPathComponent("privkey.pem").path),
                 ("route = example.org=xmpp.example.org:5222", "route = localhost=127.0.0.1:\(prosody.c2sPort)"),
@@ -178,7 +177,8 @@ struct EdgeTLSTests {
             }
             let configuration = installed.appendingPathComponent("tether.conf")
             try text.write(to: configuration, atomically: true, encoding: .utf8)
-            try await withTetherProcess(["--config", configuration.path]) { tether in
+            try await withTetherProcess(["--config", configuration.path], listeners: 2) { tether in
+                let tlsPort = tether.ports[1]
                 let url = "https://localhost:\(tlsPort)/healthz"
                 try await Self.expectHealthy(url, trusting: first)
                 let session = try await WebSocketTestClient.connect(port: tlsPort, tls: try NIOSSLContext(configuration: first.clientTLS()))

@@ -8,40 +8,45 @@ import Foundation
 /// as an operator runs it: what a stranger on the network reaches. Stopped by PID.
 final class TetherProcess: Sendable {
     let process: ChildProcess
+    /// The plain listener's port.
     let port: Int
+    /// Every bound port, in the order tether printed them: `--listen` ones, then `--listen-tls` ones.
+    let ports: [Int]
     let directory: URL
 
-    private init(process: ChildProcess, port: Int, directory: URL) {
+    private init(process: ChildProcess, ports: [Int], directory: URL) {
         self.process = process
-        self.port = port
+        self.port = ports[0]
+        self.ports = ports
         self.directory = directory
     }
 
     var stderr: String { (try? String(contentsOf: self.directory.appendingPathComponent("stderr"), encoding: .utf8)) ?? "" }
     var boshURL: String { "http://127.0.0.1:\(self.port)/http-bind" }
 
-    /// Starts `tether serve` with `arguments` (a `--listen` on a free port is added) and waits for
-    /// its "listening" line.
-    static func start(_ arguments: [String]) async throws -> TetherProcess {
+    /// Starts `tether serve` with `arguments` (a `--listen` on port 0 is added: the kernel picks
+    /// a free one, no port is chosen ahead and raced for) and waits until every listener printed
+    /// its "listening" line; `listeners` is how many there will be.
+    static func start(_ arguments: [String], listeners: Int = 1) async throws -> TetherProcess {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-process-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let port = try freePort()
         let stdout = directory.appendingPathComponent("stdout").path
-        let process = try ChildProcess.spawn(
-            CommandLineTests.binary,
-            ["serve", "--listen", "127.0.0.1:\(port)"] + arguments,
-            stdout: stdout,
-            stderr: directory.appendingPathComponent("stderr").path
-        )
-        let server = TetherProcess(process: process, port: port, directory: directory)
+        let stderr = directory.appendingPathComponent("stderr").path
+        let process = try ChildProcess.spawn(CommandLineTests.binary, ["serve", "--listen", "127.0.0.1:0"] + arguments, stdout: stdout, stderr: stderr)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            if ((try? String(contentsOfFile: stdout, encoding: .utf8)) ?? "").contains("tether listening on") { return server }
+            let printed = (try? String(contentsOfFile: stdout, encoding: .utf8)) ?? ""
+            let ports = printed.split(separator: "\n").compactMap { line -> Int? in
+                guard line.hasPrefix("tether listening on "), let colon = line.lastIndex(of: ":") else { return nil }
+                return Int(line[line.index(after: colon)...])
+            }
+            if ports.count >= listeners { return TetherProcess(process: process, ports: ports, directory: directory) }
             guard process.isRunning else { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        let log = server.stderr
-        await server.stop()
+        let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
+        await process.stop()
+        try? FileManager.default.removeItem(at: directory)
         throw TestFailure("tether did not start: \(log)")
     }
 
@@ -62,8 +67,8 @@ final class TetherProcess: Sendable {
 
 /// Runs `body` with a `tether` process, stopped afterwards whatever happens (its log is
 /// printed when `body` fails).
-func withTetherProcess<T>(_ arguments: [String], _ body: (TetherProcess) async throws -> T) async throws -> T {
-    let tether = try await TetherProcess.start(arguments)
+func withTetherProcess<T>(_ arguments: [String], listeners: Int = 1, _ body: (TetherProcess) async throws -> T) async throws -> T {
+    let tether = try await TetherProcess.start(arguments, listeners: listeners)
     do {
         let result = try await body(tether)
         await tether.stop()
