@@ -463,6 +463,14 @@ public struct BOSHSessionStateMachine {
 
     public mutating func waitTimerFired(_ id: BOSHRequestID, now: NIODeadline) -> [Action] {
         guard self.phase == .active, let index = self.held.firstIndex(where: { $0.id == id }) else { return [] }
+        // The creation response states what only the server's stream tells: its `from`, whether
+        // the connection under it is `secure` (XEP-0124 §7.1) and the features (XEP-0206 §5).
+        // Until that stream opens it is not answered (regression: a Direct TLS connection slower
+        // than `wait` was announced `secure='false'`); the upstream's connect and stream-open
+        // timeouts bound the wait, ending the session with remote-connection-failed.
+        if !self.creationAnswered, self.streamInfo == nil, self.held.first?.rid == self.creationRID {
+            return [.startWaitTimer(id, seconds: self.parameters.wait)]
+        }
         // Answer in rid order: everything held before it goes first.
         var actions: [Action] = []
         for _ in 0...index {

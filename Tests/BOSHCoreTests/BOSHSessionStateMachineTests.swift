@@ -233,6 +233,25 @@ struct BOSHSessionStateMachineTests {
         #expect(machine.waitTimerFired(1, now: Self.t0 + .seconds(61)).isEmpty)
     }
 
+    @Test("§7.1 the creation request outlives `wait` until the server's stream opens: its answer then says secure='true' (regression: answered empty with secure='false')")
+    func creationWaitsForTheStream() {
+        var machine = BOSHSessionStateMachine(
+            sid: "s1", creation: Self.creation("wait='2' hold='1' ver='1.6'"), id: 0, domain: "localhost", limits: .init(), isSecure: false, now: Self.t0)
+        #expect(Self.describe(machine.creationActions()) == ["wait 0 2s"])
+        #expect(Self.describe(machine.waitTimerFired(0, now: Self.t0 + .seconds(2))) == ["wait 0 2s"])
+        #expect(Self.describe(machine.waitTimerFired(0, now: Self.t0 + .seconds(4))) == ["wait 0 2s"])
+        machine.upstreamOpened(StreamInfo(id: "stream-1", from: "localhost", version: "1.0"), secure: true)
+        let answered = Self.describe(machine.upstreamReceived([Self.features], streamElements: true, streamManagement: false, now: Self.t0 + .seconds(5)))
+        #expect(answered.count == 2 && answered[0].hasPrefix("respond 0 200 ") && answered[0].contains("secure='true'"), "\(answered)")
+        #expect(answered.last == "inactivity 60s")
+        // Once the stream is open a creation request is answered at `wait` as any other.
+        var open = BOSHSessionStateMachine(
+            sid: "s1", creation: Self.creation("wait='2' hold='1' ver='1.6'"), id: 0, domain: "localhost", limits: .init(), isSecure: false, now: Self.t0)
+        open.upstreamOpened(StreamInfo(id: "stream-1", from: "localhost", version: "1.0"), secure: true)
+        let expired = Self.describe(open.waitTimerFired(0, now: Self.t0 + .seconds(2)))
+        #expect(expired.first?.hasPrefix("respond 0 200 ") == true && expired.first?.contains("secure='true'") == true, "\(expired)")
+    }
+
     @Test("§10 inactivity ends the session silently and closes upstream gracefully; stale timers are ignored")
     func inactivity() {
         var machine = BOSHSessionStateMachine(sid: "s1", creation: Self.creation(), id: 0, domain: "localhost", limits: .init(), isSecure: false, now: Self.t0)

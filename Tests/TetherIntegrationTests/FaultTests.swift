@@ -73,8 +73,7 @@ struct FaultTests {
     func lateUpstreamAfterClientLeft() async throws {
         try await withFakeUpstream(silent: true, acceptsLate: true) { late in
             try await withProsodyAndTether { _, tether, _ in
-                let fillers = late.fillAcceptQueue()
-                try await Task.sleep(for: .milliseconds(300))
+                let fillers = try await late.fillAcceptQueue()
                 let client = try await WebSocketTestClient.connect(port: tether.port)
                 try await client.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='late.test' version='1.0'/>")
                 // Tether is connecting (its SYN dropped by the full accept queue) when the client goes.

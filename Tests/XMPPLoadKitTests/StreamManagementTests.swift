@@ -33,11 +33,27 @@ struct StreamManagementTests {
         sm.acknowledged(4)
         #expect(sm.unacknowledged.map { String(buffer: $0) } == ["m5", "m6", "m7", "m8", "m9", "m10"])
         // An older acknowledgement changes nothing.
-        sm.acknowledged(3)
-        #expect(sm.unacknowledged.count == 6)
-        #expect(sm.resumed(8).map { String(buffer: $0) } == ["m9", "m10"])
+        let stale = sm.acknowledged(3)
+        #expect(stale && sm.unacknowledged.count == 6)
+        let resumption = sm.resumed(8)
+        #expect(resumption.resend.map { String(buffer: $0) } == ["m9", "m10"] && !resumption.countTooHigh)
         sm.acknowledged(10)
         #expect(sm.unacknowledged.isEmpty)
+    }
+
+    @Test("an h above what was sent (XEP-0198 §4 handled-count-too-high) is reported, and nothing is sent again: it could only be a duplicate")
+    func countTooHigh() {
+        var sm = StreamManagement()
+        sm.enabled(id: "abc", resume: true, max: nil)
+        for number in 1...3 { _ = sm.sending(ByteBuffer(string: "m\(number)")) }
+        let resumption = sm.resumed(4)
+        #expect(resumption.countTooHigh && resumption.resend.isEmpty)
+        // Counting goes on from the server's figure.
+        _ = sm.sending(ByteBuffer(string: "m4"))
+        let four = sm.acknowledged(4)
+        #expect(four && sm.unacknowledged.map { String(buffer: $0) } == ["m4"])
+        let five = sm.acknowledged(5)
+        #expect(five && sm.unacknowledged.isEmpty)
     }
 
     @Test("without resume='true' there is nothing to resume")

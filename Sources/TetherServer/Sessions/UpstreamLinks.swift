@@ -9,10 +9,18 @@ import XMPPUpstream
 struct UpstreamLinks: Sendable {
     let closing: ClosingStreams
     let metrics: TetherMetrics
+    /// Made once: every connector shares it.
+    private let tlsHandshakeObserver: @Sendable (UpstreamTLSHandshake) -> Void
+
+    init(closing: ClosingStreams, metrics: TetherMetrics) {
+        self.closing = closing
+        self.metrics = metrics
+        self.tlsHandshakeObserver = { [metrics] in metrics.upstreamTLSHandshook($0) }
+    }
 
     /// A connector for the configuration in effect when the session started.
     func connector(_ configuration: UpstreamConfiguration) -> UpstreamConnector {
-        UpstreamConnector(configuration: configuration, closing: self.closing, tlsHandshakeObserver: { [metrics] in metrics.upstreamTLSHandshook($0) })
+        UpstreamConnector(configuration: configuration, closing: self.closing, tlsHandshakeObserver: self.tlsHandshakeObserver)
     }
 
     /// Opens the stream; the time to connect is recorded, and a failure logged, before the

@@ -150,7 +150,9 @@ class LoadSession {
         case "r":
             self.send(ByteBuffer(string: self.streamManagement.answer))
         case "a":
-            if let h = StanzaScanner.attribute("h", in: element.bytes).flatMap({ UInt32($0) }) { self.streamManagement.acknowledged(h) }
+            if let h = StanzaScanner.attribute("h", in: element.bytes).flatMap({ UInt32($0) }), !self.streamManagement.acknowledged(h) {
+                self.worker.recordError(LoadFailure(.protocolViolation, "handled-count-too-high"))
+            }
         case "failed":
             // <enable/> refused: the page cannot resume; its reloads will fail.
             self.worker.recordError(LoadFailure(.resumeFailed, "enable-refused"))
@@ -328,7 +330,9 @@ class LoadSession {
                 self.page.established(now: NIODeadline.now().uptimeNanoseconds)
             }
         case .resumed(let h):
-            for stanza in self.streamManagement.resumed(h) { self.send(stanza) }
+            let resumption = self.streamManagement.resumed(h)
+            if resumption.countTooHigh { self.worker.recordError(LoadFailure(.protocolViolation, "handled-count-too-high")) }
+            for stanza in resumption.resend { self.send(stanza) }
             if case .verifying = self.page.state {
                 self.verified(expired: false, condition: "still-resumable")
             } else {

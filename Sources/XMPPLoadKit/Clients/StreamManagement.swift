@@ -50,17 +50,30 @@ public struct StreamManagement: Sendable {
         return false
     }
 
-    /// `<a h='…'/>` from the server: everything up to `h` arrived.
-    public mutating func acknowledged(_ h: UInt32) {
+    /// `<a h='…'/>` from the server: everything up to `h` arrived. False when `h` counts more
+    /// stanzas than were sent (XEP-0198 §4 `handled-count-too-high`): the server counted one this
+    /// client did not, so nothing it holds can be matched; all is taken as acknowledged, since
+    /// sending it again could only duplicate it.
+    @discardableResult
+    public mutating func acknowledged(_ h: UInt32) -> Bool {
         let outstanding = self.sent &- h
-        guard outstanding <= UInt32(self.unacknowledged.count) else { return }
+        guard outstanding <= UInt32(self.unacknowledged.count) else {
+            if h &- self.sent <= UInt32(Int32.max) {
+                self.unacknowledged.removeAll()
+                self.sent = h
+                return false
+            }
+            return true
+        }
         self.unacknowledged.removeFirst(self.unacknowledged.count - Int(outstanding))
+        return true
     }
 
-    /// `<resumed h='…'/>`: what the server did not get, to send again (and still unacknowledged).
-    public mutating func resumed(_ h: UInt32) -> [ByteBuffer] {
-        self.acknowledged(h)
-        return self.unacknowledged
+    /// `<resumed h='…'/>`: what the server did not get, to send again (and still unacknowledged);
+    /// `countTooHigh` as in `acknowledged(_:)`.
+    public mutating func resumed(_ h: UInt32) -> (resend: [ByteBuffer], countTooHigh: Bool) {
+        let matched = self.acknowledged(h)
+        return (self.unacknowledged, !matched)
     }
 
     /// `<a h='…'/>` answering the server's `<r/>`.

@@ -85,9 +85,21 @@ final class FakeXMPPServer: Sendable {
     }
 
     /// Connections from the test itself that fill the accept queue of a server started with
-    /// `acceptsLate` (connects are not awaited: beyond the queue's room they hang until accepted).
-    func fillAcceptQueue(count: Int = 2) -> [EventLoopFuture<any Channel>] {
-        (0..<count).map { _ in ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: self.port) }
+    /// `acceptsLate`; returns once one of them is in the queue (then it is full), however long
+    /// that takes on a loaded machine. The others hang until accepted.
+    func fillAcceptQueue(count: Int = 2) async throws -> [EventLoopFuture<any Channel>] {
+        final class Established: Sendable {
+            let count = Atomic<Int>(0)
+        }
+        let established = Established()
+        let fillers = (0..<count).map { _ in ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: self.port) }
+        for filler in fillers { filler.whenSuccess { _ in established.count.add(1, ordering: .relaxed) } }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while established.count.load(ordering: .relaxed) == 0 {
+            guard ContinuousClock.now < deadline else { throw TestFailure("no connection reached the accept queue") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return fillers
     }
 
     /// Everything Tether has sent so far, as text.

@@ -81,8 +81,11 @@ final class UnansweringListener {
     deinit { self.close() }
 }
 
-/// Established TCP connections (either end) whose remote port is `port`, from /proc/net/tcp
-/// and tcp6 of this network namespace: which server port a client really connected to.
+/// 127.0.0.1 as /proc/net/tcp writes it (little-endian hex), and IPv4-mapped in tcp6.
+private let loopbackV4InProcNet: Set<String> = ["0100007F", "0000000000000000FFFF00000100007F"]
+
+/// Established TCP connections to 127.0.0.1:`port`, from /proc/net/tcp and tcp6 of this network
+/// namespace: which server port a client really connected to.
 func establishedConnections(toPort port: Int) -> Int {
     var count = 0
     let wanted = String(format: "%04X", port)
@@ -91,7 +94,11 @@ func establishedConnections(toPort port: Int) -> Int {
         for line in text.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ")
             // sl local_address rem_address st …; addresses are HEX_IP:HEX_PORT, state 01 = ESTABLISHED.
-            guard fields.count > 3, fields[3] == "01", fields[2].split(separator: ":").last.map(String.init) == wanted else { continue }
+            // Only to 127.0.0.1 (as IPv4, or IPv4-mapped in tcp6): a listener of another test on
+            // [::1] may have the same port number, and its connections are not this one's
+            // (regression: a full run counted ten of them).
+            let remote = fields.count > 3 ? fields[2].split(separator: ":").map(String.init) : []
+            guard remote.count == 2, fields[3] == "01", remote[1] == wanted, loopbackV4InProcNet.contains(remote[0]) else { continue }
             count += 1
         }
     }
