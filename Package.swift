@@ -208,6 +208,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 "XMPPUpstream",
+                "XMPPUpstreamCore",
+                "XMPPCore",
                 "WebSocketCore",
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "CompressNIO", package: "compress-nio"),

@@ -31,7 +31,17 @@ final class PeerRelay: Sendable {
         return self.peers[node].map { $0.hasSuffix("/") ? "\($0)http-bind/\(node)" : "\($0)/http-bind/\(node)" }
     }
 
-    func relay(body: ByteBuffer, to url: String, client: ClientOrigin, addressHeader: ClientAddressHeader, wait: Int) async -> BOSHHTTPResponse {
+    /// The owner's answer, or `remote-connection-failed` when the owner cannot be reached; the
+    /// future never fails.
+    func relay(
+        body: ByteBuffer, to url: String, client: ClientOrigin, addressHeader: ClientAddressHeader, wait: Int, on eventLoop: any EventLoop
+    ) -> EventLoopFuture<BOSHHTTPResponse> {
+        eventLoop.makeFutureWithTask {
+            await self.relay(body: body, to: url, client: client, addressHeader: addressHeader, wait: wait)
+        }
+    }
+
+    private func relay(body: ByteBuffer, to url: String, client: ClientOrigin, addressHeader: ClientAddressHeader, wait: Int) async -> BOSHHTTPResponse {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "text/xml; charset=utf-8")

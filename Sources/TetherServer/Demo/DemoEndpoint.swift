@@ -32,6 +32,14 @@ enum DemoEndpoint {
         }
     }
 
+    /// The script's answer once it has been read (404 naming the path when it cannot be); the
+    /// future never fails.
+    static func scriptAnswer(settings: DemoSettings?, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPAnswer> {
+        Self.readScript(at: settings?.stropheScript ?? "", on: eventLoop).flatMapErrorThrowing { _ in nil }.map { script in
+            Self.answer(.script, method: .GET, settings: settings, script: script)
+        }
+    }
+
     /// Reads the script on NIO's blocking-I/O pool, never on an event loop (a slow disk would
     /// stall every connection of that loop).
     static func readScript(at path: String, on eventLoop: any EventLoop) -> EventLoopFuture<ByteBuffer?> {

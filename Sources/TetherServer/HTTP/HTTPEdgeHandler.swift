@@ -47,9 +47,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Taken from the store as each request starts, so a reload applies to the next request on a
     /// kept-alive connection and one request sees one configuration (one lock, not one per use).
     private var configuration: TetherConfiguration
-    private let bosh: BOSHService
-    private let relay: PeerRelay
-    private let prebind: PrebindService
+    private let bosh: BOSHEndpoint
+    private let prebind: PrebindEndpoint
     private let status: ServerStatus
     /// The Prometheus exposition, produced on demand.
     private let metrics: @Sendable () -> [UInt8]
@@ -88,9 +87,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.overTLS = overTLS
         self.store = store
         self.configuration = store.current
-        self.bosh = bosh
-        self.relay = relay
-        self.prebind = prebind
+        self.bosh = BOSHEndpoint(service: bosh, relay: relay)
+        self.prebind = PrebindEndpoint(service: prebind)
         self.status = status
         self.metrics = metrics
         self.logger = logger
@@ -311,17 +309,15 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.write(.text(.methodNotAllowed, "Use POST.\n", headers: [("Allow", "POST, GET, OPTIONS")]), corsOrigin: origin, context: context)
             }
         case .prebind:
-            self.handlePrebind(head: head, body: body, context: context)
+            let client = self.clientOrigin(head, context: context)
+            let answer = self.prebind.answer(
+                method: head.method, headers: head.headers, body: body, client: client, settings: self.configuration.prebind, on: context.eventLoop, logger: self.logger
+            )
+            self.write(later: answer, context: context)
         case .hostMeta(let json):
             self.write(HostMetaEndpoint.answer(method: head.method, host: head.headers.first(name: "host"), json: json, configuration: self.configuration), context: context)
         case .demo(.script) where self.configuration.demo != nil && head.method == .GET:
-            let settings = self.configuration.demo
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            DemoEndpoint.readScript(at: settings?.stropheScript ?? "", on: context.eventLoop).whenComplete { result in
-                let (handler, context) = loopBound.value
-                let script = (try? result.get()) ?? nil
-                handler.write(DemoEndpoint.answer(.script, method: .GET, settings: settings, script: script), context: context)
-            }
+            self.write(later: DemoEndpoint.scriptAnswer(settings: self.configuration.demo, on: context.eventLoop), context: context)
         case .demo(let asset):
             self.write(DemoEndpoint.answer(asset, method: head.method, settings: self.configuration.demo), context: context)
         case .metrics:
@@ -335,27 +331,32 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    private func clientOrigin(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> ClientOrigin {
+        self.configuration.forwardedHeaders.origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS)
+    }
+
     private func handleBOSH(head: HTTPRequestHead, body: ByteBuffer, origin: String?, context: ChannelHandlerContext) {
-        let client = self.configuration.forwardedHeaders
-            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS)
+        let client = self.clientOrigin(head, context: context)
         guard self.configuration.cors.allows(origin: origin, host: head.headers.first(name: "host"), publicHosts: self.configuration.publicHosts, secure: client.isSecure) else {
             self.write(.text(.forbidden, "Origin not allowed.\n"), corsOrigin: origin, context: context)
             return
         }
-        let request: BOSHRequest
-        do {
-            request = try BOSHRequest.parse(body, limits: self.configuration.xmlLimits)
-        } catch {
-            self.logger.info("refused BOSH body", metadata: ["error": "\(error)", "client": "\(client.description)"])
-            // No parsable `ver` to tell legacy clients apart: answer the spec's terminal body.
-            self.writeBOSH(BOSHHTTPResponse(body: BOSHResponse.terminate(error.condition).encoded()), origin: origin, context: context)
-            return
-        }
+        self.bosh.handle(
+            body: body, headers: head.headers, client: client, configuration: self.configuration,
+            responder: self.boshResponder(origin: origin, context: context), on: context.eventLoop, logger: self.logger
+        )
+    }
+
+    /// The way back for this connection's BOSH request, usable from the session's event loop:
+    /// each answer hops to this connection's loop once and is written with the CORS headers
+    /// `origin` gets. `delivered` is false when the connection had gone (the session then keeps
+    /// the payloads for the client's next request).
+    private func boshResponder(origin: String?, context: ChannelHandlerContext) -> BOSHResponder {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let watch = BOSHConnectionWatch()
         self.heldRequest = watch
-        let responder = BOSHResponder(
+        return BOSHResponder(
             connection: watch,
             write: { response, delivered in
                 watch.answered()
@@ -377,51 +378,15 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
         )
-        if let peer = self.relay.target(sid: request.sid, ownNode: self.configuration.nodeID, headers: head.headers) {
-            let relay = self.relay
-            let wait = self.configuration.bosh.maxWait
-            // Peers share one configuration: the owner believes the header this node believes.
-            let addressHeader = self.configuration.forwardedHeaders.header
-            Task {
-                responder.respond(await relay.relay(body: body, to: peer, client: client, addressHeader: addressHeader, wait: wait))
-            }
-            return
-        }
-        self.bosh.handle(request, client: client, responder: responder)
     }
 
-    /// Backend-to-Tether only: no CORS headers, a shared secret, JSON in and out.
-    private func handlePrebind(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
-        let prebind = self.prebind
-        guard let settings = self.configuration.prebind else {
-            self.write(.notFound, corsOrigin: nil, context: context)
-            return
-        }
-        guard head.method == .POST else {
-            self.write(.text(.methodNotAllowed, "Use POST.\n", headers: [("Allow", "POST")]), corsOrigin: nil, context: context)
-            return
-        }
-        guard prebind.authorizes(head.headers, secret: settings.secret) else {
-            self.logger.notice("prebind refused: wrong or missing secret", metadata: ["client": "\(context.channel.remoteAddress?.ipAddress ?? "?")"])
-            self.write(
-                status: .unauthorized,
-                contentType: "application/json",
-                body: ByteBuffer(string: "{\"error\":\"unauthorized\"}"),
-                headers: [("WWW-Authenticate", "Bearer realm=\"tether-prebind\""), ("Cache-Control", "no-store")],
-                context: context
-            )
-            return
-        }
-        let client = self.configuration.forwardedHeaders
-            .origin(peer: context.channel.remoteAddress, local: context.channel.localAddress, headers: head.headers, overTLS: self.overTLS)
+    /// Writes an answer that is not ready yet (a prebind login, a file read off the event loop),
+    /// when it is; this handler's loop is the future's.
+    private func write(later answer: EventLoopFuture<HTTPAnswer>, context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let eventLoop = context.eventLoop
-        Task {
-            let (status, answer) = await prebind.handle(body: body, client: client, timeout: settings.timeout)
-            eventLoop.execute {
-                let (handler, context) = loopBound.value
-                handler.write(status: status, contentType: "application/json", body: answer, headers: [("Cache-Control", "no-store")], context: context)
-            }
+        answer.hop(to: context.eventLoop).whenSuccess { answer in
+            let (handler, context) = loopBound.value
+            handler.write(answer, context: context)
         }
     }
 

@@ -12,10 +12,24 @@ struct UpstreamLinks: Sendable {
     /// Made once: every connector shares it.
     private let tlsHandshakeObserver: @Sendable (UpstreamTLSHandshake) -> Void
 
-    init(closing: ClosingStreams, metrics: TetherMetrics) {
+    /// How a connector's stream is opened: `UpstreamConnector.connect`, unless a handler test
+    /// puts the stream on an `EmbeddedChannel` it drives itself.
+    typealias Dial =
+        @Sendable (
+            _ connector: UpstreamConnector, _ header: StreamHeader, _ client: ProxyProtocolHeader?, _ eventLoop: any EventLoop,
+            _ delegate: any UpstreamStreamDelegate, _ logger: Logger
+        ) -> EventLoopFuture<UpstreamConnection>
+
+    private let dial: Dial
+
+    init(closing: ClosingStreams, metrics: TetherMetrics, dial: Dial? = nil) {
         self.closing = closing
         self.metrics = metrics
         self.tlsHandshakeObserver = { [metrics] in metrics.upstreamTLSHandshook($0) }
+        self.dial =
+            dial ?? { connector, header, client, eventLoop, delegate, logger in
+                connector.connect(header: header, client: client, on: eventLoop, delegate: delegate, logger: logger)
+            }
     }
 
     /// A connector for the configuration in effect when the session started.
@@ -35,7 +49,7 @@ struct UpstreamLinks: Sendable {
     ) -> EventLoopFuture<UpstreamConnection> {
         let started = ContinuousClock.now
         let metrics = self.metrics
-        return connector.connect(header: header, client: client, on: eventLoop, delegate: delegate, logger: logger).always { result in
+        return self.dial(connector, header, client, eventLoop, delegate, logger).always { result in
             switch result {
             case .success(let connection):
                 metrics.upstreamConnected(after: ContinuousClock.now - started)
