@@ -467,9 +467,16 @@ extension BOSHSessionStateMachine {
                 condition: condition
             )
             let reason = condition?.rawValue ?? "terminated"
+            let rest = context.terminalResponse(.terminate(condition), condition: condition)
             if self.held.isEmpty && triggering == nil {
                 // Nobody to tell now: keep the verdict for the next request, until inactivity. The
                 // stanzas cannot wait for it (the stream closes now): bounced, or left to XEP-0198.
+                // Requests waiting out of order are unverified: the verdict alone, now (regression:
+                // they were forgotten with the live state and their connections never answered).
+                for pending in self.outOfOrder.values.sorted(by: { $0.request.rid < $1.request.rid }) {
+                    actions.append(.respond(pending.id, rest))
+                }
+                self.outOfOrder.removeAll()
                 var tombstone = first
                 if !upstreamAlreadyClosed {
                     let stanzas = payloads.payloads.filter { extraPayload == nil || $0 != extraPayload }
@@ -480,7 +487,6 @@ extension BOSHSessionStateMachine {
                 }
                 return Outcome(actions, ending: self.ending(keeping: tombstone, condition: condition, keepsTombstone: keepsTombstone))
             }
-            let rest = context.terminalResponse(.terminate(condition), condition: condition)
             // Without keys the sid is the only credential: every request is as good as another.
             let unkeyed = self.expectedKeyHash == nil
             var delivered = false

@@ -174,10 +174,18 @@ struct Run: AsyncParsableCommand {
         progress.finish()
         await stub?.stop()
 
-        if let path = self.json {
+        try Self.report(result, json: self.json, html: self.html)
+    }
+}
+
+extension Run {
+    /// What a run and a merge both end with: the files asked for, the summary, and exit status 1
+    /// when the result fails its SLOs.
+    static func report(_ result: LoadResult, json: String?, html: String?) throws {
+        if let path = json {
             try ReportWriter.json(result).write(to: URL(fileURLWithPath: path))
         }
-        if let path = self.html {
+        if let path = html {
             try Data(HTMLReport.render(result).utf8).write(to: URL(fileURLWithPath: path))
         }
         print(ReportWriter.summary(result))
@@ -214,16 +222,7 @@ struct Merge: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        if let path = self.json {
-            try ReportWriter.json(merged).write(to: URL(fileURLWithPath: path))
-        }
-        if let path = self.html {
-            try Data(HTMLReport.render(merged).utf8).write(to: URL(fileURLWithPath: path))
-        }
-        print(ReportWriter.summary(merged))
-        if !merged.passed {
-            throw ExitCode(1)
-        }
+        try Run.report(merged, json: self.json, html: self.html)
     }
 }
 

@@ -21,6 +21,18 @@ struct BOSHSessionPhaseTests {
         #expect(later == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>"])
     }
 
+    @Test("a session ending with nothing held answers the requests waiting out of order with the verdict alone (regression: never answered)")
+    func endWithRequestsOutOfOrder() {
+        var machine = T.established()
+        let early = machine.receive(T.request(102), id: 5, isSecure: false, now: T.t0)
+        #expect(early.isEmpty, "102 waits for 101 (§14.2)")
+        _ = machine.upstreamReceived([Self.stanza], streamElements: false, streamManagement: false, now: T.t0)
+        let actions = T.describe(machine.fail(.policyViolation))
+        #expect(actions.contains("respond 5 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='policy-violation'/>"), "\(actions)")
+        #expect(!actions.contains { $0.contains("id='q1'") }, "an unverified request gets no stanza")
+        #expect(machine.heldRequestCount == 0)
+    }
+
     @Test("shutdown with a request held: it gets the verdict, then the session ends")
     func shutdownWithHeldRequest() {
         var machine = T.established()

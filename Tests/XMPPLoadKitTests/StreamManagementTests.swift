@@ -22,6 +22,23 @@ struct StreamManagementTests {
         #expect(sm.resume == "<resume xmlns='urn:xmpp:sm:3' h='2' previd='abc'/>")
     }
 
+    @Test(
+        "stanzas sent after <enable/> and before <enabled/> came back are counted, as the server counts them (XEP-0198 §4; regression: its h came out too high, handled-count-too-high after a reload)"
+    )
+    func countingFromEnable() {
+        var sm = StreamManagement()
+        _ = sm.sending(ByteBuffer(string: "before"))
+        sm.enableSent()
+        _ = sm.sending(ByteBuffer(string: "m1"))
+        sm.received()
+        #expect(sm.handled == 0, "the server counts what it sends only from <enabled/>")
+        sm.enabled(id: "abc", resume: true, max: nil)
+        _ = sm.sending(ByteBuffer(string: "m2"))
+        let resumption = sm.resumed(1)
+        #expect(!resumption.countTooHigh)
+        #expect(resumption.resend.map { String(buffer: $0) } == ["m2"])
+    }
+
     @Test("acknowledged stanzas leave the buffer; after <resumed h/> the rest is sent again")
     func resend() {
         var sm = StreamManagement()

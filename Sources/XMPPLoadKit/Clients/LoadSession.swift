@@ -155,6 +155,7 @@ class LoadSession {
             }
         case "failed":
             // <enable/> refused: the page cannot resume; its reloads will fail.
+            self.streamManagement.enableRefused()
             self.worker.recordError(LoadFailure(.resumeFailed, "enable-refused"))
             self.page.established(now: NIODeadline.now().uptimeNanoseconds)
         default:
@@ -326,6 +327,7 @@ class LoadSession {
             self.worker.sessionEstablished(self, loginNanos: NIODeadline.now().uptimeNanoseconds - self.startedAtNanos)
             if self.usesStreamManagement {
                 self.send(ByteBuffer(string: StreamManagement.enable))
+                self.streamManagement.enableSent()
             } else {
                 self.page.established(now: NIODeadline.now().uptimeNanoseconds)
             }

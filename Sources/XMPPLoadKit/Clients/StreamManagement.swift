@@ -17,16 +17,32 @@ public struct StreamManagement: Sendable {
     public private(set) var maxSeconds: Double?
     /// Stanzas received since enabling (modulo 2³², as the XEP counts).
     public private(set) var handled: UInt32 = 0
-    /// Stanzas sent since enabling.
+    /// Stanzas sent since `<enable/>` went out.
     private var sent: UInt32 = 0
+    /// `<enable/>` is out: the server counts what this client sends from there on, before
+    /// `<enabled/>` comes back (XEP-0198 §4; stanzas sent in between were counted by the server
+    /// and not here, so its `h` came out one or more too high).
+    private var countingSent = false
     /// Sent stanzas not yet acknowledged, oldest first; the first has number `sent − count + 1`.
     public private(set) var unacknowledged: [ByteBuffer] = []
     private var sinceRequest = 0
 
     public init() {}
 
+    /// `<enable/>` was sent.
+    public mutating func enableSent() {
+        self.countingSent = true
+    }
+
+    /// `<failed/>` answered `<enable/>`: nothing is counted or kept for resending.
+    public mutating func enableRefused() {
+        self.countingSent = false
+        self.unacknowledged.removeAll()
+    }
+
     public mutating func enabled(id: String?, resume: Bool, max: Double?) {
         self.isEnabled = true
+        self.countingSent = true
         self.resumptionID = resume ? id : nil
         self.maxSeconds = max
     }
@@ -39,7 +55,7 @@ public struct StreamManagement: Sendable {
 
     /// A stanza goes out; returns true when an `<r/>` should follow it.
     public mutating func sending(_ stanza: ByteBuffer) -> Bool {
-        guard self.isEnabled else { return false }
+        guard self.countingSent else { return false }
         self.sent &+= 1
         self.unacknowledged.append(stanza)
         self.sinceRequest += 1
