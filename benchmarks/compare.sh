@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tether against the servers' own BOSH/WebSocket and their plain c2s, on this machine, in one run.
 #
-#   benchmarks/compare.sh [--quick] [--reps N] [--skip-ejabberd] [--skip-stub] [--skip-100k] [--no-build]
+#   benchmarks/compare.sh [--quick] [--reps N] [--skip-ejabberd] [--skip-stub] [--skip-100k] [--no-build] [--tether BIN]
 #
 #   --quick          1 repetition (default 3; medians are taken over the repetitions)
 #   --reps N         N repetitions
@@ -10,6 +10,8 @@
 #   --skip-100k      no 100,000-session hold
 #   --no-build       use the release binaries already built
 #   --budget S       start no further repetition that would end after S seconds (default 1080)
+#   --tether BIN     measure this tether binary (e.g. a release build of an earlier commit, for a
+#                    before/after comparison on one machine); tether-load is still this tree's
 #
 # Every target is measured with tether-load (Sources/tether-load) from one event-loop thread:
 #   Prosody 0.12 (Debian) mod_bosh, mod_websocket, c2s            ← direct
@@ -29,6 +31,7 @@ root="$PWD"
 started_at=$(date +%s)
 
 reps=3
+tether_override=""
 with_ejabberd=1
 with_stub=1
 with_100k=1
@@ -43,7 +46,8 @@ while [ $# -gt 0 ]; do
         --skip-100k) with_100k=0 ;;
         --no-build) build=0 ;;
         --budget) budget="$2"; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --tether) tether_override="$2"; shift ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -144,7 +148,7 @@ if [ "$build" -eq 1 ]; then
     swift build -c release --product tether-load >&2
 fi
 bin="$(swift build -c release --show-bin-path)"
-tether="$bin/tether"
+tether="${tether_override:-$bin/tether}"
 load="$bin/tether-load"
 [ -x "$tether" ] && [ -x "$load" ] || { echo "compare.sh: no release binaries in $bin (drop --no-build)" >&2; exit 1; }
 
