@@ -16,7 +16,9 @@ final class TCPLoadSession: LoadSession {
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(StreamBytesHandler(session: bound.value))
+                    let session = bound.value
+                    try channel.pipeline.syncOperations.addHandler(
+                        LoadConnectionHandler<ByteBuffer>(read: { session.bytesReceived($0) }, closed: { session.connectionClosed() }))
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
@@ -84,29 +86,5 @@ final class TCPLoadSession: LoadSession {
     fileprivate func connectionClosed() {
         self.channel = nil
         self.streamClosed()
-    }
-}
-
-/// Hands a stream's bytes to its session.
-private final class StreamBytesHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-
-    private let session: TCPLoadSession
-
-    init(session: TCPLoadSession) {
-        self.session = session
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.session.bytesReceived(self.unwrapInboundIn(data))
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.session.connectionClosed()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
     }
 }

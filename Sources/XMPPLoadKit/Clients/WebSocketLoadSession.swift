@@ -43,7 +43,10 @@ final class WebSocketLoadSession: LoadSession {
                                 channel.close(promise: nil)
                                 return
                             }
-                            try channel.pipeline.syncOperations.addHandler(WebSocketFramesHandler(session: bound.value, generation: generation))
+                            let session = bound.value
+                            try channel.pipeline.syncOperations.addHandler(
+                                LoadConnectionHandler<WebSocketFrame>(
+                                    read: { session.frameReceived($0, generation: generation) }, closed: { session.connectionClosed(generation: generation) }))
                             upgraded.succeed()
                         }
                     }
@@ -193,31 +196,5 @@ final class WebSocketLoadSession: LoadSession {
         guard generation == self.generation else { return }
         self.channel = nil
         self.streamClosed()
-    }
-}
-
-/// Hands WebSocket frames to their session.
-private final class WebSocketFramesHandler: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
-
-    private let session: WebSocketLoadSession
-    private let generation: Int
-
-    init(session: WebSocketLoadSession, generation: Int) {
-        self.session = session
-        self.generation = generation
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.session.frameReceived(self.unwrapInboundIn(data), generation: self.generation)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.session.connectionClosed(generation: self.generation)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
     }
 }
