@@ -182,6 +182,20 @@ struct BOSHAdapterTests {
         #expect(try BOSHAdapterHarness.answer(next)?.contains("id='m1'") == true)
     }
 
+    @Test("a request waiting out of order when the session times out is not left hanging: its connection is closed (regression: never answered)")
+    func outOfOrderAtInactivity() throws {
+        let harness = BOSHAdapterHarness()
+        let (sid, _) = try harness.openSession()
+        // 1001 never comes: 1002 waits for it (§14.2), and nothing is held.
+        let waiting = try harness.post(BOSHAdapterHarness.request(rid: 1002, sid: sid))
+        #expect(try BOSHAdapterHarness.answer(waiting) == nil)
+        #expect(waiting.isActive)
+        harness.loop.advanceTime(by: .seconds(Int64(BOSHLimits().inactivity) + 1))
+        #expect(!waiting.isActive, "the connection of the request the machine never took up is closed")
+        let late = try harness.post(BOSHAdapterHarness.request(rid: 1001, sid: sid))
+        #expect(try XMLElement.parse(ByteBuffer(string: try #require(try BOSHAdapterHarness.answer(late)))).attribute("condition") == "item-not-found")
+    }
+
     /// How the upstream ends, and the `condition` the held request must carry (nil: a normal end).
     static let endings: [(name: String, condition: String?)] = [
         ("closed", nil), ("lost", "remote-connection-failed"), ("stream error", "remote-stream-error"),

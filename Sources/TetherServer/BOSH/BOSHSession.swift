@@ -205,9 +205,14 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
                 self.inactivityTimer?.cancel()
                 self.upstream?.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil
+                // The machine answered every request it held; any left here it never took up
+                // (one waiting out of order for a gap that never filled). Its connection is
+                // closed rather than left waiting for an answer that will not come: the client
+                // sees a dropped request and learns the session is gone from its next one.
                 for (_, entry) in self.responders {
                     entry.timer?.cancel()
                     self.metrics.requestAnswered()
+                    entry.responder.close()
                 }
                 self.responders.removeAll()
                 self.metrics.terminated(.bosh, condition: condition?.rawValue ?? "normal")
