@@ -98,11 +98,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The client side of a login (SASL PLAIN and SCRAM-SHA-1, bind, the RFC 3921 session), with
+        // no I/O: played by prebind inside Tether and by the load generator's simulated clients.
+        .target(
+            name: "XMPPClientCore",
+            dependencies: [
+                "XMPPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // HTTP edge, sessions, registry and configuration.
         .target(
             name: "TetherServer",
             dependencies: [
                 "XMPPCore",
+                "XMPPClientCore",
                 "BOSHCore",
                 "WebSocketCore",
                 "XMPPUpstream",
@@ -140,13 +152,13 @@ let package = Package(
             name: "XMPPLoadKit",
             dependencies: [
                 "XMPPCore",
+                "XMPPClientCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 // Scenario files (YAML; JSON is YAML too).
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -167,10 +179,16 @@ let package = Package(
             name: "XMPPLoadKitTests",
             dependencies: [
                 "XMPPLoadKit",
+                "XMPPClientCore",
                 "XMPPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "XMPPClientCoreTests",
+            dependencies: ["XMPPClientCore", "XMPPCore", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -221,6 +239,7 @@ let package = Package(
             dependencies: [
                 "TetherServer",
                 "XMPPLoadKit",
+                "XMPPClientCore",
                 "XMPPCore",
                 "BOSHCore",
                 "WebSocketCore",

@@ -1,4 +1,5 @@
 import Testing
+import XMPPClientCore
 
 @testable import XMPPLoadKit
 
@@ -30,7 +31,7 @@ struct PageLifecycleStateMachineTests {
         #expect(page.isPresent && !page.isBusy)
         // A second reload that never comes back.
         #expect(page.tick(now: 22 * Self.second, active: true, quiet: true) == .leavePage)
-        #expect(page.reattachFailed(LoadFailure(.resumeFailed, "item-not-found")) == .reloadFailed(LoadFailure(.resumeFailed, "item-not-found")))
+        #expect(page.reattachFailed(ClientFailure(.resumeFailed, "item-not-found")) == .reloadFailed(ClientFailure(.resumeFailed, "item-not-found")))
         #expect(page.state == .finished)
     }
 
@@ -81,12 +82,12 @@ struct PageLifecycleStateMachineTests {
         #expect(alive.tick(now: 0, active: true, quiet: true) == .closeTab)
         #expect(alive.tabClosed(timeout: 1) == nil)
         #expect(alive.tick(now: Self.second, active: true, quiet: true) == .verify)
-        #expect(alive.verified(expired: false, condition: "still-alive", now: Self.second) == .tabCloseFailed(LoadFailure(.protocolViolation, "still-alive")))
+        #expect(alive.verified(expired: false, condition: "still-alive", now: Self.second) == .tabCloseFailed(ClientFailure(.protocolViolation, "still-alive")))
 
         var unknown = PageLifecycleStateMachine(reload: nil, tabClose: .init(after: 0), seed: 1)
         unknown.established(now: 0)
         #expect(unknown.tick(now: 0, active: true, quiet: true) == .closeTab)
-        #expect(unknown.tabClosed(timeout: nil) == .tabCloseFailed(LoadFailure(.protocolViolation, "no-advertised-timeout")))
+        #expect(unknown.tabClosed(timeout: nil) == .tabCloseFailed(ClientFailure(.protocolViolation, "no-advertised-timeout")))
 
         var plain = PageLifecycleStateMachine(reload: nil, tabClose: .init(after: 0, verify: false), seed: 1)
         plain.established(now: 0)

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import Synchronization
+import XMPPClientCore
 import XMPPCore
 
 /// `POST /prebind`: a web application's backend has Tether log a user in on a new BOSH session
@@ -67,69 +68,90 @@ final class PrebindService: Sendable {
             return (.ok, ByteBuffer(bytes: encoded))
         case .failure(let failure)?:
             self.logger.notice("prebind failed", metadata: ["jid": "\(jid.local)@\(jid.domain)", "reason": "\(failure)"])
-            switch failure {
-            case .authenticationFailed(let condition):
-                return Self.error(.forbidden, condition, failure.description)
-            case .terminated(let condition) where condition == TerminateCondition.hostUnknown.rawValue:
-                return Self.error(.notFound, condition, "this Tether does not serve \(jid.domain)")
-            case .terminated(let condition) where condition == TerminateCondition.policyViolation.rawValue:
-                return Self.error(.tooManyRequests, condition, "a session limit was reached")
+            switch (failure.kind, failure.condition) {
+            case (.saslFailure, let condition):
+                return Self.error(.forbidden, condition, "authentication failed: \(condition)")
+            case (.boshTerminate, TerminateCondition.hostUnknown.rawValue):
+                return Self.error(.notFound, failure.condition, "this Tether does not serve \(jid.domain)")
+            case (.boshTerminate, TerminateCondition.policyViolation.rawValue):
+                return Self.error(.tooManyRequests, failure.condition, "a session limit was reached")
             default:
-                return Self.error(.badGateway, "login-failed", failure.description)
+                return Self.error(.badGateway, "login-failed", failure.key)
             }
         }
     }
 
-    private func login(username: String, domain: String, password: String, resource: String?, client: ClientOrigin) async -> Result<Answer, PrebindFailure> {
-        var machine = PrebindLoginStateMachine(username: username, password: password, resource: resource)
+    private func login(username: String, domain: String, password: String, resource: String?, client: ClientOrigin) async -> Result<Answer, ClientFailure> {
+        // The same login the load generator plays; SCRAM-SHA-1 (mutual authentication) where the
+        // server offers it. The browser that attaches sends its own initial presence.
+        var machine = XMPPLoginStateMachine(
+            username: username, password: password, domain: domain, resource: resource, mechanisms: [.scramSHA1, .plain], sendsInitialPresence: false)
+        _ = machine.connected()
         // Random, and far enough below 2^53 that a long session never overflows (§14.1).
         var rid = UInt64.random(in: 1 << 20..<1 << 44)
         let wait = self.configuration.bosh.maxWait
         let creation =
             "<body xmlns='\(XMLNamespaces.httpBind)' xmlns:xmpp='\(XMLNamespaces.xbosh)' rid='\(rid)' to='\(XMLEscaping.escapeAttribute(domain))' xml:lang='en' wait='\(wait)' hold='1' ver='1.6' xmpp:version='1.0'/>"
         var answer = await self.exchange(creation, client: client)
-        guard let sid = answer.attribute("sid") else {
-            return .failure(.terminated(answer.attribute("condition") ?? "undefined-condition"))
+        guard answer.type != "terminate", let sid = answer.sid else {
+            return .failure(ClientFailure(.boshTerminate, answer.condition ?? "undefined-condition"))
         }
+        let terminate = { (rid: UInt64) in "<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)' type='terminate'/>" }
         while true {
-            if answer.attribute("type") == "terminate" {
-                return .failure(.terminated(answer.attribute("condition") ?? "undefined-condition"))
+            var payloads: [String] = []
+            var restart = false
+            for element in answer.elements where !restart {
+                switch machine.received(element) {
+                case .send(let payload):
+                    payloads.append(payload)
+                case .restartStream:
+                    // Whatever follows <success/> belongs to the old stream (RFC 6120 §6.4.6).
+                    restart = true
+                case .established(let jid, _):
+                    // Nothing is held now: the browser's first request uses the next rid.
+                    return .success(Answer(jid: jid, sid: sid, rid: rid + 1))
+                case .fail(let failure):
+                    if answer.type != "terminate" { _ = await self.exchange(terminate(rid + 1), client: client) }
+                    return .failure(failure)
+                case .openStream, .resumed, .closed, .none:
+                    break
+                }
             }
-            let next = machine.received(answer.children)
+            if answer.type == "terminate" {
+                return .failure(ClientFailure(.boshTerminate, answer.condition ?? "undefined-condition"))
+            }
             rid += 1
+            if Task.isCancelled {
+                _ = await self.exchange(terminate(rid), client: client)
+                return .failure(ClientFailure(.timeout, "login"))
+            }
             let body: String
-            switch next {
-            case .send(let payloads):
-                body = "<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)'>\(payloads.map { String(buffer: $0) }.joined())</body>"
-            case .restart:
+            if restart {
                 body =
                     "<body xmlns='\(XMLNamespaces.httpBind)' xmlns:xmpp='\(XMLNamespaces.xbosh)' rid='\(rid)' sid='\(sid)' to='\(XMLEscaping.escapeAttribute(domain))' xml:lang='en' xmpp:restart='true'/>"
-            case .poll:
-                body = "<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)'/>"
-            case .finished(let jid):
-                // Nothing is held now: the browser's first request uses this rid.
-                return .success(Answer(jid: jid, sid: sid, rid: rid))
-            case .failed(let failure):
-                _ = await self.exchange("<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)' type='terminate'/>", client: client)
-                return .failure(failure)
-            }
-            if Task.isCancelled {
-                _ = await self.exchange("<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)' type='terminate'/>", client: client)
-                return .failure(.terminated("timeout"))
+            } else {
+                // With nothing to send this is an empty poll, held until the server says more.
+                body = "<body xmlns='\(XMLNamespaces.httpBind)' rid='\(rid)' sid='\(sid)'>\(payloads.joined())</body>"
             }
             answer = await self.exchange(body, client: client)
         }
     }
 
-    /// One request through the BOSH service, as if it came over HTTP; its answer's `<body/>`.
-    private func exchange(_ text: String, client: ClientOrigin) async -> XMLElement {
-        let terminal = XMLElement(
-            name: XMLName(namespace: XMLNamespaces.httpBind, localName: "body"),
-            attributes: [
-                XMLAttribute(name: XMLName(namespace: nil, localName: "type"), value: "terminate"),
-                XMLAttribute(name: XMLName(namespace: nil, localName: "condition"), value: "internal-server-error"),
-            ])
-        guard let request = try? BOSHRequest.parse(ByteBuffer(string: text), limits: self.configuration.xmlLimits) else { return terminal }
+    /// A BOSH answer as the login reads it: the body's attributes and its children as a stream's elements.
+    private struct BOSHAnswer {
+        var type: String?
+        var condition: String?
+        var sid: String?
+        var elements: [XMLElementSlice] = []
+
+        static let internalError = BOSHAnswer(type: "terminate", condition: TerminateCondition.internalServerError.rawValue)
+    }
+
+    /// One request through the BOSH service, as if it came over HTTP; its answer, framed as a
+    /// browser's client would frame it.
+    private func exchange(_ text: String, client: ClientOrigin) async -> BOSHAnswer {
+        let limits = self.configuration.xmlLimits
+        guard let request = try? BOSHRequest.parse(ByteBuffer(string: text), limits: limits) else { return .internalError }
         let response: BOSHHTTPResponse? = await withCheckedContinuation { continuation in
             let once = Mutex(false)
             let finish: @Sendable (BOSHHTTPResponse?) -> Void = { response in
@@ -151,8 +173,23 @@ final class PrebindService: Sendable {
                     close: { finish(nil) }
                 ))
         }
-        guard let response, response.status == 200, let body = try? XMLElement.parse(response.body) else { return terminal }
-        return body
+        guard let response, response.status == 200 else { return .internalError }
+        let framer = XMLStreamFramer(limits: limits)
+        guard let events = try? framer.feed(response.body) + framer.finish() else { return .internalError }
+        var answer = BOSHAnswer()
+        for event in events {
+            switch event {
+            case .rootOpened(let root):
+                answer.type = root.attributes.value(of: "type")
+                answer.condition = root.attributes.value(of: "condition")
+                answer.sid = root.attributes.value(of: "sid")
+            case .element(let element):
+                answer.elements.append(element)
+            case .rootClosed:
+                break
+            }
+        }
+        return answer
     }
 
     private static func splitJID(_ jid: String) -> (local: String, domain: String, resource: String?)? {

@@ -9,4 +9,6 @@ public enum XMLNamespaces {
     public static let sasl = "urn:ietf:params:xml:ns:xmpp-sasl"
     public static let streamErrors = "urn:ietf:params:xml:ns:xmpp-streams"
     public static let xml = "http://www.w3.org/XML/1998/namespace"
+    /// XEP-0198 stream management, version 3.
+    public static let streamManagement = "urn:xmpp:sm:3"
 }

@@ -1,3 +1,5 @@
+import XMPPClientCore
+
 /// The browser page of one session: when it reloads, how long it is gone, when its tab is closed
 /// and when to check that the server let the abandoned session go. Pure: time comes in as
 /// uptime nanoseconds, actions go out; the session carries them out on its transport.
@@ -49,10 +51,10 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
     /// What the worker counts for the behaviour.
     public enum Outcome: Sendable, Hashable {
         case reloadSucceeded(nanoseconds: UInt64)
-        case reloadFailed(LoadFailure)
+        case reloadFailed(ClientFailure)
         /// The abandoned session was gone when checked, `nanoseconds` after the tab closed.
         case tabCloseExpired(nanoseconds: UInt64)
-        case tabCloseFailed(LoadFailure)
+        case tabCloseFailed(ClientFailure)
         /// Closed without a check.
         case tabClosed
     }
@@ -142,7 +144,7 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
         }
         guard let timeout else {
             self.state = .finished
-            return .tabCloseFailed(LoadFailure(.protocolViolation, "no-advertised-timeout"))
+            return .tabCloseFailed(ClientFailure(.protocolViolation, "no-advertised-timeout"))
         }
         self.state = .closed(at: at, verifyAt: at + Self.nanos(timeout + tabClose.grace))
         return nil
@@ -156,7 +158,7 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
     }
 
     /// The re-attach or resume failed: the session is lost.
-    public mutating func reattachFailed(_ failure: LoadFailure) -> Outcome? {
+    public mutating func reattachFailed(_ failure: ClientFailure) -> Outcome? {
         switch self.state {
         case .quieting, .gone, .reattaching:
             self.state = .finished
@@ -170,7 +172,7 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
     public mutating func verified(expired: Bool, condition: String, now: UInt64) -> Outcome? {
         guard case .verifying(let closedAt, _) = self.state else { return nil }
         self.state = .finished
-        return expired ? .tabCloseExpired(nanoseconds: now - closedAt) : .tabCloseFailed(LoadFailure(.protocolViolation, condition))
+        return expired ? .tabCloseExpired(nanoseconds: now - closedAt) : .tabCloseFailed(ClientFailure(.protocolViolation, condition))
     }
 
     /// The run ends: whatever is scheduled is dropped (a reload or check under way still

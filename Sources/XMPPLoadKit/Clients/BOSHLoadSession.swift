@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import XMPPClientCore
 import XMPPCore
 
 /// A BOSH client (XEP-0124/XEP-0206) with hold=1 on up to two HTTP/1.1 keep-alive connections:
@@ -153,7 +154,7 @@ final class BOSHLoadSession: LoadSession {
         }
         guard status == 200 else {
             _ = self.tracker.responseReceived(rid: rid)
-            self.fail(LoadFailure(.http, "status-\(status)"))
+            self.fail(ClientFailure(.http, "status-\(status)"))
             return
         }
         guard case .expected(let kind) = self.tracker.responseReceived(rid: rid) else { return }
@@ -167,7 +168,7 @@ final class BOSHLoadSession: LoadSession {
         do {
             events = try self.framer.feed(body) + self.framer.finish()
         } catch {
-            self.fail(LoadFailure(.protocolViolation, "xml"))
+            self.fail(ClientFailure(.protocolViolation, "xml"))
             return
         }
         for event in events {
@@ -175,7 +176,7 @@ final class BOSHLoadSession: LoadSession {
             case .rootOpened(let root):
                 if kind == .creation, root.attributes.value(of: "type") != "terminate" {
                     guard let sid = root.attributes.value(of: "sid") else {
-                        self.fail(LoadFailure(.protocolViolation, "no-sid"))
+                        self.fail(ClientFailure(.protocolViolation, "no-sid"))
                         return
                     }
                     let requests = root.attributes.value(of: "requests").flatMap { Int($0) }
@@ -189,7 +190,7 @@ final class BOSHLoadSession: LoadSession {
                     if kind == .terminate || (condition == nil && self.machine.phase == .closing) {
                         self.reportStreamClosed()
                     } else {
-                        self.fail(LoadFailure(.boshTerminate, condition ?? "none"))
+                        self.fail(ClientFailure(.boshTerminate, condition ?? "none"))
                     }
                     return
                 }
@@ -245,7 +246,7 @@ final class BOSHLoadSession: LoadSession {
         }
         guard let retry = self.tracker.requestLost(rid: rid, nowNanos: self.now) else {
             if self.tracker.outstanding.contains(where: { $0.rid == rid }) {
-                self.fail(LoadFailure(.timeout, "request-lost"))
+                self.fail(ClientFailure(.timeout, "request-lost"))
             }
             return
         }
@@ -262,7 +263,7 @@ final class BOSHLoadSession: LoadSession {
         if self.tracker.hasSession {
             self.requestLost(rid: rid)
         } else {
-            self.fail(LoadFailure(.connect, TCPLoadSession.describe(error)))
+            self.fail(ClientFailure(.connect, TCPLoadSession.describe(error)))
         }
     }
 
@@ -272,7 +273,7 @@ final class BOSHLoadSession: LoadSession {
         self.streamClosed()
     }
 
-    private func fail(_ failure: LoadFailure) {
+    private func fail(_ failure: ClientFailure) {
         self.transportFailed(failure)
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import XMPPClientCore
 import XMPPCore
 
 /// One simulated client: the login machine, its phase timings, its page (reloads, tab close)
@@ -46,7 +47,7 @@ class LoadSession {
             password: scenario.password(index),
             domain: scenario.domain,
             resource: scenario.resource,
-            mechanism: self.spec.saslMechanism
+            mechanisms: [self.spec.saslMechanism]
         )
         self.page = PageLifecycleStateMachine(reload: self.spec.reload, tabClose: self.spec.tabClose, seed: UInt64(index) &* 0x9E37_79B9 &+ 7)
     }
@@ -130,7 +131,7 @@ class LoadSession {
                 if StanzaScanner.attribute("type", in: element.bytes) == "result" {
                     self.record(self.page.reattached(now: NIODeadline.now().uptimeNanoseconds))
                 } else {
-                    self.pageLost(LoadFailure(.protocolViolation, "reattach-ping-error"))
+                    self.pageLost(ClientFailure(.protocolViolation, "reattach-ping-error"))
                 }
                 return
             }
@@ -151,12 +152,12 @@ class LoadSession {
             self.send(ByteBuffer(string: self.streamManagement.answer))
         case "a":
             if let h = StanzaScanner.attribute("h", in: element.bytes).flatMap({ UInt32($0) }), !self.streamManagement.acknowledged(h) {
-                self.worker.recordError(LoadFailure(.protocolViolation, "handled-count-too-high"))
+                self.worker.recordError(ClientFailure(.protocolViolation, "handled-count-too-high"))
             }
         case "failed":
             // <enable/> refused: the page cannot resume; its reloads will fail.
             self.streamManagement.enableRefused()
-            self.worker.recordError(LoadFailure(.resumeFailed, "enable-refused"))
+            self.worker.recordError(ClientFailure(.resumeFailed, "enable-refused"))
             self.page.established(now: NIODeadline.now().uptimeNanoseconds)
         default:
             break
@@ -175,7 +176,7 @@ class LoadSession {
         self.run(self.machine.streamClosed())
     }
 
-    func transportFailed(_ failure: LoadFailure) {
+    func transportFailed(_ failure: ClientFailure) {
         guard !self.endedByRun, self.acceptsTransportEvents else { return }
         self.run(self.machine.transportFailed(failure))
     }
@@ -217,7 +218,7 @@ class LoadSession {
     /// Login took too long.
     func loginTimedOut() {
         guard !self.isFinished, !self.machine.isEstablished else { return }
-        self.transportFailed(LoadFailure(.timeout, "login-\(self.machine.phase.rawValue)"))
+        self.transportFailed(ClientFailure(.timeout, "login-\(self.machine.phase.rawValue)"))
     }
 
     // MARK: the page
@@ -256,7 +257,7 @@ class LoadSession {
     private func beginReattach() {
         if self.usesStreamManagement {
             guard let resume = self.streamManagement.resume else {
-                self.pageLost(LoadFailure(.resumeFailed, "not-resumable"))
+                self.pageLost(ClientFailure(.resumeFailed, "not-resumable"))
                 return
             }
             self.beginResumption(resume)
@@ -288,7 +289,7 @@ class LoadSession {
     }
 
     /// A reload that did not come back: the session is lost to the behaviour, not to the login.
-    func pageLost(_ failure: LoadFailure) {
+    func pageLost(_ failure: ClientFailure) {
         self.record(self.page.reattachFailed(failure))
         self.endedByRun = true
         self.finish(closedCleanly: false)
@@ -323,7 +324,7 @@ class LoadSession {
         case .restartStream:
             self.restartStream()
         case .established(_, let presence):
-            self.send(ByteBuffer(string: presence))
+            if let presence { self.send(ByteBuffer(string: presence)) }
             self.worker.sessionEstablished(self, loginNanos: NIODeadline.now().uptimeNanoseconds - self.startedAtNanos)
             if self.usesStreamManagement {
                 self.send(ByteBuffer(string: StreamManagement.enable))
@@ -333,7 +334,7 @@ class LoadSession {
             }
         case .resumed(let h):
             let resumption = self.streamManagement.resumed(h)
-            if resumption.countTooHigh { self.worker.recordError(LoadFailure(.protocolViolation, "handled-count-too-high")) }
+            if resumption.countTooHigh { self.worker.recordError(ClientFailure(.protocolViolation, "handled-count-too-high")) }
             for stanza in resumption.resend { self.send(stanza) }
             if case .verifying = self.page.state {
                 self.verified(expired: false, condition: "still-resumable")
@@ -376,7 +377,7 @@ class LoadSession {
         guard phase != self.timedPhase else { return }
         let now = NIODeadline.now().uptimeNanoseconds
         switch self.timedPhase {
-        case .connecting, .awaitingFeatures, .authenticating, .awaitingBoundFeatures, .binding:
+        case .connecting, .awaitingFeatures, .authenticating, .awaitingBoundFeatures, .binding, .startingSession:
             if phase != .failed, self.page.isPresent {
                 self.worker.recordPhase(self.timedPhase, nanoseconds: now - self.phaseStartedAtNanos)
             }

@@ -5,7 +5,7 @@ import XMPPCore
 /// handled (`h`, told to the server in `<a/>` and `<resume/>`), the stanzas sent and not yet
 /// acknowledged (sent again after `<resumed/>`), and the id to resume with.
 public struct StreamManagement: Sendable {
-    public static let namespace = "urn:xmpp:sm:3"
+    public static let namespace = XMLNamespaces.streamManagement
     public static let enable = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
     /// Ask for an acknowledgement after this many unacknowledged stanzas, so the resend buffer stays small.
     public static let requestEvery = 8

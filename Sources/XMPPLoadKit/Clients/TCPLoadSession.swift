@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import XMPPClientCore
 import XMPPCore
 
 /// A client on a plain RFC 6120 stream (no TLS): the reference transport.
@@ -34,7 +35,7 @@ final class TCPLoadSession: LoadSession {
                         session.transportConnected()
                     }
                 case .failure(let error):
-                    session.transportFailed(LoadFailure(.connect, Self.describe(error)))
+                    session.transportFailed(ClientFailure(.connect, Self.describe(error)))
                 }
             }
     }
@@ -71,7 +72,7 @@ final class TCPLoadSession: LoadSession {
         do {
             events = try self.framer.feed(bytes)
         } catch {
-            self.transportFailed(LoadFailure(.protocolViolation, "xml"))
+            self.transportFailed(ClientFailure(.protocolViolation, "xml"))
             return
         }
         for event in events {

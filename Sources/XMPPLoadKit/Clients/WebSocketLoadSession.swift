@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+import XMPPClientCore
 import XMPPCore
 
 /// An RFC 7395 client: HTTP upgrade with subprotocol `xmpp`, then one element per text message,
@@ -39,7 +40,7 @@ final class WebSocketLoadSession: LoadSession {
                     upgradePipelineHandler: { channel, response in
                         channel.eventLoop.makeCompletedFuture {
                             guard response.headers.first(name: "Sec-WebSocket-Protocol")?.lowercased() == "xmpp" else {
-                                upgraded.fail(LoadFailure(.http, "no-xmpp-subprotocol"))
+                                upgraded.fail(ClientFailure(.http, "no-xmpp-subprotocol"))
                                 channel.close(promise: nil)
                                 return
                             }
@@ -82,10 +83,10 @@ final class WebSocketLoadSession: LoadSession {
                     let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.path, headers: headers)
                     channel.write(HTTPClientRequestPart.head(head), promise: nil)
                     channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-                    channel.closeFuture.whenComplete { _ in upgraded.fail(LoadFailure(.http, "upgrade-refused")) }
+                    channel.closeFuture.whenComplete { _ in upgraded.fail(ClientFailure(.http, "upgrade-refused")) }
                 case .failure(let error):
                     upgraded.fail(error)
-                    session.transportFailed(LoadFailure(.connect, TCPLoadSession.describe(error)))
+                    session.transportFailed(ClientFailure(.connect, TCPLoadSession.describe(error)))
                 }
             }
         upgraded.futureResult.assumeIsolated().whenComplete { result in
@@ -97,7 +98,7 @@ final class WebSocketLoadSession: LoadSession {
                 _ = try? session.framer.feed(ByteBuffer(string: "<ws xmlns='jabber:client'>"))
                 session.transportConnected()
             case .failure(let error):
-                if let failure = error as? LoadFailure, failure.kind == .http {
+                if let failure = error as? ClientFailure, failure.kind == .http {
                     session.transportFailed(failure)
                 }
             }
@@ -164,7 +165,7 @@ final class WebSocketLoadSession: LoadSession {
             do {
                 events = try self.framer.feed(frame.unmaskedData)
             } catch {
-                self.transportFailed(LoadFailure(.protocolViolation, "xml"))
+                self.transportFailed(ClientFailure(.protocolViolation, "xml"))
                 return
             }
             for event in events {
@@ -186,7 +187,7 @@ final class WebSocketLoadSession: LoadSession {
             self.streamClosed()
             self.abort()
         case .binary:
-            self.transportFailed(LoadFailure(.protocolViolation, "binary-frame"))
+            self.transportFailed(ClientFailure(.protocolViolation, "binary-frame"))
         default:
             break
         }

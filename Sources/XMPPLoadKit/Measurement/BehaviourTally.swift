@@ -1,3 +1,5 @@
+import XMPPClientCore
+
 /// One behaviour's counts on one worker (or, added up, in the whole run): what was tried, what
 /// worked, how long it took, and why the rest failed.
 struct BehaviourTally: Sendable {
@@ -22,7 +24,7 @@ struct BehaviourTally: Sendable {
         for (key, count) in other.errors { self.errors[key, default: 0] += count }
     }
 
-    mutating func failed(_ failure: LoadFailure) {
+    mutating func failed(_ failure: ClientFailure) {
         self.failures += 1
         self.errors[failure.key, default: 0] += 1
     }

@@ -1,3 +1,5 @@
+import XMPPClientCore
+
 /// Everything one worker (one event loop) measures. Only touched on that loop; copied out in samples.
 struct WorkerStats {
     var ledger = MessageLedger()
@@ -35,17 +37,17 @@ struct WorkerStats {
         self.phases[phase, default: LatencyHistogram()].record(nanoseconds: nanoseconds)
     }
 
-    mutating func recordError(_ failure: LoadFailure) {
+    mutating func recordError(_ failure: ClientFailure) {
         self.errors[failure.key, default: 0] += 1
         self.errorTotal += 1
     }
 
-    mutating func recordLoginFailure(_ failure: LoadFailure, population: Int) {
+    mutating func recordLoginFailure(_ failure: ClientFailure, population: Int) {
         self.populations[population, default: PopulationTally()].errors[failure.key, default: 0] += 1
         self.errorTotal += 1
     }
 
-    mutating func recordBehaviourFailure(_ failure: LoadFailure, _ key: BehaviourKey) {
+    mutating func recordBehaviourFailure(_ failure: ClientFailure, _ key: BehaviourKey) {
         self.behaviours[key, default: BehaviourTally()].failed(failure)
         self.errorTotal += 1
     }
@@ -68,9 +70,9 @@ struct WorkerStats {
             self.intervalDelivered += 1
             self.stepDelivered += 1
         case .duplicate:
-            self.recordError(LoadFailure(.protocolViolation, "duplicate-message"))
+            self.recordError(ClientFailure(.protocolViolation, "duplicate-message"))
         case .unknown:
-            self.recordError(LoadFailure(.protocolViolation, "unknown-message"))
+            self.recordError(ClientFailure(.protocolViolation, "unknown-message"))
         }
     }
 

@@ -62,7 +62,7 @@ public enum HTMLReport {
         html +=
             "<tr><td>\(s.requested)</td><td>\(s.established)</td><td>\(s.failed)</td><td>\(s.closedCleanly)</td><td>\(f(s.rampSeconds, 2))</td><td>\(f(s.establishmentRate, 1))</td></tr></table>"
         html += "<table><tr><th>login phase (ms)</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>"
-        for name in ["connecting", "awaitingFeatures", "authenticating", "awaitingBoundFeatures", "binding"] {
+        for name in ["connecting", "awaitingFeatures", "authenticating", "awaitingBoundFeatures", "binding", "startingSession"] {
             if let summary = s.phases[name] { html += self.summaryRow(name, summary) }
         }
         html += self.summaryRow("whole login", s.login) + "</table>"

@@ -16,7 +16,7 @@ public struct LoadResult: Sendable, Codable {
         public var establishmentRate: Double
         /// Start to initial presence.
         public var login: LatencySummary
-        /// Time per login phase (connecting, awaitingFeatures, authenticating, awaitingBoundFeatures, binding).
+        /// Time per login phase (connecting, awaitingFeatures, authenticating, awaitingBoundFeatures, binding, startingSession where a server requires an RFC 3921 session).
         public var phases: [String: LatencySummary]
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import XMPPClientCore
 
 /// What the live progress line shows, once a second.
 public struct LoadProgress: Sendable {

@@ -1,4 +1,5 @@
 import NIOCore
+import XMPPClientCore
 import XMPPCore
 
 /// The sessions, schedule and measurements of one event loop.
@@ -175,7 +176,7 @@ final class LoadWorker {
         self.stats.lastEstablishedNanos = NIODeadline.now().uptimeNanoseconds
     }
 
-    func sessionFailed(_ session: LoadSession, _ failure: LoadFailure) {
+    func sessionFailed(_ session: LoadSession, _ failure: ClientFailure) {
         if !session.machine.isEstablished && session.jid == nil {
             self.stats.failed += 1
             self.stats.populations[session.population, default: PopulationTally()].failed += 1
@@ -222,7 +223,7 @@ final class LoadWorker {
         self.stats.retransmissions += 1
     }
 
-    func recordError(_ failure: LoadFailure) {
+    func recordError(_ failure: ClientFailure) {
         self.stats.recordError(failure)
     }
 
@@ -230,12 +231,12 @@ final class LoadWorker {
         guard let probe = StanzaScanner.probe(in: bytes) else {
             // Not ours (a server notice, an error bounce…): counted, so a bounce is never silent.
             if StanzaScanner.attribute("type", in: bytes) == "error" {
-                self.stats.recordError(LoadFailure(.protocolViolation, "message-error"))
+                self.stats.recordError(ClientFailure(.protocolViolation, "message-error"))
             }
             return
         }
         if StanzaScanner.attribute("type", in: bytes) == "error" {
-            self.stats.recordError(LoadFailure(.protocolViolation, "message-error-bounce"))
+            self.stats.recordError(ClientFailure(.protocolViolation, "message-error-bounce"))
             return
         }
         self.stats.recordDelivery(

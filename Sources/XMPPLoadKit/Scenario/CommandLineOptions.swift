@@ -1,3 +1,5 @@
+import XMPPClientCore
+
 /// `tether-load run`'s options as given (nil: not on the command line), and how they become a
 /// `LoadScenario`: either from the flags alone (`LoadScenario.init(transport:…)`, the same model
 /// as a file) or from `--scenario FILE`, which only the flags that say nothing about the load

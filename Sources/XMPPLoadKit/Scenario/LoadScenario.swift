@@ -1,4 +1,5 @@
 import Foundation
+import XMPPClientCore
 
 /// Everything a load run does, as one value: who logs in (populations), where, how they arrive,
 /// what they do, and for how long.

@@ -1,3 +1,5 @@
+import XMPPClientCore
+
 /// A group of sessions that share a transport, an arrival process and behaviours: "800 browsers
 /// on BOSH that chat and reload", "200 WebSocket tabs that get closed".
 public struct Population: Sendable, Codable, Hashable {

@@ -1,3 +1,4 @@
+import XMPPClientCore
 import Yams
 
 /// Walks the YAML tree: typed reads that fail with the key's path.

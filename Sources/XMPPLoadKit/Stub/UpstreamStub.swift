@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import XMPPClientCore
 import XMPPCore
 
 /// A minimal in-process XMPP server for measuring, not for correctness: it accepts any SASL PLAIN

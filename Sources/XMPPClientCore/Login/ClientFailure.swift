@@ -1,7 +1,9 @@
-/// Why a simulated session failed or ended early: what kind of failure and the condition the peer gave.
+/// Why a client session failed or ended early: what kind of failure and the condition the peer
+/// gave. Shared by every client Tether plays (the load generator's, prebind's), so a failure reads
+/// the same in a load report and in a prebind answer.
 ///
-/// Errors are counted by `key` (`stream-error:conflict`, `bosh-terminate:item-not-found`, …).
-public struct LoadFailure: Error, Hashable, Sendable, CustomStringConvertible {
+/// Counted and logged by `key` (`stream-error:conflict`, `bosh-terminate:item-not-found`, …).
+public struct ClientFailure: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Kind: String, Hashable, Sendable, Codable {
         /// The TCP connection could not be made.
         case connect

@@ -1,9 +1,12 @@
-import Foundation
 import NIOCore
 import XMPPCore
 
-/// A client's login, independent of the transport: features → SASL PLAIN → stream restart →
-/// bind → initial presence, then the established session until logout.
+/// A client's login, independent of the transport: features → SASL (RFC 6120 §6) → stream
+/// restart → resource binding (§7) → the RFC 3921 §3 session where a server still requires it →
+/// initial presence, then the established session until logout.
+///
+/// The one login Tether plays, for the load generator's simulated clients and for prebinding
+/// (`POST /prebind` logs a user in on a BOSH session that a browser then attaches to).
 ///
 /// Pure: every input returns the `Action` the transport carries out. "Open" and "restart" mean a
 /// stream header on TCP, `<open/>` on WebSocket, and the creation or `xmpp:restart` body on BOSH.
@@ -15,6 +18,8 @@ public struct XMPPLoginStateMachine: Sendable {
         case authenticating
         case awaitingBoundFeatures
         case binding
+        /// RFC 3921 §3: the server's features said `<session/>` without `<optional/>`.
+        case startingSession
         /// XEP-0198: `<resume/>` sent instead of bind, on a new stream for an earlier session.
         case resuming
         case established
@@ -30,12 +35,13 @@ public struct XMPPLoginStateMachine: Sendable {
         case send(String)
         /// Authentication succeeded: open a new stream (RFC 6120 §6.4.6).
         case restartStream
-        /// Bound: send the initial presence given here; the session is up with this full JID.
-        case established(jid: String, presence: String)
+        /// Bound: the session is up with this full JID; send the initial presence given here,
+        /// if the machine was made to send one.
+        case established(jid: String, presence: String?)
         /// XEP-0198: the earlier session is back; the server had `h` of its stanzas.
         case resumed(h: UInt32)
         /// The login or the session failed.
-        case fail(LoadFailure)
+        case fail(ClientFailure)
         /// The session closed as asked.
         case closed
         case none
@@ -44,21 +50,33 @@ public struct XMPPLoginStateMachine: Sendable {
     public let username: String
     public let password: String
     public let domain: String
-    public let resource: String
-    public let mechanism: SASLMechanism
+    /// The resource to ask for; nil lets the server choose one (RFC 6120 §7.6).
+    public let resource: String?
+    /// The mechanisms to use, best first; the first one the server offers is taken.
+    public let mechanisms: [SASLMechanism]
+    /// Whether establishing the session sends `<presence/>` (a prebound session leaves that to
+    /// the browser that attaches to it).
+    public let sendsInitialPresence: Bool
     public private(set) var phase: Phase = .connecting
     public private(set) var jid: String?
     private let bindID = "bind1"
+    private let sessionID = "session1"
+    /// The bound features asked for an RFC 3921 session.
+    private var sessionRequired = false
     private var scram: SCRAMSHA1Client?
     /// The `<resume/>` to send once authenticated, instead of bind.
     private var resumeElement: String?
 
-    public init(username: String, password: String, domain: String, resource: String, mechanism: SASLMechanism = .plain) {
+    public init(
+        username: String, password: String, domain: String, resource: String?, mechanisms: [SASLMechanism] = [.plain], sendsInitialPresence: Bool = true
+    ) {
+        precondition(!mechanisms.isEmpty, "a login needs a SASL mechanism")
         self.username = username
         self.password = password
         self.domain = domain
         self.resource = resource
-        self.mechanism = mechanism
+        self.mechanisms = mechanisms
+        self.sendsInitialPresence = sendsInitialPresence
     }
 
     public var isEstablished: Bool { self.phase == .established }
@@ -83,22 +101,24 @@ public struct XMPPLoginStateMachine: Sendable {
         let name = element.name
         if name.localName == "error", name.namespace == XMLNamespaces.streams {
             let condition = element.childNames(namespace: XMLNamespaces.streamErrors).first ?? "undefined-condition"
-            return self.fail(LoadFailure(.streamError, condition))
+            return self.fail(ClientFailure(.streamError, condition))
         }
         switch self.phase {
         case .awaitingFeatures:
             guard name.localName == "features", name.namespace == XMLNamespaces.streams else { return .none }
             if let tls = element.child("starttls", namespace: XMLNamespaces.tls), String(buffer: tls).contains("required") {
-                return self.fail(LoadFailure(.protocolViolation, "starttls-required"))
+                return self.fail(ClientFailure(.protocolViolation, "starttls-required"))
             }
             guard let mechanisms = element.child("mechanisms", namespace: XMLNamespaces.sasl) else {
-                return self.fail(LoadFailure(.protocolViolation, "no-sasl-mechanisms"))
+                return self.fail(ClientFailure(.protocolViolation, "no-sasl-mechanisms"))
             }
-            guard String(buffer: mechanisms).contains(">\(self.mechanism.rawValue)<") else {
-                return self.fail(LoadFailure(.protocolViolation, "no-sasl-\(self.mechanism.rawValue.lowercased())"))
+            let offered = String(buffer: mechanisms)
+            guard let mechanism = self.mechanisms.first(where: { offered.contains(">\($0.rawValue)<") }) else {
+                let wanted = self.mechanisms.count == 1 ? self.mechanisms[0].rawValue.lowercased() : "mechanism"
+                return self.fail(ClientFailure(.protocolViolation, "no-sasl-\(wanted)"))
             }
             self.phase = .authenticating
-            switch self.mechanism {
+            switch mechanism {
             case .plain:
                 return .send(Self.plainAuth(username: self.username, password: self.password))
             case .scramSHA1:
@@ -114,14 +134,14 @@ public struct XMPPLoginStateMachine: Sendable {
                 guard var scram = self.scram, let text = StanzaScanner.text(of: "challenge", in: element.bytes),
                     let decoded = Base64.decode(text)
                 else {
-                    return self.fail(LoadFailure(.protocolViolation, "unexpected-sasl-challenge"))
+                    return self.fail(ClientFailure(.protocolViolation, "unexpected-sasl-challenge"))
                 }
                 do {
                     let final = try scram.clientFinal(serverFirst: String(decoding: decoded, as: UTF8.self))
                     self.scram = scram
                     return .send("<response xmlns='\(XMLNamespaces.sasl)'>\(Base64.encode(Array(final.utf8)))</response>")
                 } catch {
-                    return self.fail(LoadFailure(.protocolViolation, "scram-\(error)"))
+                    return self.fail(ClientFailure(.protocolViolation, "scram-\(error)"))
                 }
             case "success":
                 if let scram = self.scram {
@@ -131,16 +151,16 @@ public struct XMPPLoginStateMachine: Sendable {
                     do {
                         try scram.verify(serverFinal: decoded)
                     } catch {
-                        return self.fail(LoadFailure(.protocolViolation, "scram-server-signature"))
+                        return self.fail(ClientFailure(.protocolViolation, "scram-server-signature"))
                     }
                 }
                 self.phase = .awaitingBoundFeatures
                 return .restartStream
             case "failure":
                 let condition = element.childNames(namespace: XMLNamespaces.sasl).first ?? "undefined-condition"
-                return self.fail(LoadFailure(.saslFailure, condition))
+                return self.fail(ClientFailure(.saslFailure, condition))
             default:
-                return self.fail(LoadFailure(.protocolViolation, "unexpected-sasl-\(name.localName)"))
+                return self.fail(ClientFailure(.protocolViolation, "unexpected-sasl-\(name.localName)"))
             }
 
         case .awaitingBoundFeatures:
@@ -150,28 +170,41 @@ public struct XMPPLoginStateMachine: Sendable {
                 return .send(resume)
             }
             guard element.hasChild("bind", namespace: Self.bindNamespace) else {
-                return self.fail(LoadFailure(.protocolViolation, "no-bind-feature"))
+                return self.fail(ClientFailure(.protocolViolation, "no-bind-feature"))
             }
+            // RFC 3921 §3 sessions: obsolete (RFC 6121 drops them) and offered as `<optional/>` by
+            // current servers, still required by some old ones.
+            self.sessionRequired = element.child("session", namespace: Self.sessionNamespace).map { !String(buffer: $0).contains("optional") } ?? false
             self.phase = .binding
-            return .send(
-                "<iq type='set' id='\(self.bindID)' xmlns='jabber:client'><bind xmlns='\(Self.bindNamespace)'><resource>\(XMLEscaping.escapeText(self.resource))</resource></bind></iq>"
-            )
+            let resource = self.resource.map { "<resource>\(XMLEscaping.escapeText($0))</resource>" } ?? ""
+            return .send("<iq type='set' id='\(self.bindID)' xmlns='jabber:client'><bind xmlns='\(Self.bindNamespace)'>\(resource)</bind></iq>")
 
         case .binding:
             guard name.localName == "iq", StanzaScanner.attribute("id", in: element.bytes) == self.bindID else { return .none }
             guard StanzaScanner.attribute("type", in: element.bytes) == "result" else {
                 let condition = Self.stanzaErrorCondition(element.bytes) ?? "undefined-condition"
-                return self.fail(LoadFailure(.bindError, condition))
+                return self.fail(ClientFailure(.bindError, condition))
             }
             guard let jid = StanzaScanner.text(of: "jid", in: element.bytes), !jid.isEmpty else {
-                return self.fail(LoadFailure(.protocolViolation, "bind-without-jid"))
+                return self.fail(ClientFailure(.protocolViolation, "bind-without-jid"))
             }
             self.jid = jid
-            self.phase = .established
-            return .established(jid: jid, presence: "<presence xmlns='jabber:client'/>")
+            if self.sessionRequired {
+                self.phase = .startingSession
+                return .send("<iq type='set' id='\(self.sessionID)' xmlns='jabber:client'><session xmlns='\(Self.sessionNamespace)'/></iq>")
+            }
+            return self.establish(jid: jid)
+
+        case .startingSession:
+            guard name.localName == "iq", StanzaScanner.attribute("id", in: element.bytes) == self.sessionID, let jid = self.jid else { return .none }
+            guard StanzaScanner.attribute("type", in: element.bytes) == "result" else {
+                let condition = Self.stanzaErrorCondition(element.bytes) ?? "undefined-condition"
+                return self.fail(ClientFailure(.bindError, "session-\(condition)"))
+            }
+            return self.establish(jid: jid)
 
         case .resuming:
-            guard name.namespace == StreamManagement.namespace else { return .none }
+            guard name.namespace == XMLNamespaces.streamManagement else { return .none }
             switch name.localName {
             case "resumed":
                 self.resumeElement = nil
@@ -181,7 +214,7 @@ public struct XMPPLoginStateMachine: Sendable {
             case "failed":
                 self.resumeElement = nil
                 let condition = element.childNames(namespace: Self.stanzaErrors).first ?? "undefined-condition"
-                return self.fail(LoadFailure(.resumeFailed, condition))
+                return self.fail(ClientFailure(.resumeFailed, condition))
             default:
                 return .none
             }
@@ -223,12 +256,12 @@ public struct XMPPLoginStateMachine: Sendable {
         case .closed, .failed:
             return .none
         default:
-            return self.fail(LoadFailure(.closed, "while-\(self.phase.rawValue)"))
+            return self.fail(ClientFailure(.closed, "while-\(self.phase.rawValue)"))
         }
     }
 
     /// A transport-level failure (connect refused, HTTP error, timeout…).
-    public mutating func transportFailed(_ failure: LoadFailure) -> Action {
+    public mutating func transportFailed(_ failure: ClientFailure) -> Action {
         switch self.phase {
         case .closed, .failed: return .none
         case .closing:
@@ -238,7 +271,12 @@ public struct XMPPLoginStateMachine: Sendable {
         }
     }
 
-    private mutating func fail(_ failure: LoadFailure) -> Action {
+    private mutating func establish(jid: String) -> Action {
+        self.phase = .established
+        return .established(jid: jid, presence: self.sendsInitialPresence ? "<presence xmlns='jabber:client'/>" : nil)
+    }
+
+    private mutating func fail(_ failure: ClientFailure) -> Action {
         if self.phase == .closing {
             self.phase = .closed
             return .closed
@@ -247,7 +285,8 @@ public struct XMPPLoginStateMachine: Sendable {
         return .fail(failure)
     }
 
-    static let bindNamespace = "urn:ietf:params:xml:ns:xmpp-bind"
+    public static let bindNamespace = "urn:ietf:params:xml:ns:xmpp-bind"
+    static let sessionNamespace = "urn:ietf:params:xml:ns:xmpp-session"
     static let stanzaErrors = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
     /// `<auth mechanism='PLAIN'>` with base64("\0user\0password") (RFC 4616).
@@ -261,62 +300,10 @@ public struct XMPPLoginStateMachine: Sendable {
 
     static func stanzaErrorCondition(_ bytes: ByteBuffer) -> String? {
         let text = String(buffer: bytes)
-        guard let range = text.range(of: "xmlns='\(stanzaErrors)'") ?? text.range(of: "xmlns=\"\(stanzaErrors)\"") else { return nil }
+        guard let range = text.firstRange(of: "xmlns='\(stanzaErrors)'") ?? text.firstRange(of: "xmlns=\"\(stanzaErrors)\"") else { return nil }
         // The condition is the element whose namespace declaration we found: walk back to its '<'.
         guard let open = text[..<range.lowerBound].lastIndex(of: "<") else { return nil }
         let name = text[text.index(after: open)...].prefix { $0 != " " && $0 != "/" && $0 != ">" }
         return String(name)
-    }
-}
-
-/// The SASL mechanisms the simulated clients can use.
-public enum SASLMechanism: String, Sendable, Codable, Hashable, CaseIterable {
-    case plain = "PLAIN"
-    case scramSHA1 = "SCRAM-SHA-1"
-}
-
-/// Minimal base64 (RFC 4648) for SASL.
-enum Base64 {
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
-    static func encode(_ bytes: [UInt8]) -> String {
-        var output: [UInt8] = []
-        output.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index + 2 < bytes.count {
-            let value = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-            output += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], alphabet[Int(value >> 6 & 63)], alphabet[Int(value & 63)]]
-            index += 3
-        }
-        let remaining = bytes.count - index
-        if remaining == 1 {
-            let value = UInt32(bytes[index]) << 16
-            output += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
-        } else if remaining == 2 {
-            let value = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
-            output += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], alphabet[Int(value >> 6 & 63)], UInt8(ascii: "=")]
-        }
-        return String(decoding: output, as: UTF8.self)
-    }
-
-    static func decode(_ text: String) -> [UInt8]? {
-        var lookup = [Int16](repeating: -1, count: 256)
-        for (index, byte) in alphabet.enumerated() { lookup[Int(byte)] = Int16(index) }
-        var output: [UInt8] = []
-        var buffer: UInt32 = 0
-        var bits = 0
-        for byte in text.utf8 {
-            if byte == UInt8(ascii: "=") { break }
-            if byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { continue }
-            let value = lookup[Int(byte)]
-            guard value >= 0 else { return nil }
-            buffer = buffer << 6 | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                output.append(UInt8(buffer >> UInt32(bits) & 0xFF))
-            }
-        }
-        return output
     }
 }

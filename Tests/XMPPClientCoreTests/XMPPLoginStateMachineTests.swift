@@ -2,7 +2,7 @@ import NIOCore
 import Testing
 import XMPPCore
 
-@testable import XMPPLoadKit
+@testable import XMPPClientCore
 
 /// Top-level elements of a server stream, as the framer hands them out.
 func serverElements(_ xml: String) throws -> [XMLElementSlice] {
@@ -95,7 +95,7 @@ struct XMPPLoginStateMachineTests {
         _ = refused.received(try serverElement("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
         _ = refused.received(try serverElement(Self.bindFeatures))
         let failed = "<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
-        #expect(refused.received(try serverElement(failed)) == .fail(LoadFailure(.resumeFailed, "item-not-found")))
+        #expect(refused.received(try serverElement(failed)) == .fail(ClientFailure(.resumeFailed, "item-not-found")))
     }
 
     @Test("a SASL failure is reported with its condition")
@@ -104,7 +104,7 @@ struct XMPPLoginStateMachineTests {
         _ = machine.connected()
         _ = machine.received(try serverElement(Self.plainFeatures))
         let failure = "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text>bad</text></failure>"
-        #expect(machine.received(try serverElement(failure)) == .fail(LoadFailure(.saslFailure, "not-authorized")))
+        #expect(machine.received(try serverElement(failure)) == .fail(ClientFailure(.saslFailure, "not-authorized")))
         #expect(machine.phase == .failed)
         // Nothing more after failing.
         #expect(machine.streamClosed() == .none)
@@ -114,8 +114,8 @@ struct XMPPLoginStateMachineTests {
     func streamError() throws {
         var machine = try Self.establishedMachine()
         let error = "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
-        #expect(machine.received(try serverElement(error)) == .fail(LoadFailure(.streamError, "conflict")))
-        #expect(LoadFailure(.streamError, "conflict").key == "stream-error:conflict")
+        #expect(machine.received(try serverElement(error)) == .fail(ClientFailure(.streamError, "conflict")))
+        #expect(ClientFailure(.streamError, "conflict").key == "stream-error:conflict")
     }
 
     @Test("no PLAIN mechanism, required STARTTLS and a bind error fail the login")
@@ -123,12 +123,12 @@ struct XMPPLoginStateMachineTests {
         var noPlain = Self.machine()
         _ = noPlain.connected()
         let scramOnly = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>"
-        #expect(noPlain.received(try serverElement(scramOnly)) == .fail(LoadFailure(.protocolViolation, "no-sasl-plain")))
+        #expect(noPlain.received(try serverElement(scramOnly)) == .fail(ClientFailure(.protocolViolation, "no-sasl-plain")))
 
         var tls = Self.machine()
         _ = tls.connected()
         let tlsRequired = "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"
-        #expect(tls.received(try serverElement(tlsRequired)) == .fail(LoadFailure(.protocolViolation, "starttls-required")))
+        #expect(tls.received(try serverElement(tlsRequired)) == .fail(ClientFailure(.protocolViolation, "starttls-required")))
 
         var bind = Self.machine()
         _ = bind.connected()
@@ -136,18 +136,18 @@ struct XMPPLoginStateMachineTests {
         _ = bind.received(try serverElement("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"))
         _ = bind.received(try serverElement(Self.bindFeatures))
         let refused = "<iq type='error' id='bind1'><error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
-        #expect(bind.received(try serverElement(refused)) == .fail(LoadFailure(.bindError, "not-allowed")))
+        #expect(bind.received(try serverElement(refused)) == .fail(ClientFailure(.bindError, "not-allowed")))
     }
 
     @Test("the connection closing before login is a failure; during logout it is the end")
     func closes() throws {
         var early = Self.machine()
         _ = early.connected()
-        #expect(early.streamClosed() == .fail(LoadFailure(.closed, "while-awaitingFeatures")))
+        #expect(early.streamClosed() == .fail(ClientFailure(.closed, "while-awaitingFeatures")))
 
         var leaving = try Self.establishedMachine()
         _ = leaving.logout()
-        #expect(leaving.transportFailed(LoadFailure(.closed, "reset")) == .closed)
+        #expect(leaving.transportFailed(ClientFailure(.closed, "reset")) == .closed)
     }
 
     @Test("base64 round trip (RFC 4648 vectors)")

@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 import XMPPCore
 
@@ -48,74 +47,38 @@ public enum StanzaScanner {
     /// The character data of the first `<localName …>…</localName>` inside the bytes (prefix-free names only).
     public static func text(of localName: String, in bytes: ByteBuffer) -> String? {
         let text = String(buffer: bytes)
-        guard let open = text.range(of: "<\(localName)") else { return nil }
+        guard let open = text.firstRange(of: "<\(localName)") else { return nil }
         guard let tagEnd = text[open.upperBound...].firstIndex(of: ">") else { return nil }
         if text[text.index(before: tagEnd)] == "/" { return "" }
         let contentStart = text.index(after: tagEnd)
-        guard let close = text[contentStart...].range(of: "</\(localName)>") else { return nil }
+        guard let close = text[contentStart...].firstRange(of: "</\(localName)>") else { return nil }
         return unescape(String(text[contentStart..<close.lowerBound]))
     }
 
-    /// Finds `tl:<seq>:<timestamp>` in a message and returns the two numbers, or nil.
-    ///
-    /// This is the hot path of every delivered message: a byte scan, no String, no allocation.
-    public static func probe(in bytes: ByteBuffer) -> (sequence: UInt64, timestamp: UInt64)? {
-        bytes.withUnsafeReadableBytes { raw -> (UInt64, UInt64)? in
-            let count = raw.count
-            var index = 0
-            while index + 3 < count {
-                if raw[index] == UInt8(ascii: "t"), raw[index + 1] == UInt8(ascii: "l"), raw[index + 2] == UInt8(ascii: ":") {
-                    var cursor = index + 3
-                    var sequence: UInt64 = 0
-                    var digits = 0
-                    while cursor < count, raw[cursor] >= 0x30, raw[cursor] <= 0x39 {
-                        sequence = sequence &* 10 &+ UInt64(raw[cursor] - 0x30)
-                        cursor += 1
-                        digits += 1
-                    }
-                    guard digits > 0, cursor < count, raw[cursor] == UInt8(ascii: ":") else {
-                        index += 1
-                        continue
-                    }
-                    cursor += 1
-                    var timestamp: UInt64 = 0
-                    digits = 0
-                    while cursor < count, raw[cursor] >= 0x30, raw[cursor] <= 0x39 {
-                        timestamp = timestamp &* 10 &+ UInt64(raw[cursor] - 0x30)
-                        cursor += 1
-                        digits += 1
-                    }
-                    if digits > 0 { return (sequence, timestamp) }
-                }
-                index += 1
-            }
-            return nil
-        }
-    }
-
+    /// The five predefined entities resolved (`&amp;` last, so `&amp;lt;` stays `&lt;`).
     static func unescape(_ text: String) -> String {
         guard text.utf8.contains(UInt8(ascii: "&")) else { return text }
-        return text.replacingOccurrences(of: "&lt;", with: "<")
-            .replacingOccurrences(of: "&gt;", with: ">")
-            .replacingOccurrences(of: "&apos;", with: "'")
-            .replacingOccurrences(of: "&quot;", with: "\"")
-            .replacingOccurrences(of: "&amp;", with: "&")
+        return text.replacing("&lt;", with: "<")
+            .replacing("&gt;", with: ">")
+            .replacing("&apos;", with: "'")
+            .replacing("&quot;", with: "\"")
+            .replacing("&amp;", with: "&")
     }
 }
 
 extension XMLElementSlice {
     /// The local names of the element's direct children in a namespace, e.g. a stream error's condition.
-    func childNames(namespace: String) -> [String] {
+    public func childNames(namespace: String) -> [String] {
         self.children.filter { $0.name.namespace == namespace }.map(\.name.localName)
     }
 
     /// Whether the element has a direct child with this name.
-    func hasChild(_ localName: String, namespace: String) -> Bool {
+    public func hasChild(_ localName: String, namespace: String) -> Bool {
         self.children.contains { $0.name.localName == localName && $0.name.namespace == namespace }
     }
 
     /// The bytes of the first direct child with this name.
-    func child(_ localName: String, namespace: String) -> ByteBuffer? {
+    public func child(_ localName: String, namespace: String) -> ByteBuffer? {
         guard let range = self.children.first(where: { $0.name.localName == localName && $0.name.namespace == namespace })?.range else {
             return nil
         }

@@ -1,5 +1,4 @@
 import Crypto
-import Foundation
 
 /// The client side of SCRAM-SHA-1 (RFC 5802) without channel binding (`n,,`), pure.
 ///
@@ -24,7 +23,7 @@ public struct SCRAMSHA1Client: Sendable {
 
     /// `n=user,r=nonce` (',' and '=' in the name escaped as RFC 5802 §5.1 says).
     var clientFirstBare: String {
-        let name = self.username.replacingOccurrences(of: "=", with: "=3D").replacingOccurrences(of: ",", with: "=2C")
+        let name = self.username.replacing("=", with: "=3D").replacing(",", with: "=2C")
         return "n=\(name),r=\(self.clientNonce)"
     }
 

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import XMPPCore
 
-@testable import XMPPLoadKit
+@testable import XMPPClientCore
 
 @Suite("SCRAM-SHA-1")
 struct SCRAMSHA1ClientTests {
@@ -26,7 +26,7 @@ struct SCRAMSHA1ClientTests {
 
     @Test("the login machine runs the SCRAM exchange when asked to")
     func machine() throws {
-        var machine = XMPPLoginStateMachine(username: "user", password: "pencil", domain: "localhost", resource: "r", mechanism: .scramSHA1)
+        var machine = XMPPLoginStateMachine(username: "user", password: "pencil", domain: "localhost", resource: "r", mechanisms: [.scramSHA1])
         _ = machine.connected()
         guard case .send(let auth) = machine.received(try serverElement(XMPPLoginStateMachineTests.plainFeatures)) else {
             Issue.record("no auth")
@@ -47,6 +47,6 @@ struct SCRAMSHA1ClientTests {
         #expect(response.hasPrefix("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"))
         // A success without the right server signature is refused.
         let forged = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\(Base64.encode(Array("v=AAAA".utf8)))</success>"
-        #expect(machine.received(try serverElement(forged)) == .fail(LoadFailure(.protocolViolation, "scram-server-signature")))
+        #expect(machine.received(try serverElement(forged)) == .fail(ClientFailure(.protocolViolation, "scram-server-signature")))
     }
 }
