@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import NIOWebSocket
 import Synchronization
 import XMPPCore
@@ -30,6 +31,8 @@ public final class TetherServer: Sendable {
     private let trimmer: MemoryTrimmer
     /// Upstream streams of ended sessions that are still bouncing what the server sends.
     private let closingStreams = ClosingStreams()
+    /// HTTP/2 browser connections, told `GOAWAY` at shutdown.
+    private let http2Connections = HTTP2Connections()
 
     public init(configuration: TetherConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "tether")) {
         let store = ConfigurationStore(configuration)
@@ -82,6 +85,8 @@ public final class TetherServer: Sendable {
     public var sessionCount: Int { self.bosh.sessionCount }
     /// Live WebSocket sessions.
     public var webSocketSessionCount: Int { self.webSockets.count }
+    /// Open HTTP/2 connections from browsers (`--listen-tls` with ALPN `h2`).
+    public var http2ConnectionCount: Int { self.http2Connections.count }
 
     /// Validates the configuration (`ConfigurationError`), binds every `listen` address and
     /// returns the bound addresses (port 0 becomes the real port).
@@ -121,6 +126,8 @@ public final class TetherServer: Sendable {
         while self.bosh.sessionCount + self.webSockets.count + self.closingStreams.current > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
+        // Every held request is answered: HTTP/2 browsers are told no new stream will be taken.
+        self.http2Connections.quiesceAll()
         let listeners = self.listeners.withLock { channels in
             defer { channels.removeAll() }
             return channels
@@ -151,83 +158,45 @@ public final class TetherServer: Sendable {
     }
 
     /// Sets up an accepted connection's pipeline: HTTP/1.1 with the WebSocket upgrader, then the
-    /// HTTP edge. Internal so the fuzzers (Fuzzing/) drive this exact pipeline on an
+    /// HTTP edge; on a `--listen-tls` listener TLS first, and HTTP/2 when the browser chooses it
+    /// by ALPN. Internal so the fuzzers (Fuzzing/) drive this exact pipeline on an
     /// EmbeddedChannel. The closure captures the shared pieces, not the server.
     /// - Parameter tls: a `--listen-tls` listener's connection: TLS goes first, with the
     ///   certificate of the configuration in effect when it was accepted (a reload renews it).
     func connectionInitializer(tls: Bool = false) -> @Sendable (any Channel) throws -> Void {
-        let store = self.store
-        let bosh = self.bosh
-        let webSockets = self.webSockets
-        let relay = self.relay
-        let prebind = self.prebind
-        let gate = self.gate
-        let upstreamLinks = self.upstreamLinks
-        let status = self.status
-        let metrics = self.metrics
-        let logger = self.logger
+        let pipelines = EdgePipelines(
+            store: self.store, bosh: self.bosh, webSockets: self.webSockets, relay: self.relay, prebind: self.prebind, gate: self.gate,
+            upstreamLinks: self.upstreamLinks, status: self.status, metrics: self.metrics, http2Connections: self.http2Connections, logger: self.logger)
         return { channel in
             // A connection lives under the configuration in effect when it was accepted.
-            let configuration = store.current
-            if tls {
-                guard let edgeTLS = configuration.edgeTLS else { throw ConfigurationError("--listen-tls needs --tls-certificate and --tls-key") }
-                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: edgeTLS.context))
-            }
+            let configuration = pipelines.store.current
             // Past the high mark a WebSocket client is not reading (see WebSocketXMPPHandler).
             let queued = configuration.webSocket.maxQueuedBytes
             try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: queued / 2, high: queued))
-            let upgrader = NIOWebSocketServerUpgrader(
-                // Slack above the stanza limit, so a message just over it gets the XMPP
-                // `policy-violation` stream error rather than a bare close 1009.
-                maxFrameSize: configuration.xmlLimits.maxElementBytes + 64 * 1024,
-                // The session answers decoder errors itself (WebSocketSessionStateMachine.decoderFailed).
-                automaticErrorHandling: false,
-                shouldUpgrade: { channel, head in
-                    let secure = configuration.forwardedHeaders.origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers, overTLS: tls).isSecure
-                    return channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, secure: secure, configuration: configuration))
-                },
-                upgradePipelineHandler: { channel, head in
-                    channel.eventLoop.makeCompletedFuture {
-                        let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
-                        let client = configuration.forwardedHeaders
-                            .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers, overTLS: tls)
-                        try channel.pipeline.syncOperations.addHandler(
-                            WebSocketXMPPHandler(
-                                configuration: configuration,
-                                client: client,
-                                compressed: compressed,
-                                upstream: upstreamLinks,
-                                registry: webSockets,
-                                gate: gate,
-                                metrics: metrics,
-                                logger: logger
-                            )
-                        )
-                    }
-                }
-            )
-            let sync = channel.pipeline.syncOperations
-            let upgraded: @Sendable (ChannelHandlerContext) -> Void = { context in
-                // The HTTP edge has no business on an upgraded connection.
-                context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
+            guard tls else {
+                try pipelines.configureHTTP1(channel, configuration: configuration, tls: false)
+                return
             }
-            try sync.configureHTTPServerPipeline(
-                withPipeliningAssistance: true,
-                withServerUpgrade: (upgraders: [upgrader], completionHandler: upgraded),
-                withErrorHandling: true
-            )
+            guard let edgeTLS = configuration.edgeTLS else { throw ConfigurationError("--listen-tls needs --tls-certificate and --tls-key") }
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(NIOSSLServerHandler(context: edgeTLS.context))
+            // Nothing reads a request before ALPN has chosen the protocol: a client that never
+            // completes the handshake is closed when a request would have timed out.
+            let handshake = channel.eventLoop.assumeIsolated().scheduleTask(in: configuration.httpRequestTimeout) {
+                channel.close(promise: nil)
+            }
             try sync.addHandler(
-                HTTPEdgeHandler(
-                    store: store,
-                    bosh: bosh,
-                    relay: relay,
-                    prebind: prebind,
-                    status: status,
-                    metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.states) },
-                    laterUpgrade: HTTPEdgeHandler.LaterUpgrade(upgrader: upgrader, completion: upgraded),
-                    overTLS: tls,
-                    logger: logger
-                ), name: HTTPEdgeHandler.name)
+                ApplicationProtocolNegotiationHandler { result, channel in
+                    handshake.cancel()
+                    return channel.eventLoop.makeCompletedFuture {
+                        if case .negotiated("h2") = result {
+                            try pipelines.configureHTTP2(channel, configuration: configuration)
+                        } else {
+                            // `http/1.1`, or a client that offered no ALPN at all.
+                            try pipelines.configureHTTP1(channel, configuration: configuration, tls: true)
+                        }
+                    }
+                })
         }
     }
 }

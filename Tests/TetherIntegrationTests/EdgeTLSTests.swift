@@ -41,13 +41,18 @@ struct EdgeTLSTests {
         configuration.edgeTLS = try EdgeTLSSettings(certificatePath: certificates.certificate, keyPath: certificates.key)
     }
 
-    /// Prosody, a Tether with a plain and a TLS listener, and an HTTPS client trusting the CA.
-    static func withStack(_ body: (ProsodyServer, TetherFixture, Int, HTTPClient, HTTPClient, Certificates) async throws -> Void) async throws {
+    /// Prosody, a Tether with a plain and a TLS listener, and an HTTPS client trusting the CA
+    /// (HTTP/2 when `http2`, by ALPN, else HTTP/1.1 only).
+    static func withStack(
+        http2: Bool = true, users: [String] = ["alice", "bob"], _ body: (ProsodyServer, TetherFixture, Int, HTTPClient, HTTPClient, Certificates) async throws -> Void
+    ) async throws {
         let certificates = try await Certificates.make()
         defer { try? FileManager.default.removeItem(at: certificates.directory) }
-        let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: try certificates.clientTLS()))
+        var client = HTTPClient.Configuration(tlsConfiguration: try certificates.clientTLS())
+        client.httpVersion = http2 ? .automatic : .http1Only
+        let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: client)
         do {
-            try await withProsodyAndTether { prosody, tether, http in
+            try await withProsodyAndTether(users: users) { prosody, tether, http in
                 guard tether.ports.count == 2 else { throw TestFailure("expected a plain and a TLS port, got \(tether.ports)") }
                 try await body(prosody, tether, tether.ports[1], http, https, certificates)
             } configure: { configuration, _ in
@@ -60,9 +65,11 @@ struct EdgeTLSTests {
         }
     }
 
-    @Test("BOSH over HTTPS: login and messages with a client on the plain listener; the session is secure, so its requests over plain HTTP are dropped unanswered (XEP-0124 §19.1)")
-    func bosh() async throws {
-        try await Self.withStack { _, tether, tlsPort, http, https, _ in
+    @Test(
+        "BOSH over HTTPS (HTTP/1.1, and HTTP/2 by ALPN): login and messages with a client on the plain listener; the session is secure, so its requests over plain HTTP are dropped unanswered (XEP-0124 §19.1)",
+        arguments: [false, true])
+    func bosh(http2: Bool) async throws {
+        try await Self.withStack(http2: http2) { _, tether, tlsPort, http, https, _ in
             let alice = BOSHTestClient(http: https, url: "https://localhost:\(tlsPort)/http-bind")
             let bob = BOSHTestClient(http: http, url: tether.boshURL)
             try await alice.login(user: "alice", password: "secret")
@@ -71,6 +78,8 @@ struct EdgeTLSTests {
             #expect(try await bob.receive(until: { $0.contains("id='tls1'") }).contains { $0.contains("over the TLS listener") })
             _ = try await bob.send("<message xmlns='jabber:client' to='alice@localhost/test' id='tls2'><body>back</body></message>")
             #expect(try await alice.receive(until: { $0.contains("id='tls2'") }).contains { $0.contains("back") })
+            // The protocol ALPN chose is the one asked for.
+            #expect(tether.server.http2ConnectionCount == (http2 ? 1 : 0))
             // The same session's next request over plain HTTP: no answer, the connection closed.
             let body = alice.nextBody()
             let plain = try await rawHTTP(port: tether.port, "POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")

@@ -26,8 +26,9 @@ public struct EdgeTLSSettings: Sendable {
         }
         var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
-        // HTTP/1.1 only for now; a client that offers h2 as well gets http/1.1.
-        configuration.applicationProtocols = ["http/1.1"]
+        // ALPN (RFC 7301): HTTP/2 for browsers that offer it, so all tabs share one connection;
+        // HTTP/1.1 for the rest and for WebSocket, which browsers open over HTTP/1.1.
+        configuration.applicationProtocols = ["h2", "http/1.1"]
         do {
             self.context = try NIOSSLContext(configuration: configuration)
         } catch {

@@ -5,8 +5,10 @@ import NIOHTTP1
 import NIOWebSocket
 import XMPPCore
 
-/// Serves one HTTP/1.1 connection: routes requests, enforces the body limit, applies CORS,
-/// and writes BOSH answers when their session produces them (possibly from another event loop).
+/// Serves one HTTP/1.1 connection, or one HTTP/2 stream (one request, translated to HTTP/1
+/// parts by `HTTP2FramePayloadToHTTP1ServerCodec`): routes requests, enforces the body limit,
+/// applies CORS, and writes BOSH answers when their session produces them (possibly from
+/// another event loop). A BOSH request behaves the same over both.
 final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     static let name = "tether-http-edge"
     typealias InboundIn = HTTPServerRequestPart
@@ -41,7 +43,24 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var chunkedPartsThisRead = 0
 
     /// Counts the raw bytes of chunked bodies (extensions, size lines) before the decoder.
+    /// HTTP/2 has no chunked framing (RFC 9113 §8.2.2); its frames are bounded by the flow-control
+    /// window and the HTTP/2 layer's own limits.
     private let wireBudget = WireByteBudget()
+
+    /// What carries the requests.
+    enum Transport {
+        /// An HTTP/1.x connection: keep-alive, pipelining, a WebSocket upgrade on a later request.
+        case http1(laterUpgrade: LaterUpgrade?)
+        /// One HTTP/2 stream: one request; the stream ends with the answer, and a refused
+        /// request's stream is reset after its answer (RFC 9113 §8.1).
+        case http2Stream
+    }
+
+    private let transport: Transport
+    private var isHTTP2Stream: Bool {
+        if case .http2Stream = self.transport { return true }
+        return false
+    }
 
     private let store: ConfigurationStore
     /// Taken from the store as each request starts, so a reload applies to the next request on a
@@ -65,7 +84,6 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         let completion: @Sendable (ChannelHandlerContext) -> Void
     }
 
-    private let laterUpgrade: LaterUpgrade?
     /// The connection is Tether's own TLS: its requests are secure (XEP-0124 §19.1).
     private let overTLS: Bool
     /// An upgrade head is being replayed into a fresh upgrade handler: if it comes back here, that
@@ -79,11 +97,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         prebind: PrebindService,
         status: ServerStatus,
         metrics: @escaping @Sendable () -> [UInt8],
-        laterUpgrade: LaterUpgrade? = nil,
+        transport: Transport = .http1(laterUpgrade: nil),
         overTLS: Bool = false,
         logger: Logger
     ) {
-        self.laterUpgrade = laterUpgrade
+        self.transport = transport
         self.overTLS = overTLS
         self.store = store
         self.configuration = store.current
@@ -96,6 +114,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.armRequestTimer(context: context)
+        guard !self.isHTTP2Stream else { return }
         // First in the pipeline, so on a --listen-tls connection it counts TLS records: their
         // overhead (under 0.2 %) stays far inside `wireSlack`.
         try? context.pipeline.syncOperations.addHandler(self.wireBudget, name: WireByteBudget.name, position: .first)
@@ -104,7 +123,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.requestTimer?.cancel()
         // Upgraded to WebSocket: frames are bounded by their own rules.
-        if context.channel.isActive {
+        if !self.isHTTP2Stream, context.channel.isActive {
             context.pipeline.syncOperations.removeHandler(name: WireByteBudget.name, promise: nil)
         }
     }
@@ -166,7 +185,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 // RFC 9110 §10.1.1: the client waits for this before sending its body.
                 context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
-            let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased().contains("chunked") }
+            // The HTTP/2 codec marks a body without a declared length as chunked; no chunk framing
+            // is on the wire there.
+            let chunked = !self.isHTTP2Stream && head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased().contains("chunked") }
             if chunked {
                 // The body with all its framing, plus room for trailers and a pipelined next head.
                 self.wireBudget.arm(self.configuration.maxRequestBodyBytes + max(self.configuration.maxHeaderBytes, Self.wireSlack))
@@ -209,7 +230,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// BOSH, to upgrades too) gets a fresh upgrade handler where the first stood, and its head
     /// is replayed into it; the rest of the request follows through it. `true` when replayed.
     private func upgradeLater(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> Bool {
-        guard let later = self.laterUpgrade, head.path == WebSocketUpgradePolicy.path,
+        guard case .http1(let later?) = self.transport, head.path == WebSocketUpgradePolicy.path,
             head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" })
         else { return false }
         let sync = context.pipeline.syncOperations
@@ -459,14 +480,20 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(contentsOf: Self.securityHeaders)
         if !document { headers.add(contentsOf: Self.dataOnlyHeaders) }
         headers.add(contentsOf: extra)
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        // HTTP/2 forbids connection-specific fields (RFC 9113 §8.2.2); a stream ends by itself.
+        if !keepAlive, !self.isHTTP2Stream { headers.add(name: "Connection", value: "close") }
         let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if body.readableBytes > 0 {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
-        if lingering {
+        if self.isHTTP2Stream {
+            if lingering || !keepAlive {
+                // The rest of a refused request is not wanted: reset the stream once answered.
+                done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+            }
+        } else if lingering {
             LingeringCloseHandler.install(on: context.channel, after: done)
         } else if keepAlive {
             self.armRequestTimer(context: context)

@@ -14,6 +14,12 @@ final class TetherMetrics: Sendable {
         case websocket
     }
 
+    /// The HTTP version a browser connection speaks (`http1` includes connections upgraded to WebSocket).
+    enum HTTPProtocol: String, Sendable {
+        case http1
+        case h2
+    }
+
     enum Direction: String, Sendable {
         case toServer = "to_server"
         case toClient = "to_client"
@@ -25,6 +31,9 @@ final class TetherMetrics: Sendable {
     private let stanzas: [Direction: Counter]
     private let bytes: [Direction: Counter]
     private let heldRequests: Gauge
+    private let httpConnections: [HTTPProtocol: Gauge]
+    private let http2Streams: Counter
+    private let http2StreamsPerConnection: ValueHistogram
     private let boshRequests: Counter
     private let retransmissions: Counter
     private let upstreamConnect: DurationHistogram
@@ -61,6 +70,13 @@ final class TetherMetrics: Sendable {
             .toClient: registry.makeCounter(name: "tether_stanza_bytes_total", labels: [("direction", Direction.toClient.rawValue)], help: "Bytes of elements relayed"),
         ]
         self.heldRequests = registry.makeGauge(name: "tether_bosh_held_requests", help: "BOSH requests held open right now")
+        self.httpConnections = [
+            .http1: registry.makeGauge(name: "tether_http_connections", labels: [("protocol", HTTPProtocol.http1.rawValue)], help: "Open browser connections by HTTP version"),
+            .h2: registry.makeGauge(name: "tether_http_connections", labels: [("protocol", HTTPProtocol.h2.rawValue)], help: "Open browser connections by HTTP version"),
+        ]
+        self.http2Streams = registry.makeCounter(name: "tether_http2_streams_total", help: "HTTP/2 streams (requests) opened by browsers")
+        self.http2StreamsPerConnection = registry.makeValueHistogram(
+            name: "tether_http2_streams_per_connection", buckets: [1, 2, 5, 10, 50, 100, 1000, 10000], help: "Streams an HTTP/2 connection carried, recorded when it closes")
         self.boshRequests = registry.makeCounter(name: "tether_bosh_requests_total", help: "BOSH requests received")
         self.retransmissions = registry.makeCounter(name: "tether_bosh_retransmitted_requests_total", help: "BOSH requests repeating an rid already seen")
         self.upstreamConnect = registry.makeDurationHistogram(
@@ -70,6 +86,10 @@ final class TetherMetrics: Sendable {
         )
     }
 
+    func httpConnectionOpened(_ version: HTTPProtocol) { self.httpConnections[version]?.increment() }
+    func httpConnectionClosed(_ version: HTTPProtocol) { self.httpConnections[version]?.decrement() }
+    func http2StreamOpened() { self.http2Streams.increment() }
+    func http2ConnectionClosed(streams: Int) { self.http2StreamsPerConnection.record(Double(streams)) }
     func requestHeld() { self.heldRequests.increment() }
     func requestAnswered() { self.heldRequests.decrement() }
     func boshRequestReceived() { self.boshRequests.increment() }

@@ -29,7 +29,9 @@ final class Browser: @unchecked Sendable {
         self.log = log
     }
 
-    static func start(http: HTTPClient) async throws -> Browser {
+    /// - Parameter acceptInsecureCertificates: trust any certificate (WebDriver's
+    ///   `acceptInsecureCerts`), for pages that reach a listener with a throwaway CA.
+    static func start(http: HTTPClient, acceptInsecureCertificates: Bool = false) async throws -> Browser {
         guard Self.isInstalled else {
             throw TestFailure("chromium and chromium-driver are not installed (scripts/install-deps.sh --with-browser)")
         }
@@ -66,6 +68,7 @@ final class Browser: @unchecked Sendable {
                 "capabilities": [
                     "alwaysMatch": [
                         "browserName": "chrome",
+                        "acceptInsecureCerts": acceptInsecureCertificates,
                         "goog:chromeOptions": [
                             "binary": Self.chromium,
                             "args": [
@@ -176,8 +179,8 @@ final class Browser: @unchecked Sendable {
 }
 
 /// Runs `body` with a fresh headless browser, always closed afterwards.
-func withBrowser<T>(http: HTTPClient, _ body: (Browser) async throws -> T) async throws -> T {
-    let browser = try await Browser.start(http: http)
+func withBrowser<T>(http: HTTPClient, acceptInsecureCertificates: Bool = false, _ body: (Browser) async throws -> T) async throws -> T {
+    let browser = try await Browser.start(http: http, acceptInsecureCertificates: acceptInsecureCertificates)
     do {
         let result = try await body(browser)
         await browser.quit()

@@ -1,0 +1,138 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOWebSocket
+import XMPPCore
+
+/// Builds a browser connection's pipeline once its protocol is known: HTTP/1.1 (with the
+/// WebSocket upgrade) or HTTP/2, where every stream is one request served by its own
+/// `HTTPEdgeHandler`, so a BOSH request behaves the same over either.
+struct EdgePipelines: Sendable {
+    let store: ConfigurationStore
+    let bosh: BOSHService
+    let webSockets: WebSocketRegistry
+    let relay: PeerRelay
+    let prebind: PrebindService
+    let gate: SessionGate
+    let upstreamLinks: UpstreamLinks
+    let status: ServerStatus
+    let metrics: TetherMetrics
+    let http2Connections: HTTP2Connections
+    let logger: Logger
+
+    /// HTTP/1.1 with the RFC 6455 upgrade on `/xmpp-websocket`, then the edge.
+    func configureHTTP1(_ channel: any Channel, configuration: TetherConfiguration, tls: Bool) throws {
+        let metrics = self.metrics
+        metrics.httpConnectionOpened(.http1)
+        channel.closeFuture.whenComplete { _ in metrics.httpConnectionClosed(.http1) }
+        let upgrader = self.webSocketUpgrader(configuration: configuration, tls: tls)
+        let sync = channel.pipeline.syncOperations
+        let upgraded: @Sendable (ChannelHandlerContext) -> Void = { context in
+            // The HTTP edge has no business on an upgraded connection.
+            context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
+        }
+        try sync.configureHTTPServerPipeline(
+            withPipeliningAssistance: true,
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: upgraded),
+            withErrorHandling: true
+        )
+        try sync.addHandler(
+            self.edgeHandler(transport: .http1(laterUpgrade: HTTPEdgeHandler.LaterUpgrade(upgrader: upgrader, completion: upgraded)), tls: tls),
+            name: HTTPEdgeHandler.name)
+    }
+
+    /// HTTP/2 (RFC 9113) on a TLS connection that chose `h2`: the limits of
+    /// `HTTP2EdgeSettings`, idle connections closed after `--http-request-timeout`, `GOAWAY` at
+    /// shutdown. WebSocket stays on HTTP/1.1 connections (browsers open one for it when the
+    /// server offers no RFC 8441 extended CONNECT).
+    func configureHTTP2(_ channel: any Channel, configuration: TetherConfiguration) throws {
+        let metrics = self.metrics
+        metrics.httpConnectionOpened(.h2)
+        let streams = NIOLoopBoundBox(0, eventLoop: channel.eventLoop)
+        channel.closeFuture.whenComplete { _ in
+            metrics.httpConnectionClosed(.h2)
+            metrics.http2ConnectionClosed(streams: streams.value)
+        }
+        let settings = HTTP2EdgeSettings.handlerConfiguration(maxHeaderBytes: configuration.maxHeaderBytes)
+        let http2 = NIOHTTP2Handler(
+            mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: settings.connection, streamConfiguration: settings.stream,
+            inboundStreamInitializer: { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    streams.value += 1
+                    metrics.http2StreamOpened()
+                    let sync = stream.pipeline.syncOperations
+                    try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                    try sync.addHandler(self.edgeHandler(transport: .http2Stream, tls: true), name: HTTPEdgeHandler.name)
+                }
+            })
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: configuration.httpRequestTimeout, maxAge: nil, maxGraceTime: configuration.shutdownGracePeriod, keepalive: nil))
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(http2)
+        try sync.addHandler(management)
+        // A connection error (a flood of resets, control or empty frames, a broken frame) has
+        // been answered with GOAWAY by the HTTP/2 handler; the connection is closed here.
+        try sync.addHandler(NIOCloseOnErrorHandler())
+        // The management handler starts its idle timer on channelActive, which this connection
+        // had before ALPN chose HTTP/2: replay it from the handler in front of it.
+        try sync.context(handler: http2).fireChannelActive()
+        self.http2Connections.add(channel)
+    }
+
+    private func edgeHandler(transport: HTTPEdgeHandler.Transport, tls: Bool) -> HTTPEdgeHandler {
+        let bosh = self.bosh
+        let webSockets = self.webSockets
+        let metrics = self.metrics
+        return HTTPEdgeHandler(
+            store: self.store,
+            bosh: bosh,
+            relay: self.relay,
+            prebind: self.prebind,
+            status: self.status,
+            metrics: { metrics.scrape(bosh: bosh.sessionStates, webSocket: webSockets.states) },
+            transport: transport,
+            overTLS: tls,
+            logger: self.logger
+        )
+    }
+
+    private func webSocketUpgrader(configuration: TetherConfiguration, tls: Bool) -> NIOWebSocketServerUpgrader {
+        let upstreamLinks = self.upstreamLinks
+        let webSockets = self.webSockets
+        let gate = self.gate
+        let metrics = self.metrics
+        let logger = self.logger
+        return NIOWebSocketServerUpgrader(
+            // Slack above the stanza limit, so a message just over it gets the XMPP
+            // `policy-violation` stream error rather than a bare close 1009.
+            maxFrameSize: configuration.xmlLimits.maxElementBytes + 64 * 1024,
+            // The session answers decoder errors itself (WebSocketSessionStateMachine.decoderFailed).
+            automaticErrorHandling: false,
+            shouldUpgrade: { channel, head in
+                let secure = configuration.forwardedHeaders.origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers, overTLS: tls).isSecure
+                return channel.eventLoop.makeSucceededFuture(WebSocketUpgradePolicy.accept(head, secure: secure, configuration: configuration))
+            },
+            upgradePipelineHandler: { channel, head in
+                channel.eventLoop.makeCompletedFuture {
+                    let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
+                    let client = configuration.forwardedHeaders
+                        .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers, overTLS: tls)
+                    try channel.pipeline.syncOperations.addHandler(
+                        WebSocketXMPPHandler(
+                            configuration: configuration,
+                            client: client,
+                            compressed: compressed,
+                            upstream: upstreamLinks,
+                            registry: webSockets,
+                            gate: gate,
+                            metrics: metrics,
+                            logger: logger
+                        )
+                    )
+                }
+            }
+        )
+    }
+}

@@ -1,0 +1,95 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+import TetherServer
+
+/// Eight BOSH "tabs" (Strophe.js connections in one page) of one headless Chromium against one
+/// origin. Browsers keep at most six HTTP/1.1 connections per origin and every idle BOSH tab
+/// holds one of them with its long-poll, so over HTTP/1.1 the seventh tab cannot even log in
+/// until a long-poll's `wait` runs out; over HTTP/2 (Tether's TLS listener, ALPN `h2`) all
+/// tabs share one connection.
+@Suite("Browser: eight BOSH tabs, HTTP/1.1 against HTTP/2", .serialized, .timeLimit(.minutes(4)))
+struct BrowserTabsTests {
+    static let tabs = 8
+    /// The BOSH `wait` of every tab: long enough that a stall cannot end by a poll's expiry
+    /// while the test looks.
+    static let wait = 50
+
+    static func withStack(_ body: (TetherFixture, Int, HTTPClient, PageServer, Browser) async throws -> Void) async throws {
+        let certificates = try await EdgeTLSTests.Certificates.make()
+        defer { try? FileManager.default.removeItem(at: certificates.directory) }
+        let page = try await PageServer.start(pages: ["/tabs.html": MultiTabPage.html])
+        do {
+            let users = (0..<Self.tabs).map { "tab\($0)" } + ["bob"]
+            try await withProsodyAndTether(users: users) { _, tether, http in
+                guard tether.ports.count == 2 else { throw TestFailure("expected a plain and a TLS port, got \(tether.ports)") }
+                try await withBrowser(http: http, acceptInsecureCertificates: true) { browser in
+                    try await browser.open("\(page.origin)/tabs.html")
+                    try await body(tether, tether.ports[1], http, page, browser)
+                }
+            } configure: { configuration, _ in
+                try! EdgeTLSTests.configure(&configuration, certificates)
+                configuration.cors = CORSPolicy(origins: [page.origin], disabled: false)
+            }
+            await page.stop()
+        } catch {
+            await page.stop()
+            throw error
+        }
+    }
+
+    static func status(_ browser: Browser, _ tab: Int) async throws -> String {
+        (try await browser.run("return tabs.status(arguments[0])", [tab]) as? String) ?? "?"
+    }
+
+    static func waitForStatus(_ browser: Browser, _ tab: Int, timeout: Duration = .seconds(60)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        var status = "?"
+        while ContinuousClock.now < deadline {
+            status = try await Self.status(browser, tab)
+            if status != "connecting" { return status }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return status
+    }
+
+    @Test("over HTTP/2 all eight tabs log in and exchange a message with bob; the server saw one HTTP/2 connection")
+    func http2() async throws {
+        try await Self.withStack { tether, tlsPort, http, _, browser in
+            let service = "https://localhost:\(tlsPort)/http-bind"
+            for tab in 0..<Self.tabs {
+                try await browser.run("tabs.open(arguments[0], arguments[1], 'secret', arguments[2])", [service, tab, Self.wait])
+                #expect(try await Self.waitForStatus(browser, tab) == "connected", "tab \(tab)")
+            }
+            #expect(tether.server.sessionCount == Self.tabs)
+            #expect(tether.server.http2ConnectionCount == 1)
+            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+            try await bob.login(user: "bob", password: "secret")
+            for tab in 0..<Self.tabs {
+                let jid = try required(try await browser.run("return tabs.jid(arguments[0])", [tab]) as? String, "jid of tab \(tab)")
+                _ = try await bob.send("<message xmlns='jabber:client' to='\(jid)' type='chat'><body>to tab \(tab)</body></message>")
+                try await browser.waitUntil("return tabs.received(\(tab), 'to tab \(tab)')")
+                try await browser.run("tabs.send(arguments[0], 'bob@localhost/test', arguments[1])", [tab, "from tab \(tab)"])
+                _ = try await bob.receive(until: { $0.contains("from tab \(tab)") })
+            }
+        }
+    }
+
+    @Test("over HTTP/1.1 six tabs log in and hold the browser's six connections to the origin: the seventh stays stuck logging in")
+    func http1Stall() async throws {
+        try await Self.withStack { tether, _, _, _, browser in
+            let service = tether.boshURL
+            for tab in 0..<6 {
+                try await browser.run("tabs.open(arguments[0], arguments[1], 'secret', arguments[2])", [service, tab, Self.wait])
+                #expect(try await Self.waitForStatus(browser, tab) == "connected", "tab \(tab)")
+            }
+            try await browser.run("tabs.open(arguments[0], arguments[1], 'secret', arguments[2])", [service, 6, Self.wait])
+            // Its login needs a round trip per step, and each waits in the browser for a free
+            // connection; none frees before a long-poll's `wait` (50 s from its start) runs out.
+            try await Task.sleep(for: .seconds(10))
+            #expect(try await Self.status(browser, 6) == "connecting")
+            for tab in 0..<6 { #expect(try await Self.status(browser, tab) == "connected", "tab \(tab)") }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import Testing
+import TetherServer
+
+/// BOSH over HTTP/2 on `--listen-tls` (ALPN `h2`), in front of a real Prosody: many long-polls
+/// on one connection, a reset stream, `GOAWAY` at shutdown, and the rapid-reset attack.
+@Suite("HTTP/2 at Tether's TLS listener", .serialized, .timeLimit(.minutes(3)))
+struct EdgeHTTP2Tests {
+    /// `tether_bosh_held_requests` as `/metrics` on the plain listener reports it.
+    static func heldRequests(_ tether: TetherFixture) async throws -> Int {
+        let metrics = try await rawHTTP(port: tether.port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        let line = metrics.text.split(separator: "\n").first { $0.hasPrefix("tether_bosh_held_requests ") }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? -1
+    }
+
+    static func waitFor(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("timed out waiting for \(what)")
+    }
+
+    static func creation(rid: UInt64, wait: Int) -> String {
+        "<body rid='\(rid)' to='localhost' wait='\(wait)' hold='1' ver='1.6' xml:lang='en' xmpp:version='1.0' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>"
+    }
+
+    static func poll(rid: UInt64, sid: String, attributes: String = "") -> String {
+        "<body rid='\(rid)' sid='\(sid)' \(attributes) xmlns='http://jabber.org/protocol/httpbind'/>"
+    }
+
+    @Test("50 BOSH long-polls held at once on one HTTP/2 connection, each answered when its session ends")
+    func concurrentLongPolls() async throws {
+        try await EdgeTLSTests.withStack(users: []) { _, tether, tlsPort, _, https, _ in
+            let clients = (0..<50).map { _ in BOSHTestClient(http: https, url: "https://localhost:\(tlsPort)/http-bind") }
+            // One request first, so the client's pool knows the origin speaks HTTP/2 and puts
+            // everything after it on that connection.
+            #expect(try await https.execute(HTTPClientRequest(url: "https://localhost:\(tlsPort)/healthz"), timeout: .seconds(30)).version == .http2)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for client in clients {
+                    group.addTask {
+                        let created = try await client.create(wait: 60)
+                        if !created.children.contains(where: { $0.contains("mechanisms") }) {
+                            _ = try await client.receive(until: { $0.contains("mechanisms") })
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(tether.server.sessionCount == 50)
+            let held = Task {
+                try await withThrowingTaskGroup(of: ParsedBody.self) { group in
+                    for client in clients {
+                        let body = client.nextBody()
+                        group.addTask { try await client.post(body) }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+            }
+            try await Self.waitFor("50 held requests") { try await Self.heldRequests(tether) == 50 }
+            // All of them on the one connection ALPN made HTTP/2.
+            #expect(tether.server.http2ConnectionCount == 1)
+            for client in clients {
+                let ended = try await client.send(attributes: "type='terminate'")
+                #expect(ended.status == 200)
+            }
+            let answers = try await held.value
+            #expect(answers.count == 50)
+            #expect(answers.allSatisfy { $0.status == 200 })
+            try await Self.waitFor("the sessions to end") { tether.server.sessionCount == 0 }
+        }
+    }
+
+    @Test("a stream reset while its BOSH request is held leaves the session alive; the request sent again with the same rid (XEP-0124 §14.3) is held and answered")
+    func streamResetMidLongPoll() async throws {
+        try await EdgeTLSTests.withStack(users: []) { _, tether, tlsPort, _, _, certificates in
+            let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            defer { Task { await connection.close() } }
+            var rid = UInt64.random(in: 1_000_000...9_000_000)
+            let created = try await connection.request(method: "POST", path: "/http-bind", body: Self.creation(rid: rid, wait: 3))
+            #expect(created.status == 200)
+            let sid = try required(ParsedBody(status: created.status, headers: [:], raw: created.body).attributes["sid"], "sid")
+            var answer = created.body
+            while !answer.contains("mechanisms") {
+                rid += 1
+                answer = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid)).body
+            }
+            rid += 1
+            let stream = try await connection.startRequest(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid))
+            try await Self.waitFor("the poll to be held") { try await Self.heldRequests(tether) == 1 }
+            // Closing a stream whose request is still open sends RST_STREAM CANCEL.
+            stream.close(promise: nil)
+            try await Self.waitFor("the held request to be let go") { try await Self.heldRequests(tether) == 0 }
+            #expect(tether.server.sessionCount == 1)
+            let again = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid))
+            #expect(again.status == 200)
+            let parsed = try ParsedBody(status: again.status, headers: [:], raw: again.body)
+            #expect(parsed.type != "terminate", "\(again.body)")
+            #expect(tether.server.sessionCount == 1)
+        }
+    }
+
+    @Test("shutdown tells an HTTP/2 browser connection GOAWAY (NO_ERROR) and then closes it")
+    func goAwayAtShutdown() async throws {
+        try await EdgeTLSTests.withStack(users: []) { _, tether, tlsPort, _, _, certificates in
+            let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            defer { Task { await connection.close() } }
+            let health = try await connection.request(path: "/healthz")
+            #expect(health.status == 200)
+            #expect(tether.server.http2ConnectionCount == 1)
+            await tether.server.shutdown()
+            try await Self.waitFor("GOAWAY") { !connection.goAways.isEmpty }
+            #expect(connection.goAways.allSatisfy { $0.errorCode == .noError }, "\(connection.goAways)")
+            try await Self.waitFor("the connection to close") { !connection.isOpen }
+        }
+    }
+
+    @Test("a rapid-reset flood (CVE-2023-44487) closes that connection with GOAWAY; another connection and its requests carry on")
+    func rapidResetFlood() async throws {
+        try await EdgeTLSTests.withStack(users: []) { _, tether, tlsPort, _, _, certificates in
+            let attacker = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            let bystander = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            defer {
+                Task {
+                    await attacker.close()
+                    await bystander.close()
+                }
+            }
+            #expect(try await bystander.request(path: "/healthz").status == 200)
+            try await attacker.resetFlood(count: 2_000)
+            try await Self.waitFor("the attacker's connection to close") { !attacker.isOpen }
+            #expect(attacker.goAways.contains { $0.errorCode == .enhanceYourCalm }, "\(attacker.goAways)")
+            #expect(bystander.isOpen)
+            #expect(try await bystander.request(path: "/healthz").status == 200)
+            #expect(tether.server.sessionCount == 0)
+            #expect(tether.server.http2ConnectionCount == 1)
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// A raw HTTP/2 connection over TLS (ALPN `h2`) that can do what browsers' stacks never let a
+/// test do: reset streams at will, and see the connection-level frames the server sends
+/// (`GOAWAY` and its error code).
+final class HTTP2TestConnection: Sendable {
+    struct GoAway: Sendable, Equatable {
+        var lastStreamID: HTTP2StreamID
+        var errorCode: HTTP2ErrorCode
+    }
+
+    /// Records connection-level frames, after the HTTP/2 handler.
+    private final class FrameRecorder: ChannelInboundHandler, Sendable {
+        typealias InboundIn = HTTP2Frame
+        let goAways = Mutex<[GoAway]>([])
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = self.unwrapInboundIn(data)
+            if case .goAway(let lastStreamID, let errorCode, _) = frame.payload {
+                self.goAways.withLock { $0.append(GoAway(lastStreamID: lastStreamID, errorCode: errorCode)) }
+            }
+            context.fireChannelRead(data)
+        }
+    }
+
+    /// Collects one stream's answer.
+    private final class StreamCollector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        let status = Mutex<Int?>(nil)
+        let body = Mutex(ByteBuffer())
+        let done: EventLoopPromise<Void>
+
+        init(done: EventLoopPromise<Void>) { self.done = done }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch self.unwrapInboundIn(data) {
+            case .headers(let headers):
+                if let status = headers.headers.first(name: ":status").flatMap({ Int($0) }), status >= 200 {
+                    self.status.withLock { $0 = status }
+                }
+                if headers.endStream { self.done.succeed() }
+            case .data(let data):
+                if case .byteBuffer(var bytes) = data.data {
+                    self.body.withLock { _ = $0.writeBuffer(&bytes) }
+                }
+                if data.endStream { self.done.succeed() }
+            default:
+                break
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            self.done.fail(ChannelError.eof)
+            context.fireChannelInactive()
+        }
+    }
+
+    let channel: any Channel
+    private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    private let recorder: FrameRecorder
+
+    private init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, recorder: FrameRecorder) {
+        self.channel = channel
+        self.multiplexer = multiplexer
+        self.recorder = recorder
+    }
+
+    var goAways: [GoAway] { self.recorder.goAways.withLock { $0 } }
+    var isOpen: Bool { self.channel.isActive }
+
+    /// Connects with ALPN offering `h2` only; fails if the server does not choose it.
+    static func connect(port: Int, tls configuration: TLSConfiguration) async throws -> HTTP2TestConnection {
+        var tls = configuration
+        tls.applicationProtocols = ["h2"]
+        let context = try NIOSSLContext(configuration: tls)
+        let recorder = FrameRecorder()
+        let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: "localhost"))
+                    let multiplexer = try sync.configureHTTP2Pipeline(
+                        mode: .client, connectionConfiguration: .init(), streamConfiguration: .init(), inboundStreamInitializer: { $0.close() })
+                    try sync.addHandler(recorder)
+                    return (channel, multiplexer)
+                }
+            }
+        return HTTP2TestConnection(channel: channel, multiplexer: multiplexer, recorder: recorder)
+    }
+
+    static func requestHeaders(method: String, path: String, bodyLength: Int?) -> HPACKHeaders {
+        var headers: HPACKHeaders = [":method": method, ":path": path, ":scheme": "https", ":authority": "localhost"]
+        if let bodyLength {
+            headers.add(name: "content-type", value: "text/xml; charset=utf-8")
+            headers.add(name: "content-length", value: String(bodyLength))
+        }
+        return headers
+    }
+
+    /// One request on a new stream; its status and body.
+    func request(method: String = "GET", path: String, body: String? = nil) async throws -> (status: Int, body: String) {
+        let (_, collector) = try await self.send(method: method, path: path, body: body)
+        try await collector.done.futureResult.get()
+        let status = collector.status.withLock { $0 } ?? 0
+        return (status, String(buffer: collector.body.withLock { $0 }))
+    }
+
+    /// Sends a request on a new stream without waiting for its answer; the stream, to reset it.
+    func startRequest(method: String, path: String, body: String) async throws -> any Channel {
+        try await self.send(method: method, path: path, body: body).stream
+    }
+
+    private func send(method: String, path: String, body: String?) async throws -> (stream: any Channel, collector: StreamCollector) {
+        let collector = StreamCollector(done: self.channel.eventLoop.makePromise(of: Void.self))
+        let stream = try await self.multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(collector)
+            }
+        }.get()
+        let bytes = body.map { ByteBuffer(string: $0) }
+        let headers = Self.requestHeaders(method: method, path: path, bodyLength: bytes?.readableBytes)
+        stream.write(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: bytes == nil)), promise: nil)
+        if let bytes { stream.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(bytes), endStream: true)), promise: nil) }
+        stream.flush()
+        return (stream, collector)
+    }
+
+    /// Opens `count` streams that each start a `POST /http-bind` and are reset at once
+    /// (`RST_STREAM CANCEL`), as fast as the connection takes them: the rapid-reset attack.
+    func resetFlood(count: Int) async throws {
+        for _ in 0..<count {
+            guard self.channel.isActive else { return }
+            let stream = try? await self.multiplexer.createStreamChannel { stream in stream.eventLoop.makeSucceededVoidFuture() }.get()
+            guard let stream else { return }
+            let headers = Self.requestHeaders(method: "POST", path: "/http-bind", bodyLength: 1000)
+            stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: false)), promise: nil)
+            // Closing a stream that is still open sends RST_STREAM CANCEL.
+            stream.close(promise: nil)
+        }
+    }
+
+    func close() async {
+        try? await self.channel.close()
+    }
+}
