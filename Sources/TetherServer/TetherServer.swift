@@ -126,14 +126,20 @@ public final class TetherServer: Sendable {
         while self.bosh.sessionCount + self.webSockets.count + self.closingStreams.current > 0 && NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        // Every held request is answered: HTTP/2 browsers are told no new stream will be taken.
-        self.http2Connections.quiesceAll()
         let listeners = self.listeners.withLock { channels in
             defer { channels.removeAll() }
             return channels
         }
         for listener in listeners {
             try? await listener.close()
+        }
+        // Every held request is answered and no connection can arrive any more: HTTP/2
+        // browsers are told GOAWAY, and their connections close once their streams are done
+        // (HTTP2GoAwayDeadline bounds each one).
+        self.http2Connections.quiesceAll()
+        let goAwayDeadline = NIODeadline.now() + self.configuration.shutdownGracePeriod * 2 + .seconds(2)
+        while self.http2Connections.count > 0 && NIODeadline.now() < goAwayDeadline {
+            try? await Task.sleep(for: .milliseconds(20))
         }
         await self.relay.shutdown()
         self.trimmer.stop()
@@ -185,6 +191,7 @@ public final class TetherServer: Sendable {
             let handshake = channel.eventLoop.assumeIsolated().scheduleTask(in: configuration.httpRequestTimeout) {
                 channel.close(promise: nil)
             }
+            channel.closeFuture.whenComplete { _ in handshake.cancel() }
             try sync.addHandler(
                 ApplicationProtocolNegotiationHandler { result, channel in
                     handshake.cancel()

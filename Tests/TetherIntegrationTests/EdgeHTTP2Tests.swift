@@ -3,6 +3,8 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
+import NIOPosix
+import NIOSSL
 import Testing
 import TetherServer
 
@@ -135,6 +137,73 @@ struct EdgeHTTP2Tests {
         }
     }
 
+    @Test("a long-poll held longer than --http-request-timeout keeps its HTTP/2 connection: a connection with a stream open is not idle (regression)")
+    func longPollOutlastsIdleTimeout() async throws {
+        try await EdgeTLSTests.withStack(users: [], tweak: { $0.httpRequestTimeout = .seconds(2) }) { _, tether, tlsPort, _, _, certificates in
+            let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            defer { Task { await connection.close() } }
+            var rid = UInt64.random(in: 1_000_000...9_000_000)
+            let created = try await connection.request(method: "POST", path: "/http-bind", body: Self.creation(rid: rid, wait: 6))
+            let sid = try required(ParsedBody(status: created.status, headers: [:], raw: created.body).attributes["sid"], "sid")
+            var answer = created.body
+            while !answer.contains("mechanisms") {
+                rid += 1
+                answer = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid)).body
+            }
+            rid += 1
+            // Held for `wait` (6 s), three idle timeouts long.
+            let held = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid))
+            #expect(held.status == 200)
+            #expect(try ParsedBody(status: held.status, headers: [:], raw: held.body).type != "terminate", "\(held.body)")
+            #expect(connection.goAways.isEmpty, "\(connection.goAways)")
+            #expect(connection.isOpen)
+            #expect(tether.server.sessionCount == 1)
+        }
+    }
+
+    @Test("a client that never answers the GOAWAY PING is closed anyway: an idle HTTP/2 connection cannot be kept open (regression)")
+    func silentClientIsClosed() async throws {
+        try await EdgeTLSTests.withStack(
+            users: [],
+            tweak: {
+                $0.httpRequestTimeout = .seconds(1)
+                $0.shutdownGracePeriod = .seconds(1)
+            }
+        ) { _, _, tlsPort, _, _, certificates in
+            // The preface and an empty SETTINGS frame (RFC 9113 §3.4), then silence: no SETTINGS
+            // ack, no PING ack, nothing.
+            var tls = try certificates.clientTLS()
+            tls.applicationProtocols = ["h2"]
+            let context = try NIOSSLContext(configuration: tls)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: "localhost"))
+                    }
+                }
+                .connect(host: "127.0.0.1", port: tlsPort).get()
+            var preface = ByteBuffer(string: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            preface.writeBytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+            try await channel.writeAndFlush(preface)
+            let closed = Task { try? await channel.closeFuture.get() }
+            try await Self.waitFor("the silent connection to be closed", timeout: .seconds(60)) { !channel.isActive }
+            _ = await closed.value
+        }
+    }
+
+    @Test("HEAD over HTTP/2 is answered with headers only and the connection goes on (a body there was a stream error that closed it)")
+    func headRequest() async throws {
+        try await EdgeTLSTests.withStack(users: []) { _, _, tlsPort, _, _, certificates in
+            let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            defer { Task { await connection.close() } }
+            let head = try await connection.request(method: "HEAD", path: "/healthz")
+            #expect(head.status == 200)
+            #expect(head.body.isEmpty)
+            #expect(try await connection.request(path: "/healthz").status == 200)
+            #expect(connection.isOpen)
+        }
+    }
+
     @Test("shutdown tells an HTTP/2 browser connection GOAWAY (NO_ERROR) and then closes it")
     func goAwayAtShutdown() async throws {
         try await EdgeTLSTests.withStack(users: []) { _, tether, tlsPort, _, _, certificates in
@@ -145,12 +214,12 @@ struct EdgeHTTP2Tests {
             #expect(tether.server.http2ConnectionCount == 1)
             await tether.server.shutdown()
             try await Self.waitFor("GOAWAY") { !connection.goAways.isEmpty }
-            // The graceful announcement first (RFC 9113 §6.8: the largest stream id, then a PING).
-            #expect(connection.goAways.first?.errorCode == .noError, "\(connection.goAways)")
+            // The graceful announcement (RFC 9113 §6.8: the largest stream id, then a PING), and
+            // no error after it: when the server counted no streams it closed the connection
+            // under a stream still being written and said PROTOCOL_ERROR (seen on a loaded machine).
             try await Self.waitFor("the connection to close") { !connection.isOpen }
-            // Seen once on a loaded machine: a second GOAWAY with PROTOCOL_ERROR after the first;
-            // printed so the next occurrence says when (not yet understood, see the issue notes).
-            if connection.goAways.count > 1 { print("goAwayAtShutdown: GOAWAY frames received: \(connection.goAways)") }
+            #expect(connection.goAways.first?.errorCode == .noError, "\(connection.goAways)")
+            #expect(connection.goAways.allSatisfy { $0.errorCode == .noError }, "\(connection.goAways)")
         }
     }
 

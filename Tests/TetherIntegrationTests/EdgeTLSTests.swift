@@ -44,7 +44,8 @@ struct EdgeTLSTests {
     /// Prosody, a Tether with a plain and a TLS listener, and an HTTPS client trusting the CA
     /// (HTTP/2 when `http2`, by ALPN, else HTTP/1.1 only).
     static func withStack(
-        http2: Bool = true, users: [String] = ["alice", "bob"], _ body: (ProsodyServer, TetherFixture, Int, HTTPClient, HTTPClient, Certificates) async throws -> Void
+        http2: Bool = true, users: [String] = ["alice", "bob"], tweak: @escaping (inout TetherConfiguration) -> Void = { _ in },
+        _ body: (ProsodyServer, TetherFixture, Int, HTTPClient, HTTPClient, Certificates) async throws -> Void
     ) async throws {
         let certificates = try await Certificates.make()
         defer { try? FileManager.default.removeItem(at: certificates.directory) }
@@ -57,6 +58,7 @@ struct EdgeTLSTests {
                 try await body(prosody, tether, tether.ports[1], http, https, certificates)
             } configure: { configuration, _ in
                 try! Self.configure(&configuration, certificates)
+                tweak(&configuration)
             }
             try await https.shutdown()
         } catch {

@@ -284,6 +284,20 @@ struct HTTPEdgeTests {
         #expect(answer.contains("\r\nContent-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"))
     }
 
+    @Test("HEAD gets the headers of GET and no body, so a kept-alive connection's next answer is not misread (regression: the body was written)")
+    func headHasNoBody() throws {
+        let edge = try EdgeHarness()
+        try edge.send("HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        let answer = try edge.output()
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        let parts = answer.components(separatedBy: "\r\n\r\n")
+        #expect(parts.count == 2 && parts[1].isEmpty, "\(answer)")
+        #expect(answer.contains("\r\nContent-Length: "), "\(answer)")
+        // The next request on the connection is answered as its own.
+        try edge.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(try edge.output().hasPrefix("HTTP/1.1 200 OK\r\n"))
+    }
+
     @Test("with --public-host, another Host gets 421 Misdirected Request; the public name and IP literals are served")
     func publicHost() throws {
         for (host, status) in [("rebind.attacker.example:5280", "421 Misdirected Request"), ("chat.example.org", "200 OK"), ("127.0.0.1:5280", "200 OK")] {

@@ -55,8 +55,14 @@ struct EdgePipelines: Sendable {
             metrics.http2ConnectionClosed(streams: streams.value)
         }
         let settings = HTTP2EdgeSettings.handlerConfiguration(maxHeaderBytes: configuration.maxHeaderBytes)
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: configuration.httpRequestTimeout, maxAge: nil, maxGraceTime: configuration.shutdownGracePeriod, keepalive: nil))
         let http2 = NIOHTTP2Handler(
             mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: settings.connection, streamConfiguration: settings.stream,
+            // With inline multiplexing the HTTP/2 handler reports streams to this delegate only:
+            // without it the management handler counts none, and would call a busy connection idle.
+            streamDelegate: management.http2StreamDelegate,
             inboundStreamInitializer: { stream in
                 stream.eventLoop.makeCompletedFuture {
                     streams.value += 1
@@ -66,15 +72,14 @@ struct EdgePipelines: Sendable {
                     try sync.addHandler(self.edgeHandler(transport: .http2Stream, tls: true), name: HTTPEdgeHandler.name)
                 }
             })
-        let management = NIOHTTP2ServerConnectionManagementHandler(
-            eventLoop: channel.eventLoop,
-            configuration: .init(maxIdleTime: configuration.httpRequestTimeout, maxAge: nil, maxGraceTime: configuration.shutdownGracePeriod, keepalive: nil))
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(http2)
+        // Twice the grace period: the management handler's own grace timer runs after the PING.
+        try sync.addHandler(HTTP2GoAwayDeadline(grace: configuration.shutdownGracePeriod * 2 + .seconds(1)))
         try sync.addHandler(management)
-        // A connection error (a flood of resets, control or empty frames, a broken frame) has
-        // been answered with GOAWAY by the HTTP/2 handler; the connection is closed here.
-        try sync.addHandler(NIOCloseOnErrorHandler())
+        // Connection errors the HTTP/2 handler answered with GOAWAY close the connection here;
+        // a stream's error has reset that stream only.
+        try sync.addHandler(HTTP2ConnectionErrorHandler(logger: self.logger))
         // The management handler starts its idle timer on channelActive, which this connection
         // had before ALPN chose HTTP/2: replay it from the handler in front of it.
         try sync.context(handler: http2).fireChannelActive()

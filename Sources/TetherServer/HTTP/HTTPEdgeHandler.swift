@@ -39,6 +39,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Room in the raw-byte budget beyond the body limit: the read that ends a chunked body may
     /// also carry trailers and the next pipelined request (reads go up to 64 KiB).
     static let wireSlack = 64 * 1024
+    /// The request being answered is a HEAD: its answer has the headers of a GET and no body
+    /// (RFC 9110 §9.3.2; over HTTP/2 a body there breaks the declared length and the stream).
+    private var answeringHEAD = false
     /// Parts of a chunked body delivered in the current read.
     private var chunkedPartsThisRead = 0
 
@@ -213,7 +216,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         case (.end, .receiving(let head, let body, _, _)):
             self.wireBudget.disarm()
             self.requestTimer?.cancel()
-            self.state = .responding(keepAlive: head.isKeepAlive)
+            // HTTP/2 has no keep-alive: its stream ends with the answer.
+            self.state = .responding(keepAlive: self.isHTTP2Stream || head.isKeepAlive)
+            self.answeringHEAD = head.method == .HEAD
             self.route(head: head, body: body, context: context)
         case (.body, .refused), (.end, .refused):
             // What the decoder had already buffered when the request was refused.
@@ -484,14 +489,22 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !keepAlive, !self.isHTTP2Stream { headers.add(name: "Connection", value: "close") }
         let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        if body.readableBytes > 0 {
+        if body.readableBytes > 0, !self.answeringHEAD {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
         if self.isHTTP2Stream {
-            if lingering || !keepAlive {
+            let channel = context.channel
+            if lingering {
                 // The rest of a refused request is not wanted: reset the stream once answered.
-                done.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+                done.whenComplete { _ in channel.close(promise: nil) }
+            } else {
+                // A client that opens no flow-control window would hold the answer, and the
+                // stream, forever: the answer gets as long as a request to be taken.
+                let stalled = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.httpRequestTimeout) {
+                    channel.close(promise: nil)
+                }
+                done.whenComplete { _ in stalled.cancel() }
             }
         } else if lingering {
             LingeringCloseHandler.install(on: context.channel, after: done)

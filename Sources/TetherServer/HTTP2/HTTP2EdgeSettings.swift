@@ -11,8 +11,10 @@ enum HTTP2EdgeSettings {
     /// (XEP-0124 §11, `requests` = `hold` + 1), so 100 serves 50 tabs of one browser. More is
     /// refused by the HTTP/2 layer with `RST_STREAM REFUSED_STREAM` before Tether sees it.
     static let maxConcurrentStreams = 100
-    /// `SETTINGS_INITIAL_WINDOW_SIZE` and the per-stream target: a BOSH request is at most
-    /// `--max-body-bytes` (64 KiB by default), so one window takes a whole request.
+    /// `SETTINGS_INITIAL_WINDOW_SIZE` and the per-stream target. Browsers' BOSH bodies are a few
+    /// KiB, so one window takes a whole ordinary request; a larger one (up to `--max-body-bytes`)
+    /// waits for WINDOW_UPDATE. The windows pace a sender, they do not bound what is buffered:
+    /// each stream's body is held until complete, up to `--max-body-bytes`.
     static let streamWindowBytes = 65_535
     /// The connection-level window: room for a few requests of full size at once, not for
     /// every stream's; the client waits for WINDOW_UPDATE beyond it.
