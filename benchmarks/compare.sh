@@ -456,7 +456,12 @@ fi
     echo "kernel=$(uname -r)"
     echo "prosody=$(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '?')"
     echo "ejabberd=$([ "$with_ejabberd" -eq 1 ] && dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo 'not run')"
-    echo "tether=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
+    if [ -n "$tether_override" ]; then
+        # Another binary is measured: say which, so a before/after table is not misread.
+        echo "tether=$tether_override (--tether; tether-load from $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    else
+        echo "tether=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo '+changes')"
+    fi
     echo "swift=$(swift --version 2>/dev/null | head -n 1)"
     echo "reps=$reps_done$([ "$reps_done" -eq "$reps" ] || echo " of $reps asked (time budget $budget s)")"
     echo "sessions=$sessions"
