@@ -204,6 +204,20 @@ struct EdgeHTTP2Tests {
         }
     }
 
+    @Test("a body in one-byte DATA frames is charged at least minimumChunkCharge per frame, as HTTP/1.1 chunks are: refused with 413 (regression: a pipeline trip per byte)")
+    func tinyDataFrames() async throws {
+        try await EdgeTLSTests.withStack(users: [], tweak: { $0.maxRequestBodyBytes = 64 * 1024 }) { _, _, tlsPort, _, _, certificates in
+            let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            defer { Task { await connection.close() } }
+            // 2,000 bytes, far under the limit as bytes, but 2,000 parts × 512 is over 64 KiB.
+            #expect(try await connection.postInFrames(path: "/http-bind", frames: 2_000, frameBytes: 1) == 413)
+            // Ordinary frames of the same total are charged their bytes: the body reaches BOSH (400:
+            // not XML, so not a BOSH body).
+            #expect(try await connection.postInFrames(path: "/http-bind", frames: 2, frameBytes: 1_000) != 413)
+            #expect(try await connection.request(path: "/healthz").status == 200)
+        }
+    }
+
     @Test("shutdown tells an HTTP/2 browser connection GOAWAY (NO_ERROR) and then closes it")
     func goAwayAtShutdown() async throws {
         try await EdgeTLSTests.withStack(users: []) { _, tether, tlsPort, _, _, certificates in

@@ -201,9 +201,11 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             // for every chunk (which made a body of many small chunks quadratic).
             self.state = .idle
             var partCost = chunk.readableBytes
-            if chunked {
+            if chunked || self.isHTTP2Stream {
+                // HTTP/2 DATA frames are parts too: one-byte frames (ten bytes on the wire each)
+                // would buy a trip through the stream's pipeline per byte.
                 self.chunkedPartsThisRead += 1
-                partCost += Self.chunkFramingBytes
+                if chunked { partCost += Self.chunkFramingBytes }
                 if self.chunkedPartsThisRead > 1 { partCost = max(partCost, Self.minimumChunkCharge) }
             }
             let cost = charged + partCost

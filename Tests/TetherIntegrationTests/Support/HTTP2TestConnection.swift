@@ -110,6 +110,26 @@ final class HTTP2TestConnection: Sendable {
         return (status, String(buffer: collector.body.withLock { $0 }))
     }
 
+    /// A POST whose body goes out as `frames` DATA frames of `frameBytes` each, all in one flush;
+    /// its status.
+    func postInFrames(path: String, frames: Int, frameBytes: Int) async throws -> Int {
+        let collector = StreamCollector(done: self.channel.eventLoop.makePromise(of: Void.self))
+        let stream = try await self.multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(collector)
+            }
+        }.get()
+        let headers = Self.requestHeaders(method: "POST", path: path, bodyLength: frames * frameBytes)
+        stream.write(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: false)), promise: nil)
+        let piece = ByteBuffer(repeating: UInt8(ascii: "a"), count: frameBytes)
+        for index in 0..<frames {
+            stream.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(piece), endStream: index == frames - 1)), promise: nil)
+        }
+        stream.flush()
+        try? await collector.done.futureResult.get()
+        return collector.status.withLock { $0 } ?? 0
+    }
+
     /// Sends a request on a new stream without waiting for its answer; the stream, to reset it.
     func startRequest(method: String, path: String, body: String) async throws -> any Channel {
         try await self.send(method: method, path: path, body: body).stream
