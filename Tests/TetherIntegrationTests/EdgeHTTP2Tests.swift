@@ -36,6 +36,21 @@ struct EdgeHTTP2Tests {
         "<body rid='\(rid)' sid='\(sid)' \(attributes) xmlns='http://jabber.org/protocol/httpbind'/>"
     }
 
+    /// A BOSH session created on `connection`, polled until the stream features came: its sid
+    /// and the last rid used (the next request is idle and will be held).
+    static func openSession(on connection: HTTP2TestConnection, wait: Int) async throws -> (sid: String, rid: UInt64) {
+        var rid = UInt64.random(in: 1_000_000...9_000_000)
+        let created = try await connection.request(method: "POST", path: "/http-bind", body: Self.creation(rid: rid, wait: wait))
+        #expect(created.status == 200)
+        let sid = try required(ParsedBody(status: created.status, headers: [:], raw: created.body).attributes["sid"], "sid")
+        var answer = created.body
+        while !answer.contains("mechanisms") {
+            rid += 1
+            answer = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid)).body
+        }
+        return (sid, rid)
+    }
+
     /// curl's answer to a BOSH request: the HTTP version it used and the body.
     static func curl(_ version: String, port: Int, caFile: String, body: String) async throws -> (version: String, body: String) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-curl-\(UUID().uuidString)")
@@ -113,15 +128,7 @@ struct EdgeHTTP2Tests {
         try await EdgeTLSTests.withStack(users: []) { _, tether, tlsPort, _, _, certificates in
             let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
             defer { Task { await connection.close() } }
-            var rid = UInt64.random(in: 1_000_000...9_000_000)
-            let created = try await connection.request(method: "POST", path: "/http-bind", body: Self.creation(rid: rid, wait: 3))
-            #expect(created.status == 200)
-            let sid = try required(ParsedBody(status: created.status, headers: [:], raw: created.body).attributes["sid"], "sid")
-            var answer = created.body
-            while !answer.contains("mechanisms") {
-                rid += 1
-                answer = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid)).body
-            }
+            var (sid, rid) = try await Self.openSession(on: connection, wait: 3)
             rid += 1
             let stream = try await connection.startRequest(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid))
             try await Self.waitFor("the poll to be held") { try await Self.heldRequests(tether) == 1 }
@@ -142,14 +149,7 @@ struct EdgeHTTP2Tests {
         try await EdgeTLSTests.withStack(users: [], tweak: { $0.httpRequestTimeout = .seconds(2) }) { _, tether, tlsPort, _, _, certificates in
             let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
             defer { Task { await connection.close() } }
-            var rid = UInt64.random(in: 1_000_000...9_000_000)
-            let created = try await connection.request(method: "POST", path: "/http-bind", body: Self.creation(rid: rid, wait: 6))
-            let sid = try required(ParsedBody(status: created.status, headers: [:], raw: created.body).attributes["sid"], "sid")
-            var answer = created.body
-            while !answer.contains("mechanisms") {
-                rid += 1
-                answer = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid)).body
-            }
+            var (sid, rid) = try await Self.openSession(on: connection, wait: 6)
             rid += 1
             // Held for `wait` (6 s), three idle timeouts long.
             let held = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid))
