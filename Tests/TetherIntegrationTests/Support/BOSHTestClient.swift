@@ -69,7 +69,8 @@ final class BOSHTestClient: @unchecked Sendable {
         while true {
             do {
                 return try await self.postOnce(text, headers: extra, timeout: timeout)
-            } catch  where self.resendsOnConnectionLoss && attempt < 3 && (error is HTTPClientError || error is ChannelError) {
+            } catch  where self.resendsOnConnectionLoss && attempt < 3 && (error is HTTPClientError || error is ChannelError || error is IOError) {
+                // IOError: a pooled connection reset as the server closed it (ECONNRESET).
                 attempt += 1
                 self.resends += 1
             }
