@@ -118,7 +118,8 @@ final class FakeXMPPServer: Sendable {
     }
 
     /// Waits until Tether's connection is closed (or `timeout`).
-    func waitForDisconnect(timeout: Duration = .seconds(5)) async throws {
+    /// Generous: a clean close waits up to the closing timeout (3 s) for the server's `</stream:stream>`, and a loaded machine adds to that.
+    func waitForDisconnect(timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if self.state.clients.withLock({ $0.allSatisfy { !$0.isActive } && !$0.isEmpty }) { return }
