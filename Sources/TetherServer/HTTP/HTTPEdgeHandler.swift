@@ -46,8 +46,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var chunkedPartsThisRead = 0
 
     /// Counts the raw bytes of chunked bodies (extensions, size lines) before the decoder.
-    /// HTTP/2 has no chunked framing (RFC 9113 §8.2.2); its frames are bounded by the flow-control
-    /// window and the HTTP/2 layer's own limits.
+    /// HTTP/2 has no chunked framing (RFC 9113 §8.2.2): its DATA frames are charged as parts
+    /// (`minimumChunkCharge`) instead.
     private let wireBudget = WireByteBudget()
 
     /// What carries the requests.
@@ -175,6 +175,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .idle):
             self.configuration = self.store.current
+            // Set here, so a HEAD refused from its head alone gets no body either.
+            self.answeringHEAD = head.method == .HEAD
             if self.replayingUpgrade {
                 self.replayingUpgrade = false
             } else if self.upgradeLater(head, context: context) {
@@ -220,7 +222,6 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.requestTimer?.cancel()
             // HTTP/2 has no keep-alive: its stream ends with the answer.
             self.state = .responding(keepAlive: self.isHTTP2Stream || head.isKeepAlive)
-            self.answeringHEAD = head.method == .HEAD
             self.route(head: head, body: body, context: context)
         case (.body, .refused), (.end, .refused):
             // What the decoder had already buffered when the request was refused.
