@@ -233,6 +233,7 @@ let package = Package(
                 "XMPPCore",
                 "WebSocketCore",
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ],
             swiftSettings: swiftSettings

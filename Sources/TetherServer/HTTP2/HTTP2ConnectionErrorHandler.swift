@@ -8,6 +8,13 @@ import NIOHTTP2
 /// CONTINUATION frames, too many errors, bytes that are not HTTP/2) has been answered with
 /// `GOAWAY`, and the connection is closed here. Any other connection-level violation has also
 /// had its `GOAWAY`; the client closes, or the idle timer and `HTTP2GoAwayDeadline` do.
+///
+/// A connection told `GOAWAY` while it had no open stream is, to the HTTP/2 handler, finished
+/// ("fully quiesced"): a frame the client sent before it read the `GOAWAY` (the `SETTINGS` ACK of
+/// a new connection, a connection `WINDOW_UPDATE`, `DATA` of a request it refused with
+/// `REFUSED_STREAM`) is answered with `GOAWAY PROTOCOL_ERROR` (`IOOnClosedConnection`). No stream
+/// is lost to it (there is none, and a new request was refused, so the browser retries it); the
+/// connection is closed here at once instead of waiting for its deadline.
 final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
     typealias InboundIn = Any
 
@@ -22,7 +29,7 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler {
         case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
             is NIOHTTP2Errors.ExcessiveContinuationFrames, is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches,
             is NIOHTTP2Errors.ExcessiveOutboundFrameBuffering, is NIOHTTP2Errors.ExcessivelyLargeHeaderBlock, is NIOHTTP2Errors.BadClientMagic,
-            is NIOHTTP2Errors.UnableToParseFrame:
+            is NIOHTTP2Errors.UnableToParseFrame, is NIOHTTP2Errors.IOOnClosedConnection:
             return true
         default:
             return false

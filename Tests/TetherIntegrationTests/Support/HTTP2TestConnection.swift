@@ -18,11 +18,17 @@ final class HTTP2TestConnection: Sendable {
     private final class FrameRecorder: ChannelInboundHandler, Sendable {
         typealias InboundIn = HTTP2Frame
         let goAways = Mutex<[GoAway]>([])
+        let pingAcks = Mutex<[HTTP2PingData]>([])
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let frame = self.unwrapInboundIn(data)
-            if case .goAway(let lastStreamID, let errorCode, _) = frame.payload {
+            switch frame.payload {
+            case .goAway(let lastStreamID, let errorCode, _):
                 self.goAways.withLock { $0.append(GoAway(lastStreamID: lastStreamID, errorCode: errorCode)) }
+            case .ping(let data, ack: true):
+                self.pingAcks.withLock { $0.append(data) }
+            default:
+                break
             }
             context.fireChannelRead(data)
         }
@@ -91,6 +97,18 @@ final class HTTP2TestConnection: Sendable {
                 }
             }
         return HTTP2TestConnection(channel: channel, multiplexer: multiplexer, recorder: recorder)
+    }
+
+    /// A PING round trip: once it returns, the server has read every frame sent before it (the
+    /// client's `SETTINGS` ACK among them: frames are processed in order).
+    func ping(timeout: Duration = .seconds(30)) async throws {
+        let data = HTTP2PingData(withInteger: UInt64.random(in: 1...UInt64.max))
+        try await self.channel.writeAndFlush(HTTP2Frame(streamID: .rootStream, payload: .ping(data, ack: false)))
+        let deadline = ContinuousClock.now + timeout
+        while !self.recorder.pingAcks.withLock({ $0.contains(data) }) {
+            guard ContinuousClock.now < deadline else { throw TestFailure("no PING ACK within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     static func requestHeaders(method: String, path: String, bodyLength: Int?) -> HPACKHeaders {
