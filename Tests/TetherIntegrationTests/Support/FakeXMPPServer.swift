@@ -142,6 +142,8 @@ func withFakeUpstream<T>(silent: Bool = false, acceptsLate: Bool = false, _ body
         await server.stop()
         return result
     } catch {
+        // What the server saw, for failures that show only here (did Tether connect, and send what?).
+        print("fake upstream (\(error)): \(server.connectionCount) connection(s), received: \(server.received.prefix(600))")
         await server.stop()
         throw error
     }

@@ -128,7 +128,10 @@ final class WebSocketTestClient: Sendable {
     }
 
     /// The events until the connection ends (or `timeout`), for tests of how a session ends.
-    func eventsUntilDisconnected(timeout: Duration = .seconds(10)) async throws -> [Event] {
+    /// The waits here are generous: no test asserts a speed, and on a loaded machine a test
+    /// process's threads can stall for seconds; a lost event still fails, at Tether's own
+    /// timeouts (connect, stream open) if not at these.
+    func eventsUntilDisconnected(timeout: Duration = .seconds(30)) async throws -> [Event] {
         var events: [Event] = []
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -140,7 +143,7 @@ final class WebSocketTestClient: Sendable {
     }
 
     /// The next event, or a failure after `timeout`.
-    func next(timeout: Duration = .seconds(10)) async throws -> Event {
+    func next(timeout: Duration = .seconds(30)) async throws -> Event {
         let deadline = ContinuousClock.now + timeout
         while true {
             if let event = self.inbox.take() { return event }
@@ -152,7 +155,7 @@ final class WebSocketTestClient: Sendable {
 
     /// Reads text messages until one satisfies `predicate` within `timeout` in all; returns all of
     /// them. (Not per message: Tether's pings would restart a per-message wait forever.)
-    func receive(until predicate: (String) -> Bool, timeout: Duration = .seconds(10)) async throws -> [String] {
+    func receive(until predicate: (String) -> Bool, timeout: Duration = .seconds(30)) async throws -> [String] {
         var texts: [String] = []
         let deadline = ContinuousClock.now + timeout
         while true {
