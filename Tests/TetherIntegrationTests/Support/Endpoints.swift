@@ -1,12 +1,15 @@
 import AsyncHTTPClient
+import Foundation
 import NIOSSL
 import TetherServer
 
-/// How a test reaches Tether: directly over plain HTTP/WS, or through the shipped nginx
-/// configuration over HTTPS/WSS. Protocol tests run both ways.
+/// How a test reaches Tether: directly over plain HTTP/WS, through the shipped nginx
+/// configuration over HTTPS/WSS, or on Tether's own TLS listener (`--listen-tls`, a throwaway
+/// CA): BOSH over HTTP/2 (ALPN `h2`), WebSocket over TLS. Protocol tests run all three ways.
 enum Edge: String, CaseIterable, Sendable, CustomStringConvertible {
     case direct
     case nginx
+    case tls
     var description: String { self.rawValue }
 }
 
@@ -36,6 +39,8 @@ func withEndpoints(
     _ body: (Endpoints) async throws -> Void,
     configure: (inout TetherConfiguration, ProsodyServer) -> Void = { _, _ in }
 ) async throws {
+    let certificates = edge == .tls ? try await EdgeTLSTests.Certificates.make() : nil
+    defer { certificates.map { try? FileManager.default.removeItem(at: $0.directory) } }
     try await withProsodyAndTether(prosody: options, users: users) { prosody, tether, http in
         switch edge {
         case .direct:
@@ -46,8 +51,24 @@ func withEndpoints(
                     Endpoints(prosody: prosody, tether: tether, http: https, boshURL: "https://localhost:\(nginx.port)/http-bind", webSocketPort: nginx.port, tls: tls)
                 )
             }
+        case .tls:
+            guard let certificates, let tlsPort = tether.ports.last, tether.ports.count == 2 else { throw TestFailure("no TLS listener: \(tether.ports)") }
+            var client = HTTPClient.Configuration(tlsConfiguration: try certificates.clientTLS())
+            client.httpVersion = .automatic
+            let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: client)
+            do {
+                try await body(
+                    Endpoints(
+                        prosody: prosody, tether: tether, http: https, boshURL: "https://localhost:\(tlsPort)/http-bind", webSocketPort: tlsPort,
+                        tls: try NIOSSLContext(configuration: certificates.clientTLS())))
+                try await https.shutdown()
+            } catch {
+                try? await https.shutdown()
+                throw error
+            }
         }
     } configure: { configuration, prosody in
+        if let certificates { try! EdgeTLSTests.configure(&configuration, certificates) }
         configure(&configuration, prosody)
     }
 }
