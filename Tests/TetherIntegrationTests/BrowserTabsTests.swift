@@ -7,8 +7,8 @@ import TetherServer
 /// Eight BOSH "tabs" (Strophe.js connections in one page) of one headless Chromium against one
 /// origin. Browsers keep at most six HTTP/1.1 connections per origin and every idle BOSH tab
 /// holds one of them with its long-poll, so over HTTP/1.1 the seventh tab cannot even log in
-/// until a long-poll's `wait` runs out; over HTTP/2 (Tether's TLS listener, ALPN `h2`) all
-/// tabs share one connection.
+/// until a long-poll's `wait` runs out; over HTTP/2 (Tether's TLS listener, or the shipped nginx
+/// configuration, ALPN `h2`) all tabs share one connection.
 @Suite("Browser: eight BOSH tabs, HTTP/1.1 against HTTP/2", .serialized, .timeLimit(.minutes(4)))
 struct BrowserTabsTests {
     static let tabs = 8
@@ -17,6 +17,15 @@ struct BrowserTabsTests {
     static let wait = 50
 
     static func withStack(_ body: (TetherFixture, Int, HTTPClient, PageServer, Browser) async throws -> Void) async throws {
+        try await Self.withStack(nginx: false) { tether, tlsPort, _, http, page, browser in
+            try await body(tether, tlsPort, http, page, browser)
+        }
+    }
+
+    /// Prosody, a Tether with a plain and a TLS listener, the page's server, and Chromium on the
+    /// page; with `nginx`, the shipped `nginx/tether.conf` (`listen … ssl http2`) in front of the
+    /// plain listener too.
+    static func withStack(nginx: Bool, _ body: (TetherFixture, Int, NginxServer?, HTTPClient, PageServer, Browser) async throws -> Void) async throws {
         let certificates = try await EdgeTLSTests.Certificates.make()
         defer { try? FileManager.default.removeItem(at: certificates.directory) }
         let page = try await PageServer.start(pages: ["/tabs.html": MultiTabPage.html])
@@ -26,7 +35,13 @@ struct BrowserTabsTests {
                 guard tether.ports.count == 2 else { throw TestFailure("expected a plain and a TLS port, got \(tether.ports)") }
                 try await withBrowser(http: http, acceptInsecureCertificates: true) { browser in
                     try await browser.open("\(page.origin)/tabs.html")
-                    try await body(tether, tether.ports[1], http, page, browser)
+                    if nginx {
+                        try await NginxTests.withNginx(tetherPorts: [tether.port]) { server, _, _ in
+                            try await body(tether, tether.ports[1], server, http, page, browser)
+                        }
+                    } else {
+                        try await body(tether, tether.ports[1], nil, http, page, browser)
+                    }
                 }
             } configure: { configuration, _ in
                 try! EdgeTLSTests.configure(&configuration, certificates)
@@ -57,22 +72,38 @@ struct BrowserTabsTests {
     @Test("over HTTP/2 all eight tabs log in and exchange a message with bob; the server saw one HTTP/2 connection")
     func http2() async throws {
         try await Self.withStack { tether, tlsPort, http, _, browser in
-            let service = "https://localhost:\(tlsPort)/http-bind"
-            for tab in 0..<Self.tabs {
-                try await browser.run("tabs.open(arguments[0], arguments[1], 'secret', arguments[2])", [service, tab, Self.wait])
-                #expect(try await Self.waitForStatus(browser, tab) == "connected", "tab \(tab)")
-            }
-            #expect(tether.server.sessionCount == Self.tabs)
+            try await Self.eightTabsChat(service: "https://localhost:\(tlsPort)/http-bind", tether: tether, http: http, browser: browser)
             #expect(tether.server.http2ConnectionCount == 1)
-            let bob = BOSHTestClient(http: http, url: tether.boshURL)
-            try await bob.login(user: "bob", password: "secret")
-            for tab in 0..<Self.tabs {
-                let jid = try required(try await browser.run("return tabs.jid(arguments[0])", [tab]) as? String, "jid of tab \(tab)")
-                _ = try await bob.send("<message xmlns='jabber:client' to='\(jid)' type='chat'><body>to tab \(tab)</body></message>")
-                try await browser.waitUntil("return tabs.received(\(tab), 'to tab \(tab)')")
-                try await browser.run("tabs.send(arguments[0], 'bob@localhost/test', arguments[1])", [tab, "from tab \(tab)"])
-                _ = try await bob.receive(until: { $0.contains("from tab \(tab)") })
-            }
+        }
+    }
+
+    @Test("through the shipped nginx configuration (listen … ssl http2) all eight tabs log in and exchange a message with bob; every request reached nginx over HTTP/2")
+    func nginxHTTP2() async throws {
+        try await Self.withStack(nginx: true) { tether, _, nginx, http, _, browser in
+            let nginx = try required(nginx, "nginx")
+            try await Self.eightTabsChat(service: "https://localhost:\(nginx.port)/http-bind", tether: tether, http: http, browser: browser)
+            let requests = nginx.accessLog.split(separator: "\n").filter { $0.contains("/http-bind") }
+            #expect(requests.count >= Self.tabs * 2, "\(requests.count) BOSH requests in nginx's log")
+            #expect(requests.allSatisfy { $0.contains(" HTTP/2.0\"") }, "\(requests.filter { !$0.contains(" HTTP/2.0\"") }.prefix(3))")
+        }
+    }
+
+    /// Opens the eight tabs on `service`, each logging in before the next opens, then bob (over
+    /// Tether's plain listener) and each tab exchange a message.
+    static func eightTabsChat(service: String, tether: TetherFixture, http: HTTPClient, browser: Browser) async throws {
+        for tab in 0..<Self.tabs {
+            try await browser.run("tabs.open(arguments[0], arguments[1], 'secret', arguments[2])", [service, tab, Self.wait])
+            #expect(try await Self.waitForStatus(browser, tab) == "connected", "tab \(tab)")
+        }
+        #expect(tether.server.sessionCount == Self.tabs)
+        let bob = BOSHTestClient(http: http, url: tether.boshURL)
+        try await bob.login(user: "bob", password: "secret")
+        for tab in 0..<Self.tabs {
+            let jid = try required(try await browser.run("return tabs.jid(arguments[0])", [tab]) as? String, "jid of tab \(tab)")
+            _ = try await bob.send("<message xmlns='jabber:client' to='\(jid)' type='chat'><body>to tab \(tab)</body></message>")
+            try await browser.waitUntil("return tabs.received(\(tab), 'to tab \(tab)')")
+            try await browser.run("tabs.send(arguments[0], 'bob@localhost/test', arguments[1])", [tab, "from tab \(tab)"])
+            _ = try await bob.receive(until: { $0.contains("from tab \(tab)") })
         }
     }
 

@@ -125,6 +125,8 @@ final class NginxServer: @unchecked Sendable {
     }
 
     var errorLog: String { (try? String(contentsOf: self.directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? "" }
+    /// nginx's `combined` format: the request line says the protocol (`"POST /http-bind HTTP/2.0"`).
+    var accessLog: String { (try? String(contentsOf: self.directory.appendingPathComponent("access.log"), encoding: .utf8)) ?? "" }
 
     /// Fast shutdown (SIGTERM); the master takes its workers with it. SIGKILL for stragglers.
     func stop() async {
