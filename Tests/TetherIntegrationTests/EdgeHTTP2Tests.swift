@@ -221,6 +221,39 @@ struct EdgeHTTP2Tests {
         }
     }
 
+    @Test(
+        "the request bodies one HTTP/2 connection holds at once are bounded: the stream that would overdraw the budget is answered 413 and reset, the held ones are served, and another connection is unaffected"
+    )
+    func connectionBodyBudget() async throws {
+        // Bodies of 60 KiB, under the 64 KiB body limit; the connection's budget is then 1 MiB
+        // (HTTP2BodyBudget.limit), which holds 17 of them.
+        try await EdgeTLSTests.withStack(users: [], tweak: { $0.maxRequestBodyBytes = 64 * 1024 }) { _, _, tlsPort, _, _, certificates in
+            let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            let bystander = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            defer {
+                Task {
+                    await connection.close()
+                    await bystander.close()
+                }
+            }
+            var held: [HTTP2TestConnection.Upload] = []
+            for _ in 0..<17 {
+                held.append(try await connection.upload(bodyBytes: 60 * 1024, end: false))
+            }
+            // Everything sent so far has been read by the server.
+            try await connection.ping()
+            #expect(!held.contains { $0.answered })
+            let over = try await connection.upload(bodyBytes: 60 * 1024, end: false)
+            #expect(await over.status() == 413)
+            #expect(connection.isOpen)
+            #expect(try await bystander.upload(bodyBytes: 60 * 1024, end: true).status() == 200)
+            // The held bodies complete and reach BOSH (200: a terminate, they are not XML).
+            for upload in held { try await connection.endUpload(upload) }
+            for upload in held { #expect(await upload.status() == 200) }
+            #expect(try await connection.upload(bodyBytes: 60 * 1024, end: true).status() == 200)
+        }
+    }
+
     @Test("shutdown tells an HTTP/2 browser connection GOAWAY (NO_ERROR) and then closes it")
     func goAwayAtShutdown() async throws {
         try await EdgeTLSTests.withStack(users: []) { _, tether, tlsPort, _, _, certificates in

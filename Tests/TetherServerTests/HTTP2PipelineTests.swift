@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOHPACK
 import NIOHTTP2
 import NIOPosix
 import Testing
@@ -29,9 +30,12 @@ final class HTTP2PipelinePair {
 
     var goAways: [HTTP2ErrorCode] { self.recorder.goAways }
 
-    init() throws {
+    private var multiplexer: NIOHTTP2Handler.StreamMultiplexer!
+
+    init(_ configure: (inout TetherConfiguration) -> Void = { _ in }) throws {
         var configuration = TetherConfiguration()
         configuration.domains = ["localhost"]
+        configure(&configuration)
         let store = ConfigurationStore(configuration)
         let logger = Logger(label: "test")
         let metrics = TetherMetrics()
@@ -46,7 +50,7 @@ final class HTTP2PipelinePair {
         try self.server.connect(to: SocketAddress(ipAddress: "203.0.113.9", port: 4000)).wait()
         try pipelines.configureHTTP2(self.server, configuration: configuration)
         let sync = self.client.pipeline.syncOperations
-        _ = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()) { $0.close() }
+        self.multiplexer = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()) { $0.close() }
         try sync.addHandler(self.recorder)
         try self.client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 443)).wait()
     }
@@ -70,6 +74,75 @@ final class HTTP2PipelinePair {
             guard self.client.isActive else { return }
             try self.client.writeInbound(bytes)
         }
+    }
+
+    /// Carries bytes both ways until neither side has anything more to say (flow-control
+    /// windows reopened, answers written).
+    func exchange() throws {
+        for _ in 0..<10_000 {
+            self.client.embeddedEventLoop.run()
+            self.server.embeddedEventLoop.run()
+            var moved = false
+            while let bytes = try self.client.readOutbound(as: ByteBuffer.self) {
+                moved = true
+                if self.server.isActive { try self.server.writeInbound(bytes) }
+            }
+            while let bytes = try self.server.readOutbound(as: ByteBuffer.self) {
+                moved = true
+                if self.client.isActive { try self.client.writeInbound(bytes) }
+            }
+            if !moved { return }
+        }
+        Issue.record("the connection never went quiet")
+    }
+
+    /// What one client stream saw: the answer's status, and whether the server reset it.
+    final class StreamOutcome: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        var status: Int?
+        var reset = false
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch self.unwrapInboundIn(data) {
+            case .headers(let headers):
+                if let status = headers.headers.first(name: ":status").flatMap({ Int($0) }) { self.status = status }
+            case .rstStream:
+                self.reset = true
+            default:
+                break
+            }
+        }
+    }
+
+    /// Opens a stream carrying a POST of `bodyBytes` to `/http-bind`; its body ends only with `end`.
+    func upload(bodyBytes: Int, end: Bool) throws -> (stream: any Channel, outcome: StreamOutcome) {
+        let outcome = StreamOutcome()
+        let created = self.multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture { try stream.pipeline.syncOperations.addHandler(outcome) }
+        }
+        self.client.embeddedEventLoop.run()
+        let stream = try created.wait()
+        let headers: HPACKHeaders = [
+            ":method": "POST", ":path": "/http-bind", ":scheme": "https", ":authority": "localhost", "content-type": "text/xml",
+            "content-length": String(bodyBytes),
+        ]
+        stream.write(HTTP2Frame.FramePayload.headers(.init(headers: headers)), promise: nil)
+        var left = bodyBytes
+        while left > 0 {
+            let piece = min(left, 16_384)
+            left -= piece
+            let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(ByteBuffer(repeating: UInt8(ascii: "a"), count: piece)), endStream: end && left == 0)
+            stream.write(HTTP2Frame.FramePayload.data(data), promise: nil)
+        }
+        stream.flush()
+        try self.exchange()
+        return (stream, outcome)
+    }
+
+    /// Ends a stream's body (an empty DATA frame with END_STREAM).
+    func endBody(_ stream: any Channel) throws {
+        stream.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)), promise: nil)
+        try self.exchange()
     }
 
     /// Asks the server to wind the connection down, as shutdown does (`HTTP2Connections.quiesceAll`).
@@ -111,5 +184,32 @@ struct HTTP2PipelineTests {
         #expect(!pair.server.isActive)
         try pair.serverToClient()
         #expect(pair.goAways == [.noError, .protocolError])
+    }
+
+    @Test(
+        "the request bodies of one connection's streams together are bounded: the stream that would overdraw the budget gets 413 and is reset, the others are served, and bytes given back are taken again"
+    )
+    func connectionBodyBudget() throws {
+        // 60 KiB bodies, each under the 64 KiB body limit; the connection's budget is 1 MiB.
+        let pair = try HTTP2PipelinePair { $0.maxRequestBodyBytes = 64 * 1024 }
+        try pair.exchange()
+        let budget = HTTP2BodyBudget.limit(maxRequestBodyBytes: 64 * 1024)
+        let body = 60 * 1024
+        let fitting = budget / body
+        var open: [(stream: any Channel, outcome: HTTP2PipelinePair.StreamOutcome)] = []
+        for _ in 0..<fitting {
+            open.append(try pair.upload(bodyBytes: body, end: false))
+        }
+        #expect(open.allSatisfy { $0.outcome.status == nil && !$0.outcome.reset })
+        let over = try pair.upload(bodyBytes: body, end: false)
+        #expect(over.outcome.status == 413)
+        #expect(over.outcome.reset)
+        #expect(pair.server.isActive)
+        // The held bodies complete and reach BOSH (200: a terminate, they are not XML), giving
+        // their bytes back; then a body as large is taken again.
+        for upload in open { try pair.endBody(upload.stream) }
+        #expect(open.allSatisfy { $0.outcome.status == 200 && !$0.outcome.reset }, "\(open.map { $0.outcome.status ?? 0 })")
+        let again = try pair.upload(bodyBytes: body, end: true)
+        #expect(again.outcome.status == 200)
     }
 }

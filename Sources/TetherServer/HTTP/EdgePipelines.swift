@@ -50,6 +50,7 @@ struct EdgePipelines: Sendable {
         let metrics = self.metrics
         metrics.httpConnectionOpened(.h2)
         let streams = NIOLoopBoundBox(0, eventLoop: channel.eventLoop)
+        let bodies = NIOLoopBound(HTTP2BodyBudget(limit: HTTP2BodyBudget.limit(maxRequestBodyBytes: configuration.maxRequestBodyBytes)), eventLoop: channel.eventLoop)
         channel.closeFuture.whenComplete { _ in
             metrics.httpConnectionClosed(.h2)
             metrics.http2ConnectionClosed(streams: streams.value)
@@ -69,7 +70,7 @@ struct EdgePipelines: Sendable {
                     metrics.http2StreamOpened()
                     let sync = stream.pipeline.syncOperations
                     try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                    try sync.addHandler(self.edgeHandler(transport: .http2Stream, tls: true), name: HTTPEdgeHandler.name)
+                    try sync.addHandler(self.edgeHandler(transport: .http2Stream(bodies.value), tls: true), name: HTTPEdgeHandler.name)
                 }
             })
         let sync = channel.pipeline.syncOperations

@@ -55,8 +55,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         /// An HTTP/1.x connection: keep-alive, pipelining, a WebSocket upgrade on a later request.
         case http1(laterUpgrade: LaterUpgrade?)
         /// One HTTP/2 stream: one request; the stream ends with the answer, and a refused
-        /// request's stream is reset after its answer (RFC 9113 §8.1).
-        case http2Stream
+        /// request's stream is reset after its answer (RFC 9113 §8.1). Its body's bytes are
+        /// taken from the connection's budget, shared by all its streams.
+        case http2Stream(HTTP2BodyBudget)
     }
 
     private let transport: Transport
@@ -64,6 +65,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         if case .http2Stream = self.transport { return true }
         return false
     }
+    /// The bytes of this stream's body held against its connection's budget.
+    private var heldFromConnection = 0
 
     private let store: ConfigurationStore
     /// Taken from the store as each request starts, so a reload applies to the next request on a
@@ -125,6 +128,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.requestTimer?.cancel()
+        self.releaseConnectionBudget()
         // Upgraded to WebSocket: frames are bounded by their own rules.
         if !self.isHTTP2Stream, context.channel.isActive {
             context.pipeline.syncOperations.removeHandler(name: WireByteBudget.name, promise: nil)
@@ -149,6 +153,14 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.wireBudget.disarm()
         let limit = self.configuration.maxRequestBodyBytes
         self.refuse(head, status: .payloadTooLarge, reason: "Request body larger than \(limit) bytes\n", context: context)
+    }
+
+    /// Gives the body's bytes back to the connection (HTTP/2): it has been handed on, refused,
+    /// or its stream is gone.
+    private func releaseConnectionBudget() {
+        guard case .http2Stream(let budget) = self.transport, self.heldFromConnection > 0 else { return }
+        budget.giveBack(self.heldFromConnection)
+        self.heldFromConnection = 0
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -215,10 +227,21 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.refuseOversizedBody(head, context: context)
                 return
             }
+            if case .http2Stream(let budget) = self.transport {
+                guard budget.take(partCost) else {
+                    self.releaseConnectionBudget()
+                    self.refuse(
+                        head, status: .payloadTooLarge, reason: "The request bodies of this connection together exceed \(budget.limit) bytes\n",
+                        context: context)
+                    return
+                }
+                self.heldFromConnection += partCost
+            }
             body.writeBuffer(&chunk)
             self.state = .receiving(head, body, chunked: chunked, charged: cost)
         case (.end, .receiving(let head, let body, _, _)):
             self.wireBudget.disarm()
+            self.releaseConnectionBudget()
             self.requestTimer?.cancel()
             // HTTP/2 has no keep-alive: its stream ends with the answer.
             self.state = .responding(keepAlive: self.isHTTP2Stream || head.isKeepAlive)

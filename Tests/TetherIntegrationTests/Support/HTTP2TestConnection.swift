@@ -35,7 +35,7 @@ final class HTTP2TestConnection: Sendable {
     }
 
     /// Collects one stream's answer.
-    private final class StreamCollector: ChannelInboundHandler, Sendable {
+    fileprivate final class StreamCollector: ChannelInboundHandler, Sendable {
         typealias InboundIn = HTTP2Frame.FramePayload
         let status = Mutex<Int?>(nil)
         let body = Mutex(ByteBuffer())
@@ -166,6 +166,46 @@ final class HTTP2TestConnection: Sendable {
         if let bytes { stream.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(bytes), endStream: true)), promise: nil) }
         stream.flush()
         return (stream, collector)
+    }
+
+    /// A `POST /http-bind` upload whose body (`bodyBytes` of `a`) is on the wire when this returns
+    /// (its last frame written, so the flow-control windows let it through); the body ends
+    /// only with `end`, or later with `endUpload`.
+    struct Upload {
+        let stream: any Channel
+        fileprivate let collector: StreamCollector
+        /// The answer's status once the stream is over (answered, reset or closed); 0 if none.
+        func status() async -> Int {
+            try? await self.collector.done.futureResult.get()
+            return self.collector.status.withLock { $0 } ?? 0
+        }
+        /// Whether the answer is in (the stream may still be open).
+        var answered: Bool { self.collector.status.withLock { $0 } != nil }
+    }
+
+    func upload(path: String = "/http-bind", bodyBytes: Int, end: Bool) async throws -> Upload {
+        let collector = StreamCollector(done: self.channel.eventLoop.makePromise(of: Void.self))
+        let stream = try await self.multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture { try stream.pipeline.syncOperations.addHandler(collector) }
+        }.get()
+        let headers = Self.requestHeaders(method: "POST", path: path, bodyLength: bodyBytes)
+        stream.write(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: false)), promise: nil)
+        var left = bodyBytes
+        var last: EventLoopFuture<Void>?
+        while left > 0 {
+            let piece = min(left, 16_384)
+            left -= piece
+            let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(ByteBuffer(repeating: UInt8(ascii: "a"), count: piece)), endStream: end && left == 0)
+            last = stream.write(HTTP2Frame.FramePayload.data(data))
+        }
+        stream.flush()
+        try? await last?.get()
+        return Upload(stream: stream, collector: collector)
+    }
+
+    /// Ends an upload's body (an empty DATA frame with END_STREAM).
+    func endUpload(_ upload: Upload) async throws {
+        try await upload.stream.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
     }
 
     /// Opens `count` streams that each start a `POST /http-bind` and are reset at once
