@@ -170,9 +170,7 @@ public final class TetherServer: Sendable {
     /// - Parameter tls: a `--listen-tls` listener's connection: TLS goes first, with the
     ///   certificate of the configuration in effect when it was accepted (a reload renews it).
     func connectionInitializer(tls: Bool = false) -> @Sendable (any Channel) throws -> Void {
-        let pipelines = EdgePipelines(
-            store: self.store, bosh: self.bosh, webSockets: self.webSockets, relay: self.relay, prebind: self.prebind, gate: self.gate,
-            upstreamLinks: self.upstreamLinks, status: self.status, metrics: self.metrics, http2Connections: self.http2Connections, logger: self.logger)
+        let pipelines = self.edgePipelines
         return { channel in
             // A connection lives under the configuration in effect when it was accepted.
             let configuration = pipelines.store.current
@@ -204,6 +202,23 @@ public final class TetherServer: Sendable {
                         }
                     }
                 })
+        }
+    }
+
+    /// The shared pieces every connection's pipeline is built from.
+    private var edgePipelines: EdgePipelines {
+        EdgePipelines(
+            store: self.store, bosh: self.bosh, webSockets: self.webSockets, relay: self.relay, prebind: self.prebind, gate: self.gate,
+            upstreamLinks: self.upstreamLinks, status: self.status, metrics: self.metrics, http2Connections: self.http2Connections, logger: self.logger)
+    }
+
+    /// The pipeline a `--listen-tls` connection gets once ALPN has chosen `h2`, without the TLS
+    /// in front of it: what the HTTP/2 fuzzer (Fuzzing/) drives on an EmbeddedChannel, whose
+    /// bytes are the decrypted ones.
+    func http2ConnectionInitializer() -> @Sendable (any Channel) throws -> Void {
+        let pipelines = self.edgePipelines
+        return { channel in
+            try pipelines.configureHTTP2(channel, configuration: pipelines.store.current)
         }
     }
 }

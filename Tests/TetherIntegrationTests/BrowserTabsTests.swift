@@ -88,6 +88,37 @@ struct BrowserTabsTests {
         }
     }
 
+    @Test(
+        "Chromium opens a WebSocket (Strophe.js on wss://) as an RFC 8441 extended CONNECT on an HTTP/2 connection it already holds to the origin, one its credentialed requests use; the WebSocket tab chats with bob"
+    )
+    func webSocketOverHTTP2() async throws {
+        try await Self.withStack(nginx: false) { tether, tlsPort, _, http, _, browser in
+            try await browser.run("tabs.open(arguments[0], 0, 'secret', arguments[1])", ["https://localhost:\(tlsPort)/http-bind", Self.wait])
+            #expect(try await Self.waitForStatus(browser, 0) == "connected")
+            // Chromium keeps connections for requests with and without credentials apart: the
+            // BOSH tab's CORS requests go without, a WebSocket goes with them, so it rides an
+            // HTTP/2 connection only when a credentialed request opened one (Chromium 156 does
+            // not open an HTTP/2 connection for a WebSocket: without one it uses HTTP/1.1).
+            try await browser.run("fetch(arguments[0], {mode: 'no-cors', credentials: 'include'})", ["https://localhost:\(tlsPort)/healthz"])
+            try await Task.sleep(for: .seconds(1))
+            try await browser.run("tabs.open(arguments[0], 1, 'secret', arguments[1])", ["wss://localhost:\(tlsPort)/xmpp-websocket", Self.wait])
+            #expect(try await Self.waitForStatus(browser, 1) == "connected")
+            #expect(tether.server.webSocketSessionCount == 1)
+            // The BOSH tab's (CORS requests without credentials) and the credentialed one.
+            #expect(tether.server.http2ConnectionCount == 2)
+            #expect(
+                tether.logs.all.contains { $0.contains("websocket session opened") && $0.contains("http=h2") },
+                "\(tether.logs.all.filter { $0.contains("websocket") })")
+            let bob = BOSHTestClient(http: http, url: tether.boshURL)
+            try await bob.login(user: "bob", password: "secret")
+            let jid = try required(try await browser.run("return tabs.jid(1)") as? String, "jid of the WebSocket tab")
+            _ = try await bob.send("<message xmlns='jabber:client' to='\(jid)' type='chat'><body>to the WebSocket tab</body></message>")
+            try await browser.waitUntil("return tabs.received(1, 'to the WebSocket tab')")
+            try await browser.run("tabs.send(1, 'bob@localhost/test', 'from the WebSocket tab')")
+            _ = try await bob.receive(until: { $0.contains("from the WebSocket tab") })
+        }
+    }
+
     /// Opens the eight tabs on `service`, each logging in before the next opens, then bob (over
     /// Tether's plain listener) and each tab exchange a message.
     static func eightTabsChat(service: String, tether: TetherFixture, http: HTTPClient, browser: Browser) async throws {

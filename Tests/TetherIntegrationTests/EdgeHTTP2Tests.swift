@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
@@ -251,6 +252,63 @@ struct EdgeHTTP2Tests {
             for upload in held { try await connection.endUpload(upload) }
             for upload in held { #expect(await upload.status() == 200) }
             #expect(try await connection.upload(bodyBytes: 60 * 1024, end: true).status() == 200)
+        }
+    }
+
+    @Test(
+        "RFC 8441: a WebSocket opened with extended CONNECT shares one HTTP/2 connection with BOSH requests: alice over it and bob over BOSH on the same connection log in and exchange messages; a refused opening leaves the connection serving"
+    )
+    func webSocketOverHTTP2() async throws {
+        try await EdgeTLSTests.withStack { _, tether, tlsPort, _, _, certificates in
+            let connection = try await HTTP2TestConnection.connect(port: tlsPort, tls: try certificates.clientTLS())
+            defer { Task { await connection.close() } }
+            // A client may use extended CONNECT only once the server's SETTINGS allowed it
+            // (RFC 8441 §3): they come before the answer to this PING.
+            try await connection.ping()
+            let refused = try await WebSocketTestClient.connect(overHTTP2: connection, protocols: "something-else")
+            #expect(refused.status == 400)
+            #expect(refused.client == nil)
+            let (status, headers, client) = try await WebSocketTestClient.connect(overHTTP2: connection)
+            #expect(status == 200, "\(headers)")
+            #expect(headers.first(name: "sec-websocket-protocol") == "xmpp")
+            let alice = try required(client, "the WebSocket")
+            #expect(try await alice.login(user: "alice", password: "secret") == "alice@localhost/ws")
+            // bob's BOSH session on other streams of the same connection.
+            var (sid, rid) = try await Self.openSession(on: connection, wait: 10)
+            func post(_ payload: String, attributes: String = "", until done: (String) -> Bool) async throws -> String {
+                rid += 1
+                var answer = try await connection.request(
+                    method: "POST", path: "/http-bind", body: "<body rid='\(rid)' sid='\(sid)' \(attributes) xmlns='http://jabber.org/protocol/httpbind'>\(payload)</body>"
+                ).body
+                while !done(answer) {
+                    rid += 1
+                    answer = try await connection.request(method: "POST", path: "/http-bind", body: Self.poll(rid: rid, sid: sid)).body
+                }
+                return answer
+            }
+            let credentials = Data("\0bob\0secret".utf8).base64EncodedString()
+            _ = try await post("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\(credentials)</auth>", until: { $0.contains("<success") })
+            _ = try await post("", attributes: "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh' to='localhost'", until: { $0.contains("xmpp-bind") })
+            _ = try await post(
+                "<iq xmlns='jabber:client' type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>h2</resource></bind></iq>",
+                until: { $0.contains("bob@localhost/h2") })
+            try await alice.send("<message xmlns='jabber:client' to='bob@localhost/h2' id='h2ws'><body>over one connection</body></message>")
+            let atBob = try await post("", until: { $0.contains("id='h2ws'") })
+            #expect(atBob.contains("over one connection"))
+            rid += 1
+            _ = try await connection.startRequest(
+                method: "POST", path: "/http-bind",
+                body: "<body rid='\(rid)' sid='\(sid)' xmlns='http://jabber.org/protocol/httpbind'>"
+                    + "<message xmlns='jabber:client' to='alice@localhost/ws' id='h2bosh'><body>back</body></message></body>"
+            )
+            #expect(try await alice.receive(until: { $0.contains("id='h2bosh'") }).last?.contains("back") == true)
+            #expect(tether.server.http2ConnectionCount == 1)
+            #expect(tether.server.webSocketSessionCount == 1)
+            #expect(tether.logs.all.contains { $0.contains("websocket session opened") && $0.contains("http=h2") })
+            try await alice.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+            _ = try await alice.receive(until: { $0.hasPrefix("<close") })
+            #expect(connection.isOpen)
+            #expect(try await connection.request(path: "/healthz").status == 200)
         }
     }
 

@@ -4,6 +4,7 @@ import NIOEmbedded
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
+import NIOWebSocket
 import Testing
 import XMPPUpstream
 
@@ -139,6 +140,60 @@ final class HTTP2PipelinePair {
         return (stream, outcome)
     }
 
+    /// What a WebSocket stream of the client saw: the CONNECT's answer, then text messages.
+    final class WebSocketOutcome: @unchecked Sendable {
+        var answer: HPACKHeaders?
+        var texts: [String] = []
+    }
+
+    /// Takes the CONNECT's answer (the first HEADERS) off the stream; DATA goes on.
+    final class ConnectAnswerTaker: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        let outcome: WebSocketOutcome
+        init(outcome: WebSocketOutcome) { self.outcome = outcome }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if case .headers(let headers) = self.unwrapInboundIn(data), self.outcome.answer == nil {
+                self.outcome.answer = headers.headers
+                return
+            }
+            context.fireChannelRead(data)
+        }
+    }
+
+    /// Opens a WebSocket with RFC 8441's extended CONNECT; the stream and what it sees.
+    func webSocket(protocols: String? = "xmpp", version: String = "13") throws -> (stream: any Channel, outcome: WebSocketOutcome) {
+        let outcome = WebSocketOutcome()
+        let created = self.multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandlers([
+                    ConnectAnswerTaker(outcome: outcome), HTTP2WebSocketFrameBridge(), WebSocketFrameEncoder(),
+                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: 1 << 20)), WebSocketFrameSink(outcome: outcome),
+                ])
+            }
+        }
+        self.client.embeddedEventLoop.run()
+        let stream = try created.wait()
+        var headers: HPACKHeaders = [":method": "CONNECT", ":protocol": "websocket", ":scheme": "https", ":path": "/xmpp-websocket", ":authority": "localhost"]
+        headers.add(name: "sec-websocket-version", value: version)
+        if let protocols { headers.add(name: "sec-websocket-protocol", value: protocols) }
+        // From the front of the stream's pipeline: behind it, writes are WebSocket frames.
+        let front = try stream.pipeline.syncOperations.context(handlerType: ConnectAnswerTaker.self)
+        front.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: headers))), promise: nil)
+        try self.exchange()
+        return (stream, outcome)
+    }
+
+    /// Hands decoded WebSocket frames back to the outcome.
+    final class WebSocketFrameSink: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = WebSocketFrame
+        let outcome: WebSocketOutcome
+        init(outcome: WebSocketOutcome) { self.outcome = outcome }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = self.unwrapInboundIn(data)
+            if frame.opcode == .text { self.outcome.texts.append(String(buffer: frame.unmaskedData)) }
+        }
+    }
+
     /// Ends a stream's body (an empty DATA frame with END_STREAM).
     func endBody(_ stream: any Channel) throws {
         stream.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)), promise: nil)
@@ -211,5 +266,38 @@ struct HTTP2PipelineTests {
         #expect(open.allSatisfy { $0.outcome.status == 200 && !$0.outcome.reset }, "\(open.map { $0.outcome.status ?? 0 })")
         let again = try pair.upload(bodyBytes: body, end: true)
         #expect(again.outcome.status == 200)
+    }
+
+    @Test("RFC 8441: a WebSocket opened with extended CONNECT on an HTTP/2 stream is answered 200 with the xmpp subprotocol and speaks RFC 7395 in the stream's DATA frames")
+    func webSocketOverHTTP2() throws {
+        let pair = try HTTP2PipelinePair()
+        try pair.exchange()
+        let (stream, outcome) = try pair.webSocket()
+        #expect(outcome.answer?.first(name: ":status") == "200", "\(String(describing: outcome.answer))")
+        #expect(outcome.answer?.first(name: "sec-websocket-protocol") == "xmpp")
+        #expect(outcome.answer?.first(name: "x-content-type-options") == "nosniff")
+        // A domain this Tether does not serve: answered without an upstream (RFC 7395 §3.3).
+        let open = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='unserved.example' version='1.0'/>"
+        stream.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: open)), promise: nil)
+        try pair.exchange()
+        #expect(outcome.texts.count == 3, "\(outcome.texts)")
+        #expect(outcome.texts.first?.hasPrefix("<open ") == true)
+        #expect(outcome.texts.dropFirst().first?.contains("host-unknown") == true)
+        #expect(outcome.texts.last?.hasPrefix("<close ") == true)
+        #expect(pair.server.isActive)
+    }
+
+    @Test("RFC 8441: an extended CONNECT without the xmpp subprotocol is refused with 400, one with another WebSocket version with 400 naming version 13; the connection goes on")
+    func webSocketOverHTTP2Refused() throws {
+        let pair = try HTTP2PipelinePair()
+        try pair.exchange()
+        let noProtocol = try pair.webSocket(protocols: nil)
+        #expect(noProtocol.outcome.answer?.first(name: ":status") == "400")
+        let oldVersion = try pair.webSocket(version: "8")
+        #expect(oldVersion.outcome.answer?.first(name: ":status") == "400")
+        #expect(oldVersion.outcome.answer?.first(name: "sec-websocket-version") == "13")
+        #expect(pair.server.isActive)
+        let accepted = try pair.webSocket()
+        #expect(accepted.outcome.answer?.first(name: ":status") == "200")
     }
 }

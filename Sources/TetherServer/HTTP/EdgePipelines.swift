@@ -56,6 +56,14 @@ struct EdgePipelines: Sendable {
             metrics.http2ConnectionClosed(streams: streams.value)
         }
         let settings = HTTP2EdgeSettings.handlerConfiguration(maxHeaderBytes: configuration.maxHeaderBytes)
+        var webSocketLogger = self.logger
+        webSocketLogger[metadataKey: "http"] = "h2"
+        let webSocketOpening = HTTP2StreamRouter.WebSocketOpening(
+            configuration: configuration,
+            session: { [webSocketLogger] head, channel in
+                self.webSocketSession(head, channel: channel, configuration: configuration, tls: true, logger: webSocketLogger)
+            },
+            requestHandlers: [Self.http1CodecName, HTTPEdgeHandler.name])
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: configuration.httpRequestTimeout, maxAge: nil, maxGraceTime: configuration.shutdownGracePeriod, keepalive: nil))
@@ -69,7 +77,9 @@ struct EdgePipelines: Sendable {
                     streams.value += 1
                     metrics.http2StreamOpened()
                     let sync = stream.pipeline.syncOperations
-                    try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                    // An RFC 8441 WebSocket takes the stream; any other request goes on to the edge.
+                    try sync.addHandler(HTTP2StreamRouter(opening: webSocketOpening, logger: self.logger))
+                    try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec(), name: Self.http1CodecName)
                     try sync.addHandler(self.edgeHandler(transport: .http2Stream(bodies.value), tls: true), name: HTTPEdgeHandler.name)
                 }
             })
@@ -105,12 +115,7 @@ struct EdgePipelines: Sendable {
     }
 
     private func webSocketUpgrader(configuration: TetherConfiguration, tls: Bool) -> NIOWebSocketServerUpgrader {
-        let upstreamLinks = self.upstreamLinks
-        let webSockets = self.webSockets
-        let gate = self.gate
-        let metrics = self.metrics
-        let logger = self.logger
-        return NIOWebSocketServerUpgrader(
+        NIOWebSocketServerUpgrader(
             // Slack above the stanza limit, so a message just over it gets the XMPP
             // `policy-violation` stream error rather than a bare close 1009.
             maxFrameSize: configuration.xmlLimits.maxElementBytes + 64 * 1024,
@@ -122,23 +127,23 @@ struct EdgePipelines: Sendable {
             },
             upgradePipelineHandler: { channel, head in
                 channel.eventLoop.makeCompletedFuture {
-                    let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
-                    let client = configuration.forwardedHeaders
-                        .origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers, overTLS: tls)
                     try channel.pipeline.syncOperations.addHandler(
-                        WebSocketXMPPHandler(
-                            configuration: configuration,
-                            client: client,
-                            compressed: compressed,
-                            upstream: upstreamLinks,
-                            registry: webSockets,
-                            gate: gate,
-                            metrics: metrics,
-                            logger: logger
-                        )
-                    )
+                        self.webSocketSession(head, channel: channel, configuration: configuration, tls: tls, logger: self.logger))
                 }
             }
         )
     }
+
+    /// The XMPP session of an accepted WebSocket, opened by an RFC 6455 upgrade or by an RFC
+    /// 8441 extended CONNECT on an HTTP/2 stream (`head` as HTTP/1.1 carries it).
+    func webSocketSession(_ head: HTTPRequestHead, channel: any Channel, configuration: TetherConfiguration, tls: Bool, logger: Logger) -> WebSocketXMPPHandler {
+        let compressed = WebSocketUpgradePolicy.compression(head, configuration: configuration) != nil
+        let client = configuration.forwardedHeaders.origin(peer: channel.remoteAddress, local: channel.localAddress, headers: head.headers, overTLS: tls)
+        return WebSocketXMPPHandler(
+            configuration: configuration, client: client, compressed: compressed, upstream: self.upstreamLinks, registry: self.webSockets, gate: self.gate,
+            metrics: self.metrics, logger: logger)
+    }
+
+    /// The name of a stream's HTTP/2-to-HTTP/1 codec, which an RFC 8441 WebSocket removes.
+    static let http1CodecName = "tether-http2-http1-codec"
 }

@@ -37,6 +37,9 @@ enum HTTP2EdgeSettings {
             HTTP2Setting(parameter: .initialWindowSize, value: Self.streamWindowBytes),
             HTTP2Setting(parameter: .maxFrameSize, value: Self.maxFrameBytes),
             HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderBytes),
+            // RFC 8441 §3: WebSockets may be opened on streams of this connection (extended
+            // CONNECT), beside the tab's BOSH requests (HTTP2StreamRouter).
+            HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
         ]
         connection.targetWindowSize = Self.connectionWindowBytes
         var stream = NIOHTTP2Handler.StreamConfiguration()

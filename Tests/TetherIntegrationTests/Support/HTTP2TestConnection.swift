@@ -203,6 +203,11 @@ final class HTTP2TestConnection: Sendable {
         return Upload(stream: stream, collector: collector)
     }
 
+    /// A new stream set up by `initializer`, for protocols other than request and answer.
+    func openStream(_ initializer: @escaping NIOHTTP2Handler.StreamInitializer) async throws -> any Channel {
+        try await self.multiplexer.createStreamChannel(initializer).get()
+    }
+
     /// Ends an upload's body (an empty DATA frame with END_STREAM).
     func endUpload(_ upload: Upload) async throws {
         try await upload.stream.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))

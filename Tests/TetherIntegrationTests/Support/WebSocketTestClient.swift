@@ -1,12 +1,16 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import NIOWebSocket
 import Synchronization
 import WebSocketCore
+
+@testable import TetherServer
 
 /// A WebSocket client built on NIOWebSocket's client upgrader, with full control over frames:
 /// what a browser does, plus what a broken or hostile one does (binary frames, abrupt drops).
@@ -181,6 +185,66 @@ final class WebSocketTestClient: Sendable {
         var data = ByteBuffer()
         data.write(webSocketErrorCode: code)
         try await self.sendFrame(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+    }
+
+    /// A WebSocket opened on a new stream of an HTTP/2 connection with RFC 8441's extended
+    /// CONNECT; the answer's status and headers, and the client once accepted (`nil` when refused).
+    static func connect(
+        overHTTP2 connection: HTTP2TestConnection, path: String = "/xmpp-websocket", origin: String? = nil, protocols: String? = "xmpp",
+        version: String = "13", offerCompression: Bool = false
+    ) async throws -> (status: Int, headers: HPACKHeaders, client: WebSocketTestClient?) {
+        let inbox = Inbox()
+        let answer = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: HPACKHeaders.self)
+        let stream = try await connection.openStream { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandlers([
+                    ConnectAnswer(answer: answer),
+                    HTTP2WebSocketFrameBridge(),
+                    WebSocketFrameEncoder(),
+                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: 1 << 22)),
+                    NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: 1 << 22),
+                    Collector(inbox: inbox, answersPings: true),
+                ])
+            }
+        }
+        var headers: HPACKHeaders = [":method": "CONNECT", ":protocol": "websocket", ":scheme": "https", ":path": path, ":authority": "localhost"]
+        headers.add(name: "sec-websocket-version", value: version)
+        if let protocols { headers.add(name: "sec-websocket-protocol", value: protocols) }
+        if let origin { headers.add(name: "origin", value: origin) }
+        if offerCompression { headers.add(name: "sec-websocket-extensions", value: "permessage-deflate; client_max_window_bits") }
+        // From the front of the stream's pipeline: behind it, writes are WebSocket frames.
+        try await stream.eventLoop.submit {
+            let front = try stream.pipeline.syncOperations.context(handlerType: ConnectAnswer.self)
+            front.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: headers))), promise: nil)
+        }.get()
+        let timeout = stream.eventLoop.scheduleTask(in: .seconds(30)) { answer.fail(TestFailure("no answer to the extended CONNECT")) }
+        stream.closeFuture.whenComplete { _ in answer.fail(TestFailure("the stream closed before its answer")) }
+        let response = try await answer.futureResult.get()
+        timeout.cancel()
+        let status = response.first(name: ":status").flatMap { Int($0) } ?? 0
+        guard status == 200 else { return (status, response, nil) }
+        let client = WebSocketTestClient(
+            channel: stream, subprotocol: response.first(name: "sec-websocket-protocol"), extensions: response.first(name: "sec-websocket-extensions"),
+            inbox: inbox)
+        return (status, response, client)
+    }
+
+    /// Takes the answer to an extended CONNECT (its HEADERS) off the stream; DATA goes on.
+    private final class ConnectAnswer: ChannelInboundHandler {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        let answer: EventLoopPromise<HPACKHeaders>
+        private var answered = false
+
+        init(answer: EventLoopPromise<HPACKHeaders>) { self.answer = answer }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if !self.answered, case .headers(let headers) = self.unwrapInboundIn(data) {
+                self.answered = true
+                self.answer.succeed(headers.headers)
+                return
+            }
+            context.fireChannelRead(data)
+        }
     }
 
     private final class Collector: ChannelInboundHandler {
