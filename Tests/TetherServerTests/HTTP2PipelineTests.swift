@@ -33,7 +33,8 @@ final class HTTP2PipelinePair {
 
     private var multiplexer: NIOHTTP2Handler.StreamMultiplexer!
 
-    init(_ configure: (inout TetherConfiguration) -> Void = { _ in }) throws {
+    /// - Parameter clientWindow: the client's `SETTINGS_INITIAL_WINDOW_SIZE` (0: it takes no answer's body).
+    init(clientWindow: Int? = nil, _ configure: (inout TetherConfiguration) -> Void = { _ in }) throws {
         var configuration = TetherConfiguration()
         configuration.domains = ["localhost"]
         configure(&configuration)
@@ -51,7 +52,9 @@ final class HTTP2PipelinePair {
         try self.server.connect(to: SocketAddress(ipAddress: "203.0.113.9", port: 4000)).wait()
         try pipelines.configureHTTP2(self.server, configuration: configuration)
         let sync = self.client.pipeline.syncOperations
-        self.multiplexer = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()) { $0.close() }
+        var client = NIOHTTP2Handler.ConnectionConfiguration()
+        if let clientWindow { client.initialSettings.append(HTTP2Setting(parameter: .initialWindowSize, value: clientWindow)) }
+        self.multiplexer = try sync.configureHTTP2Pipeline(mode: .client, connectionConfiguration: client, streamConfiguration: .init()) { $0.close() }
         try sync.addHandler(self.recorder)
         try self.client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 443)).wait()
     }
@@ -161,7 +164,7 @@ final class HTTP2PipelinePair {
     }
 
     /// Opens a WebSocket with RFC 8441's extended CONNECT; the stream and what it sees.
-    func webSocket(protocols: String? = "xmpp", version: String = "13") throws -> (stream: any Channel, outcome: WebSocketOutcome) {
+    func webSocket(protocols: String? = "xmpp", version: String = "13", host: String? = nil) throws -> (stream: any Channel, outcome: WebSocketOutcome) {
         let outcome = WebSocketOutcome()
         let created = self.multiplexer.createStreamChannel { stream in
             stream.eventLoop.makeCompletedFuture {
@@ -176,6 +179,7 @@ final class HTTP2PipelinePair {
         var headers: HPACKHeaders = [":method": "CONNECT", ":protocol": "websocket", ":scheme": "https", ":path": "/xmpp-websocket", ":authority": "localhost"]
         headers.add(name: "sec-websocket-version", value: version)
         if let protocols { headers.add(name: "sec-websocket-protocol", value: protocols) }
+        if let host { headers.add(name: "host", value: host) }
         // From the front of the stream's pipeline: behind it, writes are WebSocket frames.
         let front = try stream.pipeline.syncOperations.context(handlerType: ConnectAnswerTaker.self)
         front.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: headers))), promise: nil)
@@ -299,5 +303,121 @@ struct HTTP2PipelineTests {
         #expect(pair.server.isActive)
         let accepted = try pair.webSocket()
         #expect(accepted.outcome.answer?.first(name: ":status") == "200")
+    }
+
+    @Test("RFC 8441: a Host field equal to :authority is the same line (accepted); one that differs is refused with 400")
+    func webSocketOverHTTP2Host() throws {
+        let pair = try HTTP2PipelinePair()
+        try pair.exchange()
+        #expect(try pair.webSocket(host: "localhost").outcome.answer?.first(name: ":status") == "200")
+        #expect(try pair.webSocket(host: "elsewhere.example").outcome.answer?.first(name: ":status") == "400")
+    }
+
+    /// One HTTP/2 frame as bytes (RFC 9113 §4.1).
+    static func frame(type: UInt8, flags: UInt8, stream: UInt32, _ payload: [UInt8] = []) -> [UInt8] {
+        var bytes: [UInt8] = []
+        let length = UInt32(payload.count)
+        bytes.append(UInt8(truncatingIfNeeded: length >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: length >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: length))
+        bytes.append(type)
+        bytes.append(flags)
+        bytes.append(UInt8(truncatingIfNeeded: stream >> 24) & 0x7F)
+        bytes.append(UInt8(truncatingIfNeeded: stream >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: stream >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: stream))
+        return bytes + payload
+    }
+
+    /// A header block of literal fields without indexing or Huffman (RFC 7541 §6.2.2).
+    static func literals(_ fields: [(String, String)]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for (name, value) in fields {
+            bytes.append(0)
+            bytes.append(UInt8(name.utf8.count))
+            bytes.append(contentsOf: name.utf8)
+            bytes.append(UInt8(value.utf8.count))
+            bytes.append(contentsOf: value.utf8)
+        }
+        return bytes
+    }
+
+    @Test(
+        "a refused answer a client opens no flow-control window for does not hold its stream: it is reset after --http-request-timeout, for a refused extended CONNECT, a refused request and an answered one alike (regression)"
+    )
+    func stalledRefusals() throws {
+        let pair = try HTTP2PipelinePair()
+        // A client whose windows are all 0 (SETTINGS_INITIAL_WINDOW_SIZE), written byte by byte:
+        // NIO's own client would open them again.
+        // The server's SETTINGS (sent as the connection starts) are acknowledged, so extended
+        // CONNECT is allowed.
+        var bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 0x4, flags: 0, stream: 0, [0, 0x4, 0, 0, 0, 0])
+        bytes += Self.frame(type: 0x4, flags: 0x1, stream: 0)
+        bytes += Self.frame(
+            type: 0x1, flags: 0x4, stream: 1,
+            Self.literals([
+                (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":authority", "localhost"), (":path", "/xmpp-websocket"),
+                ("sec-websocket-version", "8"),
+            ]))
+        bytes += Self.frame(
+            type: 0x1, flags: 0x4, stream: 3,
+            Self.literals([(":method", "POST"), (":scheme", "https"), (":authority", "localhost"), (":path", "/http-bind"), ("content-length", "900000")]))
+        bytes += Self.frame(type: 0x1, flags: 0x5, stream: 5, Self.literals([(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/healthz")]))
+        try pair.server.writeInbound(ByteBuffer(bytes: bytes))
+        pair.server.embeddedEventLoop.run()
+        func resets() throws -> [UInt32] {
+            var found: [UInt32] = []
+            while var buffer = try pair.server.readOutbound(as: ByteBuffer.self) {
+                while let header = buffer.readBytes(length: 9) {
+                    let length = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
+                    _ = buffer.readBytes(length: length)
+                    if header[3] == 0x3 { found.append(UInt32(header[5] & 0x7F) << 24 | UInt32(header[6]) << 16 | UInt32(header[7]) << 8 | UInt32(header[8])) }
+                }
+            }
+            return found
+        }
+        // Answered (the heads of the 400, the 413 and the 200 are not flow-controlled), their
+        // bodies held.
+        #expect(try resets().isEmpty)
+        pair.server.embeddedEventLoop.advanceTime(by: TetherConfiguration().httpRequestTimeout)
+        #expect(try resets().sorted() == [1, 3, 5])
+        #expect(pair.server.isActive)
+    }
+}
+
+@Suite("RFC 8441 WebSocket frame bridge (EmbeddedChannel)")
+struct HTTP2WebSocketFrameBridgeTests {
+    /// Errors that get past the bridge.
+    final class ErrorRecorder: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        var errors: [any Error] = []
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { self.errors.append(error) }
+    }
+
+    @Test(
+        "a stream that ends with a reset is the connection lost, not a malformed frame: StreamClosed stops at the bridge, other errors go on (regression: the session took it for a framing error)"
+    )
+    func streamClosedIsNotAFramingError() throws {
+        let recorder = ErrorRecorder()
+        let channel = EmbeddedChannel(handlers: [HTTP2WebSocketFrameBridge(), recorder])
+        channel.pipeline.syncOperations.fireErrorCaught(NIOHTTP2Errors.streamClosed(streamID: 1, errorCode: .cancel))
+        #expect(recorder.errors.isEmpty)
+        channel.pipeline.syncOperations.fireErrorCaught(ChannelError.ioOnClosedChannel)
+        #expect(recorder.errors.count == 1)
+        _ = try? channel.finish()
+    }
+
+    @Test("the client ending its side (END_STREAM) ends the stream with END_STREAM too, then closes it")
+    func endStreamIsAnsweredWithEndStream() throws {
+        let channel = EmbeddedChannel(handlers: [HTTP2WebSocketFrameBridge()])
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "x")), endStream: true)))
+        #expect(try channel.readInbound(as: ByteBuffer.self) == ByteBuffer(string: "x"))
+        guard case .data(let last) = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no DATA frame written")
+            return
+        }
+        #expect(last.endStream)
+        #expect(!channel.isActive)
     }
 }

@@ -224,6 +224,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             let cost = charged + partCost
             guard cost <= self.configuration.maxRequestBodyBytes else {
+                self.releaseConnectionBudget()
                 self.refuseOversizedBody(head, context: context)
                 return
             }
@@ -521,16 +522,16 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
         if self.isHTTP2Stream {
             let channel = context.channel
-            if lingering {
+            // A client that opens no flow-control window would hold the answer, and the stream,
+            // forever: the answer gets as long as a request to be taken (regression: a refused
+            // request's answer had no such bound).
+            let stalled = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.httpRequestTimeout) {
+                channel.close(promise: nil)
+            }
+            done.whenComplete { _ in
+                stalled.cancel()
                 // The rest of a refused request is not wanted: reset the stream once answered.
-                done.whenComplete { _ in channel.close(promise: nil) }
-            } else {
-                // A client that opens no flow-control window would hold the answer, and the
-                // stream, forever: the answer gets as long as a request to be taken.
-                let stalled = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.httpRequestTimeout) {
-                    channel.close(promise: nil)
-                }
-                done.whenComplete { _ in stalled.cancel() }
+                if lingering { channel.close(promise: nil) }
             }
         } else if lingering {
             LingeringCloseHandler.install(on: context.channel, after: done)

@@ -42,11 +42,15 @@ final class HTTP2StreamRouter: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The extended CONNECT as the HTTP/1.1 upgrade it stands for: a GET of `:path` with
-    /// `Host: :authority` and `Upgrade: websocket`, its regular fields unchanged.
+    /// `Host: :authority` and `Upgrade: websocket`, its regular fields unchanged. A `Host` field
+    /// equal to `:authority` is the same line (RFC 9113 §8.3.1 allows both); one that differs
+    /// stays, and the upgrade policy refuses two Host lines.
     static func upgradeHead(_ headers: HPACKHeaders) -> HTTPRequestHead {
         var fields = HTTPHeaders()
-        if let authority = headers.first(name: ":authority") { fields.add(name: "Host", value: authority) }
+        let authority = headers.first(name: ":authority")
+        if let authority { fields.add(name: "Host", value: authority) }
         for (name, value, _) in headers where !name.hasPrefix(":") {
+            if let authority, name.lowercased() == "host", value == authority { continue }
             fields.add(name: name, value: value)
         }
         fields.replaceOrAdd(name: "Upgrade", value: "websocket")
@@ -122,8 +126,14 @@ final class HTTP2StreamRouter: ChannelInboundHandler, RemovableChannelHandler {
         if let version { headers.add(name: "sec-websocket-version", value: version) }
         context.write(self.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
         let channel = context.channel
-        // The rest of the stream is not wanted: reset once answered, as a refused request is.
+        // The rest of the stream is not wanted: reset once answered, as a refused request is,
+        // or when a client that opens no flow-control window has not taken the answer in the
+        // time a request gets (the stream would otherwise stay open, and the connection busy).
+        let stalled = context.eventLoop.assumeIsolated().scheduleTask(in: self.opening.configuration.httpRequestTimeout) {
+            channel.close(promise: nil)
+        }
         context.writeAndFlush(self.wrapOutboundOut(.data(.init(data: .byteBuffer(answer.body), endStream: true)))).whenComplete { _ in
+            stalled.cancel()
             channel.close(promise: nil)
         }
         // Nothing more is read from this stream.
@@ -154,13 +164,23 @@ final class HTTP2WebSocketFrameBridge: ChannelDuplexHandler {
             if case .byteBuffer(let bytes) = payload.data, bytes.readableBytes > 0 {
                 context.fireChannelRead(self.wrapInboundOut(bytes))
             }
-            if payload.endStream { context.close(promise: nil) }
+            // Through this handler's `close`, so the stream ends with END_STREAM, not a reset.
+            if payload.endStream { context.channel.close(promise: nil) }
         case .headers:
             // Trailers: a WebSocket stream has none (RFC 8441 §5).
-            context.close(promise: nil)
+            context.channel.close(promise: nil)
         default:
             break
         }
+    }
+
+    /// A stream that ends with a reset (the client's `RST_STREAM`, or the close of a stream the
+    /// client had not ended) reports `StreamClosed` before it goes inactive: that is the
+    /// connection lost, which `channelInactive` tells the session, not a malformed frame
+    /// (regression: it ended XEP-0198 sessions upstream and left unwritten stanzas unbounced).
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard !(error is NIOHTTP2Errors.StreamClosed) else { return }
+        context.fireErrorCaught(error)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
