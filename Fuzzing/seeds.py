@@ -141,6 +141,66 @@ http = {
 for name, data in http.items():
     write("HTTPRequestFuzzer", name, data)
 
+# ---- HTTP2FrameFuzzer ---------------------------------------------------------------------
+# flags: 0x01 trusted peer, 0x02 no client preface put in front, 0x10 served but full, 0x20 small
+# limits, 0x40/0x80 chunking. The rest: frames (RFC 9113 §4.1), header blocks in HPACK literals
+# without indexing or Huffman (RFC 7541 §6.2.2), so the fuzzer can edit names and values.
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def hpack(fields):
+    out = b""
+    for name, value in fields:
+        name, value = name.encode(), value.encode()
+        out += b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+    return out
+
+
+def request(stream, method, path, body=None, extra=()):
+    fields = [(":method", method), (":scheme", "https"), (":authority", "localhost"), (":path", path)] + list(extra)
+    if body is not None:
+        fields += [("content-type", "text/xml; charset=utf-8"), ("content-length", str(len(body)))]
+    flags = 0x4 | (0x1 if body is None else 0)
+    out = h2_frame(0x1, flags, stream, hpack(fields))
+    if body is not None:
+        out += h2_frame(0x0, 0x1, stream, body)
+    return out
+
+
+SETTINGS = h2_frame(0x4, 0, 0, struct.pack(">HI", 0x3, 100) + struct.pack(">HI", 0x4, 65535))
+SETTINGS_ACK = h2_frame(0x4, 0x1, 0, b"")
+PING_FRAME = h2_frame(0x6, 0, 0, b"12345678")
+create = CREATE.encode()
+h2 = {
+    "healthz.bin": bytes([0x00]) + SETTINGS + SETTINGS_ACK + request(1, "GET", "/healthz"),
+    "head-metrics.bin": bytes([0x00]) + SETTINGS + request(1, "HEAD", "/metrics") + request(3, "GET", "/readyz"),
+    "bosh-create-full.bin": bytes([0x10]) + SETTINGS + request(1, "POST", "/http-bind", create, [("origin", "https://app.example.com")]),
+    "bosh-unserved.bin": bytes([0x00]) + SETTINGS + request(1, "POST", "/http-bind", create),
+    "preflight.bin": bytes([0x00]) + SETTINGS + request(1, "OPTIONS", "/http-bind", None,
+        [("origin", "https://app.example.com"), ("access-control-request-method", "POST")]),
+    "body-too-large.bin": bytes([0x20]) + SETTINGS + request(1, "POST", "/http-bind", b"<body/>" * 60),
+    "continuation.bin": bytes([0x00]) + SETTINGS + h2_frame(0x1, 0x1, 1, hpack([(":method", "GET"), (":scheme", "https")]))
+        + h2_frame(0x9, 0x4, 1, hpack([(":authority", "localhost"), (":path", "/healthz")])),
+    # A request cut by RST_STREAM CANCEL before its body, a PING and a connection WINDOW_UPDATE.
+    "reset-and-ping.bin": bytes([0x00]) + SETTINGS
+        + h2_frame(0x1, 0x4, 1, hpack([(":method", "POST"), (":scheme", "https"), (":authority", "localhost"), (":path", "/http-bind")]))
+        + h2_frame(0x3, 0, 1, struct.pack(">I", 0x8)) + PING_FRAME + h2_frame(0x8, 0, 0, struct.pack(">I", 1 << 16)),
+    "zero-window.bin": bytes([0x80]) + h2_frame(0x4, 0, 0, struct.pack(">HI", 0x4, 0)) + request(1, "GET", "/metrics"),
+    "goaway.bin": bytes([0x00]) + SETTINGS + request(1, "GET", "/healthz") + h2_frame(0x7, 0, 0, struct.pack(">II", 1, 0)),
+    "bad-magic.bin": bytes([0x02]) + b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "websocket-connect.bin": bytes([0x00]) + SETTINGS + h2_frame(0x1, 0x4, 1, hpack([(":method", "CONNECT"), (":protocol", "websocket"),
+        (":scheme", "https"), (":authority", "localhost"), (":path", "/xmpp-websocket"), ("sec-websocket-protocol", "xmpp")])),
+    # RFC 8441: an accepted WebSocket, then <open/> and a close frame in its DATA frames.
+    "websocket-connect-open.bin": bytes([0x10]) + SETTINGS + h2_frame(0x1, 0x4, 1, hpack([(":method", "CONNECT"), (":protocol", "websocket"),
+        (":scheme", "https"), (":authority", "localhost"), (":path", "/xmpp-websocket"), ("sec-websocket-protocol", "xmpp"),
+        ("sec-websocket-version", "13"), ("origin", "https://localhost")]))
+        + h2_frame(0x0, 0, 1, raw_frame(1, OPEN)) + h2_frame(0x0, 0x1, 1, raw_frame(8, close_1000)),
+}
+for name, data in h2.items():
+    write("HTTP2FrameFuzzer", name, data)
+
 # ---- EdgePolicyFuzzer ----------------------------------------------------------------------
 # byte 0 % 3: 0 AddressPolicy, 1 ForwardedHeaders, 2 CORSPolicy (see the target for the records).
 v4 = lambda text: bytes(int(part) for part in text.split("."))

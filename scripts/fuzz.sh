@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in Fuzzing/ and runs them, each for a fixed time.
 #   scripts/fuzz.sh [TARGET|all] [SECONDS]   (defaults: all, 600)
-# TARGET: XMLStreamFramerFuzzer, BOSHBodyFuzzer, WebSocketFrameFuzzer, HTTPRequestFuzzer, EdgePolicyFuzzer.
+# TARGET: XMLStreamFramerFuzzer, BOSHBodyFuzzer, WebSocketFrameFuzzer, HTTPRequestFuzzer, HTTP2FrameFuzzer,
+# EdgePolicyFuzzer.
 # Every target starts from a scratch copy of its committed seed corpus (Fuzzing/Corpus/<target>),
 # so runs never modify the repository; crash inputs go to Fuzzing/artifacts/. Extra libFuzzer
 # options can be passed in FUZZ_OPTIONS (e.g. FUZZ_OPTIONS='-jobs=2 -workers=2'). With
@@ -16,11 +17,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export SWIFT_BACKTRACE=enable=no
 target=${1:-all}
 seconds=${2:-600}
-all_targets=(XMLStreamFramerFuzzer BOSHBodyFuzzer WebSocketFrameFuzzer HTTPRequestFuzzer EdgePolicyFuzzer)
+all_targets=(XMLStreamFramerFuzzer BOSHBodyFuzzer WebSocketFrameFuzzer HTTPRequestFuzzer HTTP2FrameFuzzer EdgePolicyFuzzer)
 
 case "$target" in
     all) targets=("${all_targets[@]}") ;;
-    XMLStreamFramerFuzzer|BOSHBodyFuzzer|WebSocketFrameFuzzer|HTTPRequestFuzzer|EdgePolicyFuzzer) targets=("$target") ;;
+    XMLStreamFramerFuzzer|BOSHBodyFuzzer|WebSocketFrameFuzzer|HTTPRequestFuzzer|HTTP2FrameFuzzer|EdgePolicyFuzzer) targets=("$target") ;;
     -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "fuzz: unknown target $target (expected ${all_targets[*]} or all)" >&2; exit 2 ;;
 esac
@@ -52,10 +53,12 @@ for name in "${targets[@]}"; do
     corpus="$scratch/$name"
     mkdir -p "$corpus"
     cp "$root/Fuzzing/Corpus/$name"/* "$corpus/"
-    # XML tokens for the XML and WebSocket targets, HTTP ones for raw requests; the edge policy
+    # XML tokens for the XML and WebSocket targets, HTTP ones for raw requests, frame headers and
+    # header names for HTTP/2; the edge policy
     # target reads binary records, where a dictionary of words would only get in the way.
     case "$name" in
         HTTPRequestFuzzer) dict=(-dict="$root/Fuzzing/http.dict") ;;
+        HTTP2FrameFuzzer) dict=(-dict="$root/Fuzzing/http2.dict") ;;
         EdgePolicyFuzzer) dict=() ;;
         *) dict=(-dict="$root/Fuzzing/xml.dict") ;;
     esac

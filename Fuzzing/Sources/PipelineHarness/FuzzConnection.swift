@@ -1,6 +1,6 @@
 // One client connection through Tether's production pipeline (TetherServer.connectionInitializer,
 // the same code the listener's bootstrap runs) on an EmbeddedChannel: bytes in, bytes out, time
-// advanced by hand. Shared by HTTPRequestFuzzer and WebSocketFrameFuzzer.
+// advanced by hand. Shared by HTTPRequestFuzzer, WebSocketFrameFuzzer and HTTP2FrameFuzzer.
 
 import Logging
 import NIOEmbedded
@@ -39,25 +39,30 @@ public final class FuzzConnection {
             + configuration.webSocket.slowReaderTimeout + .seconds(10)
     }
 
-    public init(configuration: TetherConfiguration, peer: SocketAddress) {
+    /// - Parameter http2: the pipeline of a TLS connection that chose `h2` by ALPN, set up once
+    ///   connected as ALPN does (the bytes are the decrypted ones; `requests` stays empty: every
+    ///   stream has its own edge handler); otherwise the plain HTTP/1.1 listener's.
+    public init(configuration: TetherConfiguration, peer: SocketAddress, http2: Bool = false) {
         let loop = EmbeddedEventLoop()
         self.channel = EmbeddedChannel(loop: loop)
         // The group only serves BOSH sessions, which the fuzz configurations never create.
         self.server = TetherServer(configuration: configuration, group: loop, logger: Self.logger)
-        do {
-            try self.server.connectionInitializer()(self.channel)
-            try self.channel.pipeline.syncOperations.addHandler(ClosedSocketGate(), position: .first)
-            let edge = try self.channel.pipeline.syncOperations.handler(type: HTTPEdgeHandler.self)
-            try self.channel.pipeline.syncOperations.addHandler(self.requests, position: .before(edge))
-        } catch {
-            fatalError("the production pipeline could not be set up: \(error)")
-        }
         self.channel.localAddress = Self.listener
         self.channel.remoteAddress = peer
         do {
-            try self.channel.connect(to: peer).wait()
+            let sync = self.channel.pipeline.syncOperations
+            if http2 {
+                try self.channel.connect(to: peer).wait()
+                try self.server.http2ConnectionInitializer()(self.channel)
+                try sync.addHandler(ClosedSocketGate(), position: .first)
+            } else {
+                try self.server.connectionInitializer()(self.channel)
+                try sync.addHandler(ClosedSocketGate(), position: .first)
+                try sync.addHandler(self.requests, position: .before(try sync.handler(type: HTTPEdgeHandler.self)))
+                try self.channel.connect(to: peer).wait()
+            }
         } catch {
-            fatalError("EmbeddedChannel did not connect: \(error)")
+            fatalError("the production pipeline could not be set up: \(error)")
         }
         self.collect()
     }
@@ -87,9 +92,10 @@ public final class FuzzConnection {
 
     /// Ends the connection as a silent client would: nothing more is sent and time passes. The
     /// server's own timers must close it; then nothing may be left running.
-    public func finishSilently(_ configuration: TetherConfiguration) {
-        self.advance(by: Self.silenceLimit(configuration))
-        check(!self.channel.isActive, "a silent connection was still open after \(Self.silenceLimit(configuration))")
+    public func finishSilently(_ configuration: TetherConfiguration, limit: TimeAmount? = nil) {
+        let limit = limit ?? Self.silenceLimit(configuration)
+        self.advance(by: limit)
+        check(!self.channel.isActive, "a silent connection was still open after \(limit)")
         self.finish()
     }
 
