@@ -219,7 +219,9 @@ struct HostileInputTests {
             try await withTetherProcess([
                 "--route", "localhost=127.0.0.1:\(prosody.c2sPort)",
                 "--max-sessions-per-address", "2",
-                "--http-request-timeout", "3",
+                // The admitted two must still hold their places while the five others connect:
+                // at 3 s a loaded machine let the first time out first, and a sixth was admitted.
+                "--http-request-timeout", "15",
             ]) { tether in
                 // Two admitted connections and five over the limit; none of them writes a frame.
                 let admitted = [try await WebSocketTestClient.connect(port: tether.port), try await WebSocketTestClient.connect(port: tether.port)]

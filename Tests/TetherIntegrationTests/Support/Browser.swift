@@ -122,7 +122,9 @@ final class Browser: @unchecked Sendable {
 
     /// Waits until the element's text satisfies `predicate`; returns that text.
     @discardableResult
-    func waitForText(of id: String, timeout: Duration = .seconds(20), _ predicate: (String) -> Bool) async throws -> String {
+    /// Generous: a login is a dozen round trips through the page, Tether and Prosody, and a
+    /// loaded machine took 18 s for one (Prosody alone 11 s to authenticate); no test asserts a speed.
+    func waitForText(of id: String, timeout: Duration = .seconds(60), _ predicate: (String) -> Bool) async throws -> String {
         let deadline = ContinuousClock.now + timeout
         var last = ""
         while ContinuousClock.now < deadline {
@@ -135,7 +137,7 @@ final class Browser: @unchecked Sendable {
     }
 
     /// Waits until `script` returns true in the page.
-    func waitUntil(_ script: String, timeout: Duration = .seconds(20)) async throws {
+    func waitUntil(_ script: String, timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try await self.run(script) as? Bool == true { return }
