@@ -379,8 +379,13 @@ struct ConnectionPipelineTests {
         let answer = try output(fresh)
         #expect(answer.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"), "\(answer)")
         #expect(answer.lowercased().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="))
-        // The pipeline is now WebSocket's: no HTTP edge, no HTTP decoder.
+        // The pipeline is now WebSocket's: no HTTP edge, no HTTP handler of any kind (regression:
+        // the response-header validator stayed, and crashed the process on a WebSocket frame
+        // written with a separate header buffer).
         #expect((try? fresh.pipeline.syncOperations.handler(type: HTTPEdgeHandler.self)) == nil)
+        #expect((try? fresh.pipeline.syncOperations.handler(type: NIOHTTPResponseHeadersValidator.self)) == nil)
+        #expect((try? fresh.pipeline.syncOperations.handler(type: HTTPResponseEncoder.self)) == nil)
+        #expect((try? fresh.pipeline.syncOperations.handler(type: HTTPServerProtocolErrorHandler.self)) == nil)
         #expect((try? fresh.pipeline.syncOperations.handler(type: WebSocketXMPPHandler.self)) != nil)
         _ = try? fresh.finish(acceptAlreadyClosed: true)
         _ = try? channel.finish(acceptAlreadyClosed: true)

@@ -276,6 +276,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         // The handlers the upgrade removes, as configureHTTPServerPipeline lists them.
         var extra: [any RemovableChannelHandler] = [decoder]
         if let pipelining = try? sync.handler(type: HTTPServerPipelineHandler.self) { extra.append(pipelining) }
+        // Regression: left in place, the response-header validator met the WebSocket encoder's
+        // bytes, and a frame written with a separate header buffer (IOData) crashed the process.
+        if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { extra.append(validator) }
         extra.append(errorHandler)
         let handler = HTTPServerUpgradeHandler(upgraders: [later.upgrader], httpEncoder: encoder, extraHTTPHandlers: extra, upgradeCompletionHandler: later.completion)
         do {
