@@ -62,11 +62,15 @@ final class FakeXMPPServer: Sendable {
     ///     (fill it with `fillAcceptQueue()`): further SYNs are dropped and the kernel retries
     ///     them after 1 s, 3 s, 7 s…, so a connect completes only after `startAccepting()`.
     ///   - host, port: where to listen (loopback only; port 0 picks a free one).
-    static func start(silent: Bool = false, stopsReading: Bool = false, acceptsLate: Bool = false, host: String = "127.0.0.1", port: Int = 0) async throws -> FakeXMPPServer {
+    ///   - group: where it runs (the test process's shared loops unless a test gives it its own).
+    static func start(
+        silent: Bool = false, stopsReading: Bool = false, acceptsLate: Bool = false, host: String = "127.0.0.1", port: Int = 0,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> FakeXMPPServer {
         let state = State()
         // A crowd of sessions connects upstream at once: a short accept queue would drop SYNs
         // (retried after 1 s, 3 s, …) and fail connects under load.
-        var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: acceptsLate ? 0 : 4096)
             .serverChannelOption(ChannelOptions.autoRead, value: !acceptsLate)
         if stopsReading {
