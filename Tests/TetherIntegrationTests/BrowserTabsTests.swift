@@ -100,7 +100,9 @@ struct BrowserTabsTests {
             // HTTP/2 connection only when a credentialed request opened one (Chromium 156 does
             // not open an HTTP/2 connection for a WebSocket: without one it uses HTTP/1.1).
             try await browser.run("fetch(arguments[0], {mode: 'no-cors', credentials: 'include'})", ["https://localhost:\(tlsPort)/healthz"])
-            try await Task.sleep(for: .seconds(1))
+            // Its connection is up before the WebSocket opens (however long that takes here).
+            let deadline = ContinuousClock.now + .seconds(60)
+            while tether.server.http2ConnectionCount < 2 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             try await browser.run("tabs.open(arguments[0], 1, 'secret', arguments[1])", ["wss://localhost:\(tlsPort)/xmpp-websocket", Self.wait])
             #expect(try await Self.waitForStatus(browser, 1) == "connected")
             #expect(tether.server.webSocketSessionCount == 1)
