@@ -187,6 +187,151 @@ struct LoadBehaviourTests {
     }
 }
 
+/// The page events that strike a session while it chats or idles, through Tether in front of a
+/// real Prosody: laptops that sleep (BOSH with and without `pause`, WebSocket), networks that
+/// cut the connection carrying what is in flight (BOSH answers the same rid from its cache,
+/// WebSocket resumes), and a storm in which 500 sessions drop at once and log in anew.
+@Suite("Load generator page events through Tether and Prosody", .serialized, .timeLimit(.minutes(3)))
+struct LoadPageEventTests {
+    /// Four pages in two chatting pairs, each with `event`, for 8 s.
+    static func chatting(_ transport: LoadScenario.Transport, _ url: String, _ event: Behaviour) -> LoadScenario {
+        LoadScenario(
+            userPattern: "user%d", passwordPattern: "secret",
+            populations: [
+                Population(
+                    name: "pages", transport: transport, endpoint: Endpoint(url)!, sessions: 4, arrival: .constant(rate: 20, start: 0),
+                    behaviours: [.chat(.init(rate: 40)), event]
+                )
+            ],
+            duration: 8, drainSeconds: 15, boshWait: 10, boshRequestTimeout: 20, loginTimeout: 20
+        )
+    }
+
+    /// Every message arrived once; every event of `kind` came back; messages went to pages while
+    /// they were away and all of them arrived.
+    @discardableResult
+    static func expectNothingLost(_ result: LoadResult, _ kind: Behaviour.Kind) throws -> BehaviourResult {
+        let chat = try #require(result.behaviours.first { $0.behaviour == .chat })
+        let event = try #require(result.behaviours.first { $0.behaviour == kind })
+        #expect(chat.attempts > 50)
+        #expect(chat.successes == chat.attempts && chat.failures == 0)
+        #expect(result.messages.sent == chat.attempts && result.messages.delivered == chat.attempts)
+        #expect(result.messages.lost == 0 && result.messages.duplicates == 0)
+        #expect(event.attempts >= 4)
+        #expect(event.successes == event.attempts && event.failures == 0, "\(event.errors)")
+        #expect(event.latency.count == event.successes)
+        let away = try #require(event.messagesWhileAway)
+        #expect(away > 0)
+        #expect(event.messagesWhileAwayDelivered == away)
+        #expect(result.sessions.established == 4 && result.sessions.failed == 0)
+        #expect(result.errors.isEmpty, "\(result.errors)")
+        #expect(result.passed)
+        return event
+    }
+
+    static let suspend = Behaviour.suspend(.init(every: 2.5, jitter: 0.5, seconds: 1.5))
+
+    @Test("BOSH laptops that sleep without a word: answers wait in the socket, a ping proves the session on waking, nothing lost")
+    func boshSuspend() async throws {
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
+            let result = try await LoadRunner(scenario: Self.chatting(.bosh, tether.boshURL, Self.suspend)).run()
+            try Self.expectNothingLost(result, .suspend)
+            #expect(result.sessions.closedCleanly == 4)
+        }
+    }
+
+    @Test("BOSH laptops that announce their sleep with pause (XEP-0124 §10) keep their session and lose nothing")
+    func boshPause() async throws {
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
+            let pause = Behaviour.suspend(.init(every: 2.5, jitter: 0.5, seconds: 2, announce: true))
+            let result = try await LoadRunner(scenario: Self.chatting(.bosh, tether.boshURL, pause)).run()
+            try Self.expectNothingLost(result, .suspend)
+            // Each session lived through its pauses: one created and one ended per user.
+            #expect(tether.logs.all.count { $0.contains("session created") } == 4)
+            #expect(tether.logs.all.count { $0.contains("session ended") } == 4)
+        } configure: { configuration, _ in
+            // Shorter than the pause: only the pause keeps the sessions alive.
+            configuration.bosh.inactivity = 1
+        }
+    }
+
+    @Test("WebSocket laptops that sleep: nothing read for a while, a ping on waking, nothing lost")
+    func webSocketSuspend() async throws {
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
+            let url = "ws://127.0.0.1:\(tether.port)/xmpp-websocket"
+            let result = try await LoadRunner(scenario: Self.chatting(.websocket, url, Self.suspend)).run()
+            try Self.expectNothingLost(result, .suspend)
+        }
+    }
+
+    static let flap = Behaviour.flap(.init(every: 2, jitter: 0.5, unread: 0.5))
+
+    @Test("BOSH connections cut under a held request: the same rid again gets the very answer the server had given (§14.3)")
+    func boshFlap() async throws {
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
+            let result = try await LoadRunner(scenario: Self.chatting(.bosh, tether.boshURL, Self.flap)).run()
+            let flap = try Self.expectNothingLost(result, .flap)
+            // With 10 messages a second to each page, the held request was answered during most
+            // of the half seconds it went unread; each of those answers came again byte for byte.
+            let replayed = try #require(flap.replayedAnswers)
+            #expect(replayed > 0)
+            #expect(result.retransmissions >= Int(flap.attempts))
+            // The sessions lived through every cut.
+            #expect(tether.logs.all.count { $0.contains("session created") } == 4)
+        }
+    }
+
+    @Test("WebSocket connections cut with a reset: the page resumes its XEP-0198 session and what the server wrote into the cut arrives")
+    func webSocketFlap() async throws {
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
+            let url = "ws://127.0.0.1:\(tether.port)/xmpp-websocket"
+            let result = try await LoadRunner(scenario: Self.chatting(.websocket, url, Self.flap)).run()
+            let flap = try Self.expectNothingLost(result, .flap)
+            #expect(flap.replayedAnswers == nil)
+        }
+    }
+
+    @Test("a storm: 500 BOSH sessions drop at once and all of them log in anew within 5 s")
+    func boshStorm() async throws {
+        let users = (1...500).map { "user\($0)" }
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts(users, password: "secret")
+            let scenario = LoadScenario(
+                userPattern: "user%d", passwordPattern: "secret",
+                populations: [
+                    Population(
+                        name: "restarted", transport: .bosh, endpoint: Endpoint(tether.boshURL)!, sessions: 500,
+                        arrival: .constant(rate: 100, start: 0), behaviours: [.idle(.init()), .storm(.init(at: 1, within: 5))]
+                    )
+                ],
+                duration: 8, drainSeconds: 1, boshWait: 10, boshRequestTimeout: 30, loginTimeout: 60, threads: 2
+            )
+            let result = try await LoadRunner(scenario: scenario).run()
+            let storm = try #require(result.behaviours.first { $0.behaviour == .storm })
+            #expect(storm.attempts == 500)
+            #expect(storm.successes == 500 && storm.failures == 0, "\(storm.errors)")
+            #expect(storm.latency.count == 500)
+            let idle = try #require(result.behaviours.first { $0.behaviour == .idle })
+            #expect(idle.attempts == 500 && idle.successes == 500)
+            // First logins once each; the storm's new logins are not counted again.
+            #expect(result.sessions.established == 500 && result.sessions.failed == 0)
+            #expect(result.errors.isEmpty, "\(result.errors)")
+            #expect(result.passed)
+            // Tether saw 1,000 sessions: each user's dropped one and its new one.
+            #expect(tether.logs.all.count { $0.contains("session created") } == 1000)
+        } configure: { configuration, _ in
+            configuration.maxSessionsPerAddress = 2000
+            configuration.newSessionsPerSecondPerAddress = 1000
+            configuration.newSessionBurstPerAddress = 1000
+        }
+    }
+}
+
 /// The reloading WebSocket pages and the BOSH closed tabs against Prosody's own endpoints (no
 /// Tether): the generator's accounting does not depend on the connection manager.
 @Suite("Load generator behaviours against Prosody's own endpoints", .serialized, .timeLimit(.minutes(2)))

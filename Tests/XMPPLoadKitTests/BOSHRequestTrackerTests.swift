@@ -164,6 +164,36 @@ struct BOSHRequestTrackerTests {
         _ = tracker.responseReceived(rid: 103)
         #expect(tracker.nextRequest(nowNanos: 4) == nil)
     }
+
+    @Test("pause (§10): the next rid with `pause`, carrying what was queued; maxpause kept from the creation answer")
+    func pause() {
+        var tracker = BOSHRequestTracker(domain: "localhost", wait: 30, initialRID: 100)
+        let creation = tracker.creationRequest(nowNanos: 0)
+        _ = tracker.responseReceived(rid: creation.rid)
+        tracker.sessionCreated(sid: "s1", requests: 2, inactivity: 30, maxpause: 120)
+        #expect(tracker.maxpause == 120)
+        let held = tracker.nextRequest(nowNanos: 1)
+        #expect(held?.rid == 101)
+        tracker.enqueue("<presence/>")
+        let pause = tracker.pauseRequest(seconds: 7, nowNanos: 2)
+        #expect(pause.rid == 102)
+        #expect(pause.body == "<body rid='102' sid='s1' pause='7' xmlns='http://jabber.org/protocol/httpbind'><presence/></body>")
+        #expect(pause.carriesPayloads)
+        #expect(tracker.outstanding.map(\.rid) == [101, 102])
+        #expect(!tracker.isQuiet)
+        // A server that offers no pause says so by leaving maxpause out.
+        #expect(Self.created().maxpause == nil)
+    }
+
+    @Test("after a sleep, outstanding requests count their time from the wake-up, not as overdue")
+    func restartClocks() {
+        var tracker = Self.created()
+        _ = tracker.nextRequest(nowNanos: 1)
+        #expect(tracker.overdue(sentBefore: 1_000) == [101])
+        tracker.restartClocks(nowNanos: 5_000)
+        #expect(tracker.overdue(sentBefore: 1_000).isEmpty)
+        #expect(tracker.overdue(sentBefore: 5_001) == [101])
+    }
 }
 
 @Suite("BOSH empty answers")

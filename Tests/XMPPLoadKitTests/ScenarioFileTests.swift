@@ -73,6 +73,33 @@ struct ScenarioFileTests {
         #expect(scenario.messagingSessions == 20 && scenario.chatRate == 40)
     }
 
+    @Test("suspend, flap and storm: parameters and defaults")
+    func pageEvents() throws {
+        let scenario = try ScenarioFile.parse(
+            Self.header + """
+                populations:
+                  - name: laptops
+                    sessions: 4
+                    behaviours:
+                      - chat: {rate: 4}
+                      - suspend: {every: 30, jitter: 5, seconds: 20, announce: true, slo: {min-success: 1}}
+                      - flap: {every: 10}
+                  - name: restarted
+                    sessions: 3
+                    behaviours: [idle, {storm: {at: 20, within: 10}}]
+                """,
+            file: "events.yaml"
+        )
+        #expect(
+            scenario.populations[0].behaviours == [
+                .chat(.init(rate: 4)), .suspend(.init(every: 30, jitter: 5, seconds: 20, announce: true, slo: .init(minSuccessRatio: 1))),
+                .flap(.init(every: 10, jitter: 0, unread: 0.5)),
+            ])
+        #expect(scenario.populations[1].behaviours == [.idle(.init()), .storm(.init(at: 20, within: 10))])
+        #expect(scenario.validate().isEmpty)
+        #expect(scenario.populations.allSatisfy { $0.hasPageBehaviour })
+    }
+
     @Test("JSON is read the same way")
     func json() throws {
         let text = """
@@ -132,6 +159,19 @@ struct ScenarioFileTests {
         Bad(yaml: "populations:\n  - {sessions: 2, behaviours: [idle]}", expected: "populations[0]: transport: missing"),
         Bad(yaml: header + "populations: [unclosed", expected: "bad.yaml: is not valid YAML or JSON"),
         Bad(yaml: header + "duration: 0\npopulations: [{sessions: 2, behaviours: [idle]}]", expected: "bad.yaml: duration: must be positive"),
+        Bad(
+            yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{suspend: {every: 5}}]",
+            expected: "populations[0].behaviours[0].suspend: seconds: missing"),
+        Bad(
+            yaml: "url: ws://127.0.0.1:1/x\ntransport: websocket\npopulations:\n  - sessions: 2\n    behaviours: [{suspend: {every: 5, seconds: 2, announce: true}}]",
+            expected: "populations[0].behaviours.suspend.announce: is BOSH's pause (XEP-0124 §10): needs transport bosh"),
+        Bad(
+            yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{flap: {every: 2, jitter: 2}}]",
+            expected: "populations[0].behaviours.flap.jitter: must be at least 0 and less than every"),
+        Bad(
+            yaml: header + "populations:\n  - sessions: 2\n    behaviours: [{storm: {at: 5}}, {chat: {rate: 1}}]",
+            expected: "storm goes only with idle"),
+        Bad(yaml: "url: tcp://127.0.0.1:5222\ntransport: tcp\npopulations:\n  - sessions: 2\n    behaviours: [{flap: {every: 5}}]", expected: "flap is a browser behaviour"),
     ]
 
     @Test("each mistake is an error naming the file and the key", arguments: Self.bad)

@@ -15,18 +15,21 @@ final class BOSHLoadSession: LoadSession {
     private var connections: [BOSHConnection] = []
     private let framer = XMLStreamFramer(limits: .init(maxElementBytes: 4 << 20, maxDepth: 64), rejectsRootText: false)
     private var streamCloseReported = false
-    /// The page is gone: nothing is sent until it comes back.
+    /// The page is away: nothing is sent until it comes back.
     private var paused = false
+    /// A flap: the rid of the request on the cut connection, and the answer the server had
+    /// given there before the cut (nil: it had not answered yet).
+    private var flapRID: UInt64?
+    private var flapAnswer: ByteBuffer?
 
     override init(index: Int, population: Int, worker: LoadWorker) {
-        let scenario = worker.scenario
-        self.tracker = BOSHRequestTracker(
-            domain: scenario.domain,
-            wait: scenario.boshWait,
-            initialRID: UInt64.random(in: 1_000_000...4_000_000_000)
-        )
+        self.tracker = Self.newTracker(worker.scenario)
         super.init(index: index, population: population, worker: worker)
         self.connections = [BOSHConnection(session: self, slot: 0), BOSHConnection(session: self, slot: 1)]
+    }
+
+    private static func newTracker(_ scenario: LoadScenario) -> BOSHRequestTracker {
+        BOSHRequestTracker(domain: scenario.domain, wait: scenario.boshWait, initialRID: UInt64.random(in: 1_000_000...4_000_000_000))
     }
 
     private var now: UInt64 { NIODeadline.now().uptimeNanoseconds }
@@ -91,6 +94,98 @@ final class BOSHLoadSession: LoadSession {
             self.worker.recordRetransmission()
             self.dispatch(request)
         }
+    }
+
+    /// Asleep: with `announce`, a `pause` request first (XEP-0124 §10) for the sleep plus
+    /// `pauseMargin` seconds, which the connection
+    /// manager answers at once together with the held request; then nothing is sent, and
+    /// (without `announce`) nothing is read: answers wait in the socket until the page wakes.
+    override func suspendPage(seconds: Double, announce: Bool) {
+        if announce {
+            // Announced with a margin: the page must be back before the pause runs out (§10).
+            let pause = Int(seconds.rounded(.up)) + Self.pauseMargin
+            guard let maxpause = self.tracker.maxpause, maxpause >= pause else {
+                self.pageLost(ClientFailure(.protocolViolation, "maxpause-\(self.tracker.maxpause.map(String.init) ?? "not-offered")"))
+                return
+            }
+            self.dispatch(self.tracker.pauseRequest(seconds: pause, nowNanos: self.now))
+        } else {
+            for connection in self.connections { connection.setReading(false) }
+        }
+        self.paused = true
+    }
+
+    /// Seconds a `pause` announces beyond the sleep itself.
+    static let pauseMargin = 2
+
+    /// Awake: read again, count the requests' time from now, and prove the session with a ping.
+    override func wakePage() {
+        self.paused = false
+        self.tracker.restartClocks(nowNanos: self.now)
+        for connection in self.connections { connection.setReading(true) }
+        self.sendProofPing()
+    }
+
+    /// The connection holding the oldest outstanding request keeps, without handing it on, the
+    /// answer the server gives there until the cut.
+    override func freezeInFlight() -> Bool {
+        guard let rid = self.tracker.outstanding.map(\.rid).min(),
+            let connection = self.connections.first(where: { $0.currentRID == rid && $0.isConnected })
+        else { return false }
+        self.flapRID = rid
+        self.flapAnswer = nil
+        connection.withhold()
+        return true
+    }
+
+    /// The network cuts that connection (a reset); the request goes again, same rid and bytes, on
+    /// another one (§14.3). Its answer must be the one the server had given, if it had.
+    override func cutFrozen() {
+        guard let rid = self.flapRID else { return }
+        if let connection = self.connections.first(where: { $0.currentRID == rid }) {
+            self.flapAnswer = connection.cut()
+        }
+        guard self.tracker.outstanding.contains(where: { $0.rid == rid }) else {
+            // Already answered another way (the server closed that connection and the request
+            // went again at once): recovered.
+            self.flapRID = nil
+            self.record(self.page.recovered(now: self.now))
+            return
+        }
+        guard let again = self.tracker.requestLost(rid: rid, nowNanos: self.now) else {
+            self.pageLost(ClientFailure(.timeout, "request-lost"))
+            return
+        }
+        self.worker.recordRetransmission()
+        self.dispatch(again)
+    }
+
+    /// The answer to the request sent again after a cut.
+    private func flapAnswered(body: ByteBuffer) {
+        self.flapRID = nil
+        if let answer = self.flapAnswer {
+            self.flapAnswer = nil
+            guard answer == body else {
+                self.pageLost(ClientFailure(.protocolViolation, "flap-answer-differs"))
+                return
+            }
+            self.worker.flapAnswerReplayed(by: self)
+        }
+        self.record(self.page.recovered(now: self.now))
+    }
+
+    override func dropAll() {
+        self.paused = true
+        for connection in self.connections { connection.cut() }
+    }
+
+    override func resetForLogin() {
+        for connection in self.connections { connection.close() }
+        self.tracker = Self.newTracker(self.worker.scenario)
+        self.streamCloseReported = false
+        self.paused = false
+        self.flapRID = nil
+        self.flapAnswer = nil
     }
 
     /// One empty request with the old sid and the next rid: the connection manager should answer
@@ -158,6 +253,10 @@ final class BOSHLoadSession: LoadSession {
             return
         }
         guard case .expected(let kind) = self.tracker.responseReceived(rid: rid) else { return }
+        if rid == self.flapRID {
+            self.flapAnswered(body: body)
+            if self.isFinished { return }
+        }
         if kind == .payload, Self.isEmptyBody(body) {
             // The common answer (a held request released): no payloads, nothing to parse.
             self.pump()
@@ -181,7 +280,8 @@ final class BOSHLoadSession: LoadSession {
                     }
                     let requests = root.attributes.value(of: "requests").flatMap { Int($0) }
                     let inactivity = root.attributes.value(of: "inactivity").flatMap { Int($0) }
-                    self.tracker.sessionCreated(sid: sid, requests: requests.map { min($0, 2) }, inactivity: inactivity)
+                    let maxpause = root.attributes.value(of: "maxpause").flatMap { Int($0) }
+                    self.tracker.sessionCreated(sid: sid, requests: requests.map { min($0, 2) }, inactivity: inactivity, maxpause: maxpause)
                 }
                 if root.attributes.value(of: "type") == "terminate" {
                     let condition = root.attributes.value(of: "condition")
@@ -291,6 +391,11 @@ final class BOSHConnection {
     private var generation = 0
     /// Half-closed by `leave`: its end is not a lost request.
     private var leaving = false
+    /// A flap is coming: the answer is kept here, not handed on.
+    private var withholding = false
+    private var withheld: ByteBuffer?
+    /// Reads stopped (the page asleep); applied to the next channel too.
+    private var reading = true
 
     init(session: BOSHLoadSession, slot: Int) {
         self.session = session
@@ -298,6 +403,32 @@ final class BOSHConnection {
     }
 
     var isBusy: Bool { self.currentRID != nil || self.connecting }
+    var isConnected: Bool { self.channel?.isActive ?? false }
+
+    /// Stops or resumes reading (a suspended page): answers wait in the socket.
+    func setReading(_ on: Bool) {
+        self.reading = on
+        self.channel?.setOption(.autoRead, value: on).whenFailure { _ in }
+    }
+
+    /// Keeps the answer to the current request instead of handing it on, until `cut`.
+    func withhold() {
+        self.withholding = true
+        self.withheld = nil
+    }
+
+    /// The network cuts the connection (a reset, not a close); returns the answer it had
+    /// withheld, if the server had sent one. The request is not reported lost.
+    @discardableResult
+    func cut() -> ByteBuffer? {
+        let answer = self.withheld
+        if let channel = self.channel {
+            channel.resetConnection()
+        }
+        self.channel = nil
+        self.close()
+        return answer
+    }
 
     func send(rid: UInt64, body: String) {
         self.currentRID = rid
@@ -335,6 +466,8 @@ final class BOSHConnection {
 
     private func drop() {
         self.leaving = false
+        self.withholding = false
+        self.withheld = nil
         self.generation += 1
         self.connecting = false
         self.channel?.close(promise: nil)
@@ -370,6 +503,7 @@ final class BOSHConnection {
                 switch result {
                 case .success(let channel):
                     connection.channel = channel
+                    if !connection.reading { channel.setOption(.autoRead, value: false).whenFailure { _ in } }
                     if let body = connection.pendingBody {
                         connection.pendingBody = nil
                         connection.write(body, on: channel)
@@ -399,6 +533,10 @@ final class BOSHConnection {
 
     fileprivate func responseComplete(generation: Int, status: Int, body: ByteBuffer, keepAlive: Bool) {
         guard generation == self.generation, let rid = self.currentRID else { return }
+        if self.withholding {
+            self.withheld = body
+            return
+        }
         self.currentRID = nil
         if !keepAlive { self.drop() }
         self.session.response(rid: rid, status: status, body: body)

@@ -45,6 +45,8 @@ public struct BOSHRequestTracker: Sendable {
     public private(set) var requests = 2
     /// The server's `inactivity`: seconds it keeps a session with no request outstanding.
     public private(set) var inactivity: Int?
+    /// The server's `maxpause` (§10): the longest `pause` it accepts; nil when it offers none.
+    public private(set) var maxpause: Int?
     public private(set) var outstanding: [Request] = []
     private(set) var queued: [String] = []
     private var pendingControl: Kind?
@@ -74,11 +76,32 @@ public struct BOSHRequestTracker: Sendable {
     }
 
     /// The session-creation response's `sid` and `requests`.
-    public mutating func sessionCreated(sid: String, requests: Int?, inactivity: Int? = nil) {
+    public mutating func sessionCreated(sid: String, requests: Int?, inactivity: Int? = nil, maxpause: Int? = nil) {
         self.sid = sid
         self.escapedSID = XMLEscaping.escapeAttribute(sid)
         if let requests, requests >= 1 { self.requests = requests }
         self.inactivity = inactivity
+        self.maxpause = maxpause
+    }
+
+    /// A request that announces the client will send nothing for `seconds` (§10), carrying
+    /// whatever is queued; the server answers it, and everything it holds, at once.
+    public mutating func pauseRequest(seconds: Int, nowNanos: UInt64) -> Request {
+        let rid = self.takeRID()
+        let payloads = self.queued.joined()
+        self.queued.removeAll(keepingCapacity: true)
+        let body =
+            payloads.isEmpty
+            ? "<body rid='\(rid)' sid='\(self.escapedSID)' pause='\(seconds)' xmlns='http://jabber.org/protocol/httpbind'/>"
+            : "<body rid='\(rid)' sid='\(self.escapedSID)' pause='\(seconds)' xmlns='http://jabber.org/protocol/httpbind'>\(payloads)</body>"
+        let request = Request(rid: rid, body: body, attempt: 1, sentAtNanos: nowNanos, kind: .payload, carriesPayloads: !payloads.isEmpty)
+        self.outstanding.append(request)
+        return request
+    }
+
+    /// The client was asleep: what is outstanding counts its time from now, not as overdue.
+    public mutating func restartClocks(nowNanos: UInt64) {
+        for index in self.outstanding.indices { self.outstanding[index].sentAtNanos = nowNanos }
     }
 
     /// Nothing of the client's in flight or waiting: at most empty polls outstanding.

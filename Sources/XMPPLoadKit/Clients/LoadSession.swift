@@ -2,8 +2,8 @@ import NIOCore
 import XMPPClientCore
 import XMPPCore
 
-/// One simulated client: the login machine, its phase timings, its page (reloads, tab close)
-/// and the link to its worker. Subclasses supply the transport (`TCPLoadSession`,
+/// One simulated client: the login machine, its phase timings, its page (reloads, suspensions,
+/// flaps, storms, tab close) and the link to its worker. Subclasses supply the transport (`TCPLoadSession`,
 /// `WebSocketLoadSession`, `BOSHLoadSession`).
 ///
 /// Lives on its worker's event loop and is only ever touched there.
@@ -31,8 +31,12 @@ class LoadSession {
     /// Closed by `endOfRun`: later transport events are the run's own doing.
     private var endedByRun = false
     private var pings = 0
-    /// The id of the ping that proves a BOSH re-attach.
-    private var reattachPingID: String?
+    /// Counted in the worker's sessions up.
+    var isCountedUp = false
+    /// Logins so far: a storm's new login binds a resource of its own.
+    private var logins = 1
+    /// The id of the ping that proves the session after the page was away (a BOSH re-attach, a wake-up).
+    private var proofPingID: String?
     /// The id of the ping that shows the server took everything sent before it (a reload's quiet-down).
     private(set) var quietPingID: String?
 
@@ -49,7 +53,7 @@ class LoadSession {
             resource: scenario.resource,
             mechanisms: [self.spec.saslMechanism]
         )
-        self.page = PageLifecycleStateMachine(reload: self.spec.reload, tabClose: self.spec.tabClose, seed: UInt64(index) &* 0x9E37_79B9 &+ 7)
+        self.page = PageLifecycleStateMachine(behaviours: self.spec.behaviours, seed: UInt64(index) &* 0x9E37_79B9 &+ 7)
     }
 
     var eventLoop: any EventLoop { self.worker.eventLoop }
@@ -60,7 +64,7 @@ class LoadSession {
     var canSend: Bool { self.isEstablished && self.page.isPresent }
     /// May be sent to: logged in once and not finished (a reloading page gets its messages later).
     var canReceive: Bool { self.machine.jid != nil && !self.isFinished }
-    /// The page keeps XEP-0198 for resumption (WebSocket pages that reload or close).
+    /// The page keeps XEP-0198 for resumption (WebSocket pages with page behaviours).
     var usesStreamManagement: Bool { false }
 
     // MARK: transport hooks (overridden)
@@ -87,6 +91,18 @@ class LoadSession {
     func leavePage() {}
     /// The page is back: re-attach or resume.
     func reattach() {}
+    /// Go to sleep: read nothing, send nothing (`announce`: BOSH `pause` first).
+    func suspendPage(seconds: Double, announce: Bool) {}
+    /// Wake up: read again, then prove the session (`sendProofPing`, or a resumption).
+    func wakePage() {}
+    /// Stop reading the connection that carries what is in flight; false when nothing is.
+    func freezeInFlight() -> Bool { false }
+    /// Cut the frozen connection and recover.
+    func cutFrozen() {}
+    /// Drop every connection and forget the session (a storm); `relogin` starts anew.
+    func dropAll() { self.abort() }
+    /// Resets the transport for a new login from the start.
+    func resetForLogin() {}
     /// Seconds the server said it keeps an abandoned session (BOSH `inactivity`, XEP-0198 `max`).
     var advertisedTimeout: Double? { nil }
     /// Asks for the abandoned session again (after a tab close); the answer goes to `verified`.
@@ -126,12 +142,12 @@ class LoadSession {
                 self.quietPingID = nil
                 return
             }
-            if name.localName == "iq", let id = self.reattachPingID, StanzaScanner.attribute("id", in: element.bytes) == id {
-                self.reattachPingID = nil
+            if name.localName == "iq", let id = self.proofPingID, StanzaScanner.attribute("id", in: element.bytes) == id {
+                self.proofPingID = nil
                 if StanzaScanner.attribute("type", in: element.bytes) == "result" {
-                    self.record(self.page.reattached(now: NIODeadline.now().uptimeNanoseconds))
+                    self.record(self.page.recovered(now: NIODeadline.now().uptimeNanoseconds))
                 } else {
-                    self.pageLost(ClientFailure(.protocolViolation, "reattach-ping-error"))
+                    self.pageLost(ClientFailure(.protocolViolation, "proof-ping-error"))
                 }
                 return
             }
@@ -181,10 +197,11 @@ class LoadSession {
         self.run(self.machine.transportFailed(failure))
     }
 
-    /// A page that is gone (reloading, or its tab closed) hears nothing from its old connections.
-    private var acceptsTransportEvents: Bool {
+    /// A page that is away (reloading, asleep, dropped by a storm, or its tab closed) hears
+    /// nothing from its old connections; what became of them is found out when it comes back.
+    var acceptsTransportEvents: Bool {
         switch self.page.state {
-        case .gone, .closed: false
+        case .gone, .closed, .suspended, .stormed: false
         default: true
         }
     }
@@ -192,7 +209,7 @@ class LoadSession {
     func logout() {
         guard !self.isFinished else { return }
         guard self.page.isPresent else {
-            // Reloading or closed: nobody is there to log out.
+            // Away or closed: nobody is there to log out.
             self.endOfRun()
             return
         }
@@ -234,6 +251,25 @@ class LoadSession {
             self.leavePage()
         case .reattach:
             self.beginReattach()
+        case .suspend(let seconds, let announce):
+            self.worker.behaviourAttempted(.suspend, by: self)
+            self.suspendPage(seconds: seconds, announce: announce)
+        case .wake:
+            self.wakePage()
+        case .freeze:
+            if self.freezeInFlight() {
+                self.worker.behaviourAttempted(.flap, by: self)
+            } else {
+                self.page.flapPostponed(now: nowNanos)
+            }
+        case .cut:
+            self.cutFrozen()
+        case .dropForStorm:
+            self.worker.behaviourAttempted(.storm, by: self)
+            self.worker.sessionDown(self)
+            self.dropAll()
+        case .relogin:
+            self.relogin()
         case .closeTab:
             self.worker.behaviourAttempted(.tabClose, by: self)
             self.leavePage()
@@ -256,20 +292,52 @@ class LoadSession {
 
     private func beginReattach() {
         if self.usesStreamManagement {
-            guard let resume = self.streamManagement.resume else {
-                self.pageLost(ClientFailure(.resumeFailed, "not-resumable"))
-                return
-            }
-            self.beginResumption(resume)
+            guard self.beginResumption() else { return }
             self.reattach()
         } else {
             // BOSH: the first request of the new page carries a ping; its answer proves the session.
-            self.pings += 1
-            let id = "tl-reattach-\(self.pings)"
-            self.reattachPingID = id
             self.reattach()
-            self.send(ByteBuffer(string: "<iq xmlns='jabber:client' type='get' id='\(id)'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            self.sendProofPing()
         }
+    }
+
+    /// A ping whose answer proves the session works again (`PageLifecycleStateMachine.recovered`).
+    func sendProofPing() {
+        self.pings += 1
+        let id = "tl-proof-\(self.pings)"
+        self.proofPingID = id
+        self.sendStanza(ByteBuffer(string: "<iq xmlns='jabber:client' type='get' id='\(id)'><ping xmlns='urn:xmpp:ping'/></iq>"))
+    }
+
+    /// Starts resuming the XEP-0198 session (the transport then connects); false, and the
+    /// page lost, when the session is not resumable.
+    func beginResumption() -> Bool {
+        guard let resume = self.streamManagement.resume else {
+            self.pageLost(ClientFailure(.resumeFailed, "not-resumable"))
+            return false
+        }
+        self.beginResumption(resume)
+        return true
+    }
+
+    /// After a storm: a new login from the start, with a resource of its own (the dropped
+    /// session may still hold the old one until the server times it out).
+    private func relogin() {
+        self.logins += 1
+        let scenario = self.worker.scenario
+        self.machine = XMPPLoginStateMachine(
+            username: scenario.username(self.index),
+            password: scenario.password(self.index),
+            domain: scenario.domain,
+            resource: "\(scenario.resource)-\(self.logins)",
+            mechanisms: [self.spec.saslMechanism]
+        )
+        self.streamManagement = StreamManagement()
+        self.proofPingID = nil
+        self.timedPhase = .connecting
+        self.loginStartedAtNanos = NIODeadline.now().uptimeNanoseconds
+        self.resetForLogin()
+        self.connect()
     }
 
     /// A new login that resumes the XEP-0198 session; the login timeout counts from now.
@@ -288,24 +356,24 @@ class LoadSession {
         self.abort()
     }
 
-    /// A reload that did not come back: the session is lost to the behaviour, not to the login.
+    /// A page that did not get its session back: it is lost to the behaviour, not to the login.
     func pageLost(_ failure: ClientFailure) {
-        self.record(self.page.reattachFailed(failure))
+        self.record(self.page.recoveryFailed(failure))
         self.endedByRun = true
         self.finish(closedCleanly: false)
         self.abort()
     }
 
-    private func record(_ outcome: PageLifecycleStateMachine.Outcome?) {
+    func record(_ outcome: PageLifecycleStateMachine.Outcome?) {
         guard let outcome else { return }
         self.worker.behaviourOutcome(outcome, by: self)
         switch outcome {
-        case .tabClosed, .tabCloseExpired, .tabCloseFailed:
+        case .succeeded(.tabClose, _), .failed(.tabClose, _):
             if case .finished = self.page.state {
                 self.endedByRun = true
                 self.finish(closedCleanly: false)
             }
-        case .reloadSucceeded, .reloadFailed:
+        default:
             break
         }
     }
@@ -325,7 +393,13 @@ class LoadSession {
             self.restartStream()
         case .established(_, let presence):
             if let presence { self.send(ByteBuffer(string: presence)) }
-            self.worker.sessionEstablished(self, loginNanos: NIODeadline.now().uptimeNanoseconds - self.startedAtNanos)
+            if case .relogging = self.page.state {
+                // Back after a storm: the storm's figure, not a first login's.
+                self.worker.sessionUp(self)
+                self.record(self.page.recovered(now: NIODeadline.now().uptimeNanoseconds))
+            } else {
+                self.worker.sessionEstablished(self, loginNanos: NIODeadline.now().uptimeNanoseconds - self.startedAtNanos)
+            }
             if self.usesStreamManagement {
                 self.send(ByteBuffer(string: StreamManagement.enable))
                 self.streamManagement.enableSent()
@@ -339,13 +413,14 @@ class LoadSession {
             if case .verifying = self.page.state {
                 self.verified(expired: false, condition: "still-resumable")
             } else {
-                self.record(self.page.reattached(now: NIODeadline.now().uptimeNanoseconds))
+                self.record(self.page.recovered(now: NIODeadline.now().uptimeNanoseconds))
             }
         case .fail(let failure):
-            switch self.page.state {
-            case .quieting, .gone, .reattaching:
+            if self.page.isRecovering {
                 self.pageLost(failure)
                 return
+            }
+            switch self.page.state {
             case .verifying:
                 self.verified(expired: failure.kind == .resumeFailed, condition: failure.key)
                 return

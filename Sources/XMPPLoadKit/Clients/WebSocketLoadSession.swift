@@ -140,6 +140,53 @@ final class WebSocketLoadSession: LoadSession {
         self.connect()
     }
 
+    /// Asleep: nothing read (the server's pings go unanswered), nothing sent.
+    override func suspendPage(seconds: Double, announce: Bool) {
+        self.channel?.setOption(.autoRead, value: false).whenFailure { _ in }
+    }
+
+    /// Awake: read again and prove the session with a ping; if the connection died meanwhile
+    /// (found now, or before), resume the XEP-0198 session on a new one.
+    override func wakePage() {
+        guard let channel = self.channel, channel.isActive else {
+            self.resumeOnNewConnection()
+            return
+        }
+        channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        self.sendProofPing()
+    }
+
+    override func freezeInFlight() -> Bool {
+        guard let channel = self.channel, channel.isActive else { return false }
+        channel.setOption(.autoRead, value: false).whenFailure { _ in }
+        return true
+    }
+
+    /// The network cuts the connection (a reset): what the server wrote there since the freeze
+    /// is lost, and XEP-0198 resumption must bring it again.
+    override func cutFrozen() {
+        self.reset()
+        self.resumeOnNewConnection()
+    }
+
+    override func dropAll() {
+        self.reset()
+    }
+
+    /// Drops the connection with a TCP reset; its late events are ignored.
+    private func reset() {
+        self.generation += 1
+        guard let channel = self.channel else { return }
+        self.channel = nil
+        channel.resetConnection()
+    }
+
+    private func resumeOnNewConnection() {
+        self.channel = nil
+        guard self.beginResumption() else { return }
+        self.connect()
+    }
+
     /// Tries to resume the abandoned session; the server should answer `<failed/>`.
     override func verifyAbandoned() {
         guard let resume = self.streamManagement.resume else {
@@ -196,6 +243,11 @@ final class WebSocketLoadSession: LoadSession {
     fileprivate func connectionClosed(generation: Int) {
         guard generation == self.generation else { return }
         self.channel = nil
+        if case .waking = self.page.state, self.machine.isEstablished {
+            // Found dead on waking (the server gave up on the sleeper): resume.
+            self.resumeOnNewConnection()
+            return
+        }
         self.streamClosed()
     }
 }

@@ -6,17 +6,23 @@ struct BehaviourTally: Sendable {
     var attempts: UInt64 = 0
     var successes: UInt64 = 0
     var failures: UInt64 = 0
-    /// Chat: delivery; reload: re-attach or resume; tab-close: from the close to the check that
-    /// found the session gone.
+    /// Chat: delivery; reload: re-attach or resume; suspend: waking to the session proven; flap:
+    /// cut to recovered; storm: drop to logged in again; tab-close: from the close to the check
+    /// that found the session gone.
     var latency = LatencyHistogram()
     var errors: [String: Int] = [:]
-    /// Reload: chat messages sent to the page while it was gone, and how many of them arrived.
+    /// Reload, suspend, flap: chat messages sent to the page while it was away, and how many of
+    /// them arrived.
     var sentWhileAway: UInt64 = 0
     var deliveredAfterReturn: UInt64 = 0
+    /// Flap (BOSH): answers given on the cut connection that came again, byte for byte, for the
+    /// request sent again.
+    var replayed: UInt64 = 0
 
     mutating func add(_ other: BehaviourTally) {
         self.sentWhileAway += other.sentWhileAway
         self.deliveredAfterReturn += other.deliveredAfterReturn
+        self.replayed += other.replayed
         self.attempts += other.attempts
         self.successes += other.successes
         self.failures += other.failures

@@ -16,8 +16,9 @@ struct WorkerStats {
     var errorTotal = 0
     var populations: [Int: PopulationTally] = [:]
     var behaviours: [BehaviourKey: BehaviourTally] = [:]
-    /// Messages sent to a page that was gone (reloading), until they arrive.
-    var sentWhileAway = Set<UInt64>()
+    /// Messages sent to a page that was away (reloading, asleep, cut off), until they arrive,
+    /// with the behaviour it was away for.
+    var sentWhileAway: [UInt64: BehaviourKey] = [:]
     var started = 0
     var established = 0
     var failed = 0
@@ -59,8 +60,8 @@ struct WorkerStats {
             let latency = nowNanos &- sentAtNanos
             let nanos = nowNanos >= sentAtNanos ? latency : 0
             let key = BehaviourKey(population: population, kind: .chat)
-            if self.sentWhileAway.remove(sequence) != nil {
-                self.behaviours[BehaviourKey(population: population, kind: .reload), default: BehaviourTally()].deliveredAfterReturn += 1
+            if let away = self.sentWhileAway.removeValue(forKey: sequence) {
+                self.behaviours[away, default: BehaviourTally()].deliveredAfterReturn += 1
             }
             self.behaviours[key, default: BehaviourTally()].successes += 1
             self.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nanos)
@@ -76,10 +77,11 @@ struct WorkerStats {
         }
     }
 
-    /// The message `sequence` went to a page that is gone: it must arrive once the page is back.
-    mutating func recordSentWhileAway(_ sequence: UInt64, population: Int) {
-        self.sentWhileAway.insert(sequence)
-        self.behaviours[BehaviourKey(population: population, kind: .reload), default: BehaviourTally()].sentWhileAway += 1
+    /// The message `sequence` went to a page that is away for `key`'s behaviour: it must arrive
+    /// once the page is back.
+    mutating func recordSentWhileAway(_ sequence: UInt64, _ key: BehaviourKey) {
+        self.sentWhileAway[sequence] = key
+        self.behaviours[key, default: BehaviourTally()].sentWhileAway += 1
     }
 
     mutating func recordSend(population: Int) -> UInt64 {

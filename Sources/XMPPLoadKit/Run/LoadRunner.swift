@@ -222,15 +222,20 @@ public final class LoadRunner: Sendable {
         return result
     }
 
-    /// Waits for reloads and tab-close checks under way. The bound: the longest wait a check can
+    /// Waits for page events and tab-close checks under way. The bound: the longest wait one can
     /// have (tab-close `after` is already past; the advertised timeout is at most the BOSH
     /// inactivity or XEP-0198 max, taken as 10 minutes) plus a login.
     private func settlePages(_ workers: [Worker], clock: inout RunClock) async throws {
-        let pages = self.scenario.populations.filter { $0.reload != nil || $0.tabClose != nil }
+        let pages = self.scenario.populations.filter(\.hasPageBehaviour)
         guard !pages.isEmpty else { return }
-        let longestCheck = pages.compactMap { $0.tabClose.map { $0.verify ? 600 + $0.grace : 0 } }.max() ?? 0
-        let longestReload = pages.compactMap { $0.reload?.gap }.max() ?? 0
-        let deadline = Date().addingTimeInterval(max(longestCheck, longestReload) + self.scenario.loginTimeout + 5)
+        let longestWait =
+            pages.map { page in
+                [
+                    page.tabClose.map { $0.verify ? 600 + $0.grace : 0 }, page.reload?.gap, page.suspend?.seconds, page.flap?.unread,
+                    page.storm?.within,
+                ].compactMap { $0 }.max() ?? 0
+            }.max() ?? 0
+        let deadline = Date().addingTimeInterval(longestWait + self.scenario.loginTimeout + 5)
         while Date() < deadline {
             var busy = 0
             for worker in workers { busy += try await worker.call { $0.pagesBusy } }
@@ -342,16 +347,20 @@ public final class LoadRunner: Sendable {
                 case .idle: latencyOf = "none"
                 case .reload: latencyOf = "reattach"
                 case .tabClose: latencyOf = "close-to-expiry"
+                case .suspend: latencyOf = "wake-to-proven"
+                case .flap: latencyOf = "cut-to-recovered"
+                case .storm: latencyOf = "drop-to-relogin"
                 }
                 var result = BehaviourResult(
                     population: spec.name, behaviour: behaviour.kind, attempts: tally.attempts, successes: tally.successes,
                     failures: tally.failures, latencyOf: latencyOf, latency: summary, errors: tally.errors, slo: verdicts,
                     passed: verdicts.allSatisfy(\.met)
                 )
-                if behaviour.kind == .reload, spec.chat != nil {
+                if [.reload, .suspend, .flap].contains(behaviour.kind), spec.chat != nil {
                     result.messagesWhileAway = tally.sentWhileAway
                     result.messagesWhileAwayDelivered = tally.deliveredAfterReturn
                 }
+                if behaviour.kind == .flap, spec.transport == .bosh { result.replayedAnswers = tally.replayed }
                 behaviours.append(result)
                 for (key, count) in tally.errors { errors[key, default: 0] += count }
             }

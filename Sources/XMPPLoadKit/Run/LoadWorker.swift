@@ -120,12 +120,15 @@ final class LoadWorker {
     /// Pages reload and close while this is on; turning it off drops what is only scheduled.
     func setBehavioursActive(_ active: Bool) {
         self.behavioursActive = active
-        if !active {
+        if active {
+            let now = NIODeadline.now().uptimeNanoseconds
+            for index in self.pageSessions { self.sessions[index].page.behavioursBegan(now: now) }
+        } else {
             for index in self.pageSessions { self.sessions[index].page.stop() }
         }
     }
 
-    /// Reloads and tab-close checks still under way.
+    /// Page events (reloads, suspensions, flaps, storms) and tab-close checks still under way.
     var pagesBusy: Int { self.pageSessions.count { !self.sessions[$0].isFinished && self.sessions[$0].page.isBusy } }
 
     var messagingPairCount: Int { self.chatGroups.reduce(0) { $0 + $1.pairs.count } }
@@ -169,11 +172,25 @@ final class LoadWorker {
 
     func sessionEstablished(_ session: LoadSession, loginNanos: UInt64) {
         self.stats.established += 1
-        self.sessionsUp += 1
+        self.sessionUp(session)
         self.stats.login.record(nanoseconds: loginNanos)
         self.stats.populations[session.population, default: PopulationTally()].established += 1
         self.stats.populations[session.population, default: PopulationTally()].login.record(nanoseconds: loginNanos)
         self.stats.lastEstablishedNanos = NIODeadline.now().uptimeNanoseconds
+    }
+
+    /// Counts the session as logged in (once), for the progress line and the loaded RSS.
+    func sessionUp(_ session: LoadSession) {
+        guard !session.isCountedUp else { return }
+        session.isCountedUp = true
+        self.sessionsUp += 1
+    }
+
+    /// The session is no longer logged in (finished, or dropped by a storm).
+    func sessionDown(_ session: LoadSession) {
+        guard session.isCountedUp else { return }
+        session.isCountedUp = false
+        self.sessionsUp -= 1
     }
 
     func sessionFailed(_ session: LoadSession, _ failure: ClientFailure) {
@@ -189,7 +206,7 @@ final class LoadWorker {
     }
 
     func sessionFinished(_ session: LoadSession, cleanly: Bool) {
-        if session.jid != nil { self.sessionsUp -= 1 }
+        self.sessionDown(session)
         if cleanly { self.stats.closedCleanly += 1 }
     }
 
@@ -198,21 +215,20 @@ final class LoadWorker {
     }
 
     func behaviourOutcome(_ outcome: PageLifecycleStateMachine.Outcome, by session: LoadSession) {
-        func key(_ kind: Behaviour.Kind) -> BehaviourKey { BehaviourKey(population: session.population, kind: kind) }
         switch outcome {
-        case .reloadSucceeded(let nanoseconds):
-            self.stats.behaviours[key(.reload), default: BehaviourTally()].successes += 1
-            self.stats.behaviours[key(.reload), default: BehaviourTally()].latency.record(nanoseconds: nanoseconds)
-        case .reloadFailed(let failure):
-            self.stats.recordBehaviourFailure(failure, key(.reload))
-        case .tabCloseExpired(let nanoseconds):
-            self.stats.behaviours[key(.tabClose), default: BehaviourTally()].successes += 1
-            self.stats.behaviours[key(.tabClose), default: BehaviourTally()].latency.record(nanoseconds: nanoseconds)
-        case .tabCloseFailed(let failure):
-            self.stats.recordBehaviourFailure(failure, key(.tabClose))
-        case .tabClosed:
-            self.stats.behaviours[key(.tabClose), default: BehaviourTally()].successes += 1
+        case .succeeded(let kind, let nanoseconds):
+            let key = BehaviourKey(population: session.population, kind: kind)
+            self.stats.behaviours[key, default: BehaviourTally()].successes += 1
+            if let nanoseconds { self.stats.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nanoseconds) }
+        case .failed(let kind, let failure):
+            self.stats.recordBehaviourFailure(failure, BehaviourKey(population: session.population, kind: kind))
         }
+    }
+
+    /// A BOSH flap's request, sent again after the cut, got the very answer the server had
+    /// given on the cut connection (XEP-0124 §14.3).
+    func flapAnswerReplayed(by session: LoadSession) {
+        self.stats.behaviours[BehaviourKey(population: session.population, kind: .flap), default: BehaviourTally()].replayed += 1
     }
 
     func recordPhase(_ phase: XMPPLoginStateMachine.Phase, nanoseconds: UInt64) {
@@ -296,7 +312,9 @@ final class LoadWorker {
             }
             skipped = 0
             let sequence = self.stats.recordSend(population: sender.population)
-            if !receiver.page.isPresent { self.stats.recordSentWhileAway(sequence, population: receiver.population) }
+            if let away = receiver.page.awayFor {
+                self.stats.recordSentWhileAway(sequence, BehaviourKey(population: receiver.population, kind: away))
+            }
             sender.sendStanza(self.message(to: peer, sequence: sequence, nowNanos: nowNanos, padding: self.chatGroups[group].padding))
             sent += 1
         }

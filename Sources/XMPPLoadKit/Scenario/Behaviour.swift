@@ -13,12 +13,28 @@ public enum Behaviour: Sendable, Codable, Hashable {
     /// The tab is closed `after` ± `jitter` seconds after login, without terminate or
     /// `<close/>`: the connection manager (BOSH) or the server (XEP-0198) must time it out.
     case tabClose(TabClose)
+    /// The laptop sleeps every `every` ± `jitter` seconds for `seconds`: nothing read, nothing
+    /// sent. BOSH may announce it first with `pause` (XEP-0124 §10). On waking, a ping must be
+    /// answered (WebSocket: or the XEP-0198 session resumed, if the connection died); messages
+    /// sent to the user meanwhile must still arrive.
+    case suspend(Suspend)
+    /// Every `every` ± `jitter` seconds the network cuts the connection carrying what is in
+    /// flight, after it went unread for `unread` seconds (so the server may have answered on
+    /// it). BOSH sends that request again, same rid and bytes, and must get the answer the
+    /// server had given (XEP-0124 §14.3); WebSocket reconnects and resumes (XEP-0198).
+    case flap(Flap)
+    /// `at` seconds into the behaviour phase every session of the population drops at once (a
+    /// node restart) and logs in anew within `within` seconds, each at a random moment.
+    case storm(Storm)
 
     public enum Kind: String, Sendable, Codable, Hashable, CaseIterable, Comparable {
         case chat
         case idle
         case reload
         case tabClose = "tab-close"
+        case suspend
+        case flap
+        case storm
 
         public static func < (lhs: Kind, rhs: Kind) -> Bool {
             Self.allCases.firstIndex(of: lhs)! < Self.allCases.firstIndex(of: rhs)!
@@ -86,12 +102,65 @@ public enum Behaviour: Sendable, Codable, Hashable {
         }
     }
 
+    public struct Suspend: Sendable, Codable, Hashable {
+        /// Seconds between one login (or wake-up) and the next suspension.
+        public var every: Double
+        public var jitter: Double
+        /// Seconds asleep.
+        public var seconds: Double
+        /// BOSH: send `pause` first (XEP-0124 §10), for `seconds` + 2 so the page is back within
+        /// what it announced; the server must offer a `maxpause` at least that long.
+        public var announce: Bool
+        public var slo: ServiceLevelObjective
+
+        public init(every: Double, jitter: Double = 0, seconds: Double, announce: Bool = false, slo: ServiceLevelObjective = .init()) {
+            self.every = every
+            self.jitter = jitter
+            self.seconds = seconds
+            self.announce = announce
+            self.slo = slo
+        }
+    }
+
+    public struct Flap: Sendable, Codable, Hashable {
+        /// Seconds between one login (or recovery) and the next cut.
+        public var every: Double
+        public var jitter: Double
+        /// Seconds the connection goes unread before it is cut.
+        public var unread: Double
+        public var slo: ServiceLevelObjective
+
+        public init(every: Double, jitter: Double = 0, unread: Double = 0.5, slo: ServiceLevelObjective = .init()) {
+            self.every = every
+            self.jitter = jitter
+            self.unread = unread
+            self.slo = slo
+        }
+    }
+
+    public struct Storm: Sendable, Codable, Hashable {
+        /// Seconds after the behaviour phase began.
+        public var at: Double
+        /// Each session logs in again at a uniformly random moment within this many seconds.
+        public var within: Double
+        public var slo: ServiceLevelObjective
+
+        public init(at: Double, within: Double = 0, slo: ServiceLevelObjective = .init()) {
+            self.at = at
+            self.within = within
+            self.slo = slo
+        }
+    }
+
     public var kind: Kind {
         switch self {
         case .chat: .chat
         case .idle: .idle
         case .reload: .reload
         case .tabClose: .tabClose
+        case .suspend: .suspend
+        case .flap: .flap
+        case .storm: .storm
         }
     }
 
@@ -101,6 +170,9 @@ public enum Behaviour: Sendable, Codable, Hashable {
         case .idle(let idle): idle.slo
         case .reload(let reload): reload.slo
         case .tabClose(let tabClose): tabClose.slo
+        case .suspend(let suspend): suspend.slo
+        case .flap(let flap): flap.slo
+        case .storm(let storm): storm.slo
         }
     }
 }

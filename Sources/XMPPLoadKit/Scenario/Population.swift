@@ -43,6 +43,26 @@ public struct Population: Sendable, Codable, Hashable {
         return nil
     }
 
+    public var suspend: Behaviour.Suspend? {
+        for case .suspend(let suspend) in self.behaviours { return suspend }
+        return nil
+    }
+
+    public var flap: Behaviour.Flap? {
+        for case .flap(let flap) in self.behaviours { return flap }
+        return nil
+    }
+
+    public var storm: Behaviour.Storm? {
+        for case .storm(let storm) in self.behaviours { return storm }
+        return nil
+    }
+
+    /// The page behaviours (everything but chat and idle), which `PageLifecycleStateMachine` drives.
+    public var hasPageBehaviour: Bool {
+        self.behaviours.contains { ![.chat, .idle].contains($0.kind) }
+    }
+
     /// Checks the population on its own; each problem names its key relative to the population.
     func problems() -> [(key: String, message: String)] {
         var problems: [(String, String)] = []
@@ -53,7 +73,7 @@ public struct Population: Sendable, Codable, Hashable {
         case (.bosh, .http), (.websocket, .ws), (.tcp, .tcp): break
         default: problems.append(("url", "transport \(self.transport.rawValue) does not go with a \(self.endpoint.scheme.rawValue):// endpoint"))
         }
-        if self.behaviours.isEmpty { problems.append(("behaviours", "list at least one (chat, idle, reload, tab-close)")) }
+        if self.behaviours.isEmpty { problems.append(("behaviours", "list at least one (\(Behaviour.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")) }
         let kinds = self.behaviours.map(\.kind)
         for kind in Set(kinds) where kinds.count(where: { $0 == kind }) > 1 {
             problems.append(("behaviours", "\(kind.rawValue) is listed twice"))
@@ -63,8 +83,11 @@ public struct Population: Sendable, Codable, Hashable {
         if set.contains(.tabClose), !set.isSubset(of: [.tabClose, .idle]) {
             problems.append(("behaviours", "tab-close goes only with idle: a closed tab takes no further part (put it in a population of its own)"))
         }
+        if set.contains(.storm), !set.isSubset(of: [.storm, .idle]) {
+            problems.append(("behaviours", "storm goes only with idle: messages to a session that drops without resumption are lost by design (put it in a population of its own)"))
+        }
         if self.transport == .tcp {
-            for kind in [Behaviour.Kind.reload, .tabClose] where set.contains(kind) {
+            for kind in [Behaviour.Kind.reload, .tabClose, .suspend, .flap] where set.contains(kind) {
                 problems.append(("behaviours", "\(kind.rawValue) is a browser behaviour: it needs transport bosh or websocket"))
             }
         }
@@ -78,17 +101,33 @@ public struct Population: Sendable, Codable, Hashable {
             case .idle:
                 break
             case .reload(let reload):
-                if !(reload.every > 0) { problems.append(("\(key).every", "must be positive")) }
-                if !(reload.jitter >= 0) || !(reload.jitter < reload.every) { problems.append(("\(key).jitter", "must be at least 0 and less than every")) }
+                problems += Self.everyProblems(reload.every, reload.jitter, key: key)
                 if !(reload.gap >= 0) { problems.append(("\(key).gap", "must not be negative")) }
             case .tabClose(let tabClose):
                 if !(tabClose.after >= 0) { problems.append(("\(key).after", "must not be negative")) }
                 if !(tabClose.jitter >= 0) { problems.append(("\(key).jitter", "must not be negative")) }
                 if !(tabClose.grace >= 0) { problems.append(("\(key).grace", "must not be negative")) }
+            case .suspend(let suspend):
+                problems += Self.everyProblems(suspend.every, suspend.jitter, key: key)
+                if !(suspend.seconds > 0) { problems.append(("\(key).seconds", "must be positive")) }
+                if suspend.announce, self.transport != .bosh { problems.append(("\(key).announce", "is BOSH's pause (XEP-0124 §10): needs transport bosh")) }
+            case .flap(let flap):
+                problems += Self.everyProblems(flap.every, flap.jitter, key: key)
+                if !(flap.unread >= 0) { problems.append(("\(key).unread", "must not be negative")) }
+            case .storm(let storm):
+                if !(storm.at >= 0) { problems.append(("\(key).at", "must not be negative")) }
+                if !(storm.within >= 0) { problems.append(("\(key).within", "must not be negative")) }
             }
             problems += Self.sloProblems(behaviour.slo).map { ("\(key).slo.\($0.key)", $0.message) }
         }
         problems += Self.sloProblems(self.slo).map { ("slo.\($0.key)", $0.message) }
+        return problems
+    }
+
+    static func everyProblems(_ every: Double, _ jitter: Double, key: String) -> [(key: String, message: String)] {
+        var problems: [(String, String)] = []
+        if !(every > 0) { problems.append(("\(key).every", "must be positive")) }
+        if !(jitter >= 0) || !(jitter < every) { problems.append(("\(key).jitter", "must be at least 0 and less than every")) }
         return problems
     }
 

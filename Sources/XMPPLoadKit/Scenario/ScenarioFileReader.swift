@@ -139,7 +139,7 @@ struct ScenarioFileReader {
         guard let endpoint = try keys["url"].map(self.endpoint) ?? defaults.endpoint else {
             throw self.error(node, "url: missing (here or at the top)")
         }
-        guard let behavioursNode = keys["behaviours"] else { throw self.error(node, "behaviours: missing (list at least one: chat, idle, reload, tab-close)") }
+        guard let behavioursNode = keys["behaviours"] else { throw self.error(node, "behaviours: missing (list at least one: \(Self.behaviourNames))") }
         let behaviours = try self.behaviours(behavioursNode)
         let sessions: Int
         switch (keys["sessions"], keys["share"]) {
@@ -202,7 +202,7 @@ struct ScenarioFileReader {
     /// parameters (`- reload: {every: 30}`).
     func behaviours(_ node: ScenarioNode) throws -> [Behaviour] {
         guard case .sequence(let sequence) = node.node, !sequence.isEmpty else {
-            throw self.error(node, "must be a list of at least one behaviour (chat, idle, reload, tab-close)")
+            throw self.error(node, "must be a list of at least one behaviour (\(Self.behaviourNames))")
         }
         var behaviours: [Behaviour] = []
         for (index, item) in sequence.enumerated() {
@@ -263,10 +263,37 @@ struct ScenarioFileReader {
                     slo: try keys["slo"].map(self.slo) ?? .init()
                 )
             )
+        case "suspend":
+            let keys = try keys(["every", "jitter", "seconds", "announce", "slo"])
+            return .suspend(
+                .init(
+                    every: try self.required(keys, "every", in: at, self.double), jitter: try keys["jitter"].map(self.double) ?? 0,
+                    seconds: try self.required(keys, "seconds", in: at, self.double), announce: try keys["announce"].map(self.bool) ?? false,
+                    slo: try keys["slo"].map(self.slo) ?? .init()
+                )
+            )
+        case "flap":
+            let keys = try keys(["every", "jitter", "unread", "slo"])
+            return .flap(
+                .init(
+                    every: try self.required(keys, "every", in: at, self.double), jitter: try keys["jitter"].map(self.double) ?? 0,
+                    unread: try keys["unread"].map(self.double) ?? 0.5, slo: try keys["slo"].map(self.slo) ?? .init()
+                )
+            )
+        case "storm":
+            let keys = try keys(["at", "within", "slo"])
+            return .storm(
+                .init(
+                    at: try self.required(keys, "at", in: at, self.double), within: try keys["within"].map(self.double) ?? 0,
+                    slo: try keys["slo"].map(self.slo) ?? .init()
+                )
+            )
         default:
-            throw self.error(node, "unknown behaviour '\(name)' (expected one of: chat, idle, reload, tab-close)")
+            throw self.error(node, "unknown behaviour '\(name)' (expected one of: \(Self.behaviourNames))")
         }
     }
+
+    static let behaviourNames = Behaviour.Kind.allCases.map(\.rawValue).joined(separator: ", ")
 
     func slo(_ node: ScenarioNode) throws -> ServiceLevelObjective {
         let keys = try self.mapping(node, allowed: ["p50-ms", "p99-ms", "min-success", "max-failures"])
