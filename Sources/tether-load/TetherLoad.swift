@@ -103,6 +103,20 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "PID of the server behind the measured one (e.g. the XMPP server behind Tether), to read its CPU time per step too.")
     var upstreamPid: Int32?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Run part K of N of the load (every Nth pair and session of each population, from the Kth on), for runs spread over N machines; merge the results with 'tether-load merge'.",
+            valueName: "K/N"))
+    var part: String?
+
+    @Option(
+        name: .customLong("start-at"),
+        help: ArgumentHelp(
+            "Begin the arrivals at this Unix time (seconds), so that the parts of a distributed run start together; an error if it has passed by more than 1 s once the sessions are set up.",
+            valueName: "unix-time"))
+    var startAt: Double?
+
     @Option(name: .long, help: ArgumentHelp("Write the JSON result here.", valueName: "path"))
     var json: String?
 
@@ -142,6 +156,8 @@ struct Run: AsyncParsableCommand {
         options.threads = self.threads
         options.serverPID = self.serverPid
         options.upstreamPID = self.upstreamPid
+        options.part = self.part
+        options.startAt = self.startAt
         return options
     }
 

@@ -90,3 +90,95 @@ struct LoadGeneratorTests {
         }
     }
 }
+
+/// A distributed run with the `tether-load` binary: two generators started side by side with
+/// `--part 1/2` and `--part 2/2` and one `--start-at`, through Tether in front of Prosody, and
+/// `tether-load merge` of their results.
+@Suite("Load generator: a run in two parts, merged", .timeLimit(.minutes(2)))
+struct LoadPartsTests {
+    static var binary: String {
+        URL(fileURLWithPath: CommandLineTests.binary).deletingLastPathComponent().appendingPathComponent("tether-load").path
+    }
+
+    @Test("two parts start together, take disjoint users, and merge into the whole run's counts")
+    func twoParts() async throws {
+        let users = (1...8).map { "user\($0)" }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-load-parts-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts(users, password: "secret")
+            let scenario = directory.appendingPathComponent("chat.yaml").path
+            try """
+            url: \(tether.boshURL)
+            transport: bosh
+            password: secret
+            duration: 3
+            drain: 10
+            bosh-wait: 10
+            populations:
+              - name: pairs
+                sessions: 6
+                arrival: {process: constant, rate: 20}
+                behaviours: [{chat: {rate: 30}}]
+              - name: lurkers
+                sessions: 2
+                arrival: {process: constant, rate: 20, start: 0.5}
+                behaviours: [idle]
+            """.write(toFile: scenario, atomically: true, encoding: .utf8)
+            let startAt = Int(Date().timeIntervalSince1970) + 5
+            var children: [ChildProcess] = []
+            for part in 1...2 {
+                let json = directory.appendingPathComponent("part\(part).json").path
+                children.append(
+                    try ChildProcess.spawn(
+                        Self.binary, ["run", "--scenario", scenario, "--part", "\(part)/2", "--start-at", "\(startAt)", "--json", json],
+                        stdout: directory.appendingPathComponent("part\(part).out").path,
+                        stderr: directory.appendingPathComponent("part\(part).err").path
+                    ))
+            }
+            for (index, child) in children.enumerated() {
+                let status = await child.wait(timeout: .seconds(60))
+                if status == nil { await child.stop() }
+                let errors = (try? String(contentsOfFile: directory.appendingPathComponent("part\(index + 1).err").path, encoding: .utf8)) ?? ""
+                #expect(status == 0, "part \(index + 1): \(errors)")
+            }
+            let decoder = JSONDecoder()
+            let parts = try (1...2).map { part in
+                try decoder.decode(LoadResult.self, from: Data(contentsOf: directory.appendingPathComponent("part\(part).json")))
+            }
+            // Each part ran its half: pairs 0 and 2, or pair 1, and one lurker.
+            #expect(parts.map(\.sessions.established) == [5, 3])
+            #expect(parts.map { $0.scenario.part } == [LoadPart(index: 1, count: 2), LoadPart(index: 2, count: 2)])
+            // They began at the time given, not when each process happened to be ready.
+            let format = ISO8601DateFormatter()
+            for part in parts {
+                let began = try #require(format.date(from: part.startedAt)).timeIntervalSince1970
+                #expect(abs(began - Double(startAt)) <= 1.5, "\(part.startedAt)")
+            }
+            // Disjoint users: eight different accounts logged in, none twice.
+            let log = try String(contentsOfFile: prosody.logPath, encoding: .utf8)
+            let logins = log.split(separator: "\n").filter { $0.contains("Authenticated as") }.compactMap { line in
+                line.split(separator: " ").last { $0.hasSuffix("@localhost") }
+            }
+            #expect(logins.count == 8 && Set(logins).count == 8, "\(logins)")
+
+            let merged = directory.appendingPathComponent("merged.json").path
+            let status = try await ChildProcess.run(
+                Self.binary, ["merge", directory.appendingPathComponent("part1.json").path, directory.appendingPathComponent("part2.json").path, "--json", merged])
+            #expect(status == 0)
+            let whole = try decoder.decode(LoadResult.self, from: Data(contentsOf: URL(fileURLWithPath: merged)))
+            #expect(whole.mergedFrom == 2)
+            #expect(whole.scenario.part == nil)
+            #expect(whole.scenario.populations.map(\.sessions) == [6, 2])
+            #expect(whole.sessions.requested == 8 && whole.sessions.established == 8 && whole.sessions.closedCleanly == 8)
+            #expect(whole.messages.sent == parts[0].messages.sent + parts[1].messages.sent)
+            #expect(whole.messages.sent > 40 && whole.messages.delivered == whole.messages.sent && whole.messages.lost == 0)
+            #expect(whole.messages.latency.count == whole.messages.sent)
+            #expect(whole.passed)
+            // One part alone is not the load.
+            let alone = try await ChildProcess.run(Self.binary, ["merge", directory.appendingPathComponent("part2.json").path])
+            #expect(alone != 0)
+        }
+    }
+}

@@ -44,6 +44,7 @@ public enum ResultMerger {
 
     public static func merge(_ parts: [LoadResult]) throws -> LoadResult {
         guard var merged = parts.first else { throw Failure(description: "nothing to merge") }
+        try self.checkParts(parts.map(\.scenario.part))
         guard parts.count > 1 else { return merged }
         guard parts.allSatisfy({ $0.histograms != nil }) else { throw Failure(description: "a part has no histograms: it cannot be merged exactly") }
         var histograms = LoadResult.Histograms()
@@ -80,9 +81,31 @@ public enum ResultMerger {
                 total + (part.scenario.populations.first { $0.name == name }?.sessions ?? 0)
             }
         }
+        merged.scenario.part = nil
         merged.histograms = histograms
         merged.judge()
         return merged
+    }
+
+    /// Parts of a distributed run (`--part`) must be distinct parts of the same split, and all
+    /// of them: a part given twice would count its sessions twice, a missing one would leave
+    /// a hole the merged figures cannot show.
+    static func checkParts(_ parts: [LoadPart?]) throws {
+        let given = parts.compactMap { $0 }
+        guard !given.isEmpty else { return }
+        guard given.count == parts.count else { throw Failure(description: "some results are parts (--part) and some are not: they are not one load") }
+        let counts = Set(given.map(\.count))
+        guard counts.count == 1, let count = counts.first else {
+            throw Failure(description: "the parts are of different splits (\(given.map(\.description).joined(separator: ", ")))")
+        }
+        let indexes = given.map(\.index)
+        if let twice = Set(indexes).first(where: { index in indexes.count { $0 == index } > 1 }) {
+            throw Failure(description: "part \(twice)/\(count) is given twice")
+        }
+        let missing = (1...count).filter { !indexes.contains($0) }
+        guard missing.isEmpty else {
+            throw Failure(description: "part\(missing.count > 1 ? "s" : "") \(missing.map { "\($0)/\(count)" }.joined(separator: ", ")) missing")
+        }
     }
 
     private static func sessions(_ parts: [LoadResult.Sessions], _ histograms: LoadResult.Histograms) -> LoadResult.Sessions {

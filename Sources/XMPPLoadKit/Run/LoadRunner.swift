@@ -77,6 +77,13 @@ public final class LoadRunner: Sendable {
             workers.append(Worker(loop: loop, bound: bound))
         }
 
+        // The parts of a distributed run begin together (the run's clock starts then too, so their timelines line up).
+        if let startAt = scenario.startAt {
+            let wait = startAt - Date().timeIntervalSince1970
+            guard wait > -1 else { throw LoadRunnerError.startPassed(seconds: -wait) }
+            if wait > 0 { try await Task.sleep(for: .nanoseconds(Int64(wait * 1e9))) }
+        }
+
         var clock = RunClock(scenario: scenario, workers: workers.count)
         let startedAt = ISO8601DateFormatter().string(from: Date())
         // Baseline of each loop thread's CPU time.
@@ -321,13 +328,14 @@ public final class LoadRunner: Sendable {
         for (index, spec) in scenario.populations.enumerated() {
             var tally = populationTallies[index] ?? PopulationTally()
             histograms.populations[spec.name] = tally.login
-            if tally.started < spec.sessions { tally.errors["not-started", default: 0] += spec.sessions - tally.started }
+            let requested = scenario.sessionsInPart(ofPopulation: index)
+            if tally.started < requested { tally.errors["not-started", default: 0] += requested - tally.started }
             let summary = tally.login.summary
-            let failures = UInt64(spec.sessions - tally.established)
-            let verdicts = spec.slo.verdicts(attempts: UInt64(spec.sessions), successes: UInt64(tally.established), failures: failures, latency: summary)
+            let failures = UInt64(requested - tally.established)
+            let verdicts = spec.slo.verdicts(attempts: UInt64(requested), successes: UInt64(tally.established), failures: failures, latency: summary)
             populations.append(
                 PopulationResult(
-                    name: spec.name, transport: spec.transport, endpoint: spec.endpoint.description, requested: spec.sessions, started: tally.started,
+                    name: spec.name, transport: spec.transport, endpoint: spec.endpoint.description, requested: requested, started: tally.started,
                     established: tally.established, failed: tally.failed, login: summary, errors: tally.errors, slo: verdicts,
                     passed: verdicts.allSatisfy(\.met)
                 )
@@ -371,7 +379,7 @@ public final class LoadRunner: Sendable {
             rampSeconds = Double(lastEstablished - firstStart) / 1e9
         }
         let sessions = LoadResult.Sessions(
-            requested: scenario.sessions, started: started, established: established, failed: failed, closedCleanly: closed,
+            requested: scenario.sessionsInPart, started: started, established: established, failed: failed, closedCleanly: closed,
             rampSeconds: rampSeconds, establishmentRate: rampSeconds > 0 ? Double(established) / rampSeconds : Double(established),
             login: login.summary, phases: Dictionary(uniqueKeysWithValues: phases.map { ($0.key.rawValue, $0.value.summary) })
         )
@@ -384,7 +392,7 @@ public final class LoadRunner: Sendable {
         var cpu = clock.cpuFigures
         if behind > 0, Double(behind) > 0.01 * Double(max(sent, 1)) { cpu.clientSaturated = true }
         var result = LoadResult(
-            scenario: scenario, startedAt: startedAt, sessions: sessions, messages: messages, steps: steps, kneeRate: knee,
+            scenario: scenario.asRunByPart, startedAt: startedAt, sessions: sessions, messages: messages, steps: steps, kneeRate: knee,
             errors: errors, retransmissions: retransmissions, cpu: cpu, server: clock.serverFigures, timeline: clock.timeline
         )
         result.otherErrors = otherErrors
@@ -410,7 +418,8 @@ public final class LoadRunner: Sendable {
     /// Spreads the sessions over the workers: each chat pair whole on one worker (so its
     /// accounting needs no locks), pairs and single sessions round-robin; each session's start
     /// offset from its population's arrival process; each worker's share of every chat
-    /// population's rate.
+    /// population's rate. With a part, only that part's pairs and sessions, at the offsets
+    /// they have in the whole scenario.
     static func assign(_ scenario: LoadScenario, workers: Int) -> ([LoadWorker.Assignment], [Double]) {
         var assignments = Array(repeating: LoadWorker.Assignment(), count: workers)
         var offsets = Array(repeating: 0.0, count: scenario.sessions)
@@ -426,7 +435,7 @@ public final class LoadRunner: Sendable {
             if let chat = spec.chat {
                 let pairs = spec.sessions / 2
                 var perWorker = Array(repeating: 0, count: workers)
-                for pair in 0..<pairs {
+                for pair in 0..<pairs where scenario.part?.owns(pair) ?? true {
                     let worker = nextPairWorker % workers
                     nextPairWorker += 1
                     assignments[worker].pairs.append((base + 2 * pair, base + 2 * pair + 1, population))
@@ -438,7 +447,7 @@ public final class LoadRunner: Sendable {
                         totalRate > 0 ? chat.rate / totalRate * here / Double(pairs) : here / Double(max(totalPairs, 1))
                 }
             } else {
-                for offset in 0..<spec.sessions {
+                for offset in 0..<spec.sessions where scenario.part?.owns(offset) ?? true {
                     assignments[nextSingleWorker % workers].singles.append((base + offset, population))
                     nextSingleWorker += 1
                 }
@@ -450,10 +459,13 @@ public final class LoadRunner: Sendable {
 
 public enum LoadRunnerError: Error, CustomStringConvertible {
     case invalidScenario([String])
+    case startPassed(seconds: Double)
 
     public var description: String {
         switch self {
         case .invalidScenario(let problems): return problems.joined(separator: "; ")
+        case .startPassed(let seconds):
+            return String(format: "--start-at was %.1f s ago when the sessions were ready: start the generators earlier, or give a later time", seconds)
         }
     }
 }
@@ -564,7 +576,7 @@ struct RunClock {
         )
         self.timeline.append(sample)
         let progress = LoadProgress(
-            second: sample.second, phase: phase, sessionsUp: up, sessionsWanted: self.scenario.sessions,
+            second: sample.second, phase: phase, sessionsUp: up, sessionsWanted: self.scenario.sessionsInPart,
             sentPerSecond: sample.sentPerSecond, deliveredPerSecond: sample.deliveredPerSecond, p99Milliseconds: summary.p99,
             errors: errors, inFlight: inFlight, clientCPUPercent: clientCPU
         )

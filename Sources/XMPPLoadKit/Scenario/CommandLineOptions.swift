@@ -3,7 +3,7 @@ import XMPPClientCore
 /// `tether-load run`'s options as given (nil: not on the command line), and how they become a
 /// `LoadScenario`: either from the flags alone (`LoadScenario.init(transport:…)`, the same model
 /// as a file) or from `--scenario FILE`, which only the flags that say nothing about the load
-/// itself (`--threads`, `--server-pid`, `--upstream-pid`) may accompany.
+/// itself (`--threads`, `--server-pid`, `--upstream-pid`, `--part`, `--start-at`) may accompany.
 public struct CommandLineOptions: Sendable, Hashable {
     public var scenarioFile: String?
     public var transport: String?
@@ -30,6 +30,10 @@ public struct CommandLineOptions: Sendable, Hashable {
     public var threads: Int?
     public var serverPID: Int32?
     public var upstreamPID: Int32?
+    /// `K/N`: this generator runs part K of N.
+    public var part: String?
+    /// Unix seconds at which arrivals begin.
+    public var startAt: Double?
 
     public init() {}
 
@@ -76,6 +80,11 @@ public struct CommandLineOptions: Sendable, Hashable {
         if let threads = self.threads { scenario.threads = threads }
         if let pid = self.serverPID { scenario.serverPID = pid }
         if let pid = self.upstreamPID { scenario.upstreamPID = pid }
+        if let text = self.part {
+            guard let part = LoadPart(text) else { throw CommandLineError("--part must be K/N (this generator runs part K of N), not '\(text)'") }
+            scenario.part = part
+        }
+        if let startAt = self.startAt { scenario.startAt = startAt }
         let problems = scenario.validate()
         guard problems.isEmpty else { throw CommandLineError(problems.joined(separator: "; ")) }
         return scenario

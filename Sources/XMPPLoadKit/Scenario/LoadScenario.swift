@@ -87,6 +87,11 @@ public struct LoadScenario: Sendable, Codable, Hashable {
     /// PID of the server behind the measured one (the XMPP server behind Tether), whose CPU per
     /// step is read alongside, if any.
     public var upstreamPID: Int32?
+    /// This generator runs one part of the scenario (`--part K/N`); nil: all of it.
+    public var part: LoadPart?
+    /// Arrivals begin at this wall-clock time (Unix seconds, `--start-at`), so that the parts
+    /// of a distributed run start together; nil: at once.
+    public var startAt: Double?
 
     public init(
         domain: String = "localhost",
@@ -211,6 +216,28 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         self.populations.prefix(index).reduce(0) { $0 + $1.sessions }
     }
 
+    /// Sessions of population `index` that this generator runs (all of them without a part).
+    public func sessionsInPart(ofPopulation index: Int) -> Int {
+        let population = self.populations[index]
+        guard let part = self.part else { return population.sessions }
+        if population.chat != nil { return 2 * part.share(of: population.sessions / 2) }
+        return part.share(of: population.sessions)
+    }
+
+    /// Sessions this generator runs.
+    public var sessionsInPart: Int {
+        self.populations.indices.reduce(0) { $0 + self.sessionsInPart(ofPopulation: $1) }
+    }
+
+    /// The scenario as this part ran it: each population with the sessions it had here. Parts
+    /// merged add up to the whole again.
+    public var asRunByPart: LoadScenario {
+        guard self.part != nil else { return self }
+        var scenario = self
+        for index in scenario.populations.indices { scenario.populations[index].sessions = self.sessionsInPart(ofPopulation: index) }
+        return scenario
+    }
+
     /// Checks the options; returns what is wrong, if anything, each naming its key.
     public func validate() -> [String] {
         var problems: [String] = []
@@ -231,6 +258,8 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         if self.threads < 1 { problems.append("threads: must be at least 1") }
         if self.boshWait < 1 { problems.append("bosh-wait: must be at least 1") }
         if !(self.loginTimeout > 0) { problems.append("login-timeout: must be positive") }
+        if let part = self.part { problems += part.problems }
+        if let startAt = self.startAt, !(startAt > 0) { problems.append("start-at: must be a Unix time in seconds") }
         if !self.userPattern.contains("%d") && self.sessions > 1 { problems.append("users: the user pattern needs %d when there is more than one session") }
         return problems
     }
