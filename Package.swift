@@ -164,6 +164,8 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 // Scenario files (YAML; JSON is YAML too).
                 .product(name: "Yams", package: "Yams"),
+                // Live figures for --metrics-listen.
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),

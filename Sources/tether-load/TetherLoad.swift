@@ -111,6 +111,13 @@ struct Run: AsyncParsableCommand {
     var part: String?
 
     @Option(
+        name: .customLong("metrics-listen"),
+        help: ArgumentHelp(
+            "Serve the generator's live figures at http://HOST:PORT/metrics (Prometheus text format) while the run lasts; port 0 picks one, printed on stderr.",
+            valueName: "host:port"))
+    var metricsListen: String?
+
+    @Option(
         name: .customLong("start-at"),
         help: ArgumentHelp(
             "Begin the arrivals at this Unix time (seconds), so that the parts of a distributed run start together; an error if it has passed by more than 1 s once the sessions are set up.",
@@ -178,16 +185,37 @@ struct Run: AsyncParsableCommand {
             await stub?.stop()
             throw ValidationError("\(error)")
         }
+        var metricsServer: MetricsServer?
+        let metrics = self.metricsListen == nil ? nil : LiveMetrics()
+        if let address = self.metricsListen, let metrics {
+            do {
+                let (host, port) = try parseHostPort(address)
+                let server = try await MetricsServer.start(host: host, port: port, metrics: metrics)
+                metricsServer = server
+                FileHandle.standardError.write(Data("metrics listening on \(host):\(server.port)\n".utf8))
+            } catch {
+                await stub?.stop()
+                throw ValidationError("--metrics-listen \(address): \(error)")
+            }
+        }
         let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
         let result: LoadResult
         do {
-            result = try await LoadRunner(scenario: scenario, progress: { progress.show($0) }).run()
+            result = try await LoadRunner(
+                scenario: scenario,
+                progress: {
+                    progress.show($0)
+                    metrics?.update($0)
+                }
+            ).run()
         } catch {
             progress.finish()
+            await metricsServer?.stop()
             await stub?.stop()
             throw error
         }
         progress.finish()
+        await metricsServer?.stop()
         await stub?.stop()
 
         try Self.report(result, json: self.json, html: self.html)

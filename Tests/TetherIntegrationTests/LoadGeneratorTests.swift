@@ -1,4 +1,7 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOHTTP1
 import Testing
 import TetherServer
 import XMPPLoadKit
@@ -180,5 +183,66 @@ struct LoadPartsTests {
             let alone = try await ChildProcess.run(Self.binary, ["merge", directory.appendingPathComponent("part2.json").path])
             #expect(alone != 0)
         }
+    }
+}
+
+/// `--metrics-listen`: the `tether-load` binary serves its live figures to a Prometheus scraper
+/// while the run lasts, and stops serving when it ends.
+@Suite("Load generator: live metrics", .timeLimit(.minutes(2)))
+struct LoadMetricsTests {
+    @Test("while a run against the upstream stub lasts, /metrics shows its sessions and its growing counters; other paths are 404")
+    func scrape() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-load-metrics-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let stderr = directory.appendingPathComponent("err").path
+        let child = try ChildProcess.spawn(
+            LoadPartsTests.binary,
+            [
+                "run", "--upstream-stub", "--transport", "tcp", "--sessions", "6", "--message-rate", "60",
+                "--duration", "6", "--metrics-listen", "127.0.0.1:0",
+            ],
+            stdout: directory.appendingPathComponent("out").path, stderr: stderr
+        )
+        var port: Int?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while port == nil, ContinuousClock.now < deadline, child.isRunning {
+            let printed = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
+            port = printed.split(separator: "\n").first { $0.hasPrefix("metrics listening on ") }.flatMap { line in
+                line.lastIndex(of: ":").flatMap { Int(line[line.index(after: $0)...]) }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let metricsPort = try #require(port, "no metrics port printed: \((try? String(contentsOfFile: stderr, encoding: .utf8)) ?? "")")
+        func value(_ name: String, in text: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        var scraped = ""
+        var sentSeen: [Double] = []
+        let scrapeDeadline = ContinuousClock.now + .seconds(30)
+        while sentSeen.count < 2 || sentSeen.last == sentSeen.first, ContinuousClock.now < scrapeDeadline, child.isRunning {
+            let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(metricsPort)/metrics"), timeout: .seconds(10))
+            if let response, response.status == .ok {
+                scraped = String(buffer: try await response.body.collect(upTo: 1 << 20))
+                if value("tether_load_sessions_up", in: scraped) == 6, let sent = value("tether_load_messages_sent_total", in: scraped), sent > 0 {
+                    sentSeen.append(sent)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        // All six sessions up, and the sent counter grew between two scrapes.
+        #expect(sentSeen.count >= 2 && sentSeen.last! > sentSeen.first!, "\(scraped)")
+        #expect(value("tether_load_sessions_wanted", in: scraped) == 6)
+        #expect(scraped.contains("tether_load_phase{phase=\"messages\"} 1"))
+        #expect(scraped.contains("tether_load_behaviour_attempts_total{population=\"chat\",behaviour=\"chat\"}"))
+        #expect(scraped.contains("# TYPE tether_load_messages_delivered_total counter"))
+        let other = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(metricsPort)/"), timeout: .seconds(10))
+        #expect(other.status == .notFound)
+        let status = await child.wait(timeout: .seconds(60))
+        if status == nil { await child.stop() }
+        #expect(status == 0)
+        // Gone with the run.
+        let after = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(metricsPort)/metrics"), timeout: .seconds(5))
+        #expect(after == nil)
     }
 }

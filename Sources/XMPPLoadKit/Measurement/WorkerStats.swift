@@ -105,7 +105,8 @@ struct WorkerStats {
             totalDelivered: self.ledger.delivered,
             inFlight: self.ledger.inFlight,
             errorCount: self.errorTotal,
-            threadCPUSeconds: threadCPUSeconds
+            threadCPUSeconds: threadCPUSeconds,
+            behaviours: self.behaviours.mapValues { BehaviourCounts(attempts: $0.attempts, successes: $0.successes, failures: $0.failures) }
         )
         self.intervalSent = 0
         self.intervalDelivered = 0
@@ -128,6 +129,8 @@ struct WorkerSample: Sendable {
     var inFlight: UInt64
     var errorCount: Int
     var threadCPUSeconds: Double
+    /// Running counts of each behaviour (chat's failures are only known at the end).
+    var behaviours: [BehaviourKey: BehaviourCounts]
 }
 
 /// A worker's figures at the end of a message step.

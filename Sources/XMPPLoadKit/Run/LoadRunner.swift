@@ -15,6 +15,17 @@ public struct LoadProgress: Sendable {
     public var errors: Int
     public var inFlight: UInt64
     public var clientCPUPercent: Double
+    /// Running totals since the run began.
+    public var started = 0
+    public var established = 0
+    public var failed = 0
+    public var totalSent: UInt64 = 0
+    public var totalDelivered: UInt64 = 0
+    public var p50Milliseconds = 0.0
+    /// Each behaviour's running counts, by population name and behaviour.
+    public var behaviours: [LiveBehaviourKey: BehaviourCounts] = [:]
+    /// The part this generator runs, if any.
+    public var part: LoadPart?
 
     /// `  12s  ramp-up  sessions 180/200  msg/s 1990 sent 1988 recv  p99 3.1 ms  errors 0  cpu 34%`
     public var line: String {
@@ -539,7 +550,17 @@ struct RunClock {
         var errors = 0
         var inFlight: UInt64 = 0
         var clientCPU = 0.0
+        var totals = (started: 0, established: 0, failed: 0, sent: UInt64(0), delivered: UInt64(0))
+        var behaviours: [LiveBehaviourKey: BehaviourCounts] = [:]
         for (index, sample) in samples.enumerated() {
+            totals.started += sample.started
+            totals.established += sample.established
+            totals.failed += sample.failed
+            totals.sent += sample.totalSent
+            totals.delivered += sample.totalDelivered
+            for (key, counts) in sample.behaviours {
+                behaviours[LiveBehaviourKey(population: self.scenario.populations[key.population].name, behaviour: key.kind), default: .init()].add(counts)
+            }
             sent += sample.sent
             delivered += sample.delivered
             latency.add(sample.latency)
@@ -578,7 +599,9 @@ struct RunClock {
         let progress = LoadProgress(
             second: sample.second, phase: phase, sessionsUp: up, sessionsWanted: self.scenario.sessionsInPart,
             sentPerSecond: sample.sentPerSecond, deliveredPerSecond: sample.deliveredPerSecond, p99Milliseconds: summary.p99,
-            errors: errors, inFlight: inFlight, clientCPUPercent: clientCPU
+            errors: errors, inFlight: inFlight, clientCPUPercent: clientCPU, started: totals.started, established: totals.established,
+            failed: totals.failed, totalSent: totals.sent, totalDelivered: totals.delivered, p50Milliseconds: summary.p50,
+            behaviours: behaviours, part: self.scenario.part
         )
         return (sample, progress)
     }
