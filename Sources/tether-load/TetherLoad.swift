@@ -11,7 +11,7 @@ struct TetherLoad: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tether-load",
         abstract: "A load generator for XMPP clients over BOSH, WebSocket or plain TCP.",
-        subcommands: [Run.self, Merge.self, Stub.self]
+        subcommands: [Run.self, Merge.self, Provision.self, Stub.self]
     )
 }
 
@@ -236,6 +236,42 @@ extension Run {
         if !result.passed {
             throw ExitCode(1)
         }
+    }
+}
+
+struct Provision: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create the users and rosters a scenario needs in a private Prosody's data directory.",
+        discussion: """
+            Writes every user's account (password from the scenario's pattern) and, for presence \
+            populations, mutual rosters (subscription both) as Prosody's internal storage files \
+            (storage = "internal", authentication = "internal_plain"). Rooms need nothing: the first \
+            occupant creates each. Run it before the load, against a Prosody of your own: it \
+            overwrites those users' accounts and rosters.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The scenario file.", valueName: "path"))
+    var scenario: String
+
+    @Option(name: .customLong("prosody-data"), help: ArgumentHelp("Prosody's data_path.", valueName: "directory"))
+    var prosodyData: String
+
+    func run() async throws {
+        let scenario: LoadScenario
+        do {
+            scenario = try ScenarioFile.load(path: self.scenario)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let problems = scenario.validate()
+        guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: self.prosodyData, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("--prosody-data \(self.prosodyData): not a directory")
+        }
+        let summary = try ProsodyProvisioner(scenario: scenario).write(to: self.prosodyData)
+        print("\(self.prosodyData) (\(scenario.domain)):\n\(summary)")
     }
 }
 

@@ -332,6 +332,81 @@ struct LoadPageEventTests {
     }
 }
 
+/// Fan-out through Tether in front of a real Prosody: group chat (XEP-0045) where every occupant
+/// gets every room message, and presence changes that reach every contact of rosters
+/// provisioned with `tether-load provision`.
+@Suite("Load generator fan-out through Tether and Prosody", .serialized, .timeLimit(.minutes(2)))
+struct LoadFanoutTests {
+    @Test("muc over BOSH: two rooms of four; deliveries equal occupants × messages, none lost, none twice")
+    func muc() async throws {
+        var options = ProsodyServer.Options()
+        options.muc = true
+        try await withProsodyAndTether(prosody: options, users: []) { prosody, tether, _ in
+            try prosody.writeAccounts((1...8).map { "user\($0)" }, password: "secret")
+            let scenario = LoadScenario(
+                userPattern: "user%d", passwordPattern: "secret",
+                populations: [
+                    Population(
+                        name: "rooms", transport: .bosh, endpoint: Endpoint(tether.boshURL)!, sessions: 8, arrival: .constant(rate: 20, start: 0),
+                        behaviours: [.muc(.init(roomSize: 4, rate: 5))]
+                    )
+                ],
+                duration: 4, drainSeconds: 15, boshWait: 10, boshRequestTimeout: 20, loginTimeout: 20
+            )
+            let result = try await LoadRunner(scenario: scenario).run()
+            let muc = try #require(result.behaviours.first { $0.behaviour == .muc })
+            let sent = try #require(muc.stanzasSent)
+            // Five a second in each of two rooms for four seconds (less whatever the first tick missed).
+            #expect(sent >= 30)
+            #expect(muc.attempts == sent * 4)
+            #expect(muc.successes == muc.attempts && muc.failures == 0, "\(muc.errors)")
+            #expect(muc.latency.count == muc.successes)
+            #expect(result.sessions.established == 8 && result.sessions.closedCleanly == 8)
+            #expect(result.errors.isEmpty, "\(result.errors)")
+            #expect(result.passed)
+        }
+    }
+
+    @Test("presence over WebSocket: rosters of three contacts provisioned by tether-load provision; every change reaches every contact")
+    func presence() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-load-presence-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            let file = directory.appendingPathComponent("presence.yaml").path
+            try """
+            url: ws://127.0.0.1:\(tether.port)/xmpp-websocket
+            transport: websocket
+            password: pw%d
+            duration: 4
+            drain: 15
+            populations:
+              - name: office
+                sessions: 8
+                arrival: {process: constant, rate: 20}
+                behaviours: [{presence: {contacts: 3, every: 1, jitter: 0.2}}]
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+            let output = directory.appendingPathComponent("provision.out").path
+            let child = try ChildProcess.spawn(
+                LoadPartsTests.binary, ["provision", "--scenario", file, "--prosody-data", prosody.dataPath], stdout: output,
+                stderr: directory.appendingPathComponent("provision.err").path)
+            #expect(await child.wait(timeout: .seconds(30)) == 0)
+            let said = try String(contentsOfFile: output, encoding: .utf8)
+            #expect(said.contains("8 accounts written") && said.contains("8 rosters written, 24 contacts in all"), "\(said)")
+            let result = try await LoadRunner(scenario: try ScenarioFile.load(path: file)).run()
+            let presence = try #require(result.behaviours.first { $0.behaviour == .presence })
+            let sent = try #require(presence.stanzasSent)
+            // About four changes per user, each for its three contacts.
+            #expect(sent >= 16)
+            #expect(presence.attempts == sent * 3)
+            #expect(presence.successes == presence.attempts && presence.failures == 0, "\(presence.errors)")
+            #expect(result.sessions.established == 8 && result.sessions.failed == 0)
+            #expect(result.errors.isEmpty, "\(result.errors)")
+            #expect(result.passed)
+        }
+    }
+}
+
 /// The reloading WebSocket pages and the BOSH closed tabs against Prosody's own endpoints (no
 /// Tether): the generator's accounting does not depend on the connection manager.
 @Suite("Load generator behaviours against Prosody's own endpoints", .serialized, .timeLimit(.minutes(2)))

@@ -136,7 +136,7 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
             case .suspend(let value): suspend = value
             case .flap(let value): flap = value
             case .storm(let value): storm = value
-            case .chat, .idle: break
+            case .chat, .idle, .presence, .muc: break
             }
         }
         self.init(reload: reload, tabClose: tabClose, suspend: suspend, flap: flap, storm: storm, seed: seed)

@@ -35,6 +35,17 @@ class LoadSession {
     var isCountedUp = false
     /// Logins so far: a storm's new login binds a resource of its own.
     private var logins = 1
+    /// The roster group or room this session belongs to (index on its worker, place within it).
+    var group: (index: Int, position: Int)?
+    /// Muc: the room's bare JID; whether this occupant is in; join attempts so far.
+    var room: String?
+    private(set) var inRoom = false
+    private var joinAttempts = 0
+    /// Presence: when this user next changes its presence, and how many times it has.
+    var presenceDueNanos: UInt64?
+    var presenceChanges = 0
+    /// This session's own generator (presence schedules), seeded by its index.
+    var random: SeededGenerator
     /// The id of the ping that proves the session after the page was away (a BOSH re-attach, a wake-up).
     private var proofPingID: String?
     /// The id of the ping that shows the server took everything sent before it (a reload's quiet-down).
@@ -54,6 +65,7 @@ class LoadSession {
             mechanisms: [self.spec.saslMechanism]
         )
         self.page = PageLifecycleStateMachine(behaviours: self.spec.behaviours, seed: UInt64(index) &* 0x9E37_79B9 &+ 7)
+        self.random = SeededGenerator(seed: UInt64(index) &* 0x2545_F491 &+ 3)
     }
 
     var eventLoop: any EventLoop { self.worker.eventLoop }
@@ -135,7 +147,15 @@ class LoadSession {
         }
         if self.machine.isEstablished {
             if name.localName == "message" {
-                self.worker.messageReceived(element.bytes, by: self)
+                if self.room != nil, StanzaScanner.attribute("type", in: element.bytes) == "groupchat" {
+                    self.worker.fanoutReceived(element.bytes, kind: .muc, by: self)
+                } else {
+                    self.worker.messageReceived(element.bytes, by: self)
+                }
+                return
+            }
+            if name.localName == "presence", self.group != nil {
+                self.groupPresence(element.bytes)
                 return
             }
             if name.localName == "iq", let id = self.quietPingID, StanzaScanner.attribute("id", in: element.bytes) == id {
@@ -178,6 +198,52 @@ class LoadSession {
         default:
             break
         }
+    }
+
+    // MARK: rosters and rooms
+
+    /// XEP-0045 §7.2: enter the room, with no history (only this run's messages count).
+    private func joinRoom() {
+        guard let room = self.room, let nick = self.jid?.split(separator: "@").first else { return }
+        self.joinAttempts += 1
+        self.sendStanza(
+            ByteBuffer(
+                string: "<presence xmlns='jabber:client' to='\(XMLEscaping.escapeAttribute(room))/\(XMLEscaping.escapeAttribute(String(nick)))'>"
+                    + "<x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"))
+    }
+
+    /// A presence while in a roster group or a room: a contact's change (counted), or the room's
+    /// answer to joining.
+    private func groupPresence(_ bytes: ByteBuffer) {
+        let from = StanzaScanner.attribute("from", in: bytes) ?? ""
+        guard let room = self.room else {
+            // A contact's presence change; the server's copy of one's own is not a contact's.
+            if from != self.jid, StanzaScanner.attribute("type", in: bytes) == nil { self.worker.fanoutReceived(bytes, kind: .presence, by: self) }
+            return
+        }
+        guard !self.inRoom, from.hasPrefix(room + "/") else { return }
+        let text = String(buffer: bytes)
+        if StanzaScanner.attribute("type", in: bytes) == "error" {
+            // A room still locked by its creator (§10.1.2) refuses entry for a moment: try again.
+            guard self.joinAttempts < 40 else {
+                self.worker.stats.recordBehaviourFailure(
+                    ClientFailure(.protocolViolation, "muc-join-refused"), BehaviourKey(population: self.population, kind: .muc))
+                return
+            }
+            let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
+            self.eventLoop.scheduleTask(in: .milliseconds(250)) { bound.value.joinRoom() }
+            return
+        }
+        guard text.contains("code='110'") || text.contains("code=\"110\"") else { return }
+        self.inRoom = true
+        if text.contains("code='201'") || text.contains("code=\"201\"") {
+            // A new room: accept the default configuration (an instant room, §10.1.2).
+            self.sendStanza(
+                ByteBuffer(
+                    string: "<iq xmlns='jabber:client' type='set' id='tl-room' to='\(XMLEscaping.escapeAttribute(room))'>"
+                        + "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"))
+        }
+        self.worker.mucJoined(self)
     }
 
     /// Sends a stanza of the established session (counted for XEP-0198 when it is on).
@@ -399,6 +465,7 @@ class LoadSession {
                 self.record(self.page.recovered(now: NIODeadline.now().uptimeNanoseconds))
             } else {
                 self.worker.sessionEstablished(self, loginNanos: NIODeadline.now().uptimeNanoseconds - self.startedAtNanos)
+                if self.room != nil { self.joinRoom() }
             }
             if self.usesStreamManagement {
                 self.send(ByteBuffer(string: StreamManagement.enable))

@@ -18,11 +18,14 @@ struct BehaviourTally: Sendable {
     /// Flap (BOSH): answers given on the cut connection that came again, byte for byte, for the
     /// request sent again.
     var replayed: UInt64 = 0
+    /// Presence, muc: stanzas sent (each expected by several receivers: the attempts).
+    var fanoutSent: UInt64 = 0
 
     mutating func add(_ other: BehaviourTally) {
         self.sentWhileAway += other.sentWhileAway
         self.deliveredAfterReturn += other.deliveredAfterReturn
         self.replayed += other.replayed
+        self.fanoutSent += other.fanoutSent
         self.attempts += other.attempts
         self.successes += other.successes
         self.failures += other.failures

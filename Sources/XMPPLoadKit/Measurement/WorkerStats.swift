@@ -3,6 +3,8 @@ import XMPPClientCore
 /// Everything one worker (one event loop) measures. Only touched on that loop; copied out in samples.
 struct WorkerStats {
     var ledger = MessageLedger()
+    /// Presence changes and room messages, each expected by several receivers.
+    var fanout = FanoutLedger()
     /// Delivery latency over the whole run, since the last sample, and since the step began.
     var latency = LatencyHistogram()
     var interval = LatencyHistogram()
@@ -74,6 +76,26 @@ struct WorkerStats {
             self.recordError(ClientFailure(.protocolViolation, "duplicate-message"))
         case .unknown:
             self.recordError(ClientFailure(.protocolViolation, "unknown-message"))
+        }
+    }
+
+    /// A presence change or room message goes out, to be received by `receivers`.
+    mutating func recordFanoutSend(receivers: Int, _ key: BehaviourKey) -> UInt64 {
+        self.behaviours[key, default: BehaviourTally()].attempts += UInt64(receivers)
+        self.behaviours[key, default: BehaviourTally()].fanoutSent += 1
+        return self.fanout.send(receivers: receivers)
+    }
+
+    /// One receiver got a presence change or room message.
+    mutating func recordFanoutDelivery(sequence: UInt64, sentAtNanos: UInt64, nowNanos: UInt64, _ key: BehaviourKey) {
+        switch self.fanout.deliver(sequence) {
+        case .expected:
+            self.behaviours[key, default: BehaviourTally()].successes += 1
+            self.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nowNanos >= sentAtNanos ? nowNanos - sentAtNanos : 0)
+        case .extra:
+            self.recordError(ClientFailure(.protocolViolation, "\(key.kind.rawValue)-extra-copy"))
+        case .unknown:
+            self.recordError(ClientFailure(.protocolViolation, "\(key.kind.rawValue)-unknown"))
         }
     }
 

@@ -29,18 +29,27 @@ public final class LiveMetrics: Sendable {
 
     public init() {
         let registry = self.registry
-        self.sessionsUp = registry.makeGauge(name: "tether_load_sessions_up", help: "Sessions logged in now.")
-        self.sessionsWanted = registry.makeGauge(name: "tether_load_sessions_wanted", help: "Sessions this generator runs.")
-        self.inFlight = registry.makeGauge(name: "tether_load_messages_in_flight", help: "Messages sent and not yet delivered.")
-        self.p50 = registry.makeGauge(name: "tether_load_delivery_p50_seconds", help: "Median delivery latency over the last second.")
-        self.p99 = registry.makeGauge(name: "tether_load_delivery_p99_seconds", help: "99th percentile delivery latency over the last second.")
-        self.clientCPU = registry.makeGauge(name: "tether_load_client_cpu_ratio", help: "CPU of the generator's event-loop threads over the last second (1 = one core).")
-        self.started = registry.makeCounter(name: "tether_load_sessions_started_total", help: "Sessions started.")
-        self.established = registry.makeCounter(name: "tether_load_sessions_established_total", help: "Sessions that logged in (first logins).")
-        self.failed = registry.makeCounter(name: "tether_load_sessions_failed_total", help: "Sessions that never logged in.")
-        self.sent = registry.makeCounter(name: "tether_load_messages_sent_total", help: "Chat messages sent.")
-        self.delivered = registry.makeCounter(name: "tether_load_messages_delivered_total", help: "Chat messages delivered (first copies).")
-        self.errors = registry.makeCounter(name: "tether_load_errors_total", help: "Errors of every kind.")
+        self.sessionsUp = registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "tether_load_sessions_up", unitName: "", helpText: "Sessions logged in now."))
+        self.sessionsWanted = registry.makeGauge(
+            descriptor: MetricNameDescriptor(metricName: "tether_load_sessions_wanted", unitName: "", helpText: "Sessions this generator runs."))
+        self.inFlight = registry.makeGauge(
+            descriptor: MetricNameDescriptor(metricName: "tether_load_messages_in_flight", unitName: "", helpText: "Messages sent and not yet delivered."))
+        self.p50 = registry.makeGauge(
+            descriptor: MetricNameDescriptor(metricName: "tether_load_delivery_p50_seconds", unitName: "", helpText: "Median delivery latency over the last second."))
+        self.p99 = registry.makeGauge(
+            descriptor: MetricNameDescriptor(metricName: "tether_load_delivery_p99_seconds", unitName: "", helpText: "99th percentile delivery latency over the last second."))
+        self.clientCPU = registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                metricName: "tether_load_client_cpu_ratio", unitName: "", helpText: "CPU of the generator's event-loop threads over the last second (1 = one core)."))
+        self.started = registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_load_sessions_started_total", unitName: "", helpText: "Sessions started."))
+        self.established = registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: "tether_load_sessions_established_total", unitName: "", helpText: "Sessions that logged in (first logins)."))
+        self.failed = registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: "tether_load_sessions_failed_total", unitName: "", helpText: "Sessions that never logged in."))
+        self.sent = registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_load_messages_sent_total", unitName: "", helpText: "Chat messages sent."))
+        self.delivered = registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: "tether_load_messages_delivered_total", unitName: "", helpText: "Chat messages delivered (first copies)."))
+        self.errors = registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_load_errors_total", unitName: "", helpText: "Errors of every kind."))
     }
 
     /// Takes the figures of one progress sample.
@@ -66,8 +75,11 @@ public final class LiveMetrics: Sendable {
             advance(self.errors, "errors", to: Int64(progress.errors))
             // The phase as a labelled 1, the one before set back to 0.
             if state.phase != progress.phase {
-                if let old = state.phase { registry.makeGauge(name: "tether_load_phase", labels: [("phase", old)]).set(Double(0)) }
-                registry.makeGauge(name: "tether_load_phase", labels: [("phase", progress.phase)]).set(Double(1))
+                if let old = state.phase {
+                    registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "tether_load_phase", unitName: "", helpText: ""), labels: [("phase", old)]).set(Double(0))
+                }
+                registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "tether_load_phase", unitName: "", helpText: ""), labels: [("phase", progress.phase)]).set(
+                    Double(1))
                 state.phase = progress.phase
             }
             for (key, counts) in progress.behaviours {
@@ -77,7 +89,8 @@ public final class LiveMetrics: Sendable {
                     let previous = state.behaviourTotals[id] ?? 0
                     let total = Int64(value)
                     if total > previous {
-                        registry.makeCounter(name: "tether_load_behaviour_\(name)_total", labels: labels).increment(by: total - previous)
+                        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_load_behaviour_\(name)_total", unitName: "", helpText: ""), labels: labels)
+                            .increment(by: total - previous)
                         state.behaviourTotals[id] = total
                     }
                 }

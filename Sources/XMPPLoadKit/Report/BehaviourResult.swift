@@ -28,4 +28,7 @@ public struct BehaviourResult: Sendable, Codable, Hashable {
     /// Flap over BOSH: answers the server had given on the cut connection that it gave again,
     /// byte for byte, to the request sent again (XEP-0124 §14.3).
     public var replayedAnswers: UInt64?
+    /// Presence and muc: presence changes or room messages sent. Attempts are the deliveries
+    /// they called for (one per contact, one per occupant), successes those that arrived.
+    public var stanzasSent: UInt64?
 }

@@ -267,7 +267,7 @@ public final class LoadRunner: Sendable {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             var inFlight: UInt64 = 0
-            for worker in workers { inFlight += try await worker.call { $0.stats.ledger.inFlight } }
+            for worker in workers { inFlight += try await worker.call { $0.inFlight } }
             if inFlight == 0 { return }
             try await Task.sleep(for: .milliseconds(20))
             if clock.secondDue { try await self.sample(workers, clock: &clock, phase: phase, wait: false) }
@@ -369,6 +369,7 @@ public final class LoadRunner: Sendable {
                 case .suspend: latencyOf = "wake-to-proven"
                 case .flap: latencyOf = "cut-to-recovered"
                 case .storm: latencyOf = "drop-to-relogin"
+                case .presence, .muc: latencyOf = "delivery"
                 }
                 var result = BehaviourResult(
                     population: spec.name, behaviour: behaviour.kind, attempts: tally.attempts, successes: tally.successes,
@@ -380,6 +381,13 @@ public final class LoadRunner: Sendable {
                     result.messagesWhileAwayDelivered = tally.deliveredAfterReturn
                 }
                 if behaviour.kind == .flap, spec.transport == .bosh { result.replayedAnswers = tally.replayed }
+                if [.presence, .muc].contains(behaviour.kind) {
+                    result.stanzasSent = tally.fanoutSent
+                    if tally.failures > 0 {
+                        result.errors["lost-deliveries", default: 0] += Int(tally.failures)
+                        errors["lost-deliveries", default: 0] += Int(tally.failures)
+                    }
+                }
                 behaviours.append(result)
                 for (key, count) in tally.errors { errors[key, default: 0] += count }
             }
@@ -456,6 +464,12 @@ public final class LoadRunner: Sendable {
                     let here = Double(perWorker[worker])
                     assignments[worker].chatShares[population] =
                         totalRate > 0 ? chat.rate / totalRate * here / Double(pairs) : here / Double(max(totalPairs, 1))
+                }
+            } else if let size = spec.groupSize {
+                for number in 0..<(spec.sessions / size) where scenario.part?.owns(number) ?? true {
+                    let members = Array((base + number * size)..<(base + (number + 1) * size))
+                    assignments[nextSingleWorker % workers].groups.append((members, number, population))
+                    nextSingleWorker += 1
                 }
             } else {
                 for offset in 0..<spec.sessions where scenario.part?.owns(offset) ?? true {

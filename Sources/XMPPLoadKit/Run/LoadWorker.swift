@@ -19,6 +19,9 @@ final class LoadWorker {
     private var startCursor = 0
     /// Sessions whose page reloads or closes.
     private var pageSessions: [Int] = []
+    /// Roster groups and rooms here, each whole on this worker like a chat pair.
+    private var groups: [FanoutGroup] = []
+    private var groupTick: RepeatedTask?
     var stats = WorkerStats()
     private(set) var sessionsUp = 0
 
@@ -50,11 +53,29 @@ final class LoadWorker {
         self.makeSession = makeSession
     }
 
+    /// A roster group (presence) or a room (muc): its members, and its schedule.
+    struct FanoutGroup {
+        var population: Int
+        var kind: Behaviour.Kind
+        /// Local session indexes.
+        var members: [Int]
+        /// Muc: the room's bare JID, the occupants joined, the message schedule.
+        var room: String?
+        var joined = 0
+        var rate = 0.0
+        var padding = ""
+        var startNanos: UInt64?
+        var sentSoFar: UInt64 = 0
+        var cursor = 0
+    }
+
     /// What a worker is given: chat pairs and single sessions, each as (run index, population),
     /// with the start offsets (seconds after arrivals begin) of every run index.
     struct Assignment: Sendable {
         var pairs: [(first: Int, second: Int, population: Int)] = []
         var singles: [(index: Int, population: Int)] = []
+        /// Roster groups and rooms: run indexes of the members, and the group's number within its population.
+        var groups: [(members: [Int], number: Int, population: Int)] = []
         /// Per chat population: this worker's fraction of the run's message rate.
         var chatShares: [Int: Double] = [:]
     }
@@ -80,6 +101,23 @@ final class LoadWorker {
         for single in assignment.singles {
             self.sessions.append(self.makeSession(single.index, single.population, self))
         }
+        for group in assignment.groups {
+            let spec = self.scenario.populations[group.population]
+            let first = self.sessions.count
+            for member in group.members { self.sessions.append(self.makeSession(member, group.population, self)) }
+            var fanout = FanoutGroup(population: group.population, kind: spec.muc != nil ? .muc : .presence, members: Array(first..<self.sessions.count))
+            if let muc = spec.muc {
+                let service = muc.service ?? "conference.\(self.scenario.domain)"
+                fanout.room = "tl-\(Self.roomName(spec.name))-\(group.number)@\(service)"
+                fanout.rate = muc.rate
+                fanout.padding = String(repeating: "x", count: muc.payloadBytes)
+            }
+            for (position, local) in fanout.members.enumerated() {
+                self.sessions[local].group = (index: self.groups.count, position: position)
+                self.sessions[local].room = fanout.room
+            }
+            self.groups.append(fanout)
+        }
         for (local, session) in self.sessions.enumerated() {
             session.startOffsetNanos = UInt64(max(0, startOffsets[session.index]) * 1e9)
             if session.page.hasBehaviour { self.pageSessions.append(local) }
@@ -93,6 +131,11 @@ final class LoadWorker {
         }
         self.timeoutTick = self.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
             bound.value.onTimeoutTick()
+        }
+        if !self.groups.isEmpty {
+            self.groupTick = self.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { _ in
+                bound.value.onGroupTick()
+            }
         }
         if !self.pageSessions.isEmpty {
             self.pageTick = self.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(20), delay: .milliseconds(20)) { _ in
@@ -139,6 +182,8 @@ final class LoadWorker {
         self.tick?.cancel()
         self.timeoutTick?.cancel()
         self.pageTick?.cancel()
+        self.groupTick?.cancel()
+        self.groupTick = nil
         self.tick = nil
         self.timeoutTick = nil
         self.pageTick = nil
@@ -229,6 +274,102 @@ final class LoadWorker {
     /// given on the cut connection (XEP-0124 §14.3).
     func flapAnswerReplayed(by session: LoadSession) {
         self.stats.behaviours[BehaviourKey(population: session.population, kind: .flap), default: BehaviourTally()].replayed += 1
+    }
+
+    // MARK: rosters and rooms
+
+    /// A room name from a population name: letters, digits and dashes only.
+    static func roomName(_ name: String) -> String {
+        String(name.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" })
+    }
+
+    /// An occupant's own presence came back from its room (XEP-0045 §7.2.2, status 110).
+    func mucJoined(_ session: LoadSession) {
+        guard let group = session.group else { return }
+        self.groups[group.index].joined += 1
+    }
+
+    /// Stanzas to several receivers still to arrive.
+    var inFlight: UInt64 { self.stats.ledger.inFlight + self.stats.fanout.missing }
+
+    /// A presence change or room message with a probe arrived at `session`.
+    func fanoutReceived(_ bytes: ByteBuffer, kind: Behaviour.Kind, by session: LoadSession) {
+        guard let probe = StanzaScanner.probe(in: bytes) else { return }
+        self.stats.recordFanoutDelivery(
+            sequence: probe.sequence, sentAtNanos: probe.timestamp, nowNanos: NIODeadline.now().uptimeNanoseconds,
+            BehaviourKey(population: session.population, kind: kind)
+        )
+    }
+
+    /// While the behaviour phase is on: each room whose occupants have all joined gets its
+    /// messages; each user of a roster group whose members are all logged in changes its
+    /// presence when due.
+    private func onGroupTick() {
+        let now = NIODeadline.now().uptimeNanoseconds
+        for index in self.groups.indices {
+            let group = self.groups[index]
+            let members = group.members.map { self.sessions[$0] }
+            guard self.behavioursActive, members.allSatisfy(\.isEstablished) else {
+                if !self.behavioursActive { self.groups[index].startNanos = nil }
+                continue
+            }
+            switch group.kind {
+            case .muc:
+                guard let room = group.room, group.joined >= members.count, group.rate > 0 else { continue }
+                let start = group.startNanos ?? now
+                self.groups[index].startNanos = start
+                let target = UInt64(Double(now - start) / 1e9 * group.rate)
+                // A late loop does not catch up in one burst (as for chat): at most 50 ms worth.
+                let owed = target > group.sentSoFar ? target - group.sentSoFar : 0
+                let due = min(owed, UInt64(max(group.rate * 0.05, 5)) + 1)
+                if owed > due { self.stats.behindSchedule += owed - due }
+                self.groups[index].sentSoFar = target
+                for _ in 0..<due {
+                    let sender = members[self.groups[index].cursor % members.count]
+                    self.groups[index].cursor += 1
+                    let key = BehaviourKey(population: group.population, kind: .muc)
+                    let sequence = self.stats.recordFanoutSend(receivers: members.count, key)
+                    sender.sendStanza(self.groupMessage(to: room, sequence: sequence, nowNanos: now, padding: group.padding))
+                }
+            case .presence:
+                guard let presence = self.scenario.populations[group.population].presence else { continue }
+                for sender in members {
+                    guard let due = sender.presenceDueNanos else {
+                        sender.presenceDueNanos = now + PageLifecycleStateMachine.nanos(sender.random.jittered(presence.every, by: presence.jitter))
+                        continue
+                    }
+                    guard now >= due else { continue }
+                    sender.presenceDueNanos = now + PageLifecycleStateMachine.nanos(sender.random.jittered(presence.every, by: presence.jitter))
+                    let key = BehaviourKey(population: group.population, kind: .presence)
+                    let sequence = self.stats.recordFanoutSend(receivers: members.count - 1, key)
+                    sender.presenceChanges += 1
+                    let show = sender.presenceChanges % 2 == 0 ? "chat" : "away"
+                    sender.sendStanza(
+                        ByteBuffer(string: "<presence xmlns='jabber:client'><show>\(show)</show><status>tl:\(sequence):\(now)</status></presence>"))
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    /// `<message to='ROOM' type='groupchat' id='gSEQ'><body>tl:SEQ:NANOS …</body></message>`.
+    func groupMessage(to room: String, sequence: UInt64, nowNanos: UInt64, padding: String) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 128 + room.utf8.count + padding.utf8.count)
+        buffer.writeStaticString("<message xmlns='jabber:client' type='groupchat' to='")
+        buffer.writeString(room)
+        buffer.writeStaticString("' id='g")
+        buffer.writeString(String(sequence))
+        buffer.writeStaticString("'><body>tl:")
+        buffer.writeString(String(sequence))
+        buffer.writeStaticString(":")
+        buffer.writeString(String(nowNanos))
+        if !padding.isEmpty {
+            buffer.writeStaticString(" ")
+            buffer.writeString(padding)
+        }
+        buffer.writeStaticString("</body></message>")
+        return buffer
     }
 
     func recordPhase(_ phase: XMPPLoginStateMachine.Phase, nanoseconds: UInt64) {
@@ -409,7 +550,7 @@ final class LoadWorker {
     /// sessions that lasted (logged in and never failed).
     private func finalBehaviours() -> [BehaviourKey: BehaviourTally] {
         var behaviours = self.stats.behaviours
-        for (key, tally) in behaviours where key.kind == .chat {
+        for (key, tally) in behaviours where [.chat, .muc, .presence].contains(key.kind) {
             behaviours[key]?.failures = tally.attempts > tally.successes ? tally.attempts - tally.successes : 0
         }
         for session in self.sessions where session.jid != nil && session.spec.behaviours.contains(where: { $0.kind == .idle }) {

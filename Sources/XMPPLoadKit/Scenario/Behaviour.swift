@@ -26,6 +26,15 @@ public enum Behaviour: Sendable, Codable, Hashable {
     /// `at` seconds into the behaviour phase every session of the population drops at once (a
     /// node restart) and logs in anew within `within` seconds, each at a random moment.
     case storm(Storm)
+    /// Rosters: the population splits into groups of `contacts` + 1 users, each with the others
+    /// of its group as contacts (subscription both, provisioned beforehand: `tether-load
+    /// provision`). Every `every` ± `jitter` seconds a user changes its presence; the server must
+    /// deliver it to each of its contacts (RFC 6121 §4.4.2).
+    case presence(Presence)
+    /// Group chat (XEP-0045): the population splits into rooms of `roomSize` occupants; each
+    /// room gets `rate` messages per second from its occupants in turn, and every occupant,
+    /// the sender too (§7.4), must receive each one.
+    case muc(Muc)
 
     public enum Kind: String, Sendable, Codable, Hashable, CaseIterable, Comparable {
         case chat
@@ -35,6 +44,8 @@ public enum Behaviour: Sendable, Codable, Hashable {
         case suspend
         case flap
         case storm
+        case presence
+        case muc
 
         public static func < (lhs: Kind, rhs: Kind) -> Bool {
             Self.allCases.firstIndex(of: lhs)! < Self.allCases.firstIndex(of: rhs)!
@@ -152,6 +163,50 @@ public enum Behaviour: Sendable, Codable, Hashable {
         }
     }
 
+    public struct Presence: Sendable, Codable, Hashable {
+        /// Contacts on each user's roster.
+        public var contacts: Int
+        /// Seconds between one user's presence changes.
+        public var every: Double
+        public var jitter: Double
+        public var slo: ServiceLevelObjective
+
+        public init(contacts: Int, every: Double, jitter: Double = 0, slo: ServiceLevelObjective = .init()) {
+            self.contacts = contacts
+            self.every = every
+            self.jitter = jitter
+            self.slo = slo
+        }
+    }
+
+    public struct Muc: Sendable, Codable, Hashable {
+        /// Occupants of each room.
+        public var roomSize: Int
+        /// Messages per second in each room.
+        public var rate: Double
+        public var payloadBytes: Int
+        /// The MUC service; nil: `conference.` + the domain.
+        public var service: String?
+        public var slo: ServiceLevelObjective
+
+        public init(roomSize: Int, rate: Double, payloadBytes: Int = 0, service: String? = nil, slo: ServiceLevelObjective = .init()) {
+            self.roomSize = roomSize
+            self.rate = rate
+            self.payloadBytes = payloadBytes
+            self.service = service
+            self.slo = slo
+        }
+    }
+
+    /// How many sessions form one group (a roster group or a room); nil for other behaviours.
+    public var groupSize: Int? {
+        switch self {
+        case .presence(let presence): presence.contacts + 1
+        case .muc(let muc): muc.roomSize
+        default: nil
+        }
+    }
+
     public var kind: Kind {
         switch self {
         case .chat: .chat
@@ -161,6 +216,8 @@ public enum Behaviour: Sendable, Codable, Hashable {
         case .suspend: .suspend
         case .flap: .flap
         case .storm: .storm
+        case .presence: .presence
+        case .muc: .muc
         }
     }
 
@@ -173,6 +230,8 @@ public enum Behaviour: Sendable, Codable, Hashable {
         case .suspend(let suspend): suspend.slo
         case .flap(let flap): flap.slo
         case .storm(let storm): storm.slo
+        case .presence(let presence): presence.slo
+        case .muc(let muc): muc.slo
         }
     }
 }

@@ -221,6 +221,7 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         let population = self.populations[index]
         guard let part = self.part else { return population.sessions }
         if population.chat != nil { return 2 * part.share(of: population.sessions / 2) }
+        if let size = population.groupSize { return size * part.share(of: population.sessions / size) }
         return part.share(of: population.sessions)
     }
 

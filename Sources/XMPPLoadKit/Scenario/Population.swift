@@ -58,10 +58,23 @@ public struct Population: Sendable, Codable, Hashable {
         return nil
     }
 
-    /// The page behaviours (everything but chat and idle), which `PageLifecycleStateMachine` drives.
+    /// The page behaviours, which `PageLifecycleStateMachine` drives.
     public var hasPageBehaviour: Bool {
-        self.behaviours.contains { ![.chat, .idle].contains($0.kind) }
+        self.behaviours.contains { [.reload, .tabClose, .suspend, .flap, .storm].contains($0.kind) }
     }
+
+    public var presence: Behaviour.Presence? {
+        for case .presence(let presence) in self.behaviours { return presence }
+        return nil
+    }
+
+    public var muc: Behaviour.Muc? {
+        for case .muc(let muc) in self.behaviours { return muc }
+        return nil
+    }
+
+    /// Sessions per group (roster group or room) of a presence or muc population.
+    public var groupSize: Int? { self.behaviours.lazy.compactMap(\.groupSize).first }
 
     /// Checks the population on its own; each problem names its key relative to the population.
     func problems() -> [(key: String, message: String)] {
@@ -85,6 +98,9 @@ public struct Population: Sendable, Codable, Hashable {
         }
         if set.contains(.storm), !set.isSubset(of: [.storm, .idle]) {
             problems.append(("behaviours", "storm goes only with idle: messages to a session that drops without resumption are lost by design (put it in a population of its own)"))
+        }
+        for kind in [Behaviour.Kind.presence, .muc] where set.contains(kind) && set.count > 1 {
+            problems.append(("behaviours", "\(kind.rawValue) goes alone: put other behaviours in a population of their own"))
         }
         if self.transport == .tcp {
             for kind in [Behaviour.Kind.reload, .tabClose, .suspend, .flap] where set.contains(kind) {
@@ -114,6 +130,19 @@ public struct Population: Sendable, Codable, Hashable {
             case .flap(let flap):
                 problems += Self.everyProblems(flap.every, flap.jitter, key: key)
                 if !(flap.unread >= 0) { problems.append(("\(key).unread", "must not be negative")) }
+            case .presence(let presence):
+                if presence.contacts < 1 { problems.append(("\(key).contacts", "must be at least 1")) }
+                problems += Self.everyProblems(presence.every, presence.jitter, key: key)
+                if presence.contacts >= 1, self.sessions % (presence.contacts + 1) != 0 {
+                    problems.append(("sessions", "presence groups users in rosters of contacts + 1 = \(presence.contacts + 1): \(self.sessions) is not a multiple"))
+                }
+            case .muc(let muc):
+                if muc.roomSize < 2 { problems.append(("\(key).room-size", "must be at least 2")) }
+                if !(muc.rate >= 0) { problems.append(("\(key).rate", "must not be negative")) }
+                if muc.payloadBytes < 0 { problems.append(("\(key).payload-bytes", "must not be negative")) }
+                if muc.roomSize >= 2, self.sessions % muc.roomSize != 0 {
+                    problems.append(("sessions", "muc fills rooms of \(muc.roomSize): \(self.sessions) is not a multiple"))
+                }
             case .storm(let storm):
                 if !(storm.at >= 0) { problems.append(("\(key).at", "must not be negative")) }
                 if !(storm.within >= 0) { problems.append(("\(key).within", "must not be negative")) }

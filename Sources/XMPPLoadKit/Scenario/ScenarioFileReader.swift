@@ -280,6 +280,23 @@ struct ScenarioFileReader {
                     unread: try keys["unread"].map(self.double) ?? 0.5, slo: try keys["slo"].map(self.slo) ?? .init()
                 )
             )
+        case "presence":
+            let keys = try keys(["contacts", "every", "jitter", "slo"])
+            return .presence(
+                .init(
+                    contacts: try self.required(keys, "contacts", in: at, self.int), every: try self.required(keys, "every", in: at, self.double),
+                    jitter: try keys["jitter"].map(self.double) ?? 0, slo: try keys["slo"].map(self.slo) ?? .init()
+                )
+            )
+        case "muc":
+            let keys = try keys(["room-size", "rate", "payload-bytes", "service", "slo"])
+            return .muc(
+                .init(
+                    roomSize: try self.required(keys, "room-size", in: at, self.int), rate: try self.required(keys, "rate", in: at, self.double),
+                    payloadBytes: try keys["payload-bytes"].map(self.int) ?? 0, service: try keys["service"].map(self.string),
+                    slo: try keys["slo"].map(self.slo) ?? .init()
+                )
+            )
         case "storm":
             let keys = try keys(["at", "within", "slo"])
             return .storm(

@@ -59,6 +59,8 @@ final class ProsodyServer: Sendable {
         /// Listen for plain c2s (STARTTLS when `tls`) on `c2sPort`. Off with `directTLS`: a
         /// server reachable over Direct TLS only (`c2sPort` then has no listener).
         var plainC2S = true
+        /// A MUC service (XEP-0045) at `conference.localhost`.
+        var muc = false
     }
 
     /// Where the per-server directories go: /dev/shm (tmpfs) when writable — creating a file
@@ -234,6 +236,7 @@ final class ProsodyServer: Sendable {
             smacks_hibernation_time = \(options.smacksHibernationSeconds)
             \(options.extraConfig)
             \(hosts)
+            \(options.muc ? "Component \"conference.localhost\" \"muc\"" : "")
 
             """
     }
