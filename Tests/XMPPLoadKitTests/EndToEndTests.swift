@@ -150,7 +150,16 @@ struct EndToEndTests {
         // HTML: self-contained, with the charts.
         let html = HTMLReport.render(result)
         #expect(html.hasPrefix("<!DOCTYPE html>"))
-        #expect(html.components(separatedBy: "<svg").count - 1 == 4)
+        // Four run-wide charts, then the chat behaviour's successes and failures, and its latency, per second.
+        #expect(html.components(separatedBy: "<svg").count - 1 == 6)
+        #expect(html.contains("<h3>chat/chat (<span class=\"pass\">SLO met</span>)</h3>") || html.contains("<h3>chat/chat (<span class=\"fail\">"))
+        #expect(result.timeline.contains { ($0.behaviours?["chat/chat"]?.count ?? 0) > 0 })
+        // A p99 bound the run broke: drawn as a line, the seconds above it ringed.
+        var strict = result
+        strict.scenario.populations[0].behaviours[0] = .chat(.init(rate: 1, slo: .init(p99Milliseconds: 0.000_001)))
+        let marked = HTMLReport.render(strict)
+        #expect(marked.contains("p99 SLO") && marked.contains("<circle") && marked.contains("p99 over SLO"))
+        #expect(!html.contains("<circle"))
         #expect(!html.contains("<script"))
         #expect(html.contains(result.passed ? ">PASS<" : ">FAIL<"))
         #expect(ReportWriter.summary(result).contains(knee.map { "knee       \(Int($0)) msg/s" } ?? "knee       none"))

@@ -18,6 +18,8 @@ struct WorkerStats {
     var errorTotal = 0
     var populations: [Int: PopulationTally] = [:]
     var behaviours: [BehaviourKey: BehaviourTally] = [:]
+    /// Each behaviour's latency since the last sample (the report's per-behaviour time slices).
+    var behaviourInterval: [BehaviourKey: LatencyHistogram] = [:]
     /// Messages sent to a page that was away (reloading, asleep, cut off), until they arrive,
     /// with the behaviour it was away for.
     var sentWhileAway: [UInt64: BehaviourKey] = [:]
@@ -67,6 +69,7 @@ struct WorkerStats {
             }
             self.behaviours[key, default: BehaviourTally()].successes += 1
             self.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nanos)
+            self.behaviourInterval[key, default: LatencyHistogram()].record(nanoseconds: nanos)
             self.latency.record(nanoseconds: nanos)
             self.interval.record(nanoseconds: nanos)
             self.step.record(nanoseconds: nanos)
@@ -90,8 +93,10 @@ struct WorkerStats {
     mutating func recordFanoutDelivery(sequence: UInt64, sentAtNanos: UInt64, nowNanos: UInt64, _ key: BehaviourKey) {
         switch self.fanout.deliver(sequence) {
         case .expected:
+            let nanos = nowNanos >= sentAtNanos ? nowNanos - sentAtNanos : 0
             self.behaviours[key, default: BehaviourTally()].successes += 1
-            self.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nowNanos >= sentAtNanos ? nowNanos - sentAtNanos : 0)
+            self.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nanos)
+            self.behaviourInterval[key, default: LatencyHistogram()].record(nanoseconds: nanos)
         case .extra:
             self.recordError(ClientFailure(.protocolViolation, "\(key.kind.rawValue)-extra-copy"))
         case .unknown:
@@ -128,8 +133,10 @@ struct WorkerStats {
             inFlight: self.ledger.inFlight,
             errorCount: self.errorTotal,
             threadCPUSeconds: threadCPUSeconds,
-            behaviours: self.behaviours.mapValues { BehaviourCounts(attempts: $0.attempts, successes: $0.successes, failures: $0.failures) }
+            behaviours: self.behaviours.mapValues { BehaviourCounts(attempts: $0.attempts, successes: $0.successes, failures: $0.failures) },
+            behaviourLatency: self.behaviourInterval
         )
+        self.behaviourInterval.removeAll(keepingCapacity: true)
         self.intervalSent = 0
         self.intervalDelivered = 0
         self.interval.reset()
@@ -153,6 +160,8 @@ struct WorkerSample: Sendable {
     var threadCPUSeconds: Double
     /// Running counts of each behaviour (chat's failures are only known at the end).
     var behaviours: [BehaviourKey: BehaviourCounts]
+    /// Each behaviour's latency over the interval.
+    var behaviourLatency: [BehaviourKey: LatencyHistogram]
 }
 
 /// A worker's figures at the end of a message step.

@@ -114,6 +114,7 @@ public enum HTMLReport {
             html += "</table>"
         }
         html += "<h2>Over time</h2>" + charts.joined(separator: "\n")
+        html += self.behavioursOverTime(result, timeline)
         html += "</body></html>\n"
         return html
     }
@@ -122,6 +123,59 @@ public enum HTMLReport {
         var name: String
         var color: String
         var points: [(Double, Double)]
+        /// Drawn as red rings, not joined: the seconds that broke an SLO.
+        var marksOnly = false
+    }
+
+    /// Each behaviour second by second: what succeeded and failed in each second, and the p50
+    /// and p99 of what completed, with its SLO's p99 bound and the seconds above it marked.
+    static func behavioursOverTime(_ result: LoadResult, _ timeline: [LoadResult.Sample]) -> String {
+        guard timeline.contains(where: { $0.behaviours != nil }) else { return "" }
+        var html = "<h2>Behaviours over time</h2>"
+        for behaviour in result.behaviours {
+            let key = "\(behaviour.population)/\(behaviour.behaviour.rawValue)"
+            var successes: [(Double, Double)] = []
+            var failures: [(Double, Double)] = []
+            var p50: [(Double, Double)] = []
+            var p99: [(Double, Double)] = []
+            var previous: LoadResult.BehaviourSlice?
+            for sample in timeline {
+                guard let slice = sample.behaviours?[key] else { continue }
+                successes.append((sample.second, Double(slice.successes - min(slice.successes, previous?.successes ?? 0))))
+                failures.append((sample.second, Double(slice.failures - min(slice.failures, previous?.failures ?? 0))))
+                if slice.count > 0 {
+                    p50.append((sample.second, slice.p50))
+                    p99.append((sample.second, slice.p99))
+                }
+                previous = slice
+            }
+            guard !successes.isEmpty else { continue }
+            let verdict = behaviour.passed ? "<span class=\"pass\">SLO met</span>" : "<span class=\"fail\">SLO breached</span>"
+            html += "<h3>\(esc(key)) (\(verdict))</h3>"
+            html += self.lineChart(
+                title: "\(key): successes and failures per second", unit: "per s",
+                series: [
+                    Series(name: "successes", color: "#2ca02c", points: successes),
+                    Series(name: "failures", color: "#d62728", points: failures),
+                ]
+            )
+            guard !p99.isEmpty else { continue }
+            var series = [
+                Series(name: "p50", color: "#2ca02c", points: p50),
+                Series(name: "p99", color: "#ff7f0e", points: p99),
+            ]
+            if let bound = result.scenario.populations.first(where: { $0.name == behaviour.population })?.behaviours
+                .first(where: { $0.kind == behaviour.behaviour })?.slo.p99Milliseconds
+            {
+                let first = timeline.first?.second ?? 0
+                let last = timeline.last?.second ?? 0
+                series.append(Series(name: "p99 SLO", color: "#7f7f7f", points: [(first, bound), (last, bound)]))
+                let above = p99.filter { $0.1 > bound }
+                if !above.isEmpty { series.append(Series(name: "p99 over SLO", color: "#d62728", points: above, marksOnly: true)) }
+            }
+            html += self.lineChart(title: "\(key): \(behaviour.latencyOf) latency per second (ms)", unit: "ms", series: series)
+        }
+        return html
     }
 
     /// A line chart as inline SVG: axes with a few ticks, one polyline per series, a legend.
@@ -156,7 +210,13 @@ public enum HTMLReport {
             svg += "<rect x=\"\(f(legendX, 1))\" y=\"9\" width=\"10\" height=\"10\" fill=\"\(item.color)\"/>"
             svg += "<text x=\"\(f(legendX + 14, 1))\" y=\"18\">\(esc(item.name))</text>"
         }
-        for item in series where !item.points.isEmpty {
+        for item in series where item.marksOnly {
+            for point in item.points {
+                svg +=
+                    "<circle cx=\"\(f(x(point.0), 1))\" cy=\"\(f(y(point.1), 1))\" r=\"4\" fill=\"none\" stroke=\"\(item.color)\" stroke-width=\"2\"><title>\(esc(item.name))</title></circle>"
+            }
+        }
+        for item in series where !item.points.isEmpty && !item.marksOnly {
             let path = item.points.map { "\(f(x($0.0), 1)),\(f(y($0.1), 1))" }.joined(separator: " ")
             svg += "<polyline fill=\"none\" stroke=\"\(item.color)\" stroke-width=\"1.5\" points=\"\(path)\"><title>\(esc(item.name)) \(esc(unit))</title></polyline>"
         }

@@ -107,6 +107,21 @@ public struct LoadResult: Sendable, Codable {
         public var errors: Int
         public var clientCPUPercent: Double
         public var serverRSSKiB: Int?
+        /// Each behaviour at this second, by `population/behaviour`: running counts, and the
+        /// latency of what completed during the second.
+        public var behaviours: [String: BehaviourSlice]?
+    }
+
+    /// One behaviour in one time slice of the timeline.
+    public struct BehaviourSlice: Sendable, Codable, Hashable {
+        /// Running totals at the end of the slice.
+        public var attempts: UInt64
+        public var successes: UInt64
+        public var failures: UInt64
+        /// Completed during the slice, and their p50 and p99 (ms).
+        public var count: UInt64
+        public var p50: Double
+        public var p99: Double
     }
 
     /// The HDR histograms behind every latency summary, so results can be merged exactly.

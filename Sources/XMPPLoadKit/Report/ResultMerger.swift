@@ -7,7 +7,8 @@ import Foundation
 ///
 /// What cannot be merged exactly is left out or marked: stepped runs' steps (kept only when a
 /// single part is given), server figures (one server per part), and the timeline's per-second
-/// percentiles, which are the highest of the parts' (its counts and rates are sums).
+/// percentiles, which are the highest of the parts' (its counts and rates are sums; so for
+/// each behaviour's time slices).
 public enum ResultMerger {
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var description: String
@@ -170,6 +171,23 @@ public enum ResultMerger {
                 merged.p99 = max(merged.p99, sample.p99)
                 merged.max = max(merged.max, sample.max)
                 merged.serverRSSKiB = nil
+                if let slices = sample.behaviours {
+                    var behaviours = merged.behaviours ?? [:]
+                    for (key, slice) in slices {
+                        guard var sum = behaviours[key] else {
+                            behaviours[key] = slice
+                            continue
+                        }
+                        sum.attempts += slice.attempts
+                        sum.successes += slice.successes
+                        sum.failures += slice.failures
+                        sum.count += slice.count
+                        sum.p50 = max(sum.p50, slice.p50)
+                        sum.p99 = max(sum.p99, slice.p99)
+                        behaviours[key] = sum
+                    }
+                    merged.behaviours = behaviours
+                }
                 bySecond[second] = merged
             }
         }

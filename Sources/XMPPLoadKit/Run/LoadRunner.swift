@@ -566,7 +566,11 @@ struct RunClock {
         var clientCPU = 0.0
         var totals = (started: 0, established: 0, failed: 0, sent: UInt64(0), delivered: UInt64(0))
         var behaviours: [LiveBehaviourKey: BehaviourCounts] = [:]
+        var behaviourLatency: [LiveBehaviourKey: LatencyHistogram] = [:]
         for (index, sample) in samples.enumerated() {
+            for (key, histogram) in sample.behaviourLatency {
+                behaviourLatency[LiveBehaviourKey(population: self.scenario.populations[key.population].name, behaviour: key.kind), default: .init()].add(histogram)
+            }
             totals.started += sample.started
             totals.established += sample.established
             totals.failed += sample.failed
@@ -607,7 +611,20 @@ struct RunClock {
             second: now.timeIntervalSince(self.start), phase: phase, sessionsUp: up,
             sentPerSecond: Double(sent) / seconds, deliveredPerSecond: Double(delivered) / seconds,
             p50: summary.p50, p90: summary.p90, p99: summary.p99, max: summary.max, errors: errors,
-            clientCPUPercent: clientCPU, serverRSSKiB: rss
+            clientCPUPercent: clientCPU, serverRSSKiB: rss,
+            behaviours: behaviours.isEmpty
+                ? nil
+                : Dictionary(
+                    uniqueKeysWithValues: behaviours.map { key, counts in
+                        let latency = behaviourLatency[key]?.summary
+                        return (
+                            "\(key.population)/\(key.behaviour.rawValue)",
+                            LoadResult.BehaviourSlice(
+                                attempts: counts.attempts, successes: counts.successes, failures: counts.failures, count: latency?.count ?? 0,
+                                p50: latency?.p50 ?? 0, p99: latency?.p99 ?? 0
+                            )
+                        )
+                    })
         )
         self.timeline.append(sample)
         let progress = LoadProgress(

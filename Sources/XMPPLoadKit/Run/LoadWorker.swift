@@ -264,7 +264,10 @@ final class LoadWorker {
         case .succeeded(let kind, let nanoseconds):
             let key = BehaviourKey(population: session.population, kind: kind)
             self.stats.behaviours[key, default: BehaviourTally()].successes += 1
-            if let nanoseconds { self.stats.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nanoseconds) }
+            if let nanoseconds {
+                self.stats.behaviours[key, default: BehaviourTally()].latency.record(nanoseconds: nanoseconds)
+                self.stats.behaviourInterval[key, default: LatencyHistogram()].record(nanoseconds: nanoseconds)
+            }
         case .failed(let kind, let failure):
             self.stats.recordBehaviourFailure(failure, BehaviourKey(population: session.population, kind: kind))
         }
