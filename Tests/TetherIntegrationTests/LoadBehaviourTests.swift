@@ -431,6 +431,97 @@ struct ProsodyEndpointBehaviourTests {
         try LoadBehaviourTests.expectReloadsLoseNothing(try await Self.reloads(.websocket))
     }
 
+    /// Runs `scenario(url)` against a Prosody serving its own BOSH and WebSocket (and MUC).
+    static func onProsody(
+        _ transport: LoadScenario.Transport, users: Int = 4, extraConfig: String = "", _ scenario: (String) -> LoadScenario
+    ) async throws -> LoadResult {
+        var options = ProsodyServer.Options()
+        options.httpEndpoints = true
+        options.muc = true
+        options.extraConfig = extraConfig
+        return try await withProsody(options) { prosody in
+            try prosody.writeAccounts((1...users).map { "user\($0)" }, password: "secret")
+            let port = try #require(prosody.httpPort)
+            let url = transport == .bosh ? "http://127.0.0.1:\(port)/http-bind" : "ws://127.0.0.1:\(port)/xmpp-websocket"
+            return try await LoadRunner(scenario: scenario(url)).run()
+        }
+    }
+
+    @Test("Prosody's WebSocket: laptops that sleep lose nothing")
+    func webSocketSuspend() async throws {
+        let result = try await Self.onProsody(.websocket) { LoadPageEventTests.chatting(.websocket, $0, LoadPageEventTests.suspend) }
+        try LoadPageEventTests.expectNothingLost(result, .suspend)
+    }
+
+    @Test("Prosody's WebSocket: connections cut with a reset resume and lose nothing")
+    func webSocketFlap() async throws {
+        let result = try await Self.onProsody(.websocket) { LoadPageEventTests.chatting(.websocket, $0, LoadPageEventTests.flap) }
+        try LoadPageEventTests.expectNothingLost(result, .flap)
+    }
+
+    @Test("Prosody's BOSH: laptops that sleep without a word lose nothing")
+    func boshSuspend() async throws {
+        let result = try await Self.onProsody(.bosh) { LoadPageEventTests.chatting(.bosh, $0, LoadPageEventTests.suspend) }
+        try LoadPageEventTests.expectNothingLost(result, .suspend)
+    }
+
+    @Test("Prosody's BOSH: a storm of 100 sessions all log in anew")
+    func boshStorm() async throws {
+        let result = try await Self.onProsody(.bosh, users: 100) { url in
+            LoadScenario(
+                userPattern: "user%d", passwordPattern: "secret",
+                populations: [
+                    Population(
+                        name: "restarted", transport: .bosh, endpoint: Endpoint(url)!, sessions: 100, arrival: .constant(rate: 100, start: 0),
+                        behaviours: [.idle(.init()), .storm(.init(at: 1, within: 3))]
+                    )
+                ],
+                duration: 6, drainSeconds: 1, boshWait: 10, boshRequestTimeout: 30, loginTimeout: 60
+            )
+        }
+        let storm = try #require(result.behaviours.first { $0.behaviour == .storm })
+        #expect(storm.attempts == 100 && storm.successes == 100, "\(storm.errors)")
+        #expect(result.errors.isEmpty, "\(result.errors)")
+    }
+
+    @Test("Prosody's BOSH: connections cut under a held request get the same answer again for the same rid, nothing lost")
+    func boshFlap() async throws {
+        let result = try await Self.onProsody(.bosh) { LoadPageEventTests.chatting(.bosh, $0, LoadPageEventTests.flap) }
+        let flap = try LoadPageEventTests.expectNothingLost(result, .flap)
+        #expect((flap.replayedAnswers ?? 0) > 0)
+    }
+
+    @Test("Prosody's BOSH offers no pause (no maxpause): each announced sleep is reported as that, not as a loss")
+    func boshPauseNotOffered() async throws {
+        let pause = Behaviour.suspend(.init(every: 2.5, jitter: 0.5, seconds: 2, announce: true))
+        let result = try await Self.onProsody(.bosh) { LoadPageEventTests.chatting(.bosh, $0, pause) }
+        let suspend = try #require(result.behaviours.first { $0.behaviour == .suspend })
+        #expect(suspend.attempts >= 1 && suspend.successes == 0)
+        #expect(suspend.errors == ["protocol:maxpause-not-offered": Int(suspend.attempts)])
+        #expect(result.messages.lost == 0 && result.messages.delivered == result.messages.sent)
+        #expect(!result.passed)
+    }
+
+    @Test("Prosody's WebSocket: a room of four gets every message to every occupant")
+    func webSocketMuc() async throws {
+        let result = try await Self.onProsody(.websocket) { url in
+            LoadScenario(
+                userPattern: "user%d", passwordPattern: "secret",
+                populations: [
+                    Population(
+                        name: "room", transport: .websocket, endpoint: Endpoint(url)!, sessions: 4, arrival: .constant(rate: 20, start: 0),
+                        behaviours: [.muc(.init(roomSize: 4, rate: 5))]
+                    )
+                ],
+                duration: 3, drainSeconds: 10, loginTimeout: 20
+            )
+        }
+        let muc = try #require(result.behaviours.first { $0.behaviour == .muc })
+        #expect((muc.stanzasSent ?? 0) >= 10 && muc.attempts == (muc.stanzasSent ?? 0) * 4)
+        #expect(muc.successes == muc.attempts, "\(muc.errors)")
+        #expect(result.errors.isEmpty, "\(result.errors)")
+    }
+
     @Test("Prosody's BOSH: tabs closed without terminate are gone after its advertised inactivity")
     func boshTabsClosed() async throws {
         var options = ProsodyServer.Options()
