@@ -23,8 +23,9 @@ struct Run: AsyncParsableCommand {
             in pairs at --message-rate in total for --duration seconds, then log out. Every message \
             carries its send time; any message not delivered within --drain seconds is lost, and a run \
             with lost messages, failed sessions or errors exits with status 1. With --scenario FILE the \
-            file describes the load instead (populations, arrival processes, behaviours such as reload \
-            and tab-close, SLOs that decide the exit status); see the README's scenario reference.
+            file describes the load instead (populations, arrival processes, behaviours such as reload, \
+            tab-close, suspend, flap, storm, presence and muc, SLOs that decide the exit status); see the \
+            README's scenario reference. --part K/N with --start-at spreads one scenario over N machines.
             """
     )
 
