@@ -76,6 +76,12 @@ extension BOSHSessionStateMachine {
             /// (keeping them as slices would pin the upstream read buffers they came from).
             var response: BOSHHTTPResponse
             var sentAt: NIODeadline
+            /// The requests this answer went out on: the original and each retransmission it was
+            /// replayed to (§14.3). Its payloads go back to the queue only once every copy is
+            /// known undelivered; one copy may have reached the client (regression: the
+            /// original's write failed after the replay had been sent, and its stanzas were
+            /// delivered twice).
+            var copies: [BOSHRequestID] = []
         }
 
         private var creationAnswered = false
@@ -155,9 +161,10 @@ extension BOSHSessionStateMachine {
         private mutating func retransmission(_ request: BOSHRequest, id: BOSHRequestID, now: NIODeadline, context: inout Context) -> Outcome {
             let rid = request.rid
             context.retransmissions += 1
-            if let cached = self.cache.first(where: { $0.rid == rid }) {
-                guard cached.keys.admit(request) else { return self.terminate(.itemNotFound, triggering: id, context: context) }
-                return Outcome([.respond(id, cached.response)])
+            if let index = self.cache.firstIndex(where: { $0.rid == rid }) {
+                guard self.cache[index].keys.admit(request) else { return self.terminate(.itemNotFound, triggering: id, context: context) }
+                self.cache[index].copies.append(id)
+                return Outcome([.respond(id, self.cache[index].response)])
             }
             if let index = self.held.firstIndex(where: { $0.rid == rid }) {
                 guard self.held[index].keys.admit(request) else { return self.terminate(.itemNotFound, triggering: id, context: context) }
@@ -285,7 +292,10 @@ extension BOSHSessionStateMachine {
         }
 
         mutating func responseUndelivered(_ id: BOSHRequestID, now: NIODeadline, context: inout Context) -> [Action] {
-            guard let index = self.cache.firstIndex(where: { $0.id == id }) else { return [] }
+            guard let index = self.cache.firstIndex(where: { $0.copies.contains(id) }) else { return [] }
+            self.cache[index].copies.removeAll { $0 == id }
+            // Another copy of this answer is on its way or arrived: nothing is lost yet.
+            guard self.cache[index].copies.isEmpty else { return [] }
             let lost = self.cache.remove(at: index)
             self.unansweredRIDs[lost.rid] = lost.keys
             self.forgetOldUnansweredRIDs(requests: context.parameters.requests)
@@ -404,7 +414,7 @@ extension BOSHSessionStateMachine {
             let response = context.plainResponse(body)
             self.lastResponseHadPayload = !body.payloads.isEmpty
             self.highestAnsweredRID = max(self.highestAnsweredRID, request.rid)
-            self.cache.append(CachedResponse(rid: request.rid, id: request.id, keys: request.keys, response: response, sentAt: now))
+            self.cache.append(CachedResponse(rid: request.rid, id: request.id, keys: request.keys, response: response, sentAt: now, copies: [request.id]))
             let keep =
                 context.parameters.acknowledgements
                 ? context.limits.maxUnackedResponses : context.parameters.requests + BOSHSessionStateMachine.extraCachedResponses

@@ -131,6 +131,36 @@ struct BOSHSessionStateMachineTests {
         #expect(machine.responseUndelivered(1, now: Self.t0).isEmpty)
     }
 
+    @Test(
+        "§14.3 an answer replayed from the cache to a retransmission is not queued again when the original's write fails afterwards"
+    )
+    func replayedAnswerNotQueuedTwice() {
+        // Regression (found by tether-load's BOSH flap under load): the network cut the
+        // connection under request 101 while its answer was on its way to it; the client sent
+        // 101 again and got the cached answer; only then was the original reported undelivered,
+        // and its stanza went out a second time in the answer to 102.
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        #expect(
+            Self.describe(machine.upstreamReceived([ByteBuffer(string: "<message id='a'/>")], streamElements: false, streamManagement: false, now: Self.t0))
+                == ["respond 1 200 <body xmlns='http://jabber.org/protocol/httpbind'><message id='a'/></body>", "inactivity 60s"])
+        #expect(
+            Self.describe(machine.receive(Self.request(101), id: 2, isSecure: false, now: Self.t0))
+                == ["respond 2 200 <body xmlns='http://jabber.org/protocol/httpbind'><message id='a'/></body>"])
+        #expect(machine.responseUndelivered(1, now: Self.t0).isEmpty)
+        let next = Self.describe(machine.receive(Self.request(102), id: 3, isSecure: false, now: Self.t0 + .seconds(1)))
+        #expect(next == ["wait 3 50s"], "the stanza went out again: \(next)")
+        // Had the replay failed too, nothing would have reached the client: then it goes back.
+        var both = Self.established()
+        _ = both.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        _ = both.upstreamReceived([ByteBuffer(string: "<message id='a'/>")], streamElements: false, streamManagement: false, now: Self.t0)
+        _ = both.receive(Self.request(101), id: 2, isSecure: false, now: Self.t0)
+        #expect(both.responseUndelivered(2, now: Self.t0).isEmpty)
+        #expect(both.responseUndelivered(1, now: Self.t0).isEmpty)
+        let again = Self.describe(both.receive(Self.request(102), id: 3, isSecure: false, now: Self.t0 + .seconds(1)))
+        #expect(again.contains("respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind'><message id='a'/></body>"), "\(again)")
+    }
+
     @Test("§8 upstream stanzas are batched into the held request's response")
     func batching() {
         var machine = Self.established()
