@@ -367,6 +367,30 @@ struct LoadFanoutTests {
         }
     }
 
+    @Test("muc with no such service: every occupant's join is refused, and the run fails instead of passing with nothing sent")
+    func mucRefused() async throws {
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try prosody.writeAccounts((1...4).map { "user\($0)" }, password: "secret")
+            let scenario = LoadScenario(
+                userPattern: "user%d", passwordPattern: "secret",
+                populations: [
+                    Population(
+                        name: "rooms", transport: .websocket, endpoint: Endpoint("ws://127.0.0.1:\(tether.port)/xmpp-websocket")!, sessions: 4,
+                        arrival: .constant(rate: 20, start: 0), behaviours: [.muc(.init(roomSize: 4, rate: 5, service: "nowhere.localhost"))]
+                    )
+                ],
+                duration: 2, drainSeconds: 1, loginTimeout: 20
+            )
+            let result = try await LoadRunner(scenario: scenario).run()
+            let muc = try #require(result.behaviours.first { $0.behaviour == .muc })
+            // Regression: no message was sent, so attempts and successes were 0 and the run passed.
+            #expect(muc.stanzasSent == 0)
+            #expect(muc.failures == 4)
+            #expect(muc.errors.keys.allSatisfy { $0.hasPrefix("protocol:muc-") } && muc.errors.values.reduce(0, +) == 4, "\(muc.errors)")
+            #expect(!muc.passed && !result.passed)
+        }
+    }
+
     @Test("presence over WebSocket: rosters of three contacts provisioned by tether-load provision; every change reaches every contact")
     func presence() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-load-presence-\(UUID().uuidString)")

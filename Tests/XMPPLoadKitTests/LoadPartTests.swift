@@ -34,6 +34,17 @@ struct LoadPartTests {
         #expect(!scenario.validate().isEmpty)
         scenario.part = LoadPart(index: 3, count: 3)
         #expect(scenario.validate().isEmpty)
+        // A stepped run judges each step on the whole rate: it cannot be split.
+        var stepped = scenario
+        stepped.stepped = LoadScenario.Stepped(start: 10, step: 10, max: 30)
+        #expect(stepped.validate().contains { $0.hasPrefix("part: a stepped run cannot be split") })
+        // A start time in milliseconds (or years away) is a mistake, not a wait.
+        scenario.startAt = Date().timeIntervalSince1970 * 1000
+        #expect(scenario.validate().contains { $0.hasPrefix("start-at: must be a Unix time in seconds within the next day") })
+        // Each part's target rate is its pairs' share: pairs 0, 3, 6 of 7 in part 1 of 3.
+        var first = Self.scenario()
+        first.part = LoadPart(index: 1, count: 3)
+        #expect(abs(first.chatRateInPart - 70 * 3 / 7) < 1e-9)
     }
 
     @Test("the parts are disjoint and together the whole: every pair and session once, at its whole-run arrival time")

@@ -175,10 +175,11 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
         }
     }
 
-    /// Away with the session still to be recovered: a failure now is the behaviour's, not the login's.
+    /// Away with the session still to be recovered: a failure now is the behaviour's, not the
+    /// login's. Not while quieting: the event has not begun (nor been counted) yet.
     public var isRecovering: Bool {
         switch self.state {
-        case .quieting, .gone, .reattaching, .suspended, .waking, .frozen, .flapping, .stormed, .relogging: true
+        case .gone, .reattaching, .suspended, .waking, .frozen, .flapping, .stormed, .relogging: true
         default: false
         }
     }
@@ -339,6 +340,22 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
         self.reschedule(next, from: now)
         self.openNext()
         return outcome
+    }
+
+    /// The event could not happen (BOSH `pause` not offered), but the session is unharmed:
+    /// counted as failed, and the page carries on.
+    public mutating func eventRefused(_ failure: ClientFailure, now: UInt64) -> Outcome? {
+        guard let kind = self.awayFor else { return nil }
+        let next: Next
+        switch kind {
+        case .suspend: next = .suspend
+        case .flap: next = .flap
+        case .reload: next = .reload
+        default: return nil
+        }
+        self.reschedule(next, from: now)
+        self.openNext()
+        return .failed(kind, failure)
     }
 
     /// The page could not get its session back: it is lost to the behaviour, not to the login.

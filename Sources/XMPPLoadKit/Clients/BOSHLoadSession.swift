@@ -105,7 +105,10 @@ final class BOSHLoadSession: LoadSession {
             // Announced with a margin: the page must be back before the pause runs out (§10).
             let pause = Int(seconds.rounded(.up)) + Self.pauseMargin
             guard let maxpause = self.tracker.maxpause, maxpause >= pause else {
-                self.pageLost(ClientFailure(.protocolViolation, "maxpause-\(self.tracker.maxpause.map(String.init) ?? "not-offered")"))
+                // The server cannot be told: counted, and the laptop stays awake.
+                self.record(
+                    self.page.eventRefused(ClientFailure(.protocolViolation, "maxpause-\(self.tracker.maxpause.map(String.init) ?? "not-offered")"), now: self.now))
+                self.pump()
                 return
             }
             self.dispatch(self.tracker.pauseRequest(seconds: pause, nowNanos: self.now))
@@ -141,7 +144,10 @@ final class BOSHLoadSession: LoadSession {
     /// The network cuts that connection (a reset); the request goes again, same rid and bytes, on
     /// another one (§14.3). Its answer must be the one the server had given, if it had.
     override func cutFrozen() {
-        guard let rid = self.flapRID else { return }
+        guard let rid = self.flapRID else {
+            self.record(self.page.recovered(now: self.now))
+            return
+        }
         if let connection = self.connections.first(where: { $0.currentRID == rid }) {
             self.flapAnswer = connection.cut()
         }
@@ -254,8 +260,14 @@ final class BOSHLoadSession: LoadSession {
         }
         guard case .expected(let kind) = self.tracker.responseReceived(rid: rid) else { return }
         if rid == self.flapRID {
-            self.flapAnswered(body: body)
-            if self.isFinished { return }
+            if case .flapping = self.page.state {
+                self.flapAnswered(body: body)
+                if self.isFinished { return }
+            } else {
+                // Answered another way before the cut (its connection closed and the request went
+                // again at once): the cut finds nothing outstanding and counts the recovery.
+                self.flapAnswer = nil
+            }
         }
         if kind == .payload, Self.isEmptyBody(body) {
             // The common answer (a held request released): no payloads, nothing to parse.
@@ -546,6 +558,8 @@ final class BOSHConnection {
         guard generation == self.generation else { return }
         self.channel = nil
         self.connecting = false
+        self.withholding = false
+        self.withheld = nil
         if self.leaving {
             self.leaving = false
             self.currentRID = nil

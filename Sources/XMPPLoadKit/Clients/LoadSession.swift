@@ -41,6 +41,8 @@ class LoadSession {
     var room: String?
     private(set) var inRoom = false
     private var joinAttempts = 0
+    /// The room refused entry every time: counted at the end with those never let in.
+    private(set) var joinGaveUp = false
     /// Presence: when this user next changes its presence, and how many times it has.
     var presenceDueNanos: UInt64?
     var presenceChanges = 0
@@ -226,8 +228,7 @@ class LoadSession {
         if StanzaScanner.attribute("type", in: bytes) == "error" {
             // A room still locked by its creator (§10.1.2) refuses entry for a moment: try again.
             guard self.joinAttempts < 40 else {
-                self.worker.stats.recordBehaviourFailure(
-                    ClientFailure(.protocolViolation, "muc-join-refused"), BehaviourKey(population: self.population, kind: .muc))
+                self.joinGaveUp = true
                 return
             }
             let bound = NIOLoopBound(self, eventLoop: self.eventLoop)

@@ -219,6 +219,7 @@ final class WebSocketLoadSession: LoadSession {
                 guard case .element(let element) = event else { continue }
                 if element.name.namespace == XMLNamespaces.framing {
                     if element.name.localName == "close" {
+                        if self.closedWhileRecovering() { return }
                         self.streamClosed()
                         self.abort()
                     }
@@ -231,6 +232,7 @@ final class WebSocketLoadSession: LoadSession {
             let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
             self.channel?.writeAndFlush(pong, promise: nil)
         case .connectionClose:
+            if self.closedWhileRecovering() { return }
             self.streamClosed()
             self.abort()
         case .binary:
@@ -243,11 +245,29 @@ final class WebSocketLoadSession: LoadSession {
     fileprivate func connectionClosed(generation: Int) {
         guard generation == self.generation else { return }
         self.channel = nil
-        if case .waking = self.page.state, self.machine.isEstablished {
-            // Found dead on waking (the server gave up on the sleeper): resume.
-            self.resumeOnNewConnection()
-            return
-        }
+        if self.closedWhileRecovering() { return }
         self.streamClosed()
+    }
+
+    /// A connection the server closed while the page slept or was cut off (its close frame or
+    /// `<close/>` read on waking, or the TCP close): the XEP-0198 session outlives it, so the
+    /// page resumes on a new one instead of failing.
+    private func closedWhileRecovering() -> Bool {
+        guard self.machine.isEstablished else { return false }
+        switch self.page.state {
+        case .waking, .frozen:
+            self.generation += 1
+            let channel = self.channel
+            self.channel = nil
+            channel?.close(promise: nil)
+            if case .frozen = self.page.state {
+                // The cut comes at its time and resumes then.
+                return true
+            }
+            self.resumeOnNewConnection()
+            return true
+        default:
+            return false
+        }
     }
 }

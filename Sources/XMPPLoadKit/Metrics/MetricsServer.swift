@@ -4,6 +4,8 @@ import NIOPosix
 
 /// Serves `GET /metrics` (and nothing else) on a loopback or operator-chosen address for as
 /// long as a run lasts. One small HTTP/1.1 handler: the scraper is Prometheus, not the public.
+/// Every connection answers one request and closes (nothing pipelined piles up unread), and one
+/// that sends nothing for 10 s is closed.
 public final class MetricsServer: Sendable {
     private let channel: any Channel
     /// The port bound (useful with port 0).
@@ -21,6 +23,7 @@ public final class MetricsServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(10)))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(metrics: metrics))
                 }
@@ -41,9 +44,19 @@ private final class MetricsHTTPHandler: ChannelInboundHandler {
 
     private let metrics: LiveMetrics
     private var head: HTTPRequestHead?
+    /// One answer per connection.
+    private var answered = false
 
     init(metrics: LiveMetrics) {
         self.metrics = metrics
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -53,22 +66,22 @@ private final class MetricsHTTPHandler: ChannelInboundHandler {
         case .body:
             break
         case .end:
-            guard let head = self.head else { return }
+            guard let head = self.head, !self.answered else { return }
             self.head = nil
+            self.answered = true
             let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
             let found = head.method == .GET && path == "/metrics"
             var body = context.channel.allocator.buffer(string: found ? self.metrics.render() : "only GET /metrics here\n")
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8")
             headers.add(name: "Content-Length", value: String(body.readableBytes))
-            if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
+            headers.add(name: "Connection", value: "close")
             let response = HTTPResponseHead(version: head.version, status: found ? .ok : .notFound, headers: headers)
             context.write(self.wrapOutboundOut(.head(response)), promise: nil)
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
             body.clear()
-            let keepAlive = head.isKeepAlive
             context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                if !keepAlive { context.close(promise: nil) }
+                context.close(promise: nil)
             }
         }
     }

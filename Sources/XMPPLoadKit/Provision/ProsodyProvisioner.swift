@@ -36,12 +36,14 @@ public struct ProsodyProvisioner: Sendable {
 
     /// Every file, in user order, and what they amount to.
     public func files() -> ([File], Summary) {
-        let host = Self.encode(self.scenario.domain)
+        // Prosody stores and compares nodeprep'd names: lower case (RFC 7622).
+        let domain = self.scenario.domain.lowercased()
+        func user(_ index: Int) -> String { self.scenario.username(index).lowercased() }
+        let host = Self.encode(domain)
         var files: [File] = []
         var summary = Summary()
         for index in 0..<self.scenario.sessions {
-            let user = self.scenario.username(index)
-            files.append(File(path: "\(host)/accounts/\(Self.encode(user)).dat", contents: "return {\n\t[\"password\"] = \(Self.lua(self.scenario.password(index)));\n};\n"))
+            files.append(File(path: "\(host)/accounts/\(Self.encode(user(index))).dat", contents: "return {\n\t[\"password\"] = \(Self.lua(self.scenario.password(index)));\n};\n"))
             summary.accounts += 1
         }
         for (population, spec) in self.scenario.populations.enumerated() {
@@ -52,13 +54,13 @@ public struct ProsodyProvisioner: Sendable {
             for group in 0..<(spec.sessions / size) {
                 let members = (0..<size).map { base + group * size + $0 }
                 for member in members {
-                    let contacts = members.filter { $0 != member }.map { "\(self.scenario.username($0))@\(self.scenario.domain)" }
+                    let contacts = members.filter { $0 != member }.map { "\(user($0))@\(domain)" }
                     var text = "return {\n\t[false] = { [\"version\"] = 1; [\"pending\"] = {}; };\n"
                     for contact in contacts {
                         text += "\t[\(Self.lua(contact))] = { [\"subscription\"] = \"both\"; [\"groups\"] = {}; };\n"
                     }
                     text += "};\n"
-                    files.append(File(path: "\(host)/roster/\(Self.encode(self.scenario.username(member))).dat", contents: text))
+                    files.append(File(path: "\(host)/roster/\(Self.encode(user(member))).dat", contents: text))
                     summary.rosters += 1
                     summary.contacts += contacts.count
                 }

@@ -94,6 +94,7 @@ public enum ResultMerger {
     static func checkParts(_ parts: [LoadPart?]) throws {
         let given = parts.compactMap { $0 }
         guard !given.isEmpty else { return }
+        if let bad = given.first(where: { !$0.problems.isEmpty }) { throw Failure(description: "part \(bad): not K/N with 1 ≤ K ≤ N") }
         guard given.count == parts.count else { throw Failure(description: "some results are parts (--part) and some are not: they are not one load") }
         let counts = Set(given.map(\.count))
         guard counts.count == 1, let count = counts.first else {
@@ -245,6 +246,8 @@ public enum ResultMerger {
                 if let delivered = behaviour.messagesWhileAwayDelivered {
                     existing.messagesWhileAwayDelivered = (existing.messagesWhileAwayDelivered ?? 0) + delivered
                 }
+                if let replayed = behaviour.replayedAnswers { existing.replayedAnswers = (existing.replayedAnswers ?? 0) + replayed }
+                if let sent = behaviour.stanzasSent { existing.stanzasSent = (existing.stanzasSent ?? 0) + sent }
                 merged[key] = existing
             }
         }

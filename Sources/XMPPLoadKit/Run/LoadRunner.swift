@@ -383,9 +383,10 @@ public final class LoadRunner: Sendable {
                 if behaviour.kind == .flap, spec.transport == .bosh { result.replayedAnswers = tally.replayed }
                 if [.presence, .muc].contains(behaviour.kind) {
                     result.stanzasSent = tally.fanoutSent
-                    if tally.failures > 0 {
-                        result.errors["lost-deliveries", default: 0] += Int(tally.failures)
-                        errors["lost-deliveries", default: 0] += Int(tally.failures)
+                    let lost = tally.attempts > tally.successes ? Int(tally.attempts - tally.successes) : 0
+                    if lost > 0 {
+                        result.errors["lost-deliveries", default: 0] += lost
+                        errors["lost-deliveries", default: 0] += lost
                     }
                 }
                 behaviours.append(result)
@@ -403,7 +404,7 @@ public final class LoadRunner: Sendable {
             login: login.summary, phases: Dictionary(uniqueKeysWithValues: phases.map { ($0.key.rawValue, $0.value.summary) })
         )
         let messages = LoadResult.Messages(
-            targetRate: scenario.stepped == nil ? scenario.chatRate : (steps.last?.targetRate ?? 0),
+            targetRate: scenario.stepped == nil ? scenario.chatRateInPart : (steps.last?.targetRate ?? 0),
             achievedRate: messagingSeconds > 0 ? Double(sent) / messagingSeconds : 0,
             sent: sent, delivered: delivered, lost: inFlight, duplicates: duplicates, unknown: unknown,
             messagingSeconds: messagingSeconds, behindSchedule: behind, latency: latency.summary

@@ -108,7 +108,7 @@ final class LoadWorker {
             var fanout = FanoutGroup(population: group.population, kind: spec.muc != nil ? .muc : .presence, members: Array(first..<self.sessions.count))
             if let muc = spec.muc {
                 let service = muc.service ?? "conference.\(self.scenario.domain)"
-                fanout.room = "tl-\(Self.roomName(spec.name))-\(group.number)@\(service)"
+                fanout.room = "tl-\(group.population)-\(Self.roomName(spec.name))-\(group.number)@\(service)"
                 fanout.rate = muc.rate
                 fanout.padding = String(repeating: "x", count: muc.payloadBytes)
             }
@@ -330,13 +330,14 @@ final class LoadWorker {
                 for _ in 0..<due {
                     let sender = members[self.groups[index].cursor % members.count]
                     self.groups[index].cursor += 1
+                    guard sender.canSend else { continue }
                     let key = BehaviourKey(population: group.population, kind: .muc)
                     let sequence = self.stats.recordFanoutSend(receivers: members.count, key)
                     sender.sendStanza(self.groupMessage(to: room, sequence: sequence, nowNanos: now, padding: group.padding))
                 }
             case .presence:
                 guard let presence = self.scenario.populations[group.population].presence else { continue }
-                for sender in members {
+                for sender in members where sender.canSend {
                     guard let due = sender.presenceDueNanos else {
                         sender.presenceDueNanos = now + PageLifecycleStateMachine.nanos(sender.random.jittered(presence.every, by: presence.jitter))
                         continue
@@ -554,7 +555,13 @@ final class LoadWorker {
     private func finalBehaviours() -> [BehaviourKey: BehaviourTally] {
         var behaviours = self.stats.behaviours
         for (key, tally) in behaviours where [.chat, .muc, .presence].contains(key.kind) {
-            behaviours[key]?.failures = tally.attempts > tally.successes ? tally.attempts - tally.successes : 0
+            behaviours[key]?.failures = tally.failures + (tally.attempts > tally.successes ? tally.attempts - tally.successes : 0)
+        }
+        // Occupants that logged in but never got into their room: their room sent nothing, so
+        // no delivery was missed, but the behaviour failed for them.
+        for session in self.sessions where session.room != nil && session.jid != nil && !session.inRoom {
+            let key = BehaviourKey(population: session.population, kind: .muc)
+            behaviours[key, default: BehaviourTally()].failed(ClientFailure(.protocolViolation, session.joinGaveUp ? "muc-join-refused" : "muc-not-joined"))
         }
         for session in self.sessions where session.jid != nil && session.spec.behaviours.contains(where: { $0.kind == .idle }) {
             let key = BehaviourKey(population: session.population, kind: .idle)

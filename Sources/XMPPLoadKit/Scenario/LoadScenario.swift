@@ -225,6 +225,16 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         return part.share(of: population.sessions)
     }
 
+    /// Messages per second of all chat populations together, as this part sends them.
+    public var chatRateInPart: Double {
+        guard let part = self.part else { return self.chatRate }
+        return self.populations.reduce(0) { total, population in
+            guard let chat = population.chat, population.sessions >= 2 else { return total }
+            let pairs = population.sessions / 2
+            return total + chat.rate * Double(part.share(of: pairs)) / Double(pairs)
+        }
+    }
+
     /// Sessions this generator runs.
     public var sessionsInPart: Int {
         self.populations.indices.reduce(0) { $0 + self.sessionsInPart(ofPopulation: $1) }
@@ -259,8 +269,16 @@ public struct LoadScenario: Sendable, Codable, Hashable {
         if self.threads < 1 { problems.append("threads: must be at least 1") }
         if self.boshWait < 1 { problems.append("bosh-wait: must be at least 1") }
         if !(self.loginTimeout > 0) { problems.append("login-timeout: must be positive") }
-        if let part = self.part { problems += part.problems }
-        if let startAt = self.startAt, !(startAt > 0) { problems.append("start-at: must be a Unix time in seconds") }
+        if let part = self.part {
+            problems += part.problems
+            if self.stepped != nil { problems.append("part: a stepped run cannot be split (each part would judge its steps on its share of the rate)") }
+        }
+        if let startAt = self.startAt {
+            let now = Date().timeIntervalSince1970
+            if !(startAt > 0) || !(startAt < now + 86_400) {
+                problems.append("start-at: must be a Unix time in seconds within the next day, not \(startAt)")
+            }
+        }
         if !self.userPattern.contains("%d") && self.sessions > 1 { problems.append("users: the user pattern needs %d when there is more than one session") }
         return problems
     }

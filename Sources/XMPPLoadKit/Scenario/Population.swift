@@ -103,7 +103,7 @@ public struct Population: Sendable, Codable, Hashable {
             problems.append(("behaviours", "\(kind.rawValue) goes alone: put other behaviours in a population of their own"))
         }
         if self.transport == .tcp {
-            for kind in [Behaviour.Kind.reload, .tabClose, .suspend, .flap] where set.contains(kind) {
+            for kind in [Behaviour.Kind.reload, .tabClose, .suspend, .flap, .storm] where set.contains(kind) {
                 problems.append(("behaviours", "\(kind.rawValue) is a browser behaviour: it needs transport bosh or websocket"))
             }
         }
