@@ -188,7 +188,13 @@ struct EdgeHTTP2Tests {
                 .connect(host: "127.0.0.1", port: tlsPort).get()
             var preface = ByteBuffer(string: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
             preface.writeBytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-            try await channel.writeAndFlush(preface)
+            do {
+                try await channel.writeAndFlush(preface)
+            } catch {
+                // On a loaded machine the handshake alone can outlast the 1 s request timeout:
+                // the server has closed the silent connection already, which is the point.
+                #expect(!channel.isActive, "the write failed on an open connection: \(error)")
+            }
             let closed = Task { try? await channel.closeFuture.get() }
             try await Self.waitFor("the silent connection to be closed", timeout: .seconds(60)) { !channel.isActive }
             _ = await closed.value

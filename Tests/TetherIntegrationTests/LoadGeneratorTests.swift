@@ -200,7 +200,7 @@ struct LoadMetricsTests {
             LoadPartsTests.binary,
             [
                 "run", "--upstream-stub", "--transport", "tcp", "--sessions", "6", "--message-rate", "60",
-                "--duration", "6", "--metrics-listen", "127.0.0.1:0",
+                "--duration", "15", "--metrics-listen", "127.0.0.1:0",
             ],
             stdout: directory.appendingPathComponent("out").path, stderr: stderr
         )
@@ -214,6 +214,9 @@ struct LoadMetricsTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         let metricsPort = try #require(port, "no metrics port printed: \((try? String(contentsOfFile: stderr, encoding: .utf8)) ?? "")")
+        // Only /metrics is served.
+        let other = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(metricsPort)/"), timeout: .seconds(10))
+        #expect(other.status == .notFound)
         func value(_ name: String, in text: String) -> Double? {
             text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
@@ -236,8 +239,6 @@ struct LoadMetricsTests {
         #expect(scraped.contains("tether_load_phase{phase=\"messages\"} 1"))
         #expect(scraped.contains("tether_load_behaviour_attempts_total{population=\"chat\",behaviour=\"chat\"}"))
         #expect(scraped.contains("# TYPE tether_load_messages_delivered_total counter"))
-        let other = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(metricsPort)/"), timeout: .seconds(10))
-        #expect(other.status == .notFound)
         let status = await child.wait(timeout: .seconds(60))
         if status == nil { await child.stop() }
         #expect(status == 0)
