@@ -76,22 +76,8 @@ results="$work/results"
 logs="$work/logs"
 
 # ---- process bookkeeping: everything started here is stopped by PID ---------------------------
-pids=()
-stop_pid() {
-    local pid=$1
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    wait "$pid" 2>/dev/null || true
-}
-# Stops a process started here and forgets it (its PID may be reused later).
-stop_started() {
-    local pid=$1 kept=() p
-    stop_pid "$pid"
-    for p in "${pids[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
-    pids=("${kept[@]}")
-}
+# shellcheck source=../scripts/lib/processes.sh
+. "$root/scripts/lib/processes.sh"
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
