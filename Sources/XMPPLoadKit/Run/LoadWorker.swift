@@ -357,25 +357,6 @@ final class LoadWorker {
         }
     }
 
-    /// `<message to='ROOM' type='groupchat' id='gSEQ'><body>tl:SEQ:NANOS …</body></message>`.
-    func groupMessage(to room: String, sequence: UInt64, nowNanos: UInt64, padding: String) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 128 + room.utf8.count + padding.utf8.count)
-        buffer.writeStaticString("<message xmlns='jabber:client' type='groupchat' to='")
-        buffer.writeString(room)
-        buffer.writeStaticString("' id='g")
-        buffer.writeString(String(sequence))
-        buffer.writeStaticString("'><body>tl:")
-        buffer.writeString(String(sequence))
-        buffer.writeStaticString(":")
-        buffer.writeString(String(nowNanos))
-        if !padding.isEmpty {
-            buffer.writeStaticString(" ")
-            buffer.writeString(padding)
-        }
-        buffer.writeStaticString("</body></message>")
-        return buffer
-    }
-
     func recordPhase(_ phase: XMPPLoginStateMachine.Phase, nanoseconds: UInt64) {
         self.stats.recordPhase(phase, nanoseconds: nanoseconds)
     }
@@ -466,12 +447,24 @@ final class LoadWorker {
         self.chatGroups[group].cursor = cursor
     }
 
-    /// `<message to='…' type='chat' id='SEQ'><body>tl:SEQ:NANOS …</body></message>`.
+    /// `<message to='…' type='chat' id='mSEQ'><body>tl:SEQ:NANOS …</body></message>`.
     func message(to peer: String, sequence: UInt64, nowNanos: UInt64, padding: String) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 128 + peer.utf8.count + padding.utf8.count)
-        buffer.writeStaticString("<message xmlns='jabber:client' type='chat' to='")
-        buffer.writeString(peer)
-        buffer.writeStaticString("' id='m")
+        Self.probeMessage(opening: "<message xmlns='jabber:client' type='chat' to='", to: peer, id: "' id='m", sequence, nowNanos, padding)
+    }
+
+    /// `<message to='ROOM' type='groupchat' id='gSEQ'><body>tl:SEQ:NANOS …</body></message>`.
+    func groupMessage(to room: String, sequence: UInt64, nowNanos: UInt64, padding: String) -> ByteBuffer {
+        Self.probeMessage(opening: "<message xmlns='jabber:client' type='groupchat' to='", to: room, id: "' id='g", sequence, nowNanos, padding)
+    }
+
+    /// A message whose body carries the probe (sequence and send time) the receiver measures.
+    private static func probeMessage(
+        opening: StaticString, to address: String, id: StaticString, _ sequence: UInt64, _ nowNanos: UInt64, _ padding: String
+    ) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 128 + address.utf8.count + padding.utf8.count)
+        buffer.writeStaticString(opening)
+        buffer.writeString(address)
+        buffer.writeStaticString(id)
         buffer.writeString(String(sequence))
         buffer.writeStaticString("'><body>tl:")
         buffer.writeString(String(sequence))
