@@ -67,6 +67,10 @@ final class LoadWorker {
         var startNanos: UInt64?
         var sentSoFar: UInt64 = 0
         var cursor = 0
+        /// Every member has logged in once: the group's traffic may begin.
+        var ready = false
+        /// Presence: the earliest change due among the members.
+        var nextDueNanos: UInt64 = 0
     }
 
     /// What a worker is given: chat pairs and single sessions, each as (run index, population),
@@ -310,15 +314,20 @@ final class LoadWorker {
     private func onGroupTick() {
         let now = NIODeadline.now().uptimeNanoseconds
         for index in self.groups.indices {
-            let group = self.groups[index]
-            let members = group.members.map { self.sessions[$0] }
-            guard self.behavioursActive, members.allSatisfy(\.isEstablished) else {
-                if !self.behavioursActive { self.groups[index].startNanos = nil }
+            guard self.behavioursActive else {
+                self.groups[index].startNanos = nil
                 continue
             }
+            if !self.groups[index].ready {
+                // Checked until every member is in once; a member that fails later simply stops sending.
+                guard self.groups[index].members.allSatisfy({ self.sessions[$0].isEstablished }) else { continue }
+                self.groups[index].ready = true
+            }
+            let group = self.groups[index]
+            let size = group.members.count
             switch group.kind {
             case .muc:
-                guard let room = group.room, group.joined >= members.count, group.rate > 0 else { continue }
+                guard let room = group.room, group.joined >= size, group.rate > 0 else { continue }
                 let start = group.startNanos ?? now
                 self.groups[index].startNanos = start
                 let target = UInt64(Double(now - start) / 1e9 * group.rate)
@@ -328,29 +337,41 @@ final class LoadWorker {
                 if owed > due { self.stats.behindSchedule += owed - due }
                 self.groups[index].sentSoFar = target
                 for _ in 0..<due {
-                    let sender = members[self.groups[index].cursor % members.count]
+                    let sender = self.sessions[group.members[self.groups[index].cursor % size]]
                     self.groups[index].cursor += 1
                     guard sender.canSend else { continue }
                     let key = BehaviourKey(population: group.population, kind: .muc)
-                    let sequence = self.stats.recordFanoutSend(receivers: members.count, key)
+                    let sequence = self.stats.recordFanoutSend(receivers: size, key)
                     sender.sendStanza(self.groupMessage(to: room, sequence: sequence, nowNanos: now, padding: group.padding))
                 }
             case .presence:
-                guard let presence = self.scenario.populations[group.population].presence else { continue }
-                for sender in members where sender.canSend {
+                // Nothing due in this group before its earliest member's change.
+                guard now >= group.nextDueNanos, let presence = self.scenario.populations[group.population].presence else { continue }
+                var earliest = UInt64.max
+                for member in group.members {
+                    let sender = self.sessions[member]
+                    guard sender.canSend else { continue }
                     guard let due = sender.presenceDueNanos else {
-                        sender.presenceDueNanos = now + PageLifecycleStateMachine.nanos(sender.random.jittered(presence.every, by: presence.jitter))
+                        let first = now + PageLifecycleStateMachine.nanos(sender.random.jittered(presence.every, by: presence.jitter))
+                        sender.presenceDueNanos = first
+                        earliest = min(earliest, first)
                         continue
                     }
-                    guard now >= due else { continue }
-                    sender.presenceDueNanos = now + PageLifecycleStateMachine.nanos(sender.random.jittered(presence.every, by: presence.jitter))
+                    guard now >= due else {
+                        earliest = min(earliest, due)
+                        continue
+                    }
+                    let next = now + PageLifecycleStateMachine.nanos(sender.random.jittered(presence.every, by: presence.jitter))
+                    sender.presenceDueNanos = next
+                    earliest = min(earliest, next)
                     let key = BehaviourKey(population: group.population, kind: .presence)
-                    let sequence = self.stats.recordFanoutSend(receivers: members.count - 1, key)
+                    let sequence = self.stats.recordFanoutSend(receivers: size - 1, key)
                     sender.presenceChanges += 1
                     let show = sender.presenceChanges % 2 == 0 ? "chat" : "away"
                     sender.sendStanza(
                         ByteBuffer(string: "<presence xmlns='jabber:client'><show>\(show)</show><status>tl:\(sequence):\(now)</status></presence>"))
                 }
+                self.groups[index].nextDueNanos = earliest == .max ? now : earliest
             default:
                 break
             }
