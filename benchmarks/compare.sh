@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Tether against the servers' own BOSH/WebSocket and their plain c2s, on this machine, in one run.
 #
-#   benchmarks/compare.sh [--quick] [--reps N] [--skip-ejabberd] [--skip-stub] [--skip-100k] [--no-build] [--tether BIN]
+#   benchmarks/compare.sh [--quick] [--reps N] [--skip-ejabberd] [--skip-nginx] [--only-nginx] [--skip-stub]
+#                         [--skip-100k] [--no-build] [--tether BIN]
 #
 #   --quick          1 repetition (default 3; medians are taken over the repetitions)
 #   --reps N         N repetitions
 #   --skip-ejabberd  only Prosody as the real server
+#   --skip-nginx     no nginx → Tether → Prosody targets
+#   --only-nginx     only those and the same step straight to Tether (Prosody, one Tether, nginx;
+#                    about 1 minute per repetition)
 #   --skip-stub      no Tether-alone section (idle RSS, establishment rate, knee against the stub)
 #   --skip-100k      no 100,000-session hold
 #   --no-build       use the release binaries already built
@@ -16,6 +20,9 @@
 # Every target is measured with tether-load (Sources/tether-load) from one event-loop thread:
 #   Prosody 0.12 (Debian) mod_bosh, mod_websocket, c2s            ← direct
 #   Tether BOSH → Prosody c2s, Tether WebSocket → Prosody c2s      ← through Tether
+#   nginx → Tether BOSH/WebSocket → Prosody c2s, at 1000 msg/s       ← nginx's CPU beside Tether's
+#     (nginx/tether.conf without TLS, one worker, in front of that same Tether), and the same
+#     one step straight to that Tether (its CPU without nginx, same rate and duration)
 #   the same five with ejabberd (Debian), a private instance
 #   Tether alone against the upstream stub: RSS per idle session (1k, 10k; 100k WebSocket),
 #   session establishment rate, knee throughput, tether-load's own BOSH capacity per core.
@@ -33,6 +40,8 @@ started_at=$(date +%s)
 reps=3
 tether_override=""
 with_ejabberd=1
+with_nginx=1
+only_nginx=0
 with_stub=1
 with_100k=1
 build=1
@@ -42,16 +51,19 @@ while [ $# -gt 0 ]; do
         --quick) reps=1 ;;
         --reps) reps="$2"; shift ;;
         --skip-ejabberd) with_ejabberd=0 ;;
+        --skip-nginx) with_nginx=0 ;;
+        --only-nginx) only_nginx=1 ;;
         --skip-stub) with_stub=0 ;;
         --skip-100k) with_100k=0 ;;
         --no-build) build=0 ;;
         --budget) budget="$2"; shift ;;
         --tether) tether_override="$2"; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
+if [ "$only_nginx" -eq 1 ]; then with_nginx=1; with_ejabberd=0; with_stub=0; with_100k=0; fi
 
 # ---- tunables (the default run fits in about 18 minutes on 2 cores) -------------------------
 sessions=500          # sessions per comparison target (the earlier anchors used 500)
@@ -63,12 +75,15 @@ idle_hold=3           # seconds the idle sessions are held before RSS is read
 big_sessions=100000   # the 100k hold: WebSocket, over 4 listeners, 4 stubs, 4 load processes
 big_parts=4
 run_timeout=150       # seconds any one tether-load run may take
+fixed_rate=1000       # msg/s of the nginx → Tether targets (the rate of the Tether CPU targets)
+fixed_seconds=10      # seconds of that one step (CPU is read in clock ticks: longer is finer)
 
 # Ports: one private block.
 base=27000
 prosody_c2s=$((base + 222)); prosody_http=$((base + 280))
 ejabberd_c2s=$((base + 322)); ejabberd_http=$((base + 380))
 tether_prosody=$((base + 480)); tether_ejabberd=$((base + 580))
+nginx_port=$((base + 490))                             # nginx (plain HTTP) in front of tether_prosody
 stub_port=$((base + 699)); next_port=$((base + 700))   # fresh Tethers and the 100k stubs count up from here
 
 work="$root/.bench"
@@ -82,6 +97,7 @@ cleanup() {
     local status=$?
     trap - EXIT INT TERM
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[$i]}"; done
+    stop_nginx_worker
     exit "$status"
 }
 trap cleanup EXIT
@@ -123,9 +139,13 @@ fi
 need_install=0
 command -v prosody >/dev/null || need_install=1
 [ "$with_ejabberd" -eq 0 ] || [ -x /usr/sbin/ejabberdctl ] || need_install=1
+[ "$with_nginx" -eq 0 ] || [ -x /usr/sbin/nginx ] || need_install=1
 command -v python3 >/dev/null || { echo "compare.sh: python3 is needed for the report" >&2; exit 1; }
 if [ "$need_install" -eq 1 ]; then
-    if [ "$with_ejabberd" -eq 1 ]; then scripts/install-deps.sh --with-ejabberd; else scripts/install-deps.sh; fi
+    install_flags=()
+    [ "$with_ejabberd" -eq 0 ] || install_flags+=(--with-ejabberd)
+    [ "$with_nginx" -eq 0 ] || install_flags+=(--with-nginx)
+    scripts/install-deps.sh "${install_flags[@]}"
 fi
 
 if [ "$build" -eq 1 ]; then
@@ -133,16 +153,20 @@ if [ "$build" -eq 1 ]; then
     swift build -c release --product tether >&2
     swift build -c release --product tether-load >&2
 fi
-bin="$(swift build -c release --show-bin-path)"
+if [ "$build" -eq 0 ] && [ -x "$root/.build/release/tether-load" ]; then
+    bin="$root/.build/release"   # --no-build: no swift invocation at all
+else
+    bin="$(swift build -c release --show-bin-path)"
+fi
 tether="${tether_override:-$bin/tether}"
 load="$bin/tether-load"
 [ -x "$tether" ] && [ -x "$load" ] || { echo "compare.sh: no release binaries in $bin (drop --no-build)" >&2; exit 1; }
 
-for port in $prosody_c2s $prosody_http $ejabberd_c2s $ejabberd_http $tether_prosody $tether_ejabberd $stub_port; do
+for port in $prosody_c2s $prosody_http $ejabberd_c2s $ejabberd_http $tether_prosody $tether_ejabberd $nginx_port $stub_port; do
     port_free "$port" || { echo "compare.sh: port $port is in use" >&2; exit 1; }
 done
 # Only this script's own state is wiped (profile.sh keeps its output in .bench/profile).
-rm -rf "$results" "$logs" "$work/prosody" "$work/ejabberd"
+rm -rf "$results" "$logs" "$work/prosody" "$work/ejabberd" "$work/nginx"
 mkdir -p "$results" "$logs"
 
 # ---- Prosody: a private instance (the configuration of scripts/load-prosody.sh, under .bench) --
@@ -238,6 +262,83 @@ start_tether() {
     pids+=("$tether_pid")
 }
 
+# ---- nginx: the shipped nginx/tether.conf, TLS removed, one worker, in front of one Tether ----
+# The config is the shipped server block with what the integration tests change for plain HTTP
+# (Tests/TetherIntegrationTests/Support/Nginx.swift): Tether's port for 5280, a loopback listen
+# without `ssl http2`, no IPv6 listen, server_name localhost; the ssl_* lines are dropped. Around
+# it: one worker, daemon off, pid/temp/error log under .bench/nginx; no access log (Tether runs
+# with --log-level error, so neither writes a line per request).
+nginx_pid=""
+nginx_worker=""
+write_nginx_config() {  # write_nginx_config DIR LISTEN_PORT TETHER_PORT
+    local dir=$1 listen=$2 upstream=$3
+    mkdir -p "$dir/tmp"
+    sed -e "s/127\.0\.0\.1:5280;/127.0.0.1:$upstream;/" \
+        -e "s/listen 443 ssl http2;/listen 127.0.0.1:$listen;/" \
+        -e '/listen \[::\]:443 ssl http2;/d' \
+        -e '/^[[:space:]]*ssl_/d' \
+        -e 's/server_name chat\.example\.org;/server_name localhost;/' \
+        "$root/nginx/tether.conf" > "$dir/tether.conf"
+    # The shipped file must still have the shape this relies on.
+    if sed 's/#.*//' "$dir/tether.conf" | grep -qE '(^|[^_])ssl|:5280;|:443' || [ "$(grep -c "127.0.0.1:$upstream;" "$dir/tether.conf")" -ne 2 ] \
+        || ! grep -q "listen 127.0.0.1:$listen;" "$dir/tether.conf"; then
+        echo "compare.sh: nginx/tether.conf changed shape; cannot derive the plain-HTTP config (see $dir/tether.conf)" >&2
+        return 1
+    fi
+    cp "$root/nginx/tether-bosh-proxy.conf" "$dir/" 2>/dev/null || true
+    {
+        [ "$(id -u)" -ne 0 ] || echo "user root;"
+        cat <<CFG
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $logs/nginx-error.log error;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    include $dir/tether.conf;
+}
+CFG
+    } > "$dir/nginx.conf"
+}
+# start_nginx TETHER_PORT : sets nginx_pid (the master) and nginx_worker (its one worker).
+start_nginx() {
+    local dir="$work/nginx" upstream=$1
+    write_nginx_config "$dir" "$nginx_port" "$upstream"
+    /usr/sbin/nginx -t -q -p "$dir" -e "$logs/nginx-error.log" -c "$dir/nginx.conf" > "$logs/nginx-check.out" 2>&1 \
+        || { echo "compare.sh: nginx -t rejects $dir/nginx.conf:" >&2; cat "$logs/nginx-check.out" >&2; return 1; }
+    /usr/sbin/nginx -p "$dir" -e "$logs/nginx-error.log" -c "$dir/nginx.conf" > "$logs/nginx.out" 2>&1 < /dev/null &
+    nginx_pid=$!
+    pids+=("$nginx_pid")
+    wait_port "$nginx_port" "$nginx_pid" nginx
+    local children=""
+    for _ in $(seq 50); do
+        children=$(ps -o pid= --ppid "$nginx_pid" | tr -d ' ')
+        [ -z "$children" ] || break
+        sleep 0.1
+    done
+    if [ -z "$children" ] || [ "$(echo "$children" | wc -l)" -ne 1 ]; then
+        echo "compare.sh: expected one nginx worker under master $nginx_pid, found: ${children:-none}" >&2
+        return 1
+    fi
+    nginx_worker=$children
+    log "nginx master $nginx_pid, worker $nginx_worker, on 127.0.0.1:$nginx_port → Tether 127.0.0.1:$upstream"
+}
+# The master takes its worker along on TERM; a worker left behind (master killed) is stopped by
+# its own PID, if that PID is still an nginx worker.
+stop_nginx_worker() {
+    [ -n "$nginx_worker" ] || return 0
+    if [ -r "/proc/$nginx_worker/cmdline" ] && tr '\0' ' ' < "/proc/$nginx_worker/cmdline" | grep -q '^nginx: worker'; then
+        stop_pid "$nginx_worker"
+    fi
+    nginx_worker=""
+}
+
 # ---- one measurement -------------------------------------------------------------------------
 # measure NAME REP SERVER_PID tether-load-run-arguments…  → $results/NAME.rREP.json
 measure() {
@@ -262,6 +363,14 @@ stepped() {
     [ -z "${8:-}" ] || extra+=(--upstream-pid "$8")
     measure "$1" "$2" "$3" --transport "$4" --url "$5" --sessions "$sessions" --ramp-rate "$ramp" \
         --stepped "$6" "${extra[@]}" --duration "$step_seconds" --p99-bound-ms "$p99_bound" --drain 3
+}
+
+# fixed NAME REP PID TRANSPORT URL UPSTREAM_PID: one step at $fixed_rate msg/s for $fixed_seconds s
+# (a stepped run of one step, so both the server's and the upstream's CPU are read per step).
+fixed() {
+    measure "$1" "$2" "$3" --transport "$4" --url "$5" --sessions "$sessions" --ramp-rate "$ramp" \
+        --stepped "$fixed_rate:$fixed_rate:$fixed_rate" --upstream-pid "$6" --duration "$fixed_seconds" \
+        --p99-bound-ms "$p99_bound" --drain 3
 }
 
 # Fresh Tether against the stub, N idle sessions held, RSS read with all of them up.
@@ -348,11 +457,12 @@ big_run() {
 # ---- run -------------------------------------------------------------------------------------
 loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 others_start=$(top -b -n 2 -d 1 -w 200 | awk '/^top -/ {n++} n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 20 {printf "%s%s %s%%", sep, $12, $9; sep = ", "}')
-log "servers: Prosody$([ "$with_ejabberd" -eq 1 ] && echo ", ejabberd"), Tethers; $reps repetition(s)"
+log "servers: Prosody$([ "$with_ejabberd" -eq 1 ] && echo ", ejabberd"), Tethers$([ "$with_nginx" -eq 1 ] && echo ", nginx"); $reps repetition(s)"
 start_prosody
 start_tether tether-prosody --listen "127.0.0.1:$tether_prosody" --route "localhost=127.0.0.1:$prosody_c2s"
 tp_pid=$tether_pid
 wait_port "$tether_prosody" "$tp_pid" tether
+if [ "$with_nginx" -eq 1 ]; then start_nginx "$tether_prosody"; fi
 if [ "$with_ejabberd" -eq 1 ]; then
     start_ejabberd
     start_tether tether-ejabberd --listen "127.0.0.1:$tether_ejabberd" --route "localhost=127.0.0.1:$ejabberd_c2s"
@@ -374,6 +484,7 @@ P_BOSH="http://127.0.0.1:$prosody_http/http-bind"; P_WS="ws://127.0.0.1:$prosody
 E_BOSH="http://127.0.0.1:$ejabberd_http/http-bind"; E_WS="ws://127.0.0.1:$ejabberd_http/xmpp-websocket"; E_TCP="tcp://127.0.0.1:$ejabberd_c2s"
 TP_BOSH="http://127.0.0.1:$tether_prosody/http-bind"; TP_WS="ws://127.0.0.1:$tether_prosody/xmpp-websocket"
 TE_BOSH="http://127.0.0.1:$tether_ejabberd/http-bind"; TE_WS="ws://127.0.0.1:$tether_ejabberd/xmpp-websocket"
+N_BOSH="http://127.0.0.1:$nginx_port/http-bind"; N_WS="ws://127.0.0.1:$nginx_port/xmpp-websocket"
 
 # Step plans. The figures at 1000 msg/s (CPU per message, p50, p99) come from a reference step
 # where the plan would not reach 1000 below the knee; ejabberd's plans start at 1000.
@@ -396,11 +507,25 @@ for rep in $(seq 1 "$reps"); do
     fi
     rep_started=$(date +%s)
     log "=== repetition $rep of $reps"
-    stepped prosody-bosh "$rep" "$prosody_pid" bosh "$P_BOSH" "$prosody_bosh_steps"
-    stepped tether-bosh-prosody "$rep" "$tp_pid" bosh "$TP_BOSH" "$prosody_steps" 1000 "$prosody_pid"
-    stepped prosody-ws "$rep" "$prosody_pid" websocket "$P_WS" "$prosody_steps"
-    stepped tether-ws-prosody "$rep" "$tp_pid" websocket "$TP_WS" "$prosody_steps" 1000 "$prosody_pid"
-    stepped prosody-tcp "$rep" "$prosody_pid" tcp "$P_TCP" "$prosody_steps" 1000
+    if [ "$only_nginx" -eq 0 ]; then
+        stepped prosody-bosh "$rep" "$prosody_pid" bosh "$P_BOSH" "$prosody_bosh_steps"
+        stepped tether-bosh-prosody "$rep" "$tp_pid" bosh "$TP_BOSH" "$prosody_steps" 1000 "$prosody_pid"
+    fi
+    # nginx's worker is the measured server, Tether (behind it) the upstream: both CPUs, one run;
+    # then the same step straight to that Tether (Prosody as upstream), for Tether without nginx.
+    if [ "$with_nginx" -eq 1 ]; then
+        fixed nginx-bosh-tether "$rep" "$nginx_worker" bosh "$N_BOSH" "$tp_pid"
+        fixed tether-bosh-fixed "$rep" "$tp_pid" bosh "$TP_BOSH" "$prosody_pid"
+    fi
+    if [ "$only_nginx" -eq 0 ]; then
+        stepped prosody-ws "$rep" "$prosody_pid" websocket "$P_WS" "$prosody_steps"
+        stepped tether-ws-prosody "$rep" "$tp_pid" websocket "$TP_WS" "$prosody_steps" 1000 "$prosody_pid"
+    fi
+    if [ "$with_nginx" -eq 1 ]; then
+        fixed nginx-ws-tether "$rep" "$nginx_worker" websocket "$N_WS" "$tp_pid"
+        fixed tether-ws-fixed "$rep" "$tp_pid" websocket "$TP_WS" "$prosody_pid"
+    fi
+    [ "$only_nginx" -eq 1 ] || stepped prosody-tcp "$rep" "$prosody_pid" tcp "$P_TCP" "$prosody_steps" 1000
     if [ "$with_ejabberd" -eq 1 ]; then
         stepped ejabberd-bosh "$rep" "$ejabberd_pid" bosh "$E_BOSH" "$ejabberd_steps"
         stepped tether-bosh-ejabberd "$rep" "$te_pid" bosh "$TE_BOSH" "$ejabberd_steps" "" "$ejabberd_pid"
@@ -442,6 +567,7 @@ fi
     echo "kernel=$(uname -r)"
     echo "prosody=$(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '?')"
     echo "ejabberd=$([ "$with_ejabberd" -eq 1 ] && dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo 'not run')"
+    echo "nginx=$([ "$with_nginx" -eq 1 ] && dpkg-query -W -f='${Version}' nginx 2>/dev/null || echo 'not run')"
     if [ -n "$tether_override" ]; then
         # Another binary is measured: say which, so a before/after table is not misread.
         echo "tether=$tether_override (--tether; tether-load from $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
@@ -452,6 +578,8 @@ fi
     echo "reps=$reps_done$([ "$reps_done" -eq "$reps" ] || echo " of $reps asked (time budget $budget s)")"
     echo "sessions=$sessions"
     echo "step_seconds=$step_seconds"
+    echo "fixed_rate=$fixed_rate"
+    echo "fixed_seconds=$fixed_seconds"
     echo "p99_bound=$p99_bound"
     echo "fd_limit=$fd_limit"
     echo "idle_sizes=${idle_sizes[*]}"

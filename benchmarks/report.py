@@ -62,6 +62,13 @@ def figures(result):
             f["p99_1000"] = at["latency"]["p99"]
             f["cpu_1000"] = cpu_ms_per_message(at)
             f["ok_1000"] = at["withinBound"]
+            if at.get("upstreamCPUSeconds") is not None and at.get("delivered"):
+                f["upstream_cpu_1000"] = at["upstreamCPUSeconds"] / at["delivered"] * MS
+            f["delivered_1000"] = at.get("delivered")
+            f["achieved_1000"] = at.get("achievedRate")
+            # nginx → Tether runs: nginx's worker is the server, Tether the upstream, in one step.
+            if f["cpu_1000"] and f.get("upstream_cpu_1000") is not None:
+                f["upstream_over_server_1000"] = f["upstream_cpu_1000"] / f["cpu_1000"]
         k = knee_step(result)
         if k:
             f["cpu_knee"] = cpu_ms_per_message(k)
@@ -98,6 +105,8 @@ def one_line(path):
             parts.append("p50/p99 @1000 %.2f/%.2f ms" % (f["p50_1000"], f["p99_1000"]))
         if f.get("cpu_1000") is not None:
             parts.append("server cpu @1000 %.4f ms/msg" % f["cpu_1000"])
+        if f.get("upstream_cpu_1000") is not None:
+            parts.append("upstream cpu @1000 %.4f ms/msg" % f["upstream_cpu_1000"])
         if "client_peak_knee" in f:
             parts.append("client thread @knee %.0f%%" % f["client_peak_knee"])
     elif "kib_per_session" in f:
@@ -131,6 +140,10 @@ TARGETS = [
     ("prosody-ws", "Prosody mod_websocket"),
     ("tether-ws-prosody", "Tether WebSocket → Prosody c2s"),
     ("prosody-tcp", "Prosody c2s (TCP, reference)"),
+    ("nginx-bosh-tether", "nginx → Tether BOSH → Prosody c2s (server = nginx worker, upstream = Tether)"),
+    ("nginx-ws-tether", "nginx → Tether WebSocket → Prosody c2s (server = nginx worker, upstream = Tether)"),
+    ("tether-bosh-fixed", "Tether BOSH → Prosody c2s, the nginx step without nginx"),
+    ("tether-ws-fixed", "Tether WebSocket → Prosody c2s, the nginx step without nginx"),
     ("ejabberd-bosh", "ejabberd mod_bosh"),
     ("tether-bosh-ejabberd", "Tether BOSH → ejabberd c2s"),
     ("ejabberd-ws", "ejabberd WebSocket"),
@@ -166,10 +179,10 @@ def main(directory):
     out.append("")
     out.append(
         "Machine: %s CPUs (%s), %s, kernel %s; load average %s at the start, %s at the end; other processes over 20%% "
-        "of a core just before the start: %s; at the end: %s. Prosody %s, ejabberd %s, Tether %s (%s)."
+        "of a core just before the start: %s; at the end: %s. Prosody %s, ejabberd %s, nginx %s, Tether %s (%s)."
         % (facts.get("nproc", "?"), facts.get("cpu", "?"), facts.get("mem", "?"), facts.get("kernel", "?"),
            facts.get("loadavg_start", "?"), facts.get("loadavg", "?"), facts.get("others_start") or "none", facts.get("others") or "none",
-           facts.get("prosody", "?"), facts.get("ejabberd", "?"), facts.get("tether", "?"), facts.get("swift", "?"))
+           facts.get("prosody", "?"), facts.get("ejabberd", "?"), facts.get("nginx", "not run"), facts.get("tether", "?"), facts.get("swift", "?"))
     )
     out.append(
         "%s repetition(s), interleaved; medians, (min–max) over the repetitions. %s sessions per target, knee = highest "
@@ -204,6 +217,18 @@ def main(directory):
             "n/a" if v is None else "%.4f ms%s" % (v, "" if e is None else " (→ ejabberd %.4f ms)" % e),
             "≤ %s ms" % goal, verdict(None if v is None else v <= goal),
         ))
+    # nginx in front of Tether, one run: Tether's CPU per relayed message over nginx's worker's.
+    for transport, name in (("BOSH", "nginx-bosh-tether"), ("WebSocket", "nginx-ws-tether")):
+        label = "Tether CPU / nginx CPU per message at %s msg/s, %s (nginx → Tether → Prosody, same run)" % (facts.get("fixed_rate", "1000"), transport)
+        r = med(name, "upstream_over_server_1000")
+        if r is None:
+            rows.append((label, "n/a" if name in runs else "not run", "≤ 1.5×", "n/a"))
+        else:
+            rows.append((
+                label,
+                "%s (%.4f / %.4f ms)" % (spread(values(name, "upstream_over_server_1000"), "%.2f×"), med(name, "upstream_cpu_1000"), med(name, "cpu_1000")),
+                "≤ 1.5×", verdict(r <= 1.5),
+            ))
     ratio_row("knee: Tether BOSH → Prosody / Prosody mod_bosh", "tether-bosh-prosody", "prosody-bosh", "knee", "≥ 3×", lambda r: r >= 3, higher_is_capped=True)
     ratio_row("p99 at 1000 msg/s: Tether BOSH → ejabberd / ejabberd mod_bosh", "tether-bosh-ejabberd", "ejabberd-bosh", "p99_1000", "≤ 1×", lambda r: r <= 1.0, unit_fmt="%.2f ms")
     ratio_row("knee: Tether WebSocket → Prosody / Prosody c2s", "tether-ws-prosody", "prosody-tcp", "knee", "≥ 0.9×", lambda r: r >= 0.9, higher_is_capped=True)
@@ -288,10 +313,32 @@ def main(directory):
             % (label, spread(values(name, "knee"), "%.0f") + (" (top of plan)" if all(f.get("plan_max") for f in rs) else ""),
                spread(values(name, "p50_1000"), "%.2f"), spread(values(name, "p99_1000"), "%.2f"),
                spread(values(name, "cpu_1000"), "%.4f"), spread(values(name, "cpu_knee"), "%.4f"),
-               spread(values(name, "upstream_cpu_knee"), "%.4f") if name.startswith(("tether", "stub")) else "–",
+               spread(values(name, "upstream_cpu_knee"), "%.4f") if name.startswith(("tether", "stub", "nginx")) else "–",
                spread(values(name, "client_peak_knee"), "%.0f%%"), spread(values(name, "client_peak_over"), "%.0f%%"),
                spread(values(name, "machine_busy_knee"), "%.0f%%"), spread(values(name, "machine_busy_over"), "%.0f%%"), passed)
         )
+    nginx_rows = [(t, n, d) for t, n, d in (("BOSH", "nginx-bosh-tether", "tether-bosh-fixed"), ("WebSocket", "nginx-ws-tether", "tether-ws-fixed")) if n in runs]
+    if nginx_rows:
+        out.append("")
+        out.append(
+            "nginx (nginx/tether.conf without TLS, 1 worker, no access log) in front of the same Tether, one step at %s msg/s "
+            "for %s s (+ 2 s drain); CPU per delivered message from /proc/PID/stat over that step, nginx's worker and Tether in the "
+            "same run. *Tether without nginx*: the same step straight to that Tether, right after."
+            % (facts.get("fixed_rate", "1000"), facts.get("fixed_seconds", "?"))
+        )
+        out.append("")
+        out.append("| transport | nginx worker CPU ms/msg | Tether CPU ms/msg (behind nginx) | Tether / nginx | Tether CPU ms/msg without nginx "
+                   "| p50 / p99 ms | delivered | runs passed |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for transport, name, direct in nginx_rows:
+            rs = runs[name]
+            out.append(
+                "| %s | %s | %s | %s | %s | %s / %s | %s | %d/%d |"
+                % (transport, spread(values(name, "cpu_1000"), "%.4f"), spread(values(name, "upstream_cpu_1000"), "%.4f"),
+                   spread(values(name, "upstream_over_server_1000"), "%.2f×"), spread(values(direct, "cpu_1000"), "%.4f"),
+                   spread(values(name, "p50_1000"), "%.2f"), spread(values(name, "p99_1000"), "%.2f"),
+                   "/".join(str(f.get("delivered_1000", "?")) for f in rs), sum(1 for f in rs if f["passed"]), len(rs))
+            )
     idle = [n for n in sorted(runs) if "-idle-" in n]
     if idle:
         out.append("")
