@@ -191,9 +191,7 @@ public struct PageLifecycleStateMachine: Sendable, Hashable {
         if let tabClose = self.tabClose {
             self.due[.closeTab] = now + Self.nanos(self.random.jittered(tabClose.after, by: tabClose.jitter))
         }
-        if let reload = self.reload { self.due[.reload] = now + Self.nanos(self.random.jittered(reload.every, by: reload.jitter)) }
-        if let suspend = self.suspend { self.due[.suspend] = now + Self.nanos(self.random.jittered(suspend.every, by: suspend.jitter)) }
-        if let flap = self.flap { self.due[.flap] = now + Self.nanos(self.random.jittered(flap.every, by: flap.jitter)) }
+        for next in [Next.reload, .suspend, .flap] { self.reschedule(next, from: now) }
         self.openNext()
     }
 

@@ -119,7 +119,9 @@ final class BOSHLoadSession: LoadSession {
     }
 
     /// Seconds a `pause` announces beyond the sleep itself.
-    static let pauseMargin = 2
+    /// Generous: a page that wakes late on a busy machine must still be inside its pause, and
+    /// one that wakes early simply resumes.
+    static let pauseMargin = 5
 
     /// Awake: read again, count the requests' time from now, and prove the session with a ping.
     override func wakePage() {

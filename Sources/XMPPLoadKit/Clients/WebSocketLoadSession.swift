@@ -256,10 +256,7 @@ final class WebSocketLoadSession: LoadSession {
         guard self.machine.isEstablished else { return false }
         switch self.page.state {
         case .waking, .frozen:
-            self.generation += 1
-            let channel = self.channel
-            self.channel = nil
-            channel?.close(promise: nil)
+            self.reset()
             if case .frozen = self.page.state {
                 // The cut comes at its time and resumes then.
                 return true

@@ -119,7 +119,7 @@ public enum Behaviour: Sendable, Codable, Hashable {
         public var jitter: Double
         /// Seconds asleep.
         public var seconds: Double
-        /// BOSH: send `pause` first (XEP-0124 §10), for `seconds` + 2 so the page is back within
+        /// BOSH: send `pause` first (XEP-0124 §10), for `seconds` + 5 so the page is back within
         /// what it announced; the server must offer a `maxpause` at least that long.
         public var announce: Bool
         public var slo: ServiceLevelObjective
