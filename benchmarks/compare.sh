@@ -2,7 +2,7 @@
 # Tether against the servers' own BOSH/WebSocket and their plain c2s, on this machine, in one run.
 #
 #   benchmarks/compare.sh [--quick] [--reps N] [--skip-ejabberd] [--skip-nginx] [--only-nginx] [--skip-stub]
-#                         [--skip-100k] [--no-build] [--tether BIN]
+#                         [--skip-100k] [--no-build] [--bin DIR] [--tether BIN]
 #
 #   --quick          1 repetition (default 3; medians are taken over the repetitions)
 #   --reps N         N repetitions
@@ -13,6 +13,7 @@
 #   --skip-stub      no Tether-alone section (idle RSS, establishment rate, knee against the stub)
 #   --skip-100k      no 100,000-session hold
 #   --no-build       use the release binaries already built
+#   --bin DIR        use the release binaries in DIR (a build with --scratch-path); implies --no-build
 #   --budget S       start no further repetition that would end after S seconds (default 1080)
 #   --tether BIN     measure this tether binary (e.g. a release build of an earlier commit, for a
 #                    before/after comparison on one machine); tether-load is still this tree's
@@ -39,6 +40,7 @@ started_at=$(date +%s)
 
 reps=3
 tether_override=""
+bin_override=""
 with_ejabberd=1
 with_nginx=1
 only_nginx=0
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
         --skip-stub) with_stub=0 ;;
         --skip-100k) with_100k=0 ;;
         --no-build) build=0 ;;
+        --bin) bin_override="$2"; build=0; shift ;;
         --budget) budget="$2"; shift ;;
         --tether) tether_override="$2"; shift ;;
         -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
@@ -153,7 +156,9 @@ if [ "$build" -eq 1 ]; then
     swift build -c release --product tether >&2
     swift build -c release --product tether-load >&2
 fi
-if [ "$build" -eq 0 ] && [ -x "$root/.build/release/tether-load" ]; then
+if [ -n "$bin_override" ]; then
+    bin="$bin_override"
+elif [ "$build" -eq 0 ] && [ -x "$root/.build/release/tether-load" ]; then
     bin="$root/.build/release"   # --no-build: no swift invocation at all
 else
     bin="$(swift build -c release --show-bin-path)"

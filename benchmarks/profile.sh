@@ -6,7 +6,8 @@
 #                                                             CPU per login of Tether, stub and client
 #   benchmarks/profile.sh memory [bosh|websocket] [N=2000]   heaptrack: what holds Tether's memory with N idle sessions
 #
-# Uses the release binaries (build them first); installs perf and heaptrack when missing
+# Uses the release binaries (build them first; BENCH_BIN=DIR takes them from DIR instead, such as
+# a build with --scratch-path); installs perf and heaptrack when missing
 # (scripts/install-deps.sh --with-profilers).
 # Output under .bench/profile/; everything started here is stopped by PID on exit.
 set -euo pipefail
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh --with-profilers
 what=${1:?cpu, login or memory}
 transport=${2:-websocket}
-bin="$(swift build -c release --show-bin-path)"
+bin="${BENCH_BIN:-$(swift build -c release --show-bin-path)}"
 out="$PWD/.bench/profile"
 mkdir -p "$out"
 stub_port=27899

@@ -287,7 +287,7 @@ extension BOSHSessionStateMachine {
             } else {
                 return []
             }
-            self.forgetOldUnansweredRIDs(requests: context.parameters.requests)
+            self.forgetOldUnansweredRIDs(context)
             return self.inactivityTimerIfIdle(&context).map { [$0] } ?? []
         }
 
@@ -298,7 +298,7 @@ extension BOSHSessionStateMachine {
             guard self.cache[index].copies.isEmpty else { return [] }
             let lost = self.cache.remove(at: index)
             self.unansweredRIDs[lost.rid] = lost.keys
-            self.forgetOldUnansweredRIDs(requests: context.parameters.requests)
+            self.forgetOldUnansweredRIDs(context)
             let (payloads, streamElements) = Self.payloads(of: lost.response.body)
             self.outbound.prepend(payloads, streamElements: streamElements)
             return self.drain(now: now, context: &context)
@@ -317,10 +317,21 @@ extension BOSHSessionStateMachine {
             return (payloads, streamElements)
         }
 
-        /// Only rids still inside the window can be retransmitted.
-        private mutating func forgetOldUnansweredRIDs(requests: Int) {
-            let oldest = self.lastRID >= UInt64(requests) ? self.lastRID - UInt64(requests) : 0
+        /// A rid whose answer never reached the client can be sent again as long as an answered
+        /// one could: both reach back `retransmissionReach` rids. Regression: unanswered rids
+        /// were forgotten after `requests` newer ones, so a client that sent two requests while
+        /// retrying a cut one (it still had only two open) was told item-not-found.
+        private mutating func forgetOldUnansweredRIDs(_ context: Context) {
+            let reach = UInt64(Self.retransmissionReach(context))
+            let oldest = self.lastRID >= reach ? self.lastRID - reach : 0
             self.unansweredRIDs = self.unansweredRIDs.filter { $0.key > oldest }
+        }
+
+        /// How many of the latest answers are kept for retransmission (§14.3: at least `requests`,
+        /// all that are unacknowledged when acknowledgements are on).
+        static func retransmissionReach(_ context: Context) -> Int {
+            context.parameters.acknowledgements
+                ? context.limits.maxUnackedResponses : context.parameters.requests + BOSHSessionStateMachine.extraCachedResponses
         }
 
         // MARK: Upstream
@@ -415,9 +426,7 @@ extension BOSHSessionStateMachine {
             self.lastResponseHadPayload = !body.payloads.isEmpty
             self.highestAnsweredRID = max(self.highestAnsweredRID, request.rid)
             self.cache.append(CachedResponse(rid: request.rid, id: request.id, keys: request.keys, response: response, sentAt: now, copies: [request.id]))
-            let keep =
-                context.parameters.acknowledgements
-                ? context.limits.maxUnackedResponses : context.parameters.requests + BOSHSessionStateMachine.extraCachedResponses
+            let keep = Self.retransmissionReach(context)
             while self.cache.count > keep { self.cache.removeFirst() }
             return .respond(request.id, response)
         }

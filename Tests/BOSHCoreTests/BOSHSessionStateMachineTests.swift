@@ -238,6 +238,30 @@ struct BOSHSessionStateMachineTests {
         #expect(again == [.respond(60, try! #require(answers[101]))])
     }
 
+    @Test(
+        "§14.3 a request cut before its answer reached the client, resent after the client moved on by two requests, is held again (regression: a BOSH flap under load ended the session with item-not-found: the failed write was reported after the newer requests, and its rid forgotten at once)",
+        arguments: [false, true]
+    )
+    func unansweredRetransmitAfterMovingOn(abandonedBeforeAnswer: Bool) {
+        var machine = Self.established()
+        _ = machine.receive(Self.request(101), id: 1, isSecure: false, now: Self.t0)
+        if abandonedBeforeAnswer {
+            _ = machine.requestAbandoned(1)
+        }
+        // The client still waits for 101 (two requests at most: 101 and its newest) and sends on;
+        // with hold=1, 102 answers 101 (into the cut connection) and 103 answers 102.
+        _ = machine.receive(Self.request(102, payloads: ["<a/>"]), id: 2, isSecure: false, now: Self.t0 + .seconds(1))
+        _ = machine.receive(Self.request(103, payloads: ["<b/>"]), id: 3, isSecure: false, now: Self.t0 + .seconds(2))
+        if !abandonedBeforeAnswer {
+            // Only now does the write into the cut connection fail.
+            #expect(machine.responseUndelivered(1, now: Self.t0 + .seconds(2)).isEmpty)
+        }
+        let again = Self.describe(machine.receive(Self.request(101), id: 4, isSecure: false, now: Self.t0 + .seconds(3)))
+        // Held again; hold=1 and 103 is held, so it is answered at once (nothing was queued).
+        #expect(again == ["wait 4 50s", "respond 4 200 \(Self.empty)"], "\(again)")
+        #expect(machine.retransmissions == 1)
+    }
+
     @Test("§14.3 a repeated rid no longer buffered ends the session with item-not-found")
     func retransmitTooOld() {
         var machine = Self.established()

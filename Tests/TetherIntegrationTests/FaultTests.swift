@@ -133,6 +133,43 @@ struct FaultTests {
         try await Self.stillWorks(bob, id: "bob-fine")
     }
 
+    @Test(
+        "a BOSH client that loses a held request and sends two more before it retries the lost one: the retry is held and gets what arrived meanwhile (§14.3; regression: item-not-found, the lost rid was forgotten two requests later)"
+    )
+    func vanishedRequestRetriedLate() async throws {
+        try await withProsodyAndTether { _, tether, http in
+            try await Self.vanishThenMoveOn(tether: tether, http: http)
+        }
+    }
+
+    static func vanishThenMoveOn(tether: TetherFixture, http: HTTPClient) async throws {
+        let alice = BOSHTestClient(http: http, url: tether.boshURL)
+        try await alice.login(user: "alice", password: "secret")
+        _ = try? await alice.send()
+        let lost = alice.nextBody()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: tether.port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: \(lost.utf8.count)\r\n\r\n\(lost)"))
+        try await Task.sleep(for: .milliseconds(300))
+        try await channel.close()
+        try await Task.sleep(for: .milliseconds(300))
+        // Two requests at most are open: the lost one and the newest, twice over.
+        for _ in 0..<2 {
+            let answer = try await alice.send()
+            #expect(answer.type != "terminate", "\(answer.condition ?? "")")
+        }
+        let bob = BOSHTestClient(http: http, url: tether.boshURL)
+        try await bob.login(user: "bob", password: "secret")
+        _ = try await bob.send("<message xmlns='jabber:client' to='alice@localhost/test' id='late'><body>for the request sent again</body></message>")
+        let retried = try await alice.post(lost)
+        #expect(retried.type != "terminate", "\(retried.condition ?? "")")
+        var received = retried.children
+        if !received.contains(where: { $0.contains("id='late'") }) {
+            received += try await alice.receive(until: { $0.contains("id='late'") })
+        }
+        #expect(received.contains { $0.contains("for the request sent again") })
+        try await Self.stillWorks(bob, id: "bob-fine-late")
+    }
+
     @Test("DNS failure (no answer from the resolver): remote-connection-failed, and a routed domain keeps working")
     func dnsFailure() async throws {
         let dead = try ReservedPort()
