@@ -59,6 +59,12 @@ extension BOSHRequest {
     /// US-ASCII). Other parameters, quoted values or another charset (UTF-7 and UTF-16 labels make
     /// browsers misread bytes) cannot be honoured, and the whole value is ignored.
     static func xmlMediaType(_ value: String) -> String? {
+        // What clients send (Strophe.js: the first), answered without parsing: this runs per request.
+        switch value {
+        case Self.textXML, "text/xml": return Self.textXML
+        case Self.applicationXML, "application/xml": return Self.applicationXML
+        default: break
+        }
         guard value.utf8.count <= 128, value.utf8.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x09 }) else { return nil }
         var parts = value.split(separator: ";", omittingEmptySubsequences: false).map(Self.trimmingWhitespace)
         let type = parts.removeFirst().lowercased()
@@ -73,6 +79,9 @@ extension BOSHRequest {
         guard charset == nil || charset == "utf-8" else { return nil }
         return type + "; charset=utf-8"
     }
+
+    private static let textXML = "text/xml; charset=utf-8"
+    private static let applicationXML = "application/xml; charset=utf-8"
 
     /// Without optional whitespace (`OWS`: spaces and tabs, RFC 9110 §5.6.3) at either end.
     private static func trimmingWhitespace(_ text: Substring) -> Substring {

@@ -132,6 +132,13 @@ struct ServeOptions: ParsableArguments {
             valueName: "count"))
     var maxSessions: Int?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Event-loop threads serving connections and sessions. Default: one per CPU core. Fewer cost less CPU per BOSH message on a machine shared with the XMPP server (an answer from a session on another thread wakes that thread); read at start only.",
+            valueName: "count"))
+    var eventLoops: Int?
+
     @Option(name: .long, help: ArgumentHelp("Most live sessions from one client address (a NAT can hide thousands of users).", valueName: "count"))
     var maxSessionsPerAddress: Int = Self.defaults.maxSessionsPerAddress
 

@@ -40,6 +40,11 @@ struct Serve: AsyncParsableCommand {
         if let path = self.config {
             options = try ServeOptions.merged(file: path, commandLine: CommandLine.arguments)
         }
+        if let loops = options.eventLoops {
+            guard (1...1024).contains(loops) else { throw ValidationError("--event-loops must be between 1 and 1024") }
+            // Before anything uses NIO's shared event-loop group: it is sized once, on first use.
+            NIOSingletons.groupLoopCountSuggestion = loops
+        }
         let configuration: TetherConfiguration
         do {
             configuration = try options.makeConfiguration()

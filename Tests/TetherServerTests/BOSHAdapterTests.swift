@@ -182,6 +182,29 @@ struct BOSHAdapterTests {
         #expect(try BOSHAdapterHarness.answer(next)?.contains("id='m1'") == true)
     }
 
+    @Test(
+        "a request pipelined behind a held one is taken up as the held one is answered, and the pause it asks for still ends the session (regression: performed inside the first answer, its inactivity was overwritten by the first's, and the session never timed out)"
+    )
+    func pipelinedBehindHeld() throws {
+        let harness = BOSHAdapterHarness()
+        let (sid, upstream) = try harness.openSession()
+        let connection = try harness.post(BOSHAdapterHarness.request(rid: 1001, sid: sid))
+        let pause = "<body xmlns='http://jabber.org/protocol/httpbind' rid='1002' sid='\(sid)' pause='10'/>"
+        try connection.writeInbound(
+            ByteBuffer(string: "POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: \(pause.utf8.count)\r\n\r\n\(pause)"))
+        harness.loop.run()
+        #expect(try BOSHAdapterHarness.answer(connection) == nil, "1001 held, 1002 waits behind it")
+        // The server's stanza answers 1001; writing that answer lets 1002 in, which is answered at once (§10).
+        try harness.serverSays("<message xmlns='jabber:client' id='m1'/>", on: upstream)
+        let both = try #require(try BOSHAdapterHarness.answer(connection))
+        #expect(both.contains("id='m1'"))
+        #expect(both.components(separatedBy: "HTTP/1.1 200 OK").count == 2, "\(both)")
+        // Nothing comes back within the pause: the session is over.
+        harness.loop.advanceTime(by: .seconds(11))
+        let late = try harness.post(BOSHAdapterHarness.request(rid: 1003, sid: sid))
+        #expect(try XMLElement.parse(ByteBuffer(string: try #require(try BOSHAdapterHarness.answer(late)))).attribute("condition") == "item-not-found")
+    }
+
     @Test("a request waiting out of order when the session times out is not left hanging: its connection is closed (regression: never answered)")
     func outOfOrderAtInactivity() throws {
         let harness = BOSHAdapterHarness()

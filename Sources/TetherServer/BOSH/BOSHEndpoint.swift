@@ -17,6 +17,7 @@ struct BOSHEndpoint: Sendable {
         configuration: TetherConfiguration,
         responder: BOSHResponder,
         on eventLoop: any EventLoop,
+        newSessionsHere: Bool,
         logger: Logger
     ) {
         let request: BOSHRequest
@@ -35,6 +36,6 @@ struct BOSHEndpoint: Sendable {
             ).whenSuccess(responder.respond)
             return
         }
-        self.service.handle(request, client: client, responder: responder)
+        self.service.handle(request, client: client, responder: responder, on: newSessionsHere ? eventLoop : nil)
     }
 }

@@ -32,9 +32,15 @@ final class BOSHService: Sendable {
     private var isDraining: Bool { self.gate.status.isDraining }
 
     /// Handles a parsed request body: a new session when it has no sid, otherwise the session's next request.
-    func handle(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder) {
+    ///
+    /// - Parameter eventLoop: for a new session, the loop of the HTTP/1 connection that carried
+    ///   the request: the session lives there (connections are spread over the loops, so
+    ///   sessions are too), and its client's requests on that connection and their answers need
+    ///   no hop to another thread, which costs a wake-up of that thread. `nil` (prebind, HTTP/2):
+    ///   the group's next loop.
+    func handle(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder, on eventLoop: (any EventLoop)?) {
         guard let sid = request.sid else {
-            self.create(request, client: client, responder: responder)
+            self.create(request, client: client, responder: responder, on: eventLoop ?? self.group.next())
             return
         }
         guard let session = self.sessions[sid] else {
@@ -49,12 +55,12 @@ final class BOSHService: Sendable {
             }
             return
         }
-        session.eventLoop.execute {
+        session.eventLoop.executeHere {
             session.receive(request, responder: responder, isSecure: client.isSecure)
         }
     }
 
-    private func create(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder) {
+    private func create(_ request: BOSHRequest, client: ClientOrigin, responder: BOSHResponder, on eventLoop: any EventLoop) {
         let configuration = self.configuration
         let clientAddress = client.description
         if self.isDraining {
@@ -93,7 +99,6 @@ final class BOSHService: Sendable {
         var logger = self.logger
         logger[metadataKey: "client"] = "\(clientAddress)"
         logger[metadataKey: "transport"] = "bosh"
-        let eventLoop = self.group.next()
         let session = BOSHSession(
             sid: sid,
             creation: request,
@@ -118,7 +123,7 @@ final class BOSHService: Sendable {
         let proxyHeader = client.destination.map { ProxyProtocolHeader(source: client.address, destination: $0) }
         let sessionConnector = connector
         let links = self.upstream
-        eventLoop.execute {
+        eventLoop.executeHere {
             session.start(creation: request, responder: responder, upstream: links, connector: sessionConnector, header: header, client: proxyHeader)
             if drainedMeanwhile { session.shutdown(redirect: configuration.redirectURI) }
         }

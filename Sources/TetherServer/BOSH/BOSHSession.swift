@@ -16,9 +16,21 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
     private var machine: BOSHSessionStateMachine
     private var upstream: UpstreamConnection?
     private var pendingUpstream: [ByteBuffer] = []
-    private var responders: [BOSHRequestID: (responder: BOSHResponder, timer: Scheduled<Void>?)] = [:]
+    /// The requests held, each with the end of its `wait` once the machine started it.
+    private var responders: [BOSHRequestID: (responder: BOSHResponder, waitEnds: NIODeadline?)] = [:]
     private var nextRequestID: BOSHRequestID = 1
-    private var inactivityTimer: Scheduled<Void>?
+    /// One timer for the earliest `wait` of the held requests: each request moves a deadline
+    /// rather than scheduling and cancelling a timer of its own.
+    private lazy var waitTimer = DeadlineTimer(on: self.eventLoop) { [weak self] in self?.waitsEnded() }
+    /// Started after each answer that leaves nothing held (§10), so moved more than it fires.
+    private lazy var inactivityTimer = DeadlineTimer(on: self.eventLoop) { [weak self] in
+        guard let self else { return }
+        self.run(self.machine.inactivityTimerFired(generation: self.inactivityGeneration))
+    }
+    private var inactivityGeneration: UInt64 = 0
+    /// `run` is performing actions; those produced meanwhile wait in `deferredActions`.
+    private var running = false
+    private var deferredActions: [BOSHSessionStateMachine.Action] = []
     private let onEnd: @Sendable (String) -> Void
     private let metrics: TetherMetrics
 
@@ -102,8 +114,7 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
 
     /// The client's HTTP connection closed before its answer: forget the request, keep its stanzas.
     private func abandoned(_ id: BOSHRequestID) {
-        guard let entry = self.responders.removeValue(forKey: id) else { return }
-        entry.timer?.cancel()
+        guard self.responders.removeValue(forKey: id) != nil else { return }
         self.metrics.requestAnswered()
         self.logger.debug("held request abandoned by the client")
         self.run(self.machine.requestAbandoned(id))
@@ -146,18 +157,50 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
         self.run(self.machine.upstreamEnded(ending))
     }
 
+    /// The earliest `wait` has passed: those held requests that reached theirs are answered
+    /// (§8, empty), in the order they came; the timer moves on to the next.
+    private func waitsEnded() {
+        let now = self.eventLoop.now
+        let ended = self.responders.filter { $0.value.waitEnds.map { $0 <= now } ?? false }.keys.sorted()
+        for id in ended {
+            guard self.responders[id] != nil else { continue }
+            self.responders[id]?.waitEnds = nil
+            self.run(self.machine.waitTimerFired(id, now: .now()))
+        }
+        if let next = self.responders.values.compactMap(\.waitEnds).min() {
+            self.waitTimer.arm(at: next)
+        }
+    }
+
     // MARK: Actions
 
+    /// Performs the machine's actions in the order it produced them. An answer written inline can
+    /// deliver the client's next pipelined request, or a write can fail at once, before the rest
+    /// are performed: what the machine said then waits for them (regression: performed nested,
+    /// an older inactivity generation overwrote the newer one, and the session never timed out).
     private func run(_ actions: [BOSHSessionStateMachine.Action]) {
-        defer {
-            if !self.machine.isActive { self.stateCell.set(.closing) }
+        guard !self.running else {
+            self.deferredActions += actions
+            return
         }
+        self.running = true
+        var actions = actions
+        while true {
+            self.perform(actions)
+            guard !self.deferredActions.isEmpty else { break }
+            actions = self.deferredActions
+            self.deferredActions = []
+        }
+        self.running = false
+        if !self.machine.isActive { self.stateCell.set(.closing) }
+    }
+
+    private func perform(_ actions: [BOSHSessionStateMachine.Action]) {
         for action in actions {
             switch action {
             case .respond(let id, let response):
                 guard let entry = self.responders.removeValue(forKey: id) else { continue }
                 self.metrics.requestAnswered()
-                entry.timer?.cancel()
                 self.logger.trace("answer", metadata: ["request": "\(id)", "bytes": "\(response.body.readableBytes)"])
                 entry.responder.write(response) { [weak self] delivered in
                     guard !delivered, let self else { return }
@@ -169,7 +212,6 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
             case .closeConnection(let id):
                 guard let entry = self.responders.removeValue(forKey: id) else { continue }
                 self.metrics.requestAnswered()
-                entry.timer?.cancel()
                 entry.responder.close()
             case .forwardUpstream(let payloads):
                 self.metrics.relayed(.toServer, count: payloads.count, bytes: payloads.reduce(0) { $0 + $1.readableBytes })
@@ -186,23 +228,21 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
                 self.upstream?.restart()
             case .startWaitTimer(let id, let seconds):
                 guard self.responders[id] != nil else { continue }
-                self.responders[id]?.timer?.cancel()
-                self.responders[id]?.timer = self.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(seconds))) { [weak self] in
-                    guard let self else { return }
-                    self.run(self.machine.waitTimerFired(id, now: .now()))
-                }
+                let end = self.eventLoop.now + .seconds(Int64(seconds))
+                self.responders[id]?.waitEnds = end
+                if let armed = self.waitTimer.armedUntil, armed <= end { continue }
+                self.waitTimer.arm(at: end)
             case .startInactivityTimer(let generation, let seconds):
-                self.inactivityTimer?.cancel()
-                self.inactivityTimer = self.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(seconds))) { [weak self] in
-                    guard let self else { return }
-                    self.run(self.machine.inactivityTimerFired(generation: generation))
-                }
+                // A newer generation replaces the older, as the machine expects of a restart.
+                self.inactivityGeneration = generation
+                self.inactivityTimer.arm(in: .seconds(Int64(seconds)))
             case .closeUpstream(let graceful):
                 self.upstream?.close(graceful: graceful, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil
             case .endSession(let condition):
                 // The machine ends a session once (its phase becomes `.ended` once).
-                self.inactivityTimer?.cancel()
+                self.inactivityTimer.cancel()
+                self.waitTimer.cancel()
                 self.upstream?.close(graceful: true, bounced: self.metrics.reportingInFlightBounces(.bosh, logger: self.logger))
                 self.upstream = nil
                 // The machine answered every request it held; any left here it never took up
@@ -210,7 +250,6 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
                 // closed rather than left waiting for an answer that will not come: the client
                 // sees a dropped request and learns the session is gone from its next one.
                 for (_, entry) in self.responders {
-                    entry.timer?.cancel()
                     self.metrics.requestAnswered()
                     entry.responder.close()
                 }

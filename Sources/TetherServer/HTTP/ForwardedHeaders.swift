@@ -58,9 +58,11 @@ struct ForwardedHeaders: Sendable {
         return origin
     }
 
+    /// A connection whose peer address is not known (parsed once, not per request).
+    private static let unknownPeer = try! SocketAddress(ipAddress: "0.0.0.0", port: 0)
+
     private func forwardedOrigin(peer: SocketAddress?, local: SocketAddress?, headers: HTTPHeaders) -> ClientOrigin {
-        let unknown = try! SocketAddress(ipAddress: "0.0.0.0", port: 0)
-        guard let peer else { return ClientOrigin(address: unknown, isSecure: false, destination: local) }
+        guard let peer else { return ClientOrigin(address: Self.unknownPeer, isSecure: false, destination: local) }
         guard self.trusts(peer) else { return ClientOrigin(address: peer, isSecure: false, destination: local) }
         switch self.header {
         case .forwarded:

@@ -80,7 +80,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let logger: Logger
     private var state = State.idle
     /// Closes a connection that does not deliver a complete request in time (idle or slowloris).
-    private var requestTimer: Scheduled<Void>?
+    private var requestTimer: DeadlineTimer?
+    /// Out of the pipeline: nothing is scheduled any more.
+    private var removed = false
     /// The BOSH request this connection is waiting to answer, if any.
     private var heldRequest: BOSHConnectionWatch?
 
@@ -127,7 +129,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.removed = true
         self.requestTimer?.cancel()
+        self.requestTimer = nil
         self.releaseConnectionBudget()
         // Upgraded to WebSocket: frames are bounded by their own rules.
         if !self.isHTTP2Stream, context.channel.isActive {
@@ -171,16 +175,22 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func armRequestTimer(context: ChannelHandlerContext) {
-        self.requestTimer?.cancel()
-        self.requestTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.httpRequestTimeout) { [weak self] in
-            guard let self else { return }
-            switch self.state {
-            case .idle, .receiving:
-                context.close(promise: nil)
-            case .refused, .responding:
-                break
+        // An answer completing after the connection went (prebind, the demo script) must not
+        // make a timer again: it would hold the context, and so this handler, for good.
+        guard !self.removed else { return }
+        if self.requestTimer == nil {
+            self.requestTimer = DeadlineTimer(on: context.eventLoop) { [weak self, weak context] in
+                guard let self, let context else { return }
+                switch self.state {
+                case .idle, .receiving:
+                    context.close(promise: nil)
+                case .refused, .responding:
+                    break
+                }
             }
         }
+        // Re-armed after every answer on a kept-alive connection: a deadline moved, not a timer.
+        self.requestTimer?.arm(in: self.configuration.httpRequestTimeout)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -243,7 +253,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         case (.end, .receiving(let head, let body, _, _)):
             self.wireBudget.disarm()
             self.releaseConnectionBudget()
-            self.requestTimer?.cancel()
+            self.requestTimer?.disarm()
             // HTTP/2 has no keep-alive: its stream ends with the answer.
             self.state = .responding(keepAlive: self.isHTTP2Stream || head.isKeepAlive)
             self.route(head: head, body: body, context: context)
@@ -286,7 +296,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         } catch {
             return false
         }
-        self.requestTimer?.cancel()
+        self.requestTimer?.disarm()
         self.replayingUpgrade = true
         errors.fireChannelRead(NIOAny(HTTPServerRequestPart.head(head)))
         // Upgraded (this handler is leaving) or refused (answered here through the replay).
@@ -335,7 +345,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Answers a request before its end and closes the connection: the output side once the
     /// answer is written, the input side after `LingeringCloseHandler` has let the client read it.
     private func refuse(_ head: HTTPRequestHead, status: HTTPResponseStatus, reason: String, headers: [(String, String)] = [], context: ChannelHandlerContext) {
-        self.requestTimer?.cancel()
+        self.requestTimer?.disarm()
         self.logger.info(
             "refused HTTP request",
             metadata: [
@@ -399,12 +409,15 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         self.bosh.handle(
             body: body, headers: head.headers, client: client, configuration: self.configuration,
-            responder: self.boshResponder(origin: origin, context: context), on: context.eventLoop, logger: self.logger
+            responder: self.boshResponder(origin: origin, context: context), on: context.eventLoop,
+            // An HTTP/2 connection may be a proxy's, carrying every client: sessions it creates
+            // are spread over the loops. An HTTP/1 connection carries one request at a time.
+            newSessionsHere: !self.isHTTP2Stream, logger: self.logger
         )
     }
 
     /// The way back for this connection's BOSH request, usable from the session's event loop:
-    /// each answer hops to this connection's loop once and is written with the CORS headers
+    /// each answer hops to this connection's loop (unless the session lives there too) and is written with the CORS headers
     /// `origin` gets. `delivered` is false when the connection had gone (the session then keeps
     /// the payloads for the client's next request).
     private func boshResponder(origin: String?, context: ChannelHandlerContext) -> BOSHResponder {
@@ -416,7 +429,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             connection: watch,
             write: { response, delivered in
                 watch.answered()
-                eventLoop.execute {
+                eventLoop.executeHere {
                     let (handler, context) = loopBound.value
                     handler.heldRequest = nil
                     guard let written = handler.writeBOSH(response, origin: origin, context: context) else {
@@ -429,7 +442,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
             },
             close: {
-                eventLoop.execute {
+                eventLoop.executeHere {
                     loopBound.value.1.close(promise: nil)
                 }
             }

@@ -171,7 +171,7 @@ final class PrebindService: Sendable {
                         finish(response)
                     },
                     close: { finish(nil) }
-                ))
+                ), on: nil)
         }
         guard let response, response.status == 200 else { return .internalError }
         let framer = XMLStreamFramer(limits: limits)

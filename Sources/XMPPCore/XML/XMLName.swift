@@ -25,15 +25,41 @@ public struct XMLName: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses expat's triplet form: `uri local prefix`, `uri local` or `local`.
     init(expatTriplet raw: UnsafePointer<CChar>) {
-        let parts = String(cString: raw).split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-        switch parts.count {
-        case 3:
-            self.init(namespace: String(parts[0]), localName: String(parts[1]), prefix: String(parts[2]))
-        case 2:
-            self.init(namespace: String(parts[0]), localName: String(parts[1]), prefix: nil)
-        default:
-            self.init(namespace: nil, localName: String(parts[0]), prefix: nil)
+        var length = 0
+        while raw[length] != 0 { length += 1 }
+        let bytes = UnsafeRawBufferPointer(start: raw, count: length)
+        guard let first = bytes.firstIndex(of: 0x20) else {
+            self.init(namespace: nil, localName: String(decoding: bytes, as: UTF8.self), prefix: nil)
+            return
         }
+        let namespace = Self.namespace(UnsafeRawBufferPointer(rebasing: bytes[..<first]))
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[(first + 1)...])
+        guard let second = rest.firstIndex(of: 0x20) else {
+            self.init(namespace: namespace, localName: String(decoding: rest, as: UTF8.self), prefix: nil)
+            return
+        }
+        self.init(
+            namespace: namespace,
+            localName: String(decoding: UnsafeRawBufferPointer(rebasing: rest[..<second]), as: UTF8.self),
+            prefix: String(decoding: UnsafeRawBufferPointer(rebasing: rest[(second + 1)...]), as: UTF8.self)
+        )
+    }
+
+    /// The namespaces of nearly every element Tether frames, shared: most are longer than a
+    /// small string's 15 bytes, so each name would otherwise allocate its URI.
+    private static let common = [
+        XMLNamespaces.httpBind, XMLNamespaces.streams, XMLNamespaces.xbosh, XMLNamespaces.framing, XMLNamespaces.sasl,
+        XMLNamespaces.tls, XMLNamespaces.streamErrors, XMLNamespaces.xml, XMLNamespaces.streamManagement,
+        "urn:ietf:params:xml:ns:xmpp-stanzas", "urn:ietf:params:xml:ns:xmpp-bind", "http://jabber.org/protocol/caps",
+        "http://jabber.org/protocol/chatstates", "urn:xmpp:receipts", "urn:xmpp:delay",
+    ].map { Array($0.utf8) }
+    private static let commonStrings = Self.common.map { String(decoding: $0, as: UTF8.self) }
+
+    private static func namespace(_ bytes: UnsafeRawBufferPointer) -> String {
+        for (index, candidate) in Self.common.enumerated() where candidate.count == bytes.count {
+            if candidate.elementsEqual(bytes) { return Self.commonStrings[index] }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
