@@ -194,7 +194,11 @@ struct BOSHIntegrationTests {
             #expect(bye.condition == nil)
             let after = try await client.send()
             #expect(after.condition == "item-not-found")
-            try await Task.sleep(for: .milliseconds(200))
+            // The session's end runs on its own loop, which can be seconds behind under the whole suite.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while endpoints.tether.server.sessionCount > 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(endpoints.tether.server.sessionCount == 0)
         }
     }

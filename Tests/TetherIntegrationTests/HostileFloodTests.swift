@@ -229,9 +229,12 @@ struct HostileFloodTests {
             try await withTetherProcess([
                 "--route", "localhost=127.0.0.1:\(prosody.c2sPort)",
                 "--max-sessions-per-address", "2000", "--max-new-sessions-per-second", "2000",
-                // Short enough for the slowloris connections to be cut within the test, long enough that
-                // no honest keep-alive connection (idle for at most a second) ever meets it, even on a busy machine.
-                "--http-request-timeout", "6", "--max-body-bytes", "65536", "--max-stanza-bytes", "65536",
+                // Short enough for the slowloris connections to be cut within the test (it waits 20 s),
+                // long enough that no honest keep-alive connection (idle for at most a second) ever meets
+                // it, and that an honest WebSocket's <open/> (which it also bounds) gets through with this
+                // process's own loops seconds behind under the whole suite (at 6 s, honest and
+                // ping-flood WebSockets were sometimes timed out before their <open/> was read).
+                "--http-request-timeout", "10", "--max-body-bytes", "65536", "--max-stanza-bytes", "65536",
             ]) { tether in
                 try await withHTTPClient { http in
                     try await withHTTPClient { attackerHTTP in

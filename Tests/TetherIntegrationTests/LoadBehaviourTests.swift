@@ -274,6 +274,10 @@ struct LoadPageEventTests {
         try await withProsodyAndTether(users: []) { prosody, tether, _ in
             try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
             let result = try await LoadRunner(scenario: Self.chatting(.bosh, tether.boshURL, Self.flap)).run()
+            if !result.errors.isEmpty {
+                // What Tether said about its sessions, for the failure's diagnosis.
+                print("Tether's log:\n" + tether.logs.all.filter { !$0.contains("trace") }.suffix(200).joined(separator: "\n"))
+            }
             let flap = try Self.expectNothingLost(result, .flap)
             // With 10 messages a second to each page, the held request was answered during most
             // of the half seconds it went unread; each of those answers came again byte for byte.

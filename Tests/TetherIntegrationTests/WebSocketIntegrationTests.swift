@@ -147,7 +147,12 @@ struct WebSocketIntegrationTests {
             try await client.sendClose()
             #expect(try await client.next() == .close(code: 1000))
             #expect(try await client.next() == .disconnected)
-            try await Task.sleep(for: .milliseconds(200))
+            // Tether's side of the close runs on its own loop, which can be seconds behind under
+            // the whole suite (a fixed 200 ms wait failed there).
+            let deadline = ContinuousClock.now + .seconds(10)
+            while endpoints.tether.server.webSocketSessionCount > 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(endpoints.tether.server.webSocketSessionCount == 0)
         }
     }

@@ -97,6 +97,25 @@ struct BOSHRequestTrackerTests {
         #expect(tracker.outstanding.map(\.rid) == [102, 103])
     }
 
+    @Test(
+        "a request that hangs while newer ones are answered holds the page back: no rid goes out `requests` or more above it (regression: a BOSH flap under load moved on five rids, and the retransmission found its answer gone from the server's buffer: item-not-found)"
+    )
+    func hungRequestHoldsTheWindow() {
+        var tracker = Self.created()
+        _ = tracker.nextRequest(nowNanos: 1)  // 101: its answer hangs in a connection
+        tracker.enqueue("<message id='1'/>")
+        #expect(tracker.nextRequest(nowNanos: 2)?.rid == 102)
+        #expect(tracker.responseReceived(rid: 102) == .expected(.payload))
+        tracker.enqueue("<message id='2'/>")
+        // A server keeping the last two answers (§14.3) would have dropped 101's by answering 103.
+        #expect(tracker.nextRequest(nowNanos: 3) == nil)
+        #expect(tracker.requestLost(rid: 101, nowNanos: 4)?.rid == 101)
+        #expect(tracker.responseReceived(rid: 101) == .expected(.payload))
+        let next = tracker.nextRequest(nowNanos: 5)
+        #expect(next?.rid == 103)
+        #expect(next?.body.contains("<message id='2'/>") == true)
+    }
+
     @Test("a server's requests='1' leaves one slot")
     func serverRequestsLimit() {
         var tracker = Self.created(requests: 1)

@@ -214,7 +214,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             // The HTTP/2 codec marks a body without a declared length as chunked; no chunk framing
             // is on the wire there.
-            let chunked = !self.isHTTP2Stream && head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased().contains("chunked") }
+            let chunked =
+                !self.isHTTP2Stream && head.headers.contains(name: "transfer-encoding")
+                && head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased().contains("chunked") }
             if chunked {
                 // The body with all its framing, plus room for trailers and a pipelined next head.
                 self.wireBudget.arm(self.configuration.maxRequestBodyBytes + max(self.configuration.maxHeaderBytes, Self.wireSlack))
@@ -325,7 +327,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
             let refusal = WebSocketUpgradePolicy.refusal(head, secure: secure, configuration: self.configuration)
             return (refusal.status, refusal.reason + "\n", refusal.status == .upgradeRequired ? [("Upgrade", "websocket")] : [])
         }
-        let expectation = head.headers[canonicalForm: "expect"].map { $0.lowercased() }
+        // Split into its values only when present (splitting allocates; browsers send no Expect).
+        let expectation = head.headers.contains(name: "expect") ? head.headers[canonicalForm: "expect"].map { $0.lowercased() } : []
         if head.honoursExpectations, !expectation.isEmpty, expectation != ["100-continue"] {
             // RFC 9110 §10.1.1: an expectation other than 100-continue cannot be met.
             return (.expectationFailed, "Only the 100-continue expectation is supported.\n", [])

@@ -6,7 +6,10 @@ import XMPPCore
 /// Policy (what Strophe.js and Converse do with hold=1): keep exactly one request held by the
 /// server whenever the session is open; payloads go out at once while fewer than `requests`
 /// are outstanding, else they wait and ride on the next request. A request whose response was
-/// lost is sent again with the same rid and the same bytes (§ 18).
+/// lost is sent again with the same rid and the same bytes (§ 18). No rid goes on the wire
+/// `requests` or more above the oldest unanswered one: a connection manager keeps the answers
+/// of the last `requests` requests (§14.3, no acknowledgements), so a page that moved further
+/// on while one request hung would find that answer gone when it sends it again (item-not-found).
 public struct BOSHRequestTracker: Sendable {
     /// A request on the wire or to be put there.
     public struct Request: Sendable, Hashable {
@@ -160,7 +163,7 @@ public struct BOSHRequestTracker: Sendable {
     /// The next request to put on the wire now, if any: queued payloads or a control body while
     /// fewer than `requests` are outstanding, else an empty poll so one request stays held.
     public mutating func nextRequest(nowNanos: UInt64) -> Request? {
-        guard self.sid != nil, !self.isTerminated else { return nil }
+        guard self.sid != nil, !self.isTerminated, self.withinReplayWindow else { return nil }
         let sid = self.escapedSID
         // A control body first, on its own, carrying whatever is queued with it.
         if let control = self.pendingControl, self.outstanding.count < self.requests {
@@ -208,6 +211,12 @@ public struct BOSHRequestTracker: Sendable {
     /// Requests sent before `deadline` that are still unanswered.
     public func overdue(sentBefore deadline: UInt64) -> [UInt64] {
         self.outstanding.filter { $0.sentAtNanos < deadline }.map(\.rid)
+    }
+
+    /// The next rid would still let the server answer the oldest outstanding request again.
+    var withinReplayWindow: Bool {
+        guard let oldest = self.outstanding.lazy.map(\.rid).min() else { return true }
+        return self.nextRID < oldest + UInt64(self.requests)
     }
 
     private mutating func takeRID() -> UInt64 {
