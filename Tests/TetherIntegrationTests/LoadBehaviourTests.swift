@@ -275,8 +275,13 @@ struct LoadPageEventTests {
             try prosody.writeAccounts(LoadBehaviourTests.users, password: "secret")
             let result = try await LoadRunner(scenario: Self.chatting(.bosh, tether.boshURL, Self.flap)).run()
             if !result.errors.isEmpty {
-                // What Tether said about its sessions, for the failure's diagnosis.
-                print("Tether's log:\n" + tether.logs.all.filter { !$0.contains("trace") }.suffix(200).joined(separator: "\n"))
+                // What Tether said about the sessions that ended badly, for the failure's diagnosis.
+                let lines = tether.logs.all
+                let ended = lines.filter { $0.contains("session ended") && !$0.contains("condition=normal") }
+                let sids = ended.compactMap { $0.split(separator: " ").first { $0.hasPrefix("sid=") } }
+                for sid in sids {
+                    print("Tether's log for \(sid):\n" + lines.filter { $0.contains(sid) }.suffix(400).joined(separator: "\n"))
+                }
             }
             let flap = try Self.expectNothingLost(result, .flap)
             // With 10 messages a second to each page, the held request was answered during most

@@ -226,4 +226,19 @@ struct BOSHEmptyBodyTests {
         #expect(!BOSHLoadSession.isEmptyBody(ByteBuffer(string: "<body xmlns='http://jabber.org/protocol/httpbind'></body>")))
         #expect(!BOSHLoadSession.isEmptyBody(ByteBuffer(string: "")))
     }
+
+    @Test(
+        "§17.3 a recoverable binding error (type='error', what §14.3 gives the older of two copies of a rid) is told apart from an answer, a terminal error and payloads that say error"
+    )
+    func recoverableErrors() {
+        // What Tether and Prosody send.
+        #expect(BOSHLoadSession.isRecoverableError(ByteBuffer(string: "<body type='error' xmlns='http://jabber.org/protocol/httpbind'/>")))
+        #expect(BOSHLoadSession.isRecoverableError(ByteBuffer(string: "<body xmlns=\"http://jabber.org/protocol/httpbind\" type=\"error\"/>")))
+        #expect(!BOSHLoadSession.isRecoverableError(ByteBuffer(string: "<body type='terminate' condition='item-not-found' xmlns='http://jabber.org/protocol/httpbind'/>")))
+        #expect(!BOSHLoadSession.isRecoverableError(ByteBuffer(string: "<body xmlns='http://jabber.org/protocol/httpbind'/>")))
+        // A stanza error inside an answer is the stanza's, not the body's.
+        #expect(
+            !BOSHLoadSession.isRecoverableError(
+                ByteBuffer(string: "<body xmlns='http://jabber.org/protocol/httpbind'><message type='error' id='m1'><error type='cancel'/></message></body>")))
+    }
 }

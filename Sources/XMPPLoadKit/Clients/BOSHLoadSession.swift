@@ -260,6 +260,10 @@ final class BOSHLoadSession: LoadSession {
             self.fail(ClientFailure(.http, "status-\(status)"))
             return
         }
+        if Self.isRecoverableError(body) {
+            self.recoverableError(rid: rid)
+            return
+        }
         guard case .expected(let kind) = self.tracker.responseReceived(rid: rid) else { return }
         if rid == self.flapRID {
             if case .flapping = self.page.state {
@@ -320,6 +324,26 @@ final class BOSHLoadSession: LoadSession {
             return
         }
         self.pump()
+    }
+
+    /// `<body type='error'/>` (XEP-0124 §17.3): a recoverable binding error. It answers nothing:
+    /// the connection manager sends it to the older of two copies of one rid (§14.3), and the
+    /// newer one, still in flight, carries the answer; with no other copy in flight the request
+    /// goes again, same rid and bytes. Regression: taken for the answer, the rid was dropped from
+    /// the outstanding ones, the page sent an empty poll at once while the server still held that
+    /// rid (policy-violation, §11), and the real answer that came later was ignored (lost messages).
+    private func recoverableError(rid: UInt64) {
+        guard self.tracker.outstanding.contains(where: { $0.rid == rid }) else { return }
+        if self.connections.contains(where: { $0.currentRID == rid }) { return }
+        self.requestLost(rid: rid)
+    }
+
+    static func isRecoverableError(_ body: ByteBuffer) -> Bool {
+        body.withUnsafeReadableBytes { raw -> Bool in
+            guard let close = raw.firstIndex(of: UInt8(ascii: ">")) else { return false }
+            let tag = UnsafeRawBufferPointer(rebasing: raw[0..<close])
+            return Self.contains(tag, " type='error'") || Self.contains(tag, " type=\"error\"")
+        }
     }
 
     /// `<body …/>` with no children and neither `type` nor `condition`: an empty answer.
