@@ -115,10 +115,7 @@ struct FaultTests {
         _ = try? await alice.send()
         // Hold a request on a raw connection and drop it.
         let body = alice.nextBody()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: tether.port).get()
-        try await channel.writeAndFlush(ByteBuffer(string: "POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"))
-        try await Task.sleep(for: .milliseconds(300))
-        try await channel.close()
+        try await Self.postAndDrop(body, port: tether.port)
         // A message arrives for the held (now orphaned) request.
         let bob = BOSHTestClient(http: http, url: tether.boshURL)
         try await bob.login(user: "bob", password: "secret")
@@ -142,15 +139,20 @@ struct FaultTests {
         }
     }
 
+    /// Posts `body` on a connection of its own and closes that connection while the request is held.
+    static func postAndDrop(_ body: String, port: Int) async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: "POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"))
+        try await Task.sleep(for: .milliseconds(300))
+        try await channel.close()
+    }
+
     static func vanishThenMoveOn(tether: TetherFixture, http: HTTPClient) async throws {
         let alice = BOSHTestClient(http: http, url: tether.boshURL)
         try await alice.login(user: "alice", password: "secret")
         _ = try? await alice.send()
         let lost = alice.nextBody()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: tether.port).get()
-        try await channel.writeAndFlush(ByteBuffer(string: "POST /http-bind HTTP/1.1\r\nHost: x\r\nContent-Length: \(lost.utf8.count)\r\n\r\n\(lost)"))
-        try await Task.sleep(for: .milliseconds(300))
-        try await channel.close()
+        try await Self.postAndDrop(lost, port: tether.port)
         try await Task.sleep(for: .milliseconds(300))
         // Two requests at most are open: the lost one and the newest, twice over.
         for _ in 0..<2 {

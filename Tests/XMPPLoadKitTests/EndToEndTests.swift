@@ -126,11 +126,15 @@ struct EndToEndTests {
         // JSON shape: the top-level keys and a few nested ones scripts rely on.
         let json = try ReportWriter.json(result)
         let object = try JSONSerialization.jsonObject(with: json) as? [String: Any] ?? [:]
+        // `kneeRate` is there only when a step met the bound (regression: expected always, the test
+        // failed on a machine busy enough to miss at 100 msg/s).
         #expect(
-            Set(object.keys) == [
-                "tool", "formatVersion", "scenario", "startedAt", "sessions", "messages", "steps", "kneeRate", "errors",
-                "retransmissions", "cpu", "server", "timeline", "passed", "otherErrors", "populations", "behaviours", "histograms",
-            ]
+            Set(object.keys)
+                == Set(
+                    [
+                        "tool", "formatVersion", "scenario", "startedAt", "sessions", "messages", "steps", "errors",
+                        "retransmissions", "cpu", "server", "timeline", "passed", "otherErrors", "populations", "behaviours", "histograms",
+                    ] + (knee == nil ? [] : ["kneeRate"]))
         )
         // One chat population (the flags' model): its chat behaviour accounts for every message.
         let behaviours = object["behaviours"] as? [[String: Any]] ?? []
