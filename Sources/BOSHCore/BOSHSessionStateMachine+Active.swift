@@ -135,6 +135,7 @@ extension BOSHSessionStateMachine {
                 return self.retransmission(request, id: id, now: now, context: &context)
             }
             if rid > self.lastRID + UInt64(context.parameters.requests) {
+                context.endingDetail = "rid \(rid) above the window (last rid \(self.lastRID), requests \(context.parameters.requests))"
                 return self.terminate(.itemNotFound, triggering: id, context: context)
             }
             var actions: [Action] = []
@@ -145,6 +146,7 @@ extension BOSHSessionStateMachine {
             if outstanding > context.parameters.requests + 1
                 || (outstanding > context.parameters.requests && !request.isTerminate && request.pause == nil)
             {
+                context.endingDetail = "rid \(rid): \(outstanding) requests open (held \(self.held.map(\.rid)), waiting \(self.outOfOrder.keys.sorted()))"
                 return self.terminate(.policyViolation, triggering: id, context: context).after(actions)
             }
             self.outOfOrder[rid] = PendingRequest(request: request, id: id, isSecure: isSecure)
@@ -182,6 +184,8 @@ extension BOSHSessionStateMachine {
                 context.clock.requestArrived()
                 return Outcome([.startWaitTimer(id, seconds: context.parameters.wait)] + self.drain(now: now, context: &context))
             }
+            context.endingDetail =
+                "rid \(rid) sent again, its answer no longer buffered (last rid \(self.lastRID), buffered \(self.cache.map(\.rid)), held \(self.held.map(\.rid)), unanswered \(self.unansweredRIDs.keys.sorted()))"
             return self.terminate(.itemNotFound, triggering: id, context: context)
         }
 
@@ -240,6 +244,7 @@ extension BOSHSessionStateMachine {
                     }
                 } else if tooSoon && context.parameters.hold > 0 && self.held.count >= context.parameters.hold {
                     // §11: with this one all `requests` are outstanding, it is empty, and it came too soon.
+                    context.endingDetail = "empty rid \(request.rid) within polling of the last request, with \(self.held.map(\.rid)) held"
                     return self.terminate(.policyViolation, triggering: id, triggeringVerified: true, context: context)
                 }
             }

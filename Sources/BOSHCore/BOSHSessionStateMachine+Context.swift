@@ -15,6 +15,9 @@ extension BOSHSessionStateMachine {
         /// Requests that repeated an rid already received (§14.3), for metrics.
         var retransmissions = 0
         var clock = InactivityClock()
+        /// Why the client's request ended the session, in its rids' terms, for the log: which
+        /// rule of §11 or §14 it broke.
+        var endingDetail: String?
 
         func plainResponse(_ body: BOSHResponse) -> BOSHHTTPResponse {
             BOSHHTTPResponse(status: 200, body: body.encoded(), contentType: self.parameters.contentType)

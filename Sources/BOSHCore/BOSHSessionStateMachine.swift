@@ -60,6 +60,8 @@ public struct BOSHSessionStateMachine {
     public var upstreamSecure: Bool { self.context.upstreamSecure }
     /// Requests that repeated an rid already received (lost responses, §14.3), for metrics.
     public var retransmissions: Int { self.context.retransmissions }
+    /// Which rule a request that ended the session broke (rids, what was held and buffered).
+    public var endingDetail: String? { self.context.endingDetail }
 
     /// Starts a session from its creation request (§7.1), which is held until stream features arrive.
     public init(

@@ -196,6 +196,7 @@ struct BOSHSessionStateMachineTests {
                 "close-upstream graceful", "respond 3 200 <body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='item-not-found'/>", "end item-not-found",
             ])
         #expect(!machine.isActive)
+        #expect(machine.endingDetail == "rid 103 above the window (last rid 100, requests 2)")
     }
 
     @Test("§14.3 a retransmitted rid gets the buffered response verbatim")
@@ -277,6 +278,8 @@ struct BOSHSessionStateMachineTests {
                 "end item-not-found",
             ]
         )
+        // The log says which rule: the rid and what was buffered then.
+        #expect(machine.endingDetail == "rid 101 sent again, its answer no longer buffered (last rid 106, buffered [102, 103, 104, 105], held [106], unanswered [])")
     }
 
     @Test("§8 wait expiry answers with an empty body and starts inactivity")

@@ -255,7 +255,9 @@ final class BOSHSession: UpstreamStreamDelegate, RegisteredSession, @unchecked S
                 }
                 self.responders.removeAll()
                 self.metrics.terminated(.bosh, condition: condition?.rawValue ?? "normal")
-                self.logger.info("session ended", metadata: ["condition": "\(condition?.rawValue ?? "normal")"])
+                var metadata: Logger.Metadata = ["condition": "\(condition?.rawValue ?? "normal")"]
+                if let detail = self.machine.endingDetail { metadata["detail"] = "\(detail)" }
+                self.logger.info("session ended", metadata: metadata)
                 self.onEnd(self.sid)
             }
         }

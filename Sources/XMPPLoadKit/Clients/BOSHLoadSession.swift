@@ -231,7 +231,9 @@ final class BOSHLoadSession: LoadSession {
 
     /// Sends whatever the tracker says is due.
     private func pump() {
-        while !self.isFinished, !self.paused, let request = self.tracker.nextRequest(nowNanos: self.now) {
+        while !self.isFinished, !self.paused,
+            let request = self.tracker.nextRequest(nowNanos: self.now, oldestInFlight: self.connections.lazy.compactMap(\.currentRID).min())
+        {
             self.dispatch(request)
         }
     }
@@ -264,7 +266,11 @@ final class BOSHLoadSession: LoadSession {
             self.recoverableError(rid: rid)
             return
         }
-        guard case .expected(let kind) = self.tracker.responseReceived(rid: rid) else { return }
+        guard case .expected(let kind) = self.tracker.responseReceived(rid: rid) else {
+            // A second copy's answer: that copy no longer holds the window back.
+            self.pump()
+            return
+        }
         if rid == self.flapRID {
             if case .flapping = self.page.state {
                 self.flapAnswered(body: body)

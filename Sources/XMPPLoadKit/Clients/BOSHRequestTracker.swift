@@ -162,8 +162,12 @@ public struct BOSHRequestTracker: Sendable {
 
     /// The next request to put on the wire now, if any: queued payloads or a control body while
     /// fewer than `requests` are outstanding, else an empty poll so one request stays held.
-    public mutating func nextRequest(nowNanos: UInt64) -> Request? {
-        guard self.sid != nil, !self.isTerminated, self.withinReplayWindow else { return nil }
+    ///
+    /// - Parameter oldestInFlight: the oldest rid any connection still carries, answered or not:
+    ///   a second copy of an answered request (sent again after a timeout or a cut) can still
+    ///   reach the server, and must find its answer there too.
+    public mutating func nextRequest(nowNanos: UInt64, oldestInFlight: UInt64? = nil) -> Request? {
+        guard self.sid != nil, !self.isTerminated, self.withinReplayWindow(oldestInFlight: oldestInFlight) else { return nil }
         let sid = self.escapedSID
         // A control body first, on its own, carrying whatever is queued with it.
         if let control = self.pendingControl, self.outstanding.count < self.requests {
@@ -213,9 +217,10 @@ public struct BOSHRequestTracker: Sendable {
         self.outstanding.filter { $0.sentAtNanos < deadline }.map(\.rid)
     }
 
-    /// The next rid would still let the server answer the oldest outstanding request again.
-    var withinReplayWindow: Bool {
-        guard let oldest = self.outstanding.lazy.map(\.rid).min() else { return true }
+    /// The next rid would still let the server answer the oldest outstanding request, or the
+    /// oldest copy in flight, again.
+    func withinReplayWindow(oldestInFlight: UInt64?) -> Bool {
+        guard let oldest = [self.outstanding.lazy.map(\.rid).min(), oldestInFlight].compactMap({ $0 }).min() else { return true }
         return self.nextRID < oldest + UInt64(self.requests)
     }
 
