@@ -420,9 +420,9 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// The way back for this connection's BOSH request, usable from the session's event loop:
-    /// each answer hops to this connection's loop (unless the session lives there too) and is written with the CORS headers
-    /// `origin` gets. `delivered` is false when the connection had gone (the session then keeps
-    /// the payloads for the client's next request).
+    /// each answer hops to this connection's loop (unless the session lives there too) and is
+    /// written with the CORS headers `origin` gets. `delivered` is false when the connection had
+    /// gone (the session then keeps the payloads for the client's next request).
     private func boshResponder(origin: String?, context: ChannelHandlerContext) -> BOSHResponder {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop

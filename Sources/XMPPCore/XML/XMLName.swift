@@ -52,12 +52,11 @@ public struct XMLName: Hashable, Sendable, CustomStringConvertible {
         XMLNamespaces.tls, XMLNamespaces.streamErrors, XMLNamespaces.xml, XMLNamespaces.streamManagement,
         "urn:ietf:params:xml:ns:xmpp-stanzas", "urn:ietf:params:xml:ns:xmpp-bind", "http://jabber.org/protocol/caps",
         "http://jabber.org/protocol/chatstates", "urn:xmpp:receipts", "urn:xmpp:delay",
-    ].map { Array($0.utf8) }
-    private static let commonStrings = Self.common.map { String(decoding: $0, as: UTF8.self) }
+    ]
 
     private static func namespace(_ bytes: UnsafeRawBufferPointer) -> String {
-        for (index, candidate) in Self.common.enumerated() where candidate.count == bytes.count {
-            if candidate.elementsEqual(bytes) { return Self.commonStrings[index] }
+        for candidate in Self.common where candidate.utf8.count == bytes.count && candidate.utf8.elementsEqual(bytes) {
+            return candidate
         }
         return String(decoding: bytes, as: UTF8.self)
     }

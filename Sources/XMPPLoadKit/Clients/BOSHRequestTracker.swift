@@ -220,8 +220,8 @@ public struct BOSHRequestTracker: Sendable {
     /// The next rid would still let the server answer the oldest outstanding request, or the
     /// oldest copy in flight, again.
     func withinReplayWindow(oldestInFlight: UInt64?) -> Bool {
-        guard let oldest = [self.outstanding.lazy.map(\.rid).min(), oldestInFlight].compactMap({ $0 }).min() else { return true }
-        return self.nextRID < oldest + UInt64(self.requests)
+        let oldest = min(self.outstanding.lazy.map(\.rid).min() ?? .max, oldestInFlight ?? .max)
+        return oldest == .max || self.nextRID < oldest + UInt64(self.requests)
     }
 
     private mutating func takeRID() -> UInt64 {
