@@ -29,27 +29,32 @@ public struct BOSHResponse: Sendable {
     /// The recoverable error of §17.3: the client resends its unanswered requests.
     public static let recoverableError = BOSHResponse(attributes: [("type", "error")])
 
+    /// The body's bytes in a buffer of exactly their size: an answer stays cached for
+    /// retransmission (§14.3) while the session idles, and a buffer that had grown while being
+    /// written would keep up to twice its bytes.
     public func encoded() -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 160 + self.payloads.reduce(0) { $0 + $1.readableBytes })
-        buffer.writeString("<body xmlns='http://jabber.org/protocol/httpbind'")
+        var tag = "<body xmlns='http://jabber.org/protocol/httpbind'"
         if self.attributes.contains(where: { $0.name.hasPrefix("xmpp:") }) {
-            buffer.writeString(" xmlns:xmpp='urn:xmpp:xbosh'")
+            tag += " xmlns:xmpp='urn:xmpp:xbosh'"
         }
         if self.declaresStreamNamespace {
-            buffer.writeString(" xmlns:stream='http://etherx.jabber.org/streams'")
+            tag += " xmlns:stream='http://etherx.jabber.org/streams'"
         }
         for attribute in self.attributes {
-            buffer.writeString(" \(attribute.name)='\(XMLEscaping.escapeAttribute(attribute.value))'")
+            tag += " \(attribute.name)='\(XMLEscaping.escapeAttribute(attribute.value))'"
         }
         if self.payloads.isEmpty {
-            buffer.writeString("/>")
-        } else {
-            buffer.writeString(">")
-            for var payload in self.payloads {
-                buffer.writeBuffer(&payload)
-            }
-            buffer.writeString("</body>")
+            tag += "/>"
+            return ByteBuffer(string: tag)
         }
+        tag += ">"
+        let close = "</body>"
+        var buffer = ByteBufferAllocator().buffer(capacity: tag.utf8.count + self.payloads.reduce(0) { $0 + $1.readableBytes } + close.utf8.count)
+        buffer.writeString(tag)
+        for var payload in self.payloads {
+            buffer.writeBuffer(&payload)
+        }
+        buffer.writeString(close)
         return buffer
     }
 }

@@ -82,6 +82,19 @@ struct BOSHRequestTests {
             String(buffer: BOSHResponse.seeOtherURI("https://b.example/http-bind").encoded())
                 == "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='see-other-uri'><uri>https://b.example/http-bind</uri></body>")
     }
+
+    @Test(
+        "an encoded answer's buffer is allocated for its size: a cached answer (§14.3) keeps its buffer while the session idles (regression: an empty answer kept 256 bytes)",
+        arguments: [0, 1])
+    func encodedSize(payloadCount: Int) {
+        let payloads = (0..<payloadCount).map { ByteBuffer(string: "<iq id='\($0)'>" + String(repeating: "x", count: 100) + "</iq>") }
+        let buffer = BOSHResponse(attributes: [("type", "terminate"), ("condition", "item-not-found")], payloads: payloads).encoded()
+        // NIO rounds every allocation up to a power of two.
+        var allocation = 1
+        while allocation < buffer.readableBytes { allocation *= 2 }
+        #expect(buffer.capacity == allocation)
+        #expect(String(buffer: buffer).hasSuffix(payloadCount == 0 ? "'item-not-found'/>" : "</iq></body>"))
+    }
 }
 
 extension BOSHRequestTests {

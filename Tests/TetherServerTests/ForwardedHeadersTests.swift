@@ -229,6 +229,32 @@ struct LogTextTests {
     }
 }
 
+extension LogTextTests {
+    @Test("a logger's metadata is set, replaced and removed by key, printed sorted, and an event's own metadata wins")
+    func metadataByKey() {
+        let lines = LockedLines()
+        var logger = Logger(label: "tether") { label in LineLogHandler(label: label, format: .text, write: { lines.append($0) }) }
+        logger[metadataKey: "sid"] = "s1"
+        logger[metadataKey: "client"] = "203.0.113.9"
+        logger[metadataKey: "transport"] = "bosh"
+        logger[metadataKey: "sid"] = "s2"
+        logger[metadataKey: "transport"] = nil
+        logger[metadataKey: "absent"] = nil
+        #expect(logger[metadataKey: "sid"] == "s2")
+        #expect(logger[metadataKey: "transport"] == nil)
+        #expect(logger.handler.metadata == ["client": "203.0.113.9", "sid": "s2"])
+        logger.info("plain")
+        logger.info("with its own", metadata: ["sid": "s3", "a": "1"])
+        logger.handler.metadata = ["z": "1", "b": "2"]
+        logger.info("replaced")
+        let written = lines.all
+        #expect(written.count == 3)
+        #expect(written[0].contains(" : client=203.0.113.9 sid=s2 ["))
+        #expect(written[1].contains(" : a=1 client=203.0.113.9 sid=s3 ["))
+        #expect(written[2].contains(" : b=2 z=1 ["))
+    }
+}
+
 final class LockedLines: Sendable {
     private let lines = Mutex<[String]>([])
     func append(_ line: String) { self.lines.withLock { $0.append(line) } }

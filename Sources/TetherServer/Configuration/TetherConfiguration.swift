@@ -119,6 +119,23 @@ public struct TetherConfiguration: Sendable {
 
     /// Whether a client may open a session to this domain.
     public func serves(domain: String) -> Bool {
-        self.openDomains || self.domains.contains(domain) || self.upstream.routes[domain] != nil
+        self.servedDomains.contains(domain)
+    }
+
+    /// The domains clients may open sessions to, apart from the rest of the configuration: what a
+    /// session keeps to judge its `to` (a closure over the whole configuration held a copy of it).
+    var servedDomains: ServedDomains {
+        ServedDomains(open: self.openDomains, domains: self.domains, routes: self.upstream.routes)
+    }
+}
+
+/// `--domain`, `--open-domains` and the routed domains (`--route`), as `serves(domain:)` reads them.
+struct ServedDomains: Sendable {
+    let open: Bool
+    let domains: Set<String>
+    let routes: [String: UpstreamRoute]
+
+    func contains(_ domain: String) -> Bool {
+        self.open || self.domains.contains(domain) || self.routes[domain] != nil
     }
 }

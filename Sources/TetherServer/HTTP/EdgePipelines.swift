@@ -8,7 +8,8 @@ import XMPPCore
 /// Builds a browser connection's pipeline once its protocol is known: HTTP/1.1 (with the
 /// WebSocket upgrade) or HTTP/2, where every stream is one request served by its own
 /// `HTTPEdgeHandler`, so a BOSH request behaves the same over either.
-struct EdgePipelines: Sendable {
+/// A class, so what every connection keeps of it (the later-upgrade factory) is one reference.
+final class EdgePipelines: Sendable {
     let store: ConfigurationStore
     let bosh: BOSHService
     let webSockets: WebSocketRegistry
@@ -21,25 +22,45 @@ struct EdgePipelines: Sendable {
     let http2Connections: HTTP2Connections
     let logger: Logger
 
+    init(
+        store: ConfigurationStore, bosh: BOSHService, webSockets: WebSocketRegistry, relay: PeerRelay, prebind: PrebindService, gate: SessionGate,
+        upstreamLinks: UpstreamLinks, status: ServerStatus, metrics: TetherMetrics, http2Connections: HTTP2Connections, logger: Logger
+    ) {
+        self.store = store
+        self.bosh = bosh
+        self.webSockets = webSockets
+        self.relay = relay
+        self.prebind = prebind
+        self.gate = gate
+        self.upstreamLinks = upstreamLinks
+        self.status = status
+        self.metrics = metrics
+        self.http2Connections = http2Connections
+        self.logger = logger
+    }
+
+    /// Run when a connection has been upgraded: the HTTP edge has no business on it any more.
+    private static let upgraded: @Sendable (ChannelHandlerContext) -> Void = { context in
+        context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
+    }
+
     /// HTTP/1.1 with the RFC 6455 upgrade on `/xmpp-websocket`, then the edge.
     func configureHTTP1(_ channel: any Channel, configuration: TetherConfiguration, tls: Bool) throws {
         let metrics = self.metrics
         metrics.httpConnectionOpened(.http1)
         channel.closeFuture.whenComplete { _ in metrics.httpConnectionClosed(.http1) }
-        let upgrader = self.webSocketUpgrader(configuration: configuration, tls: tls)
         let sync = channel.pipeline.syncOperations
-        let upgraded: @Sendable (ChannelHandlerContext) -> Void = { context in
-            // The HTTP edge has no business on an upgraded connection.
-            context.pipeline.syncOperations.removeHandler(name: HTTPEdgeHandler.name, promise: nil)
-        }
+        // NIO's upgrade handler, with its upgrader, leaves after the first request. A later
+        // request's upgrade builds its own (`LaterUpgrade`): an upgrader kept for the whole
+        // connection cost every idle BOSH connection 1.4 KiB.
         try sync.configureHTTPServerPipeline(
             withPipeliningAssistance: true,
-            withServerUpgrade: (upgraders: [upgrader], completionHandler: upgraded),
+            withServerUpgrade: (upgraders: [self.webSocketUpgrader(configuration: configuration, tls: tls)], completionHandler: Self.upgraded),
             withErrorHandling: true
         )
-        try sync.addHandler(
-            self.edgeHandler(transport: .http1(laterUpgrade: HTTPEdgeHandler.LaterUpgrade(upgrader: upgrader, completion: upgraded)), tls: tls),
-            name: HTTPEdgeHandler.name)
+        let later = HTTPEdgeHandler.LaterUpgrade(
+            upgrader: { [self] configuration in self.webSocketUpgrader(configuration: configuration, tls: tls) }, completion: Self.upgraded)
+        try sync.addHandler(self.edgeHandler(transport: .http1(laterUpgrade: later), tls: tls), name: HTTPEdgeHandler.name)
     }
 
     /// HTTP/2 (RFC 9113) on a TLS connection that chose `h2`: the limits of

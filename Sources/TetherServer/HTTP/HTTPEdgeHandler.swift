@@ -71,7 +71,10 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let store: ConfigurationStore
     /// Taken from the store as each request starts, so a reload applies to the next request on a
     /// kept-alive connection and one request sees one configuration (one lock, not one per use).
-    private var configuration: TetherConfiguration
+    private var snapshot: ConfigurationStore.Snapshot
+    private var configuration: TetherConfiguration {
+        _read { yield self.snapshot.value }
+    }
     private let bosh: BOSHEndpoint
     private let prebind: PrebindEndpoint
     private let status: ServerStatus
@@ -88,7 +91,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// What a WebSocket upgrade on a later request of the connection needs (see `upgradeLater`).
     struct LaterUpgrade: Sendable {
-        let upgrader: NIOWebSocketServerUpgrader
+        /// Builds the upgrader for the configuration in effect.
+        let upgrader: @Sendable (TetherConfiguration) -> NIOWebSocketServerUpgrader
         let completion: @Sendable (ChannelHandlerContext) -> Void
     }
 
@@ -112,7 +116,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.transport = transport
         self.overTLS = overTLS
         self.store = store
-        self.configuration = store.current
+        self.snapshot = store.snapshot
         self.bosh = BOSHEndpoint(service: bosh, relay: relay)
         self.prebind = PrebindEndpoint(service: prebind)
         self.status = status
@@ -196,7 +200,7 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch (self.unwrapInboundIn(data), self.state) {
         case (.head(let head), .idle):
-            self.configuration = self.store.current
+            self.snapshot = self.store.snapshot
             // Set here, so a HEAD refused from its head alone gets no body either.
             self.answeringHEAD = head.method == .HEAD
             if self.replayingUpgrade {
@@ -292,7 +296,8 @@ final class HTTPEdgeHandler: ChannelInboundHandler, RemovableChannelHandler {
         // bytes, and a frame written with a separate header buffer (IOData) crashed the process.
         if let validator = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { extra.append(validator) }
         extra.append(errorHandler)
-        let handler = HTTPServerUpgradeHandler(upgraders: [later.upgrader], httpEncoder: encoder, extraHTTPHandlers: extra, upgradeCompletionHandler: later.completion)
+        let handler = HTTPServerUpgradeHandler(
+            upgraders: [later.upgrader(self.configuration)], httpEncoder: encoder, extraHTTPHandlers: extra, upgradeCompletionHandler: later.completion)
         do {
             try sync.addHandler(handler, position: .after(errorHandler))
         } catch {

@@ -17,40 +17,70 @@ public struct LineLogHandler: LogHandler {
     }
 
     public var logLevel: Logger.Level = .info
-    public var metadata: Logger.Metadata = [:]
-    private let label: String
-    private let format: Format
-    private let write: @Sendable (String) -> Void
+    /// Every session's logger carries its own metadata (`sid`, `client`, …): kept as a short
+    /// array sorted by key rather than a dictionary, and the rest of the handler in one shared
+    /// object, so the handler fits in `Logger`'s inline storage and a session's logger costs
+    /// about 150 bytes instead of about 500.
+    private var fields: [(key: String, value: Logger.MetadataValue)] = []
+    private let sink: Sink
+
+    private final class Sink: Sendable {
+        let label: String
+        let format: Format
+        let write: @Sendable (String) -> Void
+
+        init(label: String, format: Format, write: @escaping @Sendable (String) -> Void) {
+            self.label = label
+            self.format = format
+            self.write = write
+        }
+    }
 
     public init(label: String, format: Format, write: @escaping @Sendable (String) -> Void = LineLogHandler.standardError) {
-        self.label = label
-        self.format = format
-        self.write = write
+        self.sink = Sink(label: label, format: format, write: write)
+    }
+
+    public var metadata: Logger.Metadata {
+        get { Dictionary(self.fields, uniquingKeysWith: { _, last in last }) }
+        set { self.fields = newValue.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) } }
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { self.metadata[key] }
-        set { self.metadata[key] = newValue }
+        get { self.fields.first { $0.key == key }?.value }
+        set {
+            let index = self.fields.firstIndex { $0.key >= key } ?? self.fields.endIndex
+            let present = index < self.fields.endIndex && self.fields[index].key == key
+            switch (newValue, present) {
+            case (let value?, true): self.fields[index].value = value
+            case (let value?, false): self.fields.insert((key: key, value: value), at: index)
+            case (nil, true): self.fields.remove(at: index)
+            case (nil, false): break
+            }
+        }
     }
 
     public func log(event: LogEvent) {
-        var fields = self.metadata
-        if let metadata = event.metadata { fields.merge(metadata) { _, new in new } }
+        var fields = self.fields
+        if let extra = event.metadata, !extra.isEmpty {
+            var merged = self.metadata
+            merged.merge(extra) { _, new in new }
+            fields = merged.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) }
+        }
         let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date())
-        switch self.format {
+        switch self.sink.format {
         case .text:
-            var text = "\(time) \(event.level) \(LogText.escaped(self.label)) :"
-            for key in fields.keys.sorted() {
-                text += " \(LogText.field(key))=\(LogText.field(fields[key]!.description))"
+            var text = "\(time) \(event.level) \(LogText.escaped(self.sink.label)) :"
+            for field in fields {
+                text += " \(LogText.field(field.key))=\(LogText.field(field.value.description))"
             }
-            self.write(text + " [\(LogText.escaped(event.source))] \(LogText.escaped(event.message.description))\n")
+            self.sink.write(text + " [\(LogText.escaped(event.source))] \(LogText.escaped(event.message.description))\n")
         case .json:
             var text =
-                "{\"time\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"label\":\(JSONText.quoted(self.label)),\"message\":\(JSONText.quoted(event.message.description))"
-            for key in fields.keys.sorted() where !["time", "level", "label", "message"].contains(key) {
-                text += ",\(JSONText.quoted(key)):\(JSONText.quoted(fields[key]!.description))"
+                "{\"time\":\"\(time)\",\"level\":\"\(event.level.rawValue)\",\"label\":\(JSONText.quoted(self.sink.label)),\"message\":\(JSONText.quoted(event.message.description))"
+            for field in fields where !["time", "level", "label", "message"].contains(field.key) {
+                text += ",\(JSONText.quoted(field.key)):\(JSONText.quoted(field.value.description))"
             }
-            self.write(text + "}\n")
+            self.sink.write(text + "}\n")
         }
     }
 

@@ -69,7 +69,7 @@ final class WebSocketXMPPHandler: ChannelInboundHandler, UpstreamStreamDelegate 
                 maxMessageBytes: configuration.xmlLimits.maxElementBytes,
                 compressionNegotiated: compressed
             ),
-            serves: configuration.serves(domain:)
+            serves: configuration.servedDomains.contains
         )
         self.xmlLimits = configuration.xmlLimits
         self.upstreamLinks = upstream

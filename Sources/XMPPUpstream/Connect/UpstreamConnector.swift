@@ -314,6 +314,10 @@ public struct UpstreamConnector: Sendable {
                 .connectTimeout(configuration.connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.writeBufferWaterMark, value: .init(low: configuration.maxQueuedBytes / 2, high: configuration.maxQueuedBytes))
+                // NIO keeps a channel's last read buffer for the next read, and never shrinks it:
+                // starting at 512 bytes instead of 2 KiB keeps 1.5 KiB less per idle session. A
+                // read that fills the buffer doubles the next one, so bursts still get big reads.
+                .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
         }
         return race.run()
             .flatMapThrowing { channel, address -> UpstreamConnection in
