@@ -582,6 +582,7 @@ fi
     echo "swift=$(swift --version 2>/dev/null | head -n 1)"
     echo "reps=$reps_done$([ "$reps_done" -eq "$reps" ] || echo " of $reps asked (time budget $budget s)")"
     echo "sessions=$sessions"
+    echo "ramp=$ramp"
     echo "step_seconds=$step_seconds"
     echo "fixed_rate=$fixed_rate"
     echo "fixed_seconds=$fixed_seconds"

@@ -88,6 +88,10 @@ def figures(result):
         f["kib_per_session"] = (server["rssKiBLoaded"] - server["rssKiBAtStart"]) / server["sessionsUpWhenLoaded"]
         f["sessions_up"] = server["sessionsUpWhenLoaded"]
     sessions = result.get("sessions", {})
+    if sessions.get("serverCPUSecondsDuringLogin") is not None and sessions.get("established"):
+        f["login_cpu_ms"] = sessions["serverCPUSecondsDuringLogin"] / sessions["established"] * MS
+    if sessions.get("upstreamCPUSecondsDuringLogin") is not None and sessions.get("established"):
+        f["login_upstream_cpu_ms"] = sessions["upstreamCPUSecondsDuringLogin"] / sessions["established"] * MS
     f["established"] = sessions.get("established", 0)
     f["failed"] = sessions.get("failed", 0)
     f["establishment_rate"] = sessions.get("establishmentRate")
@@ -112,6 +116,8 @@ def one_line(path):
     elif "kib_per_session" in f:
         parts.append("%.2f KiB/session with %d up" % (f["kib_per_session"], f["sessions_up"]))
         parts.append("%.0f sessions/s" % (f["establishment_rate"] or 0))
+    if f.get("login_cpu_ms") is not None:
+        parts.append("login cpu %.3f ms%s" % (f["login_cpu_ms"], "" if f.get("login_upstream_cpu_ms") is None else " (upstream %.3f ms)" % f["login_upstream_cpu_ms"]))
     if f["failed"]:
         parts.append("%d sessions failed" % f["failed"])
     if f["errors"]:
@@ -242,7 +248,28 @@ def main(directory):
                 "added p50 at 1000 msg/s: Tether WebSocket → %s − %s c2s" % (server, server),
                 "%+.3f ms (%.3f − %.3f)" % (a - b, a, b), "< 0.5 ms", verdict(a - b < 0.5),
             ))
-    for transport, key, goal in (("BOSH", "bosh", 16), ("WebSocket", "ws", 12)):
+    # Login: what establishing a session costs Tether beside what the same c2s login costs
+    # Prosody behind it, both read over the ramp of one run (the knee runs, or the nginx
+    # column's steps straight to Tether); Prosody's cost for a direct c2s login alongside.
+    for k in list(runs):
+        for f in runs[k]:
+            if f.get("login_cpu_ms") is not None and f.get("login_upstream_cpu_ms"):
+                f["login_over_upstream"] = f["login_cpu_ms"] / f["login_upstream_cpu_ms"]
+    for transport, names in (("BOSH", ("tether-bosh-prosody", "tether-bosh-fixed")), ("WebSocket", ("tether-ws-prosody", "tether-ws-fixed"))):
+        label = "Tether CPU per login / Prosody CPU for that c2s login, %s (%s logins at %s/s, same run)" % (transport, facts.get("sessions", "?"), facts.get("ramp", "?"))
+        name = next((n for n in names if med(n, "login_over_upstream") is not None), None)
+        if name is None:
+            rows.append((label, "n/a", "≤ 0.2×", "n/a"))
+            continue
+        direct = med("prosody-tcp", "login_cpu_ms")
+        rows.append((
+            label,
+            "%s (%.3f / %.3f ms; direct c2s login: %s)" % (
+                spread(values(name, "login_over_upstream"), "%.2f×"), med(name, "login_cpu_ms"), med(name, "login_upstream_cpu_ms"),
+                "not run" if direct is None else "%.3f ms" % direct),
+            "≤ 0.2×", verdict(med(name, "login_over_upstream") <= 0.2),
+        ))
+    for transport, key, goal in (("BOSH", "bosh", 10), ("WebSocket", "ws", 8)):
         v = med("stub-%s-idle-10k" % key, "kib_per_session")
         one = med("stub-%s-idle-1k" % key, "kib_per_session")
         up = values("stub-%s-idle-10k" % key, "sessions_up")

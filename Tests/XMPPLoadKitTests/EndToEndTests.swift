@@ -37,6 +37,10 @@ struct EndToEndTests {
         #expect(result.errors.isEmpty)
         #expect(result.passed)
         #expect(result.server?.rssKiBPeak ?? 0 > 0)
+        // The server here is this process: its CPU over the ramp is measured, part of the run's.
+        let loginCPU = try #require(result.sessions.serverCPUSecondsDuringLogin)
+        #expect(loginCPU >= 0 && loginCPU <= result.cpu.processSeconds + 0.02)
+        #expect(result.sessions.upstreamCPUSecondsDuringLogin == nil)
         #expect(!result.timeline.isEmpty)
         #expect(Set(result.sessions.phases.keys) == ["connecting", "awaitingFeatures", "authenticating", "awaitingBoundFeatures", "binding"])
         // Every session logged out: the stub has nobody left.

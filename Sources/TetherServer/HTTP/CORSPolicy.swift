@@ -66,12 +66,15 @@ public enum CORSPolicy: Hashable, Sendable {
     }
 
     /// Headers for an actual (non-preflight) response.
+    /// Shared by every answer under `.anyOrigin` (the default): no list built per answer.
+    private static let anyOriginHeaders = [("Access-Control-Allow-Origin", "*")]
+
     public func responseHeaders(origin: String?) -> [(String, String)] {
         switch self {
         case .disabled:
             return []
         case .anyOrigin:
-            return [("Access-Control-Allow-Origin", "*")]
+            return Self.anyOriginHeaders
         case .origins(let allowed):
             guard let origin, allowed.contains(origin.lowercased()) else { return [("Vary", "Origin")] }
             return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]

@@ -18,6 +18,11 @@ public struct LoadResult: Sendable, Codable {
         public var login: LatencySummary
         /// Time per login phase (connecting, awaitingFeatures, authenticating, awaitingBoundFeatures, binding, startingSession where a server requires an RFC 3921 session).
         public var phases: [String: LatencySummary]
+        /// With `--server-pid`: CPU seconds the server process used from the first arrival until
+        /// every session was established or had failed. Over `established`: what a login cost it.
+        public var serverCPUSecondsDuringLogin: Double?
+        /// The same for the `--upstream-pid` process (the XMPP server behind a connection manager).
+        public var upstreamCPUSecondsDuringLogin: Double?
     }
 
     public struct Messages: Sendable, Codable, Hashable {

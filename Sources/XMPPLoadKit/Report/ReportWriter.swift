@@ -25,6 +25,10 @@ public enum ReportWriter {
             "sessions   \(s.established)/\(s.requested) established, \(s.failed) failed, \(s.closedCleanly) closed cleanly; "
                 + "\(f(s.establishmentRate)) sessions/s over \(f(s.rampSeconds, 2)) s; login p50 \(f(s.login.p50, 2)) ms p99 \(f(s.login.p99, 2)) ms"
         )
+        if let cpu = s.serverCPUSecondsDuringLogin, s.established > 0 {
+            let upstream = s.upstreamCPUSecondsDuringLogin.map { ", upstream \(f($0, 2)) s (\(f($0 / Double(s.established) * 1000, 3)) ms per login)" } ?? ""
+            lines.append("login cpu  server \(f(cpu, 2)) s (\(f(cpu / Double(s.established) * 1000, 3)) ms per login)\(upstream)")
+        }
         let phaseOrder = ["connecting", "awaitingFeatures", "authenticating", "awaitingBoundFeatures", "binding"]
         let phases = phaseOrder.compactMap { name in result.sessions.phases[name].map { "\(name) \(f($0.p50, 2))/\(f($0.p99, 2))" } }
         if !phases.isEmpty { lines.append("phases     p50/p99 ms: " + phases.joined(separator: ", ")) }

@@ -122,6 +122,9 @@ public enum ResultMerger {
         merged.establishmentRate = parts.reduce(0) { $0 + $1.establishmentRate }
         merged.login = histograms.login.summary
         merged.phases = histograms.phases.mapValues(\.summary)
+        // Parts on other machines may each have measured the same server: not a sum.
+        merged.serverCPUSecondsDuringLogin = nil
+        merged.upstreamCPUSecondsDuringLogin = nil
         return merged
     }
 

@@ -101,6 +101,7 @@ public final class LoadRunner: Sendable {
         try await self.sample(workers, clock: &clock, phase: "start", wait: false)
 
         // Ramp-up: every session starts at its arrival time.
+        let loginCPUAtStart = (server: clock.serverCPUSeconds(), upstream: clock.upstreamCPUSeconds())
         for worker in workers {
             _ = try await worker.call { $0.startArrivals() }
         }
@@ -112,6 +113,10 @@ public final class LoadRunner: Sendable {
             for worker in workers where !(try await worker.call { $0.settled }) { settled = false }
             if settled { break }
         }
+        let loginCPU = (
+            server: clock.serverCPUSeconds().flatMap { end in loginCPUAtStart.server.map { end - $0 } },
+            upstream: clock.upstreamCPUSeconds().flatMap { end in loginCPUAtStart.upstream.map { end - $0 } }
+        )
 
         // Message phase: one step at the target rate, or each rate of the stepped run.
         var steps: [LoadResult.Step] = []
@@ -237,6 +242,8 @@ public final class LoadRunner: Sendable {
         for worker in workers { finals.append(try await worker.call { $0.finalSample() }) }
         var result = self.assemble(finals, steps: steps, knee: knee, clock: clock, startedAt: startedAt, messagingSeconds: messagingSeconds)
         if scenario.stepped == nil, pairCount > 0 { result.messages.serverCPUSeconds = messagePhaseServerCPU }
+        result.sessions.serverCPUSecondsDuringLogin = loginCPU.server
+        result.sessions.upstreamCPUSecondsDuringLogin = loginCPU.upstream
         return result
     }
 
