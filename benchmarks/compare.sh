@@ -2,7 +2,7 @@
 # Tether against the servers' own BOSH/WebSocket and their plain c2s, on this machine, in one run.
 #
 #   benchmarks/compare.sh [--quick] [--reps N] [--skip-ejabberd] [--skip-nginx] [--only-nginx] [--skip-stub]
-#                         [--skip-100k] [--no-build] [--bin DIR] [--tether BIN]
+#                         [--skip-100k] [--skip-idle-cost] [--no-build] [--bin DIR] [--budget S] [--tether BIN]
 #
 #   --quick          1 repetition (default 3; medians are taken over the repetitions)
 #   --reps N         N repetitions
@@ -10,8 +10,11 @@
 #   --skip-nginx     no nginx → Tether → Prosody targets
 #   --only-nginx     only those and the same step straight to Tether (Prosody, one Tether, nginx;
 #                    about 1 minute per repetition)
-#   --skip-stub      no Tether-alone section (idle RSS, establishment rate, knee against the stub)
+#   --skip-stub      no Tether-alone section (idle RSS, establishment rate, knee against the stub;
+#                    no idle-cost section either)
 #   --skip-100k      no 100,000-session hold
+#   --skip-idle-cost no idle-cost section (10k idle sessions held 60 s through Tether and on
+#                    Prosody's own endpoints: their CPU as a share of one core; about 7 minutes)
 #   --no-build       use the release binaries already built
 #   --bin DIR        use the release binaries in DIR (a build with --scratch-path); implies --no-build
 #   --budget S       start no further repetition that would end after S seconds (default 1080)
@@ -46,6 +49,7 @@ with_nginx=1
 only_nginx=0
 with_stub=1
 with_100k=1
+with_idle_cost=1
 build=1
 budget=1080
 while [ $# -gt 0 ]; do
@@ -57,16 +61,18 @@ while [ $# -gt 0 ]; do
         --only-nginx) only_nginx=1 ;;
         --skip-stub) with_stub=0 ;;
         --skip-100k) with_100k=0 ;;
+        --skip-idle-cost) with_idle_cost=0 ;;
         --no-build) build=0 ;;
         --bin) bin_override="$2"; build=0; shift ;;
         --budget) budget="$2"; shift ;;
         --tether) tether_override="$2"; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
-if [ "$only_nginx" -eq 1 ]; then with_nginx=1; with_ejabberd=0; with_stub=0; with_100k=0; fi
+if [ "$only_nginx" -eq 1 ]; then with_nginx=1; with_ejabberd=0; with_stub=0; with_100k=0; with_idle_cost=0; fi
+[ "$with_stub" -eq 1 ] || with_idle_cost=0   # the idle-cost Tethers are in front of the stub
 
 # ---- tunables (the default run fits in about 18 minutes on 2 cores) -------------------------
 sessions=500          # sessions per comparison target (the earlier anchors used 500)
@@ -75,6 +81,7 @@ step_seconds=2        # seconds per step of a stepped (knee) run
 p99_bound=100         # ms: the knee is the highest step whose p99 stays under it, nothing lost
 idle_sizes=(1000 10000)
 idle_hold=3           # seconds the idle sessions are held before RSS is read
+idle_cost_hold=60     # seconds the idle-cost sessions are held (past one BOSH wait of 50 s)
 big_sessions=100000   # the 100k hold: WebSocket, over 4 listeners, 4 stubs, 4 load processes
 big_parts=4
 run_timeout=150       # seconds any one tether-load run may take
@@ -393,6 +400,41 @@ idle_run() {  # idle_run NAME REP TRANSPORT N
     stop_started "$pid"
 }
 
+# Idle cost: N sessions logged in and held idle for $idle_cost_hold s (BOSH with wait 50 s, so
+# each session's long-poll is answered and renewed once; WebSocket with Tether's pings every
+# 25 s), the CPU the server used over the hold read by tether-load. Through a fresh Tether in front
+# of the stub, then the same sessions on Prosody's own BOSH and WebSocket. Logged out after.
+# Prosody, one thread, logs in a few hundred sessions a second (at 1,000/s its accept queue
+# overflowed and a quarter of the connections timed out): its runs arrive at 300/s.
+idle_cost_run() {  # idle_cost_run NAME PID TRANSPORT URL N RAMP
+    # Logins (up to 35 s at 300/s), the hold, logout: more than one comparison run may take.
+    local run_timeout=$((idle_cost_hold + 180))
+    measure "$1" 1 "$2" --transport "$3" --url "$4" --sessions "$5" --idle-sessions "$5" --bosh-wait 50 \
+        --ramp-rate "$6" --duration "$idle_cost_hold" --drain 1 --login-timeout 90
+}
+
+idle_cost() {
+    local n=${idle_sizes[-1]} i transport port pid
+    # Prosody has the comparison's users; the idle sessions need n.
+    for i in $(seq $((sessions + 1)) "$n"); do
+        printf 'return {\n\t["password"] = "pass%d";\n};\n' "$i" > "$work/prosody/data/localhost/accounts/user$i.dat"
+    done
+    for transport in bosh websocket; do
+        port=$next_port; next_port=$((next_port + 1))
+        start_tether "tether-idle-cost-$transport" --listen "127.0.0.1:$port" --route "localhost=127.0.0.1:$stub_port"
+        pid=$tether_pid
+        wait_port "$port" "$pid" tether
+        if [ "$transport" = bosh ]; then
+            idle_cost_run "idle-cost-tether-bosh" "$pid" bosh "http://127.0.0.1:$port/http-bind" "$n" 1000
+            idle_cost_run "idle-cost-prosody-bosh" "$prosody_pid" bosh "$P_BOSH" "$n" 300
+        else
+            idle_cost_run "idle-cost-tether-ws" "$pid" websocket "ws://127.0.0.1:$port/xmpp-websocket" "$n" 1000
+            idle_cost_run "idle-cost-prosody-ws" "$prosody_pid" websocket "$P_WS" "$n" 300
+        fi
+        stop_started "$pid"
+    done
+}
+
 knee_stub() {  # knee_stub NAME REP TRANSPORT STEPS
     local name=$1 rep=$2 transport=$3 steps=$4
     local url
@@ -559,6 +601,11 @@ if [ "$with_stub" -eq 1 ] && [ "$with_100k" -eq 1 ]; then
     fi
 fi
 
+if [ "$with_idle_cost" -eq 1 ]; then
+    log "=== idle cost: ${idle_sizes[-1]} idle sessions held $idle_cost_hold s, through Tether and on Prosody"
+    idle_cost
+fi
+
 # Versions and machine facts for the report.
 {
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -589,6 +636,7 @@ fi
     echo "p99_bound=$p99_bound"
     echo "fd_limit=$fd_limit"
     echo "idle_sizes=${idle_sizes[*]}"
+    echo "idle_cost_hold=$idle_cost_hold"
     echo "elapsed=$(($(date +%s) - started_at))"
 } > "$results/facts.env"
 python3 "$root/benchmarks/report.py" "$results"

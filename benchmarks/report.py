@@ -87,6 +87,8 @@ def figures(result):
     if server.get("rssKiBLoaded") and server.get("rssKiBAtStart") and server.get("sessionsUpWhenLoaded"):
         f["kib_per_session"] = (server["rssKiBLoaded"] - server["rssKiBAtStart"]) / server["sessionsUpWhenLoaded"]
         f["sessions_up"] = server["sessionsUpWhenLoaded"]
+    if server.get("cpuSecondsDuringIdleHold") is not None and server.get("idleHoldSeconds"):
+        f["idle_core_percent"] = server["cpuSecondsDuringIdleHold"] / server["idleHoldSeconds"] * 100
     sessions = result.get("sessions", {})
     if sessions.get("serverCPUSecondsDuringLogin") is not None and sessions.get("established"):
         f["login_cpu_ms"] = sessions["serverCPUSecondsDuringLogin"] / sessions["established"] * MS
@@ -116,6 +118,8 @@ def one_line(path):
     elif "kib_per_session" in f:
         parts.append("%.2f KiB/session with %d up" % (f["kib_per_session"], f["sessions_up"]))
         parts.append("%.0f sessions/s" % (f["establishment_rate"] or 0))
+        if "idle_core_percent" in f:
+            parts.append("%.2f %% of one core while idle" % f["idle_core_percent"])
     if f.get("login_cpu_ms") is not None:
         parts.append("login cpu %.3f ms%s" % (f["login_cpu_ms"], "" if f.get("login_upstream_cpu_ms") is None else " (upstream %.3f ms)" % f["login_upstream_cpu_ms"]))
     if f["failed"]:
@@ -278,6 +282,21 @@ def main(directory):
             "n/a" if v is None else "%.2f KiB (1k: %s KiB; %s up)" % (v, "n/a" if one is None else "%.2f" % one, "/".join(str(u) for u in up)),
             "≤ %d KiB" % goal, verdict(None if v is None else v <= goal),
         ))
+    # Idle cost: the share of one core the idle sessions cost Tether, the same sessions on
+    # Prosody's own endpoints beside it.
+    for transport, key, how in (("BOSH", "bosh", "wait 50 s"), ("WebSocket", "ws", "Tether pings every 25 s")):
+        label = "Tether CPU for %s idle %s sessions (%s), %% of one core (Prosody's own %s alongside)" % (
+            facts.get("idle_sizes", "?").split()[-1], transport, how, transport)
+        t, p = med("idle-cost-tether-%s" % key, "idle_core_percent"), med("idle-cost-prosody-%s" % key, "idle_core_percent")
+        if t is None:
+            rows.append((label, "n/a" if "idle-cost-tether-%s" % key in runs else "not run", "≤ 2 %", "n/a"))
+        else:
+            up = values("idle-cost-tether-%s" % key, "sessions_up")
+            rows.append((
+                label,
+                "%.2f %% (Prosody %s; %s up, held %s s)" % (t, "n/a" if p is None else "%.2f %%" % p, "/".join(str(u) for u in up), facts.get("idle_cost_hold", "?")),
+                "≤ 2 %", verdict(t <= 2),
+            ))
     big_path = os.path.join(directory, "stub-ws-idle-100k.json")
     if os.path.exists(big_path):
         big = load(big_path)

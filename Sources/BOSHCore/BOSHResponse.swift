@@ -29,9 +29,9 @@ public struct BOSHResponse: Sendable {
     /// The recoverable error of §17.3: the client resends its unanswered requests.
     public static let recoverableError = BOSHResponse(attributes: [("type", "error")])
 
-    /// The body's bytes in a buffer of exactly their size: an answer stays cached for
-    /// retransmission (§14.3) while the session idles, and a buffer that had grown while being
-    /// written would keep up to twice its bytes.
+    /// The body's bytes in a buffer allocated once for their size (NIO rounds it up to a power
+    /// of two): an answer stays cached for retransmission (§14.3) while the session idles, and
+    /// an estimate of 160 bytes beyond the payloads kept 256 bytes for an empty answer.
     public func encoded() -> ByteBuffer {
         var tag = "<body xmlns='http://jabber.org/protocol/httpbind'"
         if self.attributes.contains(where: { $0.name.hasPrefix("xmpp:") }) {

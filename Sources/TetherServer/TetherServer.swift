@@ -175,7 +175,9 @@ public final class TetherServer: Sendable {
     func connectionInitializer(tls: Bool = false) -> @Sendable (any Channel) throws -> Void {
         let pipelines = self.edgePipelines
         return { channel in
-            // A connection lives under the configuration in effect when it was accepted.
+            // A connection's pipeline is built under the configuration in effect when it was
+            // accepted (as is an upgrade on its first request); each later request reads the
+            // configuration in effect when it starts.
             let configuration = pipelines.store.current
             // Past the high mark a WebSocket client is not reading (see WebSocketXMPPHandler).
             let queued = configuration.webSocket.maxQueuedBytes

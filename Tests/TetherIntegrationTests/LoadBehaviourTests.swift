@@ -402,41 +402,48 @@ struct LoadFanoutTests {
 
     @Test("presence over WebSocket: rosters of three contacts provisioned by tether-load provision; every change reaches every contact")
     func presence() async throws {
+        try await withProsodyAndTether(users: []) { prosody, tether, _ in
+            try await Self.expectPresenceFansOut(url: "ws://127.0.0.1:\(tether.port)/xmpp-websocket", transport: .websocket, prosody: prosody)
+        }
+    }
+
+    /// Eight users with mutual rosters of three, written into `prosody`'s storage by `tether-load
+    /// provision`, change their presence about every second through `url`: each change must reach
+    /// each of the three contacts, and the count says so exactly.
+    static func expectPresenceFansOut(url: String, transport: LoadScenario.Transport, prosody: ProsodyServer) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tether-load-presence-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        try await withProsodyAndTether(users: []) { prosody, tether, _ in
-            let file = directory.appendingPathComponent("presence.yaml").path
-            try """
-            url: ws://127.0.0.1:\(tether.port)/xmpp-websocket
-            transport: websocket
-            password: pw%d
-            duration: 4
-            drain: 15
-            populations:
-              - name: office
-                sessions: 8
-                arrival: {process: constant, rate: 20}
-                behaviours: [{presence: {contacts: 3, every: 1, jitter: 0.2}}]
-            """.write(toFile: file, atomically: true, encoding: .utf8)
-            let output = directory.appendingPathComponent("provision.out").path
-            let child = try ChildProcess.spawn(
-                LoadPartsTests.binary, ["provision", "--scenario", file, "--prosody-data", prosody.dataPath], stdout: output,
-                stderr: directory.appendingPathComponent("provision.err").path)
-            #expect(await child.wait(timeout: .seconds(30)) == 0)
-            let said = try String(contentsOfFile: output, encoding: .utf8)
-            #expect(said.contains("8 accounts written") && said.contains("8 rosters written, 24 contacts in all"), "\(said)")
-            let result = try await LoadRunner(scenario: try ScenarioFile.load(path: file)).run()
-            let presence = try #require(result.behaviours.first { $0.behaviour == .presence })
-            let sent = try #require(presence.stanzasSent)
-            // About four changes per user, each for its three contacts.
-            #expect(sent >= 16)
-            #expect(presence.attempts == sent * 3)
-            #expect(presence.successes == presence.attempts && presence.failures == 0, "\(presence.errors)")
-            #expect(result.sessions.established == 8 && result.sessions.failed == 0)
-            #expect(result.errors.isEmpty, "\(result.errors)")
-            #expect(result.passed)
-        }
+        let file = directory.appendingPathComponent("presence.yaml").path
+        try """
+        url: \(url)
+        transport: \(transport.rawValue)
+        password: pw%d
+        duration: 4
+        drain: 15
+        populations:
+          - name: office
+            sessions: 8
+            arrival: {process: constant, rate: 20}
+            behaviours: [{presence: {contacts: 3, every: 1, jitter: 0.2}}]
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let output = directory.appendingPathComponent("provision.out").path
+        let child = try ChildProcess.spawn(
+            LoadPartsTests.binary, ["provision", "--scenario", file, "--prosody-data", prosody.dataPath], stdout: output,
+            stderr: directory.appendingPathComponent("provision.err").path)
+        #expect(await child.wait(timeout: .seconds(30)) == 0)
+        let said = try String(contentsOfFile: output, encoding: .utf8)
+        #expect(said.contains("8 accounts written") && said.contains("8 rosters written, 24 contacts in all"), "\(said)")
+        let result = try await LoadRunner(scenario: try ScenarioFile.load(path: file)).run()
+        let presence = try #require(result.behaviours.first { $0.behaviour == .presence })
+        let sent = try #require(presence.stanzasSent)
+        // About four changes per user, each for its three contacts.
+        #expect(sent >= 16)
+        #expect(presence.attempts == sent * 3)
+        #expect(presence.successes == presence.attempts && presence.failures == 0, "\(presence.errors)")
+        #expect(result.sessions.established == 8 && result.sessions.failed == 0)
+        #expect(result.errors.isEmpty, "\(result.errors)")
+        #expect(result.passed)
     }
 }
 
@@ -553,6 +560,19 @@ struct ProsodyEndpointBehaviourTests {
         #expect((muc.stanzasSent ?? 0) >= 10 && muc.attempts == (muc.stanzasSent ?? 0) * 4)
         #expect(muc.successes == muc.attempts, "\(muc.errors)")
         #expect(result.errors.isEmpty, "\(result.errors)")
+    }
+
+    @Test(
+        "Prosody's own WebSocket and BOSH: presence changes reach every contact of rosters provisioned by tether-load provision",
+        arguments: [LoadScenario.Transport.websocket, .bosh])
+    func presence(transport: LoadScenario.Transport) async throws {
+        var options = ProsodyServer.Options()
+        options.httpEndpoints = true
+        try await withProsody(options) { prosody in
+            let port = try #require(prosody.httpPort)
+            let url = transport == .bosh ? "http://127.0.0.1:\(port)/http-bind" : "ws://127.0.0.1:\(port)/xmpp-websocket"
+            try await LoadFanoutTests.expectPresenceFansOut(url: url, transport: transport, prosody: prosody)
+        }
     }
 
     @Test("Prosody's BOSH: tabs closed without terminate are gone after its advertised inactivity")

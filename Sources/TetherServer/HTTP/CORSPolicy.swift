@@ -65,10 +65,10 @@ public enum CORSPolicy: Hashable, Sendable {
         return publicHosts.contains(name) || name == "localhost" || HTTPHost.isIPLiteral(name)
     }
 
-    /// Headers for an actual (non-preflight) response.
     /// Shared by every answer under `.anyOrigin` (the default): no list built per answer.
     private static let anyOriginHeaders = [("Access-Control-Allow-Origin", "*")]
 
+    /// Headers for an actual (non-preflight) response.
     public func responseHeaders(origin: String?) -> [(String, String)] {
         switch self {
         case .disabled:

@@ -96,6 +96,10 @@ public struct LoadResult: Sendable, Codable {
         public var rssKiBLoaded: Int?
         /// Sessions up when `rssKiBLoaded` was read.
         public var sessionsUpWhenLoaded: Int?
+        /// A run without messages: how long the sessions were held idle, and the CPU seconds the
+        /// server used meanwhile (their ratio is the idle sessions' share of one core).
+        public var idleHoldSeconds: Double?
+        public var cpuSecondsDuringIdleHold: Double?
     }
 
     /// One second of the run.

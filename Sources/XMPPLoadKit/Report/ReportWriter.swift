@@ -68,6 +68,9 @@ public enum ReportWriter {
                 lines.append(
                     "server cpu \(f(cpu, 2)) s over the message phase and drain (\(m.delivered > 0 ? f(cpu / Double(m.delivered) * 1000, 4) : "?") ms per delivered message)")
             }
+            if let cpu = server.cpuSecondsDuringIdleHold, let seconds = server.idleHoldSeconds, seconds > 0 {
+                lines.append("server cpu \(f(cpu, 2)) s over \(f(seconds, 1)) s of idle hold (\(f(cpu / seconds * 100, 2))% of one core)")
+            }
         }
         if result.retransmissions > 0 { lines.append("bosh       \(result.retransmissions) retransmissions") }
         for population in result.populations {

@@ -107,8 +107,11 @@ public final class LoadRunner: Sendable {
         }
         let lastArrival = startOffsets.max() ?? 0
         let loginDeadline = Date().addingTimeInterval(lastArrival + scenario.loginTimeout + 5)
+        // Settling is looked at every 50 ms, so the login CPU window ends with the last login
+        // (waiting for the next whole-second sample counted up to a second of idle server).
         while Date() < loginDeadline {
-            try await self.sample(workers, clock: &clock, phase: "ramp-up")
+            try await Task.sleep(for: .milliseconds(50))
+            if clock.secondDue { try await self.sample(workers, clock: &clock, phase: "ramp-up", wait: false) }
             var settled = true
             for worker in workers where !(try await worker.call { $0.settled }) { settled = false }
             if settled { break }
@@ -193,13 +196,16 @@ public final class LoadRunner: Sendable {
                 if within { knee = rate } else { break }
             }
         }
+        var idleHold: (seconds: Double, serverCPU: Double?)?
         if messagingSeconds == 0 {
             // No messages: hold the sessions for the duration (memory per idle session, reloads, tab closes).
             let holdStart = Date()
+            let holdServerCPU = clock.serverCPUSeconds()
             while Date().timeIntervalSince(holdStart) < scenario.duration {
                 let remaining = scenario.duration - Date().timeIntervalSince(holdStart)
                 try await self.sample(workers, clock: &clock, phase: "idle", atMost: remaining)
             }
+            idleHold = (Date().timeIntervalSince(holdStart), clock.serverCPUSeconds().flatMap { end in holdServerCPU.map { end - $0 } })
         }
         var sessionsUp = 0
         for worker in workers { sessionsUp += try await worker.call { $0.sessionsUp } }
@@ -242,6 +248,10 @@ public final class LoadRunner: Sendable {
         for worker in workers { finals.append(try await worker.call { $0.finalSample() }) }
         var result = self.assemble(finals, steps: steps, knee: knee, clock: clock, startedAt: startedAt, messagingSeconds: messagingSeconds)
         if scenario.stepped == nil, pairCount > 0 { result.messages.serverCPUSeconds = messagePhaseServerCPU }
+        if let idleHold, result.server != nil {
+            result.server?.idleHoldSeconds = idleHold.seconds
+            result.server?.cpuSecondsDuringIdleHold = idleHold.serverCPU
+        }
         result.sessions.serverCPUSecondsDuringLogin = loginCPU.server
         result.sessions.upstreamCPUSecondsDuringLogin = loginCPU.upstream
         return result
