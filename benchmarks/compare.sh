@@ -14,7 +14,7 @@
 #                    no idle-cost section either)
 #   --skip-100k      no 100,000-session hold
 #   --skip-idle-cost no idle-cost section (10k idle sessions held 60 s through Tether and on
-#                    Prosody's own endpoints: their CPU as a share of one core; about 7 minutes)
+#                    Prosody's own endpoints: their CPU as a share of one core; about 9 minutes)
 #   --no-build       use the release binaries already built
 #   --bin DIR        use the release binaries in DIR (a build with --scratch-path); implies --no-build
 #   --budget S       start no further repetition that would end after S seconds (default 1080)
@@ -264,11 +264,13 @@ CFG
 }
 
 # ---- Tether --------------------------------------------------------------------------------------
-# start_tether NAME ARGS… : sets tether_pid; generous limits so only capacity limits anything.
+# start_tether NAME ARGS… : sets tether_pid; generous limits so only capacity limits anything
+# (the per-address burst too: a loop that lagged and then admitted a few hundred WebSocket
+# upgrades at once met the default burst of 200, and one session got policy-violation).
 start_tether() {
     local name=$1; shift
     "$tether" serve --upstream-tls off --log-level error \
-        --max-sessions 1000000 --max-sessions-per-address 1000000 --max-new-sessions-per-second 1000000 \
+        --max-sessions 1000000 --max-sessions-per-address 1000000 --max-new-sessions-per-second 1000000 --new-session-burst 1000000 \
         "$@" > "$logs/$name.log" 2>&1 < /dev/null &
     tether_pid=$!
     pids+=("$tether_pid")
@@ -404,10 +406,11 @@ idle_run() {  # idle_run NAME REP TRANSPORT N
 # each session's long-poll is answered and renewed once; WebSocket with Tether's pings every
 # 25 s), the CPU the server used over the hold read by tether-load. Through a fresh Tether in front
 # of the stub, then the same sessions on Prosody's own BOSH and WebSocket. Logged out after.
-# Prosody, one thread, logs in a few hundred sessions a second (at 1,000/s its accept queue
-# overflowed and a quarter of the connections timed out): its runs arrive at 300/s.
+# Prosody, one thread, logs in about 150–200 sessions a second while it holds thousands (at
+# 1,000/s its accept queue overflowed and a quarter of the connections timed out; at 300/s
+# still 2–10 %): its runs arrive at 150/s.
 idle_cost_run() {  # idle_cost_run NAME PID TRANSPORT URL N RAMP
-    # Logins (up to 35 s at 300/s), the hold, logout: more than one comparison run may take.
+    # Logins (up to 70 s at 150/s), the hold, logout: more than one comparison run may take.
     local run_timeout=$((idle_cost_hold + 180))
     measure "$1" 1 "$2" --transport "$3" --url "$4" --sessions "$5" --idle-sessions "$5" --bosh-wait 50 \
         --ramp-rate "$6" --duration "$idle_cost_hold" --drain 1 --login-timeout 90
@@ -426,10 +429,10 @@ idle_cost() {
         wait_port "$port" "$pid" tether
         if [ "$transport" = bosh ]; then
             idle_cost_run "idle-cost-tether-bosh" "$pid" bosh "http://127.0.0.1:$port/http-bind" "$n" 1000
-            idle_cost_run "idle-cost-prosody-bosh" "$prosody_pid" bosh "$P_BOSH" "$n" 300
+            idle_cost_run "idle-cost-prosody-bosh" "$prosody_pid" bosh "$P_BOSH" "$n" 150
         else
             idle_cost_run "idle-cost-tether-ws" "$pid" websocket "ws://127.0.0.1:$port/xmpp-websocket" "$n" 1000
-            idle_cost_run "idle-cost-prosody-ws" "$prosody_pid" websocket "$P_WS" "$n" 300
+            idle_cost_run "idle-cost-prosody-ws" "$prosody_pid" websocket "$P_WS" "$n" 150
         fi
         stop_started "$pid"
     done

@@ -43,7 +43,7 @@ pids+=("$stub_pid")
 wait_port "$stub_port"
 
 tether_args=(serve --listen "127.0.0.1:$tether_port" --route "localhost=127.0.0.1:$stub_port" --upstream-tls off --log-level error
-    --max-sessions 1000000 --max-sessions-per-address 1000000 --max-new-sessions-per-second 1000000)
+    --max-sessions 1000000 --max-sessions-per-address 1000000 --max-new-sessions-per-second 1000000 --new-session-burst 1000000)
 if [ "$what" = memory ]; then
     heaptrack -o "$out/tether-$transport" "$bin/tether" "${tether_args[@]}" > "$out/tether.log" 2>&1 &
 else

@@ -49,7 +49,7 @@ trap cleanup EXIT
 "$bin/tether-load" stub --listen "127.0.0.1:$stub_port" >"$dir/stub.log" 2>&1 &
 pids+=($!)
 "$bin/tether" serve --listen 127.0.0.1:0 --route "localhost=127.0.0.1:$stub_port" --upstream-tls off \
-    --max-sessions 200000 --max-sessions-per-address 200000 --max-new-sessions-per-second 200000 \
+    --max-sessions 200000 --max-sessions-per-address 200000 --max-new-sessions-per-second 200000 --new-session-burst 200000 \
     --log-level warning >"$dir/tether.out" 2>"$dir/tether.err" &
 tether_pid=$!
 pids+=("$tether_pid")
