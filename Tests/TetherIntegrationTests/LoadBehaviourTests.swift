@@ -447,7 +447,7 @@ struct LoadFanoutTests {
     }
 }
 
-/// The reloading WebSocket pages and the BOSH closed tabs against Prosody's own endpoints (no
+/// The behaviours against Prosody's own BOSH and WebSocket (no
 /// Tether): the generator's accounting does not depend on the connection manager.
 @Suite("Load generator behaviours against Prosody's own endpoints", .serialized, .timeLimit(.minutes(2)))
 struct ProsodyEndpointBehaviourTests {
@@ -462,13 +462,17 @@ struct ProsodyEndpointBehaviourTests {
         }
     }
 
-    // Not here: reloads against Prosody's own BOSH. In about one run in ten a message sent to a
-    // page while it was away never arrived (one of ~130), with the same client that loses none
-    // through Tether; not yet explained, so not asserted.
-
     @Test("Prosody's WebSocket: pages that reload while chatting resume and lose no message")
     func webSocket() async throws {
         try LoadBehaviourTests.expectReloadsLoseNothing(try await Self.reloads(.websocket))
+    }
+
+    // Left out until 2026-12-08: in about one run in ten a message sent to a page while it was
+    // away never arrived. Twenty runs since tether-load's BOSH retransmission fixes (ten of them
+    // with both cores saturated) lost none.
+    @Test("Prosody's BOSH: pages that reload while chatting re-attach with their sid and next rid and lose no message")
+    func bosh() async throws {
+        try LoadBehaviourTests.expectReloadsLoseNothing(try await Self.reloads(.bosh))
     }
 
     /// Runs `scenario(url)` against a Prosody serving its own BOSH and WebSocket (and MUC).
