@@ -153,12 +153,7 @@ public final class TetherServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            // NIO keeps each channel's read buffer for its next read and never shrinks it, so an
-            // idle connection holds the largest read it ever made. BOSH requests and WebSocket
-            // messages are small: reads start at 512 bytes (NIO's default is 2 KiB) and stop
-            // growing at 16 KiB (NIO's 64 KiB would stay with every connection that once sent
-            // a big body); a larger body takes more reads.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 16384))
+            .childChannelOption(.recvAllocator, value: ReadBuffers.allocator)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try configureConnection(channel)

@@ -42,7 +42,7 @@ public struct LineLogHandler: LogHandler {
 
     public var metadata: Logger.Metadata {
         get { Dictionary(self.fields, uniquingKeysWith: { _, last in last }) }
-        set { self.fields = newValue.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) } }
+        set { self.fields = Self.sorted(newValue) }
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -59,12 +59,16 @@ public struct LineLogHandler: LogHandler {
         }
     }
 
+    private static func sorted(_ metadata: Logger.Metadata) -> [(key: String, value: Logger.MetadataValue)] {
+        metadata.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) }
+    }
+
     public func log(event: LogEvent) {
         var fields = self.fields
         if let extra = event.metadata, !extra.isEmpty {
             var merged = self.metadata
             merged.merge(extra) { _, new in new }
-            fields = merged.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) }
+            fields = Self.sorted(merged)
         }
         let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date())
         switch self.sink.format {

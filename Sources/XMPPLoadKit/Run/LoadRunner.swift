@@ -248,7 +248,7 @@ public final class LoadRunner: Sendable {
         for worker in workers { finals.append(try await worker.call { $0.finalSample() }) }
         var result = self.assemble(finals, steps: steps, knee: knee, clock: clock, startedAt: startedAt, messagingSeconds: messagingSeconds)
         if scenario.stepped == nil, pairCount > 0 { result.messages.serverCPUSeconds = messagePhaseServerCPU }
-        if let idleHold, result.server != nil {
+        if let idleHold {
             result.server?.idleHoldSeconds = idleHold.seconds
             result.server?.cpuSecondsDuringIdleHold = idleHold.serverCPU
         }

@@ -314,12 +314,7 @@ public struct UpstreamConnector: Sendable {
                 .connectTimeout(configuration.connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.writeBufferWaterMark, value: .init(low: configuration.maxQueuedBytes / 2, high: configuration.maxQueuedBytes))
-                // NIO keeps a channel's read buffer for the next read and never shrinks it, so an
-                // idle session holds the largest read its stream ever made. Reads start at 512
-                // bytes (NIO's default is 2 KiB: 1.5 KiB more per idle session) and double while
-                // they fill the buffer, up to 16 KiB: a roster or archive burst would otherwise
-                // leave NIO's 64 KiB with the session for good.
-                .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 16384))
+                .channelOption(.recvAllocator, value: ReadBuffers.allocator)
         }
         return race.run()
             .flatMapThrowing { channel, address -> UpstreamConnection in
